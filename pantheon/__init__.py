@@ -1,0 +1,3 @@
+"""Pantheon: preemptible multi-DNN inference on edge GPUs."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,1 @@
+"""Reports and plots from runtime/simulator logs."""

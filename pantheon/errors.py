@@ -1,0 +1,151 @@
+"""The whole exception tree of Pantheon, in one place.
+
+Every error a user can cause is a ``PantheonError``; the CLI turns it into one
+red line on stderr and exit code 1 (``UsageError``: exit code 2). Third-party
+errors are wrapped at the boundary with ``raise ... from exc``.
+
+::
+
+    PantheonError
+    ├── UsageError                 bad option values, unknown names (exit 2)
+    │   └── UnknownTaskError
+    ├── DataError                  datasets: missing/corrupt folder, wrong image size
+    ├── ArtifactError              the artifact store
+    │   ├── ManifestError          missing or unreadable manifest.json
+    │   ├── ChecksumError          a file's sha256/size differs from its manifest
+    │   └── ArtifactExistsError    refusing to overwrite without --force
+    ├── ModelError                 building/loading models
+    │   ├── TraceError             torch.fx could not trace the model
+    │   └── WeightsError           a weights file that does not fit the architecture
+    ├── FormatError                protobuf / pbtxt / csv / yaml / json input
+    ├── ProfilerError              the profiler server and its client
+    │   ├── ProtocolError          bad framing, oversized message, bad checksum
+    │   ├── AuthError              wrong or missing token
+    │   └── ConnectionLostError    the server went away (after retries)
+    ├── PlanError                  exit placement
+    │   └── InfeasibleError        no placement meets the limits
+    ├── WorkloadError              workload specs and .bin files
+    ├── RepositoryError            deployment model repositories
+    ├── RuntimeFault               the online runtime / scheduler
+    ├── TelemetryError             telemetry backends
+    └── DeployError                pantheon-deploy
+        ├── SSHError               unreachable board, auth failure
+        ├── HostKeyError           unknown or changed host key
+        ├── BoardError             not a Jetson, no sudo, no NVIDIA runtime, L4T mismatch
+        └── DockerError            engine errors, build failures
+"""
+
+from __future__ import annotations
+
+
+class PantheonError(Exception):
+    """Base class: an error the user can act on. ``str(err)`` is one line."""
+
+    exit_code = 1
+
+    def __str__(self) -> str:  # keep it to one line
+        return " ".join(super().__str__().split())
+
+
+class UsageError(PantheonError):
+    exit_code = 2
+
+
+class UnknownTaskError(UsageError):
+    pass
+
+
+class DataError(PantheonError):
+    pass
+
+
+class ArtifactError(PantheonError):
+    pass
+
+
+class ManifestError(ArtifactError):
+    pass
+
+
+class ChecksumError(ArtifactError):
+    pass
+
+
+class ArtifactExistsError(ArtifactError):
+    pass
+
+
+class ModelError(PantheonError):
+    pass
+
+
+class TraceError(ModelError):
+    pass
+
+
+class WeightsError(ModelError):
+    pass
+
+
+class FormatError(PantheonError):
+    pass
+
+
+class ProfilerError(PantheonError):
+    pass
+
+
+class ProtocolError(ProfilerError):
+    pass
+
+
+class AuthError(ProfilerError):
+    pass
+
+
+class ConnectionLostError(ProfilerError):
+    pass
+
+
+class PlanError(PantheonError):
+    pass
+
+
+class InfeasibleError(PlanError):
+    pass
+
+
+class WorkloadError(PantheonError):
+    pass
+
+
+class RepositoryError(PantheonError):
+    pass
+
+
+class RuntimeFault(PantheonError):
+    pass
+
+
+class TelemetryError(PantheonError):
+    pass
+
+
+class DeployError(PantheonError):
+    pass
+
+
+class SSHError(DeployError):
+    pass
+
+
+class HostKeyError(DeployError):
+    pass
+
+
+class BoardError(DeployError):
+    pass
+
+
+class DockerError(DeployError):
+    pass

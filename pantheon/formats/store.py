@@ -1,0 +1,387 @@
+"""The artifact store: one directory layout that the desktop and board images share.
+
+The root is ``--data-root`` / ``$PANTHEON_DATA`` / ``./pantheon-data`` (``/data``
+in the containers). Layout (every artifact directory carries ``manifest.json``)::
+
+    <root>/
+      datasets/<name>/                      datasets in their standard on-disk format
+      pretrained/<task>/                    pretrained backbone weights (weights.pt)
+      runs/<task>/<run-id>/                 exit training: checkpoint.pt, history.json
+      variants/<task>/                      export: block_XX.pt, branch_XX.pt, variants.json,
+                                            profile.csv (added by `pantheon profile`)
+      apps/<app>/repository/                plan: <task>/config.pbtxt, <task>/model_files/*.pt, plan.json
+      apps/<app>/workload/                  workload.bin (+ workload.json, the spec it came from)
+      logs/<app>/<run-id>/                  runtime/simulator: events.jsonl, run.json
+      reports/<app>/<run-id>/               report: report.md, report.json, *.png
+      bench/<name>/<run-id>/                benchmark results
+
+Writing is atomic: :func:`write_artifact` yields a temporary directory beside the
+destination; when the block ends without error, the manifest (schema version,
+producer command and version, creation time, inputs fingerprint, every file with
+sha256 and size) is written, verified, and the directory is renamed into place.
+An error leaves the destination as it was. Readers call :func:`verify`, which
+refuses a missing manifest, a missing file or a sum mismatch with one clear line.
+
+Example::
+
+    with write_artifact(store.variants_dir("digits_resnet18"), kind="variants") as tmp:
+        (tmp / "block_00.pt").write_bytes(data)
+    verify(store.variants_dir("digits_resnet18"))
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as _dt
+import hashlib
+import json
+import os
+import shutil
+import sys
+import tempfile
+import uuid
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Dict, Iterable, Iterator, Mapping, Optional, Union
+
+from pantheon import __version__
+from pantheon.errors import ArtifactExistsError, ChecksumError, ManifestError
+
+SCHEMA_VERSION = 1
+MANIFEST = "manifest.json"
+ENV_ROOT = "PANTHEON_DATA"
+DEFAULT_ROOT = "pantheon-data"
+
+PathLike = Union[str, "os.PathLike[str]"]
+
+
+def data_root(root: Optional[PathLike] = None) -> Path:
+    """The store root: ``root`` if given, else ``$PANTHEON_DATA``, else ``./pantheon-data``."""
+    if root is not None and str(root) != "":
+        return Path(root).expanduser()
+    env = os.environ.get(ENV_ROOT)
+    if env:
+        return Path(env).expanduser()
+    return Path.cwd() / DEFAULT_ROOT
+
+
+def sha256_file(path: PathLike, bufsize: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while True:
+            chunk = f.read(bufsize)
+            if not chunk:
+                break
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def fingerprint(*parts: Any) -> str:
+    """A stable sha256 over JSON-able values and files (``Path`` values are hashed by content)."""
+    h = hashlib.sha256()
+    for part in parts:
+        if isinstance(part, Path):
+            if part.is_dir():
+                for f in sorted(p for p in part.rglob("*") if p.is_file()):
+                    h.update(str(f.relative_to(part)).encode())
+                    h.update(sha256_file(f).encode())
+            elif part.exists():
+                h.update(sha256_file(part).encode())
+            else:
+                h.update(b"<missing>" + str(part).encode())
+        else:
+            h.update(json.dumps(part, sort_keys=True, default=str).encode())
+        h.update(b"\0")
+    return h.hexdigest()
+
+
+def producer_command() -> str:
+    """The command line that is running, with the program's basename."""
+    argv = list(sys.argv) or ["python"]
+    argv[0] = os.path.basename(argv[0])
+    return " ".join(argv)
+
+
+@dataclass
+class FileEntry:
+    sha256: str
+    size: int
+
+
+@dataclass
+class Manifest:
+    kind: str
+    files: Dict[str, FileEntry]
+    producer: Dict[str, str] = field(default_factory=dict)
+    created: str = ""
+    inputs: Dict[str, Any] = field(default_factory=dict)
+    meta: Dict[str, Any] = field(default_factory=dict)
+    schema_version: int = SCHEMA_VERSION
+
+    def to_json(self) -> str:
+        data = asdict(self)
+        data["files"] = {k: asdict(v) for k, v in sorted(self.files.items())}
+        order = ["schema_version", "kind", "producer", "created", "inputs", "meta", "files"]
+        return json.dumps({k: data[k] for k in order}, indent=2, sort_keys=False, default=str) + "\n"
+
+    @classmethod
+    def from_json(cls, text: str, where: str = "manifest.json") -> Manifest:
+        try:
+            data = json.loads(text)
+            version = int(data.get("schema_version", 0))
+            if version > SCHEMA_VERSION:
+                raise ManifestError(
+                    f"{where}: schema version {version} is newer than this pantheon understands "
+                    f"({SCHEMA_VERSION}); upgrade pantheon"
+                )
+            files = {k: FileEntry(sha256=str(v["sha256"]), size=int(v["size"])) for k, v in data["files"].items()}
+            return cls(
+                kind=str(data["kind"]),
+                files=files,
+                producer=dict(data.get("producer", {})),
+                created=str(data.get("created", "")),
+                inputs=dict(data.get("inputs", {})),
+                meta=dict(data.get("meta", {})),
+                schema_version=version,
+            )
+        except ManifestError:
+            raise
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            raise ManifestError(f"{where} is not a valid pantheon manifest ({exc.__class__.__name__}: {exc})") from exc
+
+
+def _scan(directory: Path) -> Dict[str, FileEntry]:
+    files: Dict[str, FileEntry] = {}
+    for p in sorted(directory.rglob("*")):
+        if p.is_file() and p.name != MANIFEST:
+            rel = p.relative_to(directory).as_posix()
+            files[rel] = FileEntry(sha256=sha256_file(p), size=p.stat().st_size)
+    return files
+
+
+def build_manifest(
+    directory: PathLike,
+    *,
+    kind: str,
+    command: Optional[str] = None,
+    inputs: Optional[Mapping[str, Any]] = None,
+    meta: Optional[Mapping[str, Any]] = None,
+) -> Manifest:
+    """Describe every file under ``directory`` (recursively) in a new manifest."""
+    return Manifest(
+        kind=kind,
+        files=_scan(Path(directory)),
+        producer={"name": "pantheon", "version": __version__, "command": command or producer_command()},
+        created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        inputs=dict(inputs or {}),
+        meta=dict(meta or {}),
+    )
+
+
+def read_manifest(directory: PathLike) -> Manifest:
+    directory = Path(directory)
+    path = directory / MANIFEST
+    if not directory.is_dir():
+        raise ManifestError(f"{directory} does not exist or is not a directory")
+    if not path.is_file():
+        raise ManifestError(f"{directory} has no {MANIFEST}: it was not written by pantheon or is incomplete")
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise ManifestError(f"cannot read {path}: {exc.strerror or exc}") from exc
+    return Manifest.from_json(text, where=str(path))
+
+
+def verify(directory: PathLike, *, kind: Optional[str] = None, required: Iterable[str] = ()) -> Manifest:
+    """Check every file of ``directory`` against its manifest; return the manifest.
+
+    Raises :class:`ChecksumError` naming the first missing, resized or altered file,
+    and :class:`ManifestError` when the manifest is absent, unreadable, of another
+    ``kind`` or lacks a ``required`` file.
+    """
+    directory = Path(directory)
+    manifest = read_manifest(directory)
+    if kind is not None and manifest.kind != kind:
+        raise ManifestError(f"{directory} holds a '{manifest.kind}' artifact, expected '{kind}'")
+    for name in required:
+        if name not in manifest.files:
+            raise ManifestError(f"{directory} is incomplete: its manifest lists no {name}")
+    for rel, entry in manifest.files.items():
+        p = directory / rel
+        if not p.is_file():
+            raise ChecksumError(f"{p} is listed in {directory / MANIFEST} but missing")
+        size = p.stat().st_size
+        if size != entry.size:
+            raise ChecksumError(f"{p} has {size} bytes, manifest says {entry.size}: the file was altered")
+        if sha256_file(p) != entry.sha256:
+            raise ChecksumError(f"checksum mismatch for {p}: the file was altered after it was written")
+    return manifest
+
+
+def is_complete(directory: PathLike, inputs: Optional[Mapping[str, Any]] = None) -> bool:
+    """True when ``directory`` verifies and (if given) was produced from the same ``inputs``."""
+    try:
+        manifest = verify(directory)
+    except (ManifestError, ChecksumError):
+        return False
+    if inputs is not None and manifest.inputs != json.loads(json.dumps(dict(inputs), default=str)):
+        return False
+    return True
+
+
+def _swap_into_place(tmp: Path, dest: Path) -> None:
+    old = None
+    if dest.exists():
+        old = dest.with_name(f".{dest.name}.old-{uuid.uuid4().hex[:8]}")
+        os.rename(dest, old)
+    try:
+        os.rename(tmp, dest)
+    except OSError:
+        if old is not None:
+            os.rename(old, dest)
+        raise
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def _tmp_dir_for(dest: Path) -> Path:
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    return Path(tempfile.mkdtemp(prefix=f".{dest.name}.tmp-", dir=dest.parent))
+
+
+@contextlib.contextmanager
+def write_artifact(
+    dest: PathLike,
+    *,
+    kind: str,
+    command: Optional[str] = None,
+    inputs: Optional[Mapping[str, Any]] = None,
+    meta: Optional[Mapping[str, Any]] = None,
+    force: bool = False,
+    seed_from: Optional[PathLike] = None,
+) -> Iterator[Path]:
+    """Yield a temporary directory; on success, manifest + verify + rename it to ``dest``.
+
+    ``dest`` existing is an :class:`ArtifactExistsError` unless ``force``.
+    ``seed_from`` copies an existing artifact's files (not its manifest) into the
+    temporary directory first, to update an artifact in place atomically.
+    """
+    dest = Path(dest)
+    if dest.exists() and not force:
+        raise ArtifactExistsError(f"{dest} already exists; pass --force to replace it")
+    tmp = _tmp_dir_for(dest)
+    try:
+        if seed_from is not None:
+            src = Path(seed_from)
+            for p in src.rglob("*"):
+                if p.is_file() and p.name != MANIFEST:
+                    target = tmp / p.relative_to(src)
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    shutil.copy2(p, target)
+        yield tmp
+        manifest = build_manifest(tmp, kind=kind, command=command, inputs=inputs, meta=meta)
+        atomic_write_text(tmp / MANIFEST, manifest.to_json())
+        verify(tmp, kind=kind)
+        _swap_into_place(tmp, dest)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def update_artifact(
+    dest: PathLike,
+    files: Mapping[str, Union[bytes, str, Path]],
+    *,
+    command: Optional[str] = None,
+    meta: Optional[Mapping[str, Any]] = None,
+) -> Manifest:
+    """Add or replace ``files`` in the verified artifact ``dest`` atomically; keep its kind and inputs."""
+    dest = Path(dest)
+    old = verify(dest)
+    new_meta = dict(old.meta)
+    new_meta.update(meta or {})
+    with write_artifact(
+        dest, kind=old.kind, command=command, inputs=old.inputs, meta=new_meta, force=True, seed_from=dest
+    ) as tmp:
+        for name, content in files.items():
+            target = tmp / name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            if isinstance(content, Path):
+                shutil.copy2(content, target)
+            elif isinstance(content, str):
+                target.write_text(content)
+            else:
+                target.write_bytes(content)
+    return read_manifest(dest)
+
+
+def atomic_write_bytes(path: PathLike, data: bytes) -> None:
+    """Write ``data`` to a temporary file beside ``path``, fsync, then rename over it."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.tmp-", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def atomic_write_text(path: PathLike, text: str) -> None:
+    atomic_write_bytes(path, text.encode())
+
+
+def new_run_id() -> str:
+    """A sortable, unique run id: UTC time plus 6 random hex digits."""
+    now = _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    return f"{now}-{uuid.uuid4().hex[:6]}"
+
+
+class Store:
+    """Paths of the layout above, under one root. Creating a ``Store`` writes nothing."""
+
+    def __init__(self, root: Optional[PathLike] = None) -> None:
+        self.root = data_root(root)
+
+    def __repr__(self) -> str:
+        return f"Store({str(self.root)!r})"
+
+    def dataset_dir(self, name: str) -> Path:
+        return self.root / "datasets" / name
+
+    def pretrained_dir(self, task: str) -> Path:
+        return self.root / "pretrained" / task
+
+    def runs_dir(self, task: str) -> Path:
+        return self.root / "runs" / task
+
+    def run_dir(self, task: str, run_id: str) -> Path:
+        return self.runs_dir(task) / run_id
+
+    def variants_dir(self, task: str) -> Path:
+        return self.root / "variants" / task
+
+    def app_dir(self, app: str) -> Path:
+        return self.root / "apps" / app
+
+    def repository_dir(self, app: str) -> Path:
+        return self.app_dir(app) / "repository"
+
+    def workload_dir(self, app: str) -> Path:
+        return self.app_dir(app) / "workload"
+
+    def logs_dir(self, app: str, run_id: Optional[str] = None) -> Path:
+        base = self.root / "logs" / app
+        return base / run_id if run_id else base
+
+    def report_dir(self, app: str, run_id: str) -> Path:
+        return self.root / "reports" / app / run_id
+
+    def bench_dir(self, name: str, run_id: Optional[str] = None) -> Path:
+        base = self.root / "bench" / name
+        return base / run_id if run_id else base

@@ -1,0 +1,1 @@
+"""Offline stages, run on the desktop: slice, construct, export, profile, plan, pipeline."""
