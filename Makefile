@@ -45,3 +45,18 @@ proto: venv
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache build *.egg-info
+
+# Images: one way to build them (CI, tests, pantheon-deploy and people). Stdlib-only helper, so a
+# board's plain python3 runs it from a checkout. Examples:
+#   make image-jetson                                     # on the board, default l4t-pytorch r35.2.1 base
+#   make image-jetson BASE_IMAGE=dustynv/l4t-pytorch:r36.4.0 TAG=pantheon-jetson:r36.4.0
+#   make image-jetson BASE_IMAGE=pantheon-test-base:bookworm WHEELHOUSE=/opt/wheels TAG=pantheon-jetson:test
+#   make image-desktop TAG=pantheon-desktop:latest
+image-jetson image-desktop: image-%:
+	PYTHONPATH=$(CURDIR) $(PYTHON) -m pantheon.deploy.images $* --base-image "$(BASE_IMAGE)" --tag "$(TAG)" \
+		--wheelhouse "$(WHEELHOUSE)" $(if $(L4T_VERSION),--l4t "$(L4T_VERSION)")
+
+# The container tests against a Docker engine (source .ci/docker.sh first for a local engine + base),
+# including the slow desktop-image build that CI skips.
+test-images: venv
+	PANTHEON_REQUIRE_DOCKER=1 PANTHEON_TEST_DESKTOP_IMAGE=1 $(BIN)/pytest -q tests/test_images.py tests/test_compose.py

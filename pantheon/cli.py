@@ -115,14 +115,206 @@ def zoo_cmd(
     raise UsageError("zoo: not implemented yet")
 
 
+@app.command("slice")
+@handle_errors
+def slice_cmd(
+    arch: Optional[str] = typer.Option(
+        None, "--arch", help="torchvision classification model name, 'ssdlite', or package.module:factory."
+    ),
+    task: Optional[str] = typer.Option(None, "--task", help="Slice a zoo task's model instead of --arch."),
+    input_shape: Optional[str] = typer.Option(
+        None, "--input", help="Input shape C,H,W without batch (default: the task's, else 3,224,224)."
+    ),
+    no_merge: bool = typer.Option(False, "--no-merge", help="Keep chunks without conv/linear separate."),
+    as_json: bool = typer.Option(False, "--json", help="Print the JSON report on stdout."),
+) -> None:
+    """Slice a model at its critical nodes and check that the chained chunks reproduce it.
+
+    Example: pantheon slice --arch googlenet --input 3,224,224
+    """
+    from pantheon import console
+    from pantheon.offline import slice as slicing
+
+    shape = parse_shape(input_shape) if input_shape is not None else None
+    with console.progress(transient=True) as bar:
+        job = bar.add_task(f"slicing {arch or task}", total=len(slicing.SLICE_STEPS))
+        res = slicing.slice_target(arch, task, shape, merge=not no_merge, on_step=lambda s: bar.advance(job))
+    slicing.print_report(res, as_json)
+
+
 # ---------------------------------------------------------------------------------------------
 # Profiling and planning: profiler-server, profile, plan, pipeline          (issue 3)
 # ---------------------------------------------------------------------------------------------
 
 
+@app.command("profiler-server")
+@handle_errors
+def profiler_server_cmd(
+    host: str = typer.Option("127.0.0.1", "--host", help="Address to bind (0.0.0.0 to accept the desktop)."),
+    port: int = typer.Option(8765, "--port", help="TCP port (0 picks a free one and prints it)."),
+    warmup: int = typer.Option(10, "--warmup", help="Untimed runs before timing (a request may override)."),
+    repeat: int = typer.Option(100, "--repeat", help="Timed runs per module (a request may override)."),
+    token: Optional[str] = typer.Option(None, "--token", envvar="PANTHEON_TOKEN", help="Shared secret clients must send."),
+    max_bytes: int = typer.Option(1 << 30, "--max-bytes", help="Largest accepted message (bytes)."),
+    idle_timeout: float = typer.Option(300.0, "--idle-timeout", help="Seconds an idle connection stays open."),
+    read_timeout: float = typer.Option(60.0, "--read-timeout", help="Seconds to receive one announced message."),
+) -> None:
+    """Time TorchScript chunks sent by `pantheon profile` (run this on the board).
+
+    Example: pantheon profiler-server --host 0.0.0.0 --port 8765 --token s3cret
+    """
+    from pantheon.online.profiler_server import ServerConfig, serve
+
+    cfg = ServerConfig(host=host, port=port, warmup=warmup, repeat=repeat, token=token or None,
+                       max_bytes=max_bytes, idle_timeout=idle_timeout, read_timeout=read_timeout)
+    serve(cfg, ready=lambda h, p: print(f"listening on {h}:{p}", flush=True))
+
+
+@app.command("profile")
+@handle_errors
+def profile_cmd(
+    task: Optional[str] = typer.Option(None, "--task", help="Zoo task (default: the one in variants.json)."),
+    weights: Optional[Path] = typer.Option(None, "--weights", help="Variants dir (default <root>/variants/<task>)."),
+    data_dir: Optional[Path] = typer.Option(None, "--data_dir", "--data-dir", help="Root of the datasets."),
+    host: str = typer.Option("127.0.0.1", "--host", help="Profiler server (the board)."),
+    port: int = typer.Option(8765, "--port", help="Profiler server port."),
+    local: bool = typer.Option(False, "--local", help="Time here instead of on a server (no board attached)."),
+    token: Optional[str] = typer.Option(None, "--token", envvar="PANTHEON_TOKEN", help="Shared secret of the server."),
+    buffer: int = typer.Option(1 << 20, "--buffer", help="Socket buffer size in bytes."),
+    batch_size: int = typer.Option(64, "--batch_size", "--batch-size", help="Batch size for accuracy."),
+    num_workers: int = typer.Option(0, "--num_workers", "--num-workers", help="Data loader workers."),
+    retries: int = typer.Option(3, "--retries", help="Reconnects on connection loss before giving up."),
+    warmup: int = typer.Option(0, "--warmup", help="Untimed runs per item (0: the server's default)."),
+    repeat: int = typer.Option(0, "--repeat", help="Timed runs per item (0: the server's default)."),
+    max_samples: Optional[int] = typer.Option(None, "--max-samples", help="Evaluate accuracy on at most N test samples."),
+) -> None:
+    """Measure memory, accuracy and latency of every block and exit; write profile.csv.
+
+    Example: pantheon profile --task digits_resnet18 --host 127.0.0.1 --port 8765
+    """
+    from pantheon.offline.profile import profile
+
+    profile(task, weights, data_dir=data_dir, host=host, port=port, local=local, token=token, buffer=buffer,
+            batch_size=batch_size, num_workers=num_workers, retries=retries, warmup=warmup, repeat=repeat,
+            max_samples=max_samples)
+
+
+@app.command("plan")
+@handle_errors
+def plan_cmd(
+    setting: str = typer.Option(..., "--setting", help="App name (digits), app YAML or reference settings JSON."),
+    base: Optional[Path] = typer.Option(None, "--base", help="Folder of <task>/ variants dirs (default <root>/variants)."),
+    save: Optional[Path] = typer.Option(None, "--save", help="Repository destination (default <root>/apps/<app>/repository)."),
+    ga_gen: int = typer.Option(100, "--ga-gen", "--ga_gen", help="GA generations."),
+    pop: int = typer.Option(100, "--pop", help="GA population size."),
+    seed: int = typer.Option(0, "--seed", help="GA seed."),
+    exhaustive: bool = typer.Option(False, "--exhaustive", help="Enumerate all placements (<= 20 candidate exits)."),
+    force: bool = typer.Option(False, "--force", help="Replace an existing repository."),
+) -> None:
+    """Choose the exits of every task of an app (pymoo GA) and write the deployment model repository.
+
+    Example: pantheon plan --setting deploy/apps/digits.yaml --force
+    """
+    from pantheon.offline.plan import plan
+
+    plan(setting, base=base, save=save, generations=ga_gen, pop_size=pop, seed=seed, exhaustive=exhaustive, force=force)
+
+
 # ---------------------------------------------------------------------------------------------
 # Online: workload, runtime, simulate, report, bench                       (issue 4 / 5)
 # ---------------------------------------------------------------------------------------------
+
+# -- issue 4: workload, runtime, simulate, report --
+
+
+@app.command("workload")
+@handle_errors
+def workload_cmd(
+    spec: Optional[str] = typer.Option(None, "--spec", help="App name (digits), app YAML, or reference workload JSON."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Workloads .bin to write (default <root>/apps/<app>/workload/)."),
+    show: Optional[Path] = typer.Option(None, "--show", help="Print job count, jobs per task, span and load of a .bin."),
+    repo: Optional[Path] = typer.Option(None, "--repo", help="Repository: resolves deadline_x/period_x, shapes, load."),
+    seed: Optional[int] = typer.Option(None, "--seed", help="Random seed (default: the app's)."),
+    duration: Optional[float] = typer.Option(None, "--duration", help="Seconds of workload (default: the app's)."),
+    load_factor: float = typer.Option(1.0, "--load-factor", help="Divide every period by this factor."),
+    force: bool = typer.Option(True, "--force/--no-force", help="Replace an existing output."),
+    as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
+) -> None:
+    """Generate a reference-compatible Workloads .bin from an app or spec, or show one.
+
+    Examples: pantheon workload --spec digits --repo pantheon-data/apps/digits/repository --out w.bin
+              pantheon workload --show w.bin
+    """
+    from pantheon.online.workload import workload_command
+
+    workload_command(spec, out, show, repo, seed, duration, load_factor, force, as_json)
+
+
+@app.command("runtime")
+@handle_errors
+def runtime_cmd(
+    repo: Path = typer.Argument(..., help="Deployment model repository folder."),
+    workload: Path = typer.Argument(..., help="Workloads .bin to replay."),
+    log: Path = typer.Argument(..., help="Run folder (events.jsonl, run.json, manifest) or an .jsonl file."),
+    policy: str = typer.Option("pantheon", "--policy", help="pantheon, pantheon-wo-ee, pantheon-wo-ee-pr, edf, fifo, rms, dms, rtmdl."),
+    device: str = typer.Option("auto", "--device", help="cuda, cpu or auto."),
+    best_effort: Optional[List[str]] = typer.Option(None, "--best-effort", help="TASK:RATE (jobs/s) on the low-priority side; repeatable."),
+    telemetry: str = typer.Option("off", "--telemetry", help="off, auto, jtop, sysfs, nvml or psutil."),
+    drop_late: bool = typer.Option(True, "--drop-late/--no-drop-late", help="Drop jobs that can no longer meet their deadline."),
+    time_scale: float = typer.Option(1.0, "--time-scale", help="Stretch every workload time by this factor."),
+    max_inflight: int = typer.Option(2, "--max-inflight", help="CUDA chunks queued on the stream at once."),
+    as_json: bool = typer.Option(False, "--json", help="Print the run summary as JSON."),
+) -> None:
+    """Replay a workload live on the device with the preemptive scheduler; write the event log.
+
+    Example: pantheon runtime pantheon-data/apps/digits/repository w.bin logs/run1 --policy pantheon --device cpu
+    """
+    from pantheon.online.runtime import runtime_command
+
+    summary = runtime_command(repo, workload, log, policy, device, best_effort or [], telemetry, drop_late,
+                              time_scale, max_inflight, as_json)
+    if summary.get("interrupted"):
+        raise typer.Exit(130)
+
+
+@app.command("simulate")
+@handle_errors
+def simulate_cmd(
+    repo: Path = typer.Option(..., "--repo", help="Deployment model repository (its profiled latencies are used)."),
+    workload: Path = typer.Option(..., "--workload", help="Workloads .bin to replay."),
+    policy: str = typer.Option("pantheon", "--policy", help="pantheon, pantheon-wo-ee, pantheon-wo-ee-pr, edf, fifo, rms, dms, rtmdl."),
+    jitter: float = typer.Option(0.0, "--jitter", help="Latency noise: relative std of a mean-1 log-normal factor."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the latency noise."),
+    drop_late: bool = typer.Option(True, "--drop-late/--no-drop-late", help="Drop jobs that can no longer meet their deadline."),
+    log: Optional[Path] = typer.Option(None, "--log", help="Write the event log here (.jsonl file or folder)."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Also write the report folder here."),
+    as_json: bool = typer.Option(False, "--json", help="Print the summary (dmr, relative_accuracy, ...) as JSON."),
+) -> None:
+    """Replay a workload in the discrete-event simulator with the runtime's scheduler.
+
+    Example: pantheon simulate --repo pantheon-data/apps/digits/repository --workload w.bin --policy edf --json
+    """
+    from pantheon.online.simulate import simulate_command
+
+    simulate_command(repo, workload, policy, jitter, seed, drop_late, log, out, as_json)
+
+
+@app.command("report")
+@handle_errors
+def report_cmd(
+    log: Path = typer.Argument(..., help="Run folder or events.jsonl of a runtime or simulator run."),
+    workload: Optional[Path] = typer.Option(None, "--workload", help="The .bin the run replayed (counts jobs never released)."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Report folder (default <root>/reports/<app>/<run-id>)."),
+    plots: bool = typer.Option(True, "--plots/--no-plots", help="Draw PNG plots (needs matplotlib)."),
+    as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
+) -> None:
+    """DMR, relative accuracy, preemptions, exits, response and scheduler latency of a run, with plots.
+
+    Example: pantheon report logs/run1 --out reports/run1
+    """
+    from pantheon.analysis.report import report_command
+
+    report_command(log, workload, out, plots, as_json)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -1,10 +1,24 @@
-"""The ``pantheon-deploy`` command line (typer)."""
+"""The ``pantheon-deploy`` command line (typer).
+
+Every board command takes ``--board [user@]host[:port]`` (repeatable) or ``--inventory FILE``,
+acts on all boards in parallel (``--jobs``) and ends with a per-board table; ``--dry-run``
+prints each action as the equivalent ``ssh``/``docker`` command instead of running it (reads
+that plan the actions still run). Real runs save those commands as ``commands.sh`` under
+``<store>/deploy/<board>/`` (and, for ``run``, beside the collected logs).
+
+Command bodies only gather options and call the library modules, imported lazily.
+"""
 
 from __future__ import annotations
+
+import enum
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import typer
 
 from pantheon import __version__
+from pantheon.cli import handle_errors
 
 app = typer.Typer(
     name="pantheon-deploy",
@@ -28,7 +42,335 @@ def _main(
         False, "--version", callback=_version_callback, is_eager=True, help="Print the version and exit."
     ),
 ) -> None:
-    """Build, push and run Pantheon containers on Jetson boards over SSH."""
+    """Build, push and run Pantheon containers on Jetson boards over SSH.
+
+    Typical sequence (board at 192.168.55.1, user nvidia):
+
+      pantheon-deploy build --board nvidia@192.168.55.1
+
+      pantheon-deploy push --board nvidia@192.168.55.1 --app digits
+
+      pantheon-deploy setup --board nvidia@192.168.55.1 --nvpmodel 8 --jetson-clocks
+
+      pantheon-deploy run --board nvidia@192.168.55.1 --app digits
+    """
+
+
+# ---------------------------------------------------------------------------------------------
+# Options shared by the board commands
+# ---------------------------------------------------------------------------------------------
+
+BOARD = typer.Option([], "--board", "-b", help="Board as [user@]host[:port]; repeat for several boards.")
+INVENTORY = typer.Option(None, "--inventory", "-i", help="Inventory YAML of boards (host, user, port, identity, labels).")
+LABEL = typer.Option([], "--label", "-l", help="Only inventory boards with this KEY=VALUE label; repeatable.")
+USER = typer.Option(None, "--user", "-u", help="SSH user (default: from the board spec or your ssh config).")
+PORT = typer.Option(None, "--port", "-p", help="SSH port (default 22 or your ssh config).")
+IDENTITY = typer.Option(None, "--identity", help="Private key file (ssh -i); else your agent and default keys.")
+KNOWN_HOSTS = typer.Option(None, "--known-hosts", help="known_hosts file to check host keys against (default ssh's).")
+ACCEPT_NEW = typer.Option(False, "--accept-new-host-key", help="Record the host key of a board seen for the first time.")
+TIMEOUT = typer.Option(5, "--connect-timeout", help="Seconds to wait for a board to answer.")
+REMOTE_ROOT = typer.Option(None, "--remote-root", help="Data root on the board, bind-mounted at /data (default /var/lib/pantheon/data).")
+JOBS = typer.Option(4, "--jobs", "-j", help="Boards worked on at once.")
+DRY_RUN = typer.Option(False, "--dry-run", help="Print every action as its ssh/docker command instead of running it.")
+IMAGE = typer.Option("pantheon-jetson:latest", "--image", help="Runtime image tag on the board.")
+
+
+class Target(str, enum.Enum):
+    jetson = "jetson"
+    desktop = "desktop"
+
+
+class ImageSource(str, enum.Enum):
+    auto = "auto"
+    load = "load"
+    build = "build"
+    skip = "skip"
+
+
+class Telemetry(str, enum.Enum):
+    auto = "auto"
+    jtop = "jtop"
+    sysfs = "sysfs"
+    psutil = "psutil"
+    off = "off"
+
+
+def _common(board: List[str], inventory: Optional[Path], label: List[str], user: Optional[str], port: Optional[int],
+            identity: Optional[Path], known_hosts: Optional[Path], accept_new_host_key: bool, connect_timeout: int,
+            remote_root: Optional[str], jobs: int, dry_run: bool) -> Any:
+    from pantheon.deploy.fleet import Common, Connection
+
+    conn = Connection(user=user, port=port, identity=str(identity) if identity else None,
+                      known_hosts=str(known_hosts) if known_hosts else None,
+                      accept_new_host_key=accept_new_host_key, connect_timeout=connect_timeout, remote_root=remote_root)
+    return Common(boards=board, inventory=inventory, labels=label, conn=conn, jobs=jobs, dry_run=dry_run)
+
+
+def _on_boards(name: str, common: Any, fn: Callable[..., Tuple[str, Dict[str, Any]]], as_json: bool = False) -> None:
+    """Open a session per board, run ``fn(ctx, session)``, exit with the fleet's code."""
+    from pantheon.deploy.fleet import execute
+    from pantheon.deploy.ssh import Session
+
+    def verb(ctx: Any) -> Tuple[str, Dict[str, Any]]:
+        with Session(ctx.board, ctx.recorder) as session:
+            return fn(ctx, session)
+
+    code = execute(name, common, verb, as_json=as_json)
+    if code:
+        raise typer.Exit(code)
+
+
+# ---------------------------------------------------------------------------------------------
+# Commands
+# ---------------------------------------------------------------------------------------------
+
+
+@app.command("build")
+@handle_errors
+def build_cmd(
+    target: Target = typer.Option(Target.jetson, "--target", help="Which image: jetson (runtime) or desktop (trainer)."),
+    base_image: Optional[str] = typer.Option(None, "--base-image", help="BASE_IMAGE (default: chosen from the board's L4T)."),
+    tag: Optional[str] = typer.Option(None, "--tag", help="Image tag (default pantheon-<target>:latest)."),
+    wheelhouse: Optional[Path] = typer.Option(None, "--wheelhouse", help="Folder of wheels offered to pip in the build."),
+    as_json: bool = typer.Option(False, "--json", help="Print the per-board results as JSON on stdout."),
+    board: List[str] = BOARD, inventory: Optional[Path] = INVENTORY, label: List[str] = LABEL,
+    user: Optional[str] = USER, port: Optional[int] = PORT, identity: Optional[Path] = IDENTITY,
+    known_hosts: Optional[Path] = KNOWN_HOSTS, accept_new_host_key: bool = ACCEPT_NEW, connect_timeout: int = TIMEOUT,
+    remote_root: Optional[str] = REMOTE_ROOT, jobs: int = JOBS, dry_run: bool = DRY_RUN,
+) -> None:
+    """Build the runtime image locally, or with --board on the board's own engine over SSH.
+
+    On a board the l4t-pytorch base matching its /etc/nv_tegra_release is chosen unless --base-image is given. Same build arguments as `make image-jetson` / `make image-desktop`.
+
+    Examples:
+
+      pantheon-deploy build --board nvidia@192.168.55.1
+
+      pantheon-deploy build --target desktop --tag pantheon-desktop:latest
+
+      pantheon-deploy build --base-image pantheon-test-base:bookworm --wheelhouse /opt/wheels --tag pantheon-jetson:test
+    """
+    from pantheon.deploy import build
+
+    w = str(wheelhouse) if wheelhouse else None
+    if not board and inventory is None:
+        from pantheon import console
+        from pantheon.deploy.fleet import Ctx
+        from pantheon.deploy.ssh import Board, Recorder
+
+        ctx = Ctx(Board(host="localhost", name="local"), Recorder(dry_run=dry_run), dry_run)
+        res = build.build_local(ctx, target.value, base_image, tag, w)
+        console.info(f"built {res['tag']}" if not dry_run else "dry run: 1 action listed")
+        return
+    common = _common(board, inventory, label, user, port, identity, known_hosts, accept_new_host_key,
+                     connect_timeout, remote_root, jobs, dry_run)
+    _on_boards("build", common, lambda ctx, s: build.build_on_board(ctx, s, target.value, base_image, tag, w),
+               as_json=as_json)
+
+
+@app.command("push")
+@handle_errors
+def push_cmd(
+    app_name: str = typer.Option(..., "--app", "-a", help="App whose deployment bundle to send (store apps/<app>/)."),
+    image: str = IMAGE,
+    image_source: ImageSource = typer.Option(ImageSource.auto, "--image-source",
+                                             help="auto, load (docker save|load), build (on the board) or skip."),
+    as_json: bool = typer.Option(False, "--json", help="Print the per-board results as JSON on stdout."),
+    board: List[str] = BOARD, inventory: Optional[Path] = INVENTORY, label: List[str] = LABEL,
+    user: Optional[str] = USER, port: Optional[int] = PORT, identity: Optional[Path] = IDENTITY,
+    known_hosts: Optional[Path] = KNOWN_HOSTS, accept_new_host_key: bool = ACCEPT_NEW, connect_timeout: int = TIMEOUT,
+    remote_root: Optional[str] = REMOTE_ROOT, jobs: int = JOBS, dry_run: bool = DRY_RUN,
+) -> None:
+    """Put the runtime image and an app's deployment bundle on the board(s).
+
+    The bundle (model repository, workload, app file, manifests) is uploaded into a temporary folder, every sha256 is verified on the board, then it is switched into place; files that are already there are not sent again, and an interrupted push leaves the previous bundle.
+
+    Examples:
+
+      pantheon-deploy push --board nvidia@192.168.55.1 --app digits
+
+      pantheon-deploy push --inventory boards.yaml --app traffic --jobs 8
+
+      pantheon-deploy push --board nvidia@192.168.55.1 --app digits --image-source skip --dry-run
+    """
+    from pantheon.deploy import push
+
+    common = _common(board, inventory, label, user, port, identity, known_hosts, accept_new_host_key,
+                     connect_timeout, remote_root, jobs, dry_run)
+    bundle = push.local_bundle(app_name)
+    _on_boards("push", common, lambda ctx, s: push.push_to_board(ctx, s, bundle, image, image_source.value),
+               as_json=as_json)
+
+
+@app.command("setup")
+@handle_errors
+def setup_cmd(
+    nvpmodel: Optional[str] = typer.Option(None, "--nvpmodel", help="Power mode id or name (or 'bench': the preset's)."),
+    jetson_clocks: bool = typer.Option(False, "--jetson-clocks/--no-jetson-clocks", help="Pin clocks to the mode's maximum."),
+    restore: bool = typer.Option(False, "--restore", help="Undo: restore the stored mode and clocks."),
+    as_json: bool = typer.Option(False, "--json", help="Print the per-board results as JSON on stdout."),
+    board: List[str] = BOARD, inventory: Optional[Path] = INVENTORY, label: List[str] = LABEL,
+    user: Optional[str] = USER, port: Optional[int] = PORT, identity: Optional[Path] = IDENTITY,
+    known_hosts: Optional[Path] = KNOWN_HOSTS, accept_new_host_key: bool = ACCEPT_NEW, connect_timeout: int = TIMEOUT,
+    remote_root: Optional[str] = REMOTE_ROOT, jobs: int = JOBS, dry_run: bool = DRY_RUN,
+) -> None:
+    """Set the Jetson power mode (nvpmodel) and pin clocks (jetson_clocks) through sudo; verify.
+
+    Lists the board's modes (nvpmodel -p --verbose); stores the current mode and clocks before the first change, so --restore can undo it. Without options it only shows the modes.
+
+    Examples:
+
+      pantheon-deploy setup --board nvidia@192.168.55.1 --nvpmodel 8 --jetson-clocks
+
+      pantheon-deploy setup --board nvidia@192.168.55.1 --nvpmodel MODE_20W_6CORE
+
+      pantheon-deploy setup --board nvidia@192.168.55.1 --restore
+    """
+    from pantheon.deploy import setup
+
+    common = _common(board, inventory, label, user, port, identity, known_hosts, accept_new_host_key,
+                     connect_timeout, remote_root, jobs, dry_run)
+    _on_boards("setup", common, lambda ctx, s: setup.setup_board(ctx, s, nvpmodel, jetson_clocks, restore),
+               as_json=as_json)
+
+
+@app.command("run")
+@handle_errors
+def run_cmd(
+    app_name: str = typer.Option(..., "--app", "-a", help="App to run (pushed before)."),
+    policy: str = typer.Option("pantheon", "--policy", help="Scheduling policy (pantheon, edf, fifo, rms, dms, ...)."),
+    duration: Optional[float] = typer.Option(None, "--duration", help="Seconds of workload (default: the pushed workload)."),
+    telemetry: Telemetry = typer.Option(Telemetry.auto, "--telemetry", help="Telemetry backend in the container."),
+    nvidia_runtime: bool = typer.Option(True, "--nvidia-runtime/--no-nvidia-runtime",
+                                        help="Run with --runtime nvidia (off: a CPU trial)."),
+    device: str = typer.Option("auto", "--device", help="Runtime device: auto, cuda or cpu."),
+    image: str = IMAGE,
+    as_json: bool = typer.Option(False, "--json", help="Print the per-board results as JSON on stdout."),
+    board: List[str] = BOARD, inventory: Optional[Path] = INVENTORY, label: List[str] = LABEL,
+    user: Optional[str] = USER, port: Optional[int] = PORT, identity: Optional[Path] = IDENTITY,
+    known_hosts: Optional[Path] = KNOWN_HOSTS, accept_new_host_key: bool = ACCEPT_NEW, connect_timeout: int = TIMEOUT,
+    remote_root: Optional[str] = REMOTE_ROOT, jobs: int = JOBS, dry_run: bool = DRY_RUN,
+) -> None:
+    """Run an app's workload in the runtime container on the board; collect logs and print the report.
+
+    The container gets --runtime nvidia, --network host, the data root at /data, /etc/nv_tegra_release (read-only) and /run/jtop.sock when present; never --privileged. Ctrl-C stops it and still collects what it wrote.
+
+    Examples:
+
+      pantheon-deploy run --board nvidia@192.168.55.1 --app digits
+
+      pantheon-deploy run --board nvidia@192.168.55.1 --app traffic --policy edf --duration 30
+
+      pantheon-deploy run --board 10.0.0.5 --app digits --no-nvidia-runtime --device cpu
+    """
+    from pantheon.deploy import run
+
+    common = _common(board, inventory, label, user, port, identity, known_hosts, accept_new_host_key,
+                     connect_timeout, remote_root, jobs, dry_run)
+    _on_boards("run", common, lambda ctx, s: run.run_app(ctx, s, app_name, policy=policy, duration=duration,
+                                                         telemetry=telemetry.value, image=image, nvidia=nvidia_runtime,
+                                                         device=device), as_json=as_json)
+
+
+@app.command("collect")
+@handle_errors
+def collect_cmd(
+    run_id: Optional[str] = typer.Option(None, "--run", help="Run id to collect (default: every run not yet here)."),
+    app_name: Optional[str] = typer.Option(None, "--app", "-a", help="Only runs of this app."),
+    as_json: bool = typer.Option(False, "--json", help="Print the per-board results as JSON on stdout."),
+    board: List[str] = BOARD, inventory: Optional[Path] = INVENTORY, label: List[str] = LABEL,
+    user: Optional[str] = USER, port: Optional[int] = PORT, identity: Optional[Path] = IDENTITY,
+    known_hosts: Optional[Path] = KNOWN_HOSTS, accept_new_host_key: bool = ACCEPT_NEW, connect_timeout: int = TIMEOUT,
+    remote_root: Optional[str] = REMOTE_ROOT, jobs: int = JOBS, dry_run: bool = DRY_RUN,
+) -> None:
+    """Bring run logs (events, telemetry, summary, manifest) from the board into the local store.
+
+    Every file is checked against its sha256 on the board; the result lands in <store>/logs/<app>/<run-id>/, ready for `pantheon report`.
+
+    Examples:
+
+      pantheon-deploy collect --board nvidia@192.168.55.1
+
+      pantheon-deploy collect --board nvidia@192.168.55.1 --run 20250101T120000Z-1a2b3c
+    """
+    from pantheon.deploy import collect
+
+    common = _common(board, inventory, label, user, port, identity, known_hosts, accept_new_host_key,
+                     connect_timeout, remote_root, jobs, dry_run)
+    _on_boards("collect", common, lambda ctx, s: collect.collect_command(ctx, s, run_id, app_name),
+               as_json=as_json)
+
+
+@app.command("bench")
+@handle_errors
+def bench_cmd(
+    app_name: str = typer.Option(..., "--app", "-a", help="App to benchmark (pushed before)."),
+    policies: List[str] = typer.Option([], "--policies", "--policy", help="Policies to compare; repeatable."),
+    nvidia_runtime: bool = typer.Option(True, "--nvidia-runtime/--no-nvidia-runtime",
+                                        help="Run with --runtime nvidia (off: a CPU trial)."),
+    image: str = IMAGE,
+    as_json: bool = typer.Option(False, "--json", help="Print the per-board results as JSON on stdout."),
+    board: List[str] = BOARD, inventory: Optional[Path] = INVENTORY, label: List[str] = LABEL,
+    user: Optional[str] = USER, port: Optional[int] = PORT, identity: Optional[Path] = IDENTITY,
+    known_hosts: Optional[Path] = KNOWN_HOSTS, accept_new_host_key: bool = ACCEPT_NEW, connect_timeout: int = TIMEOUT,
+    remote_root: Optional[str] = REMOTE_ROOT, jobs: int = JOBS, dry_run: bool = DRY_RUN,
+) -> None:
+    """Run the reproducible benchmark container (`pantheon bench --app APP`) and collect its results.
+
+    Examples:
+
+      pantheon-deploy bench --board nvidia@192.168.55.1 --app digits
+
+      pantheon-deploy bench --board nvidia@192.168.55.1 --app traffic --policies pantheon --policies edf
+    """
+    from pantheon.deploy import run
+
+    common = _common(board, inventory, label, user, port, identity, known_hosts, accept_new_host_key,
+                     connect_timeout, remote_root, jobs, dry_run)
+    _on_boards("bench", common, lambda ctx, s: run.bench_app(ctx, s, app_name, policies=policies, image=image,
+                                                             nvidia=nvidia_runtime), as_json=as_json)
+
+
+@app.command("status")
+@handle_errors
+def status_cmd(
+    as_json: bool = typer.Option(False, "--json", help="Print JSON instead of tables."),
+    board: List[str] = BOARD, inventory: Optional[Path] = INVENTORY, label: List[str] = LABEL,
+    user: Optional[str] = USER, port: Optional[int] = PORT, identity: Optional[Path] = IDENTITY,
+    known_hosts: Optional[Path] = KNOWN_HOSTS, accept_new_host_key: bool = ACCEPT_NEW, connect_timeout: int = TIMEOUT,
+    remote_root: Optional[str] = REMOTE_ROOT, jobs: int = JOBS,
+) -> None:
+    """Engine, images (ids, digests, L4T fit), L4T, power mode, clocks, jtop, disk and bundles of the board(s).
+
+    Examples:
+
+      pantheon-deploy status --board nvidia@192.168.55.1
+
+      pantheon-deploy status --inventory boards.yaml --json
+    """
+    from pantheon.deploy import status
+
+    common = _common(board, inventory, label, user, port, identity, known_hosts, accept_new_host_key,
+                     connect_timeout, remote_root, jobs, False)
+    _on_boards("status", common, status.board_status, as_json=as_json)
+
+
+@app.command("boards")
+@handle_errors
+def boards_cmd(
+    inventory: Path = typer.Option(..., "--inventory", "-i", help="Inventory YAML of boards."),
+    label: List[str] = LABEL,
+) -> None:
+    """List the boards of an inventory as they will be reached (no connection is made).
+
+    Example: pantheon-deploy boards --inventory boards.yaml --label site=lab
+    """
+    from pantheon import console
+    from pantheon.deploy.fleet import Connection, select_boards
+
+    rows = [(b.name, b.address, b.identity or "", b.remote_root, ",".join(f"{k}={v}" for k, v in b.labels.items()),
+             b.preset or "") for b in select_boards([], inventory, Connection(), label)]
+    console.print_table("boards", ["name", "address", "identity", "remote root", "labels", "preset"], rows)
 
 
 def main() -> None:

@@ -1,0 +1,160 @@
+"""PNG plots of a run (matplotlib, imported here only; the report works without it).
+
+:func:`draw_all` takes :func:`pantheon.analysis.report.analyze`'s result and writes:
+
+* ``response_time.png``: response time over release time, one panel per task, with its
+  relative deadline as a line and missed/dropped jobs marked;
+* ``accuracy.png``: relative accuracy over time (rolling mean over 50 jobs, misses = 0);
+* ``exit_usage.png``: jobs per exit (block id) for every task, drops as their own bar;
+* ``scheduler_latency.png``: CDF of the scheduler's decision time, per queue length group;
+* ``telemetry.png`` (when the log has telemetry lines): GPU load and power over time.
+
+Example::
+
+    draw_all(analyze("logs/run1"), Path("reports/run1"))   # ['response_time.png', ...]
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Dict, List
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only, no display
+import matplotlib.pyplot as plt
+
+
+def draw_all(data: Dict[str, Any], folder: Path) -> List[str]:
+    """Write every plot that has data into ``folder``; return the file names."""
+    out = []
+    for fn in (response_time, accuracy_over_time, exit_usage, scheduler_latency, telemetry):
+        name = fn(data, Path(folder))
+        if name:
+            out.append(name)
+    return out
+
+
+def _jobs_by_task(data: Dict[str, Any]) -> Dict[str, List[Any]]:
+    by: Dict[str, List[Any]] = {}
+    for row in data["series"]["jobs"]:
+        by.setdefault(row[1], []).append(row)
+    return by
+
+
+def response_time(data: Dict[str, Any], folder: Path) -> str:
+    by = _jobs_by_task(data)
+    if not by:
+        return ""
+    fig, axes = plt.subplots(len(by), 1, figsize=(9, 2.4 * len(by)), sharex=True, squeeze=False)
+    for ax, (task, rows) in zip(axes[:, 0], sorted(by.items())):
+        # row: (job, task, release, deadline, status, exit, rel, response, t_finish)
+        ok = [(r[2] / 1e6, r[7] / 1e3) for r in rows if r[4] == "met"]
+        late = [(r[2] / 1e6, r[7] / 1e3) for r in rows if r[4] == "late"]
+        dropped = [r[2] / 1e6 for r in rows if r[4] in ("dropped", "lost")]
+        if ok:
+            ax.plot(*zip(*ok), ".", ms=2, color="tab:blue", label="met")
+        if late:
+            ax.plot(*zip(*late), "x", ms=4, color="tab:red", label="late")
+        deadlines = sorted((r[2] / 1e6, (r[3] - r[2]) / 1e3) for r in rows)
+        ax.plot(*zip(*deadlines), "-", lw=1, color="black", label="deadline")
+        if dropped:
+            ymax = max([d for _, d in deadlines] + [y for _, y in ok + late])
+            ax.plot(dropped, [ymax * 1.05] * len(dropped), "v", ms=4, color="tab:orange", label="dropped")
+        ax.set_ylabel("ms")
+        ax.set_title(task, fontsize=9)
+        ax.legend(fontsize=7, loc="upper right")
+    axes[-1, 0].set_xlabel("release time (s)")
+    fig.suptitle("Response time per task")
+    fig.tight_layout()
+    fig.savefig(folder / "response_time.png", dpi=110)
+    plt.close(fig)
+    return "response_time.png"
+
+
+def accuracy_over_time(data: Dict[str, Any], folder: Path, window: int = 50) -> str:
+    rows = sorted(data["series"]["jobs"], key=lambda r: r[2])
+    if not rows:
+        return ""
+    xs = [r[2] / 1e6 for r in rows]
+    vals = [r[6] if r[4] == "met" else 0.0 for r in rows]
+    roll, acc = [], 0.0
+    for i, v in enumerate(vals):
+        acc += v
+        if i >= window:
+            acc -= vals[i - window]
+        roll.append(acc / min(i + 1, window))
+    fig, ax = plt.subplots(figsize=(9, 3))
+    ax.plot(xs, roll, lw=1.2)
+    ax.set_ylim(0, 1.05)
+    ax.set_xlabel("release time (s)")
+    ax.set_ylabel("relative accuracy")
+    ax.set_title(f"Relative accuracy (rolling mean over {window} jobs; a missed job counts 0)")
+    fig.tight_layout()
+    fig.savefig(folder / "accuracy.png", dpi=110)
+    plt.close(fig)
+    return "accuracy.png"
+
+
+def exit_usage(data: Dict[str, Any], folder: Path) -> str:
+    per = data["summary"]["per_task"]
+    if not per:
+        return ""
+    fig, axes = plt.subplots(1, len(per), figsize=(3.2 * len(per), 3), squeeze=False)
+    for ax, (task, b) in zip(axes[0], per.items()):
+        labels = [f"exit {k}" for k in b["exits"]] + ["missed"]
+        counts = list(b["exits"].values()) + [b["dropped"] + b["lost"]]
+        ax.bar(range(len(counts)), counts, color=["tab:blue"] * (len(counts) - 1) + ["tab:red"])
+        ax.set_xticks(range(len(counts)))
+        ax.set_xticklabels(labels, rotation=45, fontsize=7)
+        ax.set_title(task, fontsize=9)
+    axes[0, 0].set_ylabel("jobs")
+    fig.suptitle("Exit usage")
+    fig.tight_layout()
+    fig.savefig(folder / "exit_usage.png", dpi=110)
+    plt.close(fig)
+    return "exit_usage.png"
+
+
+def scheduler_latency(data: Dict[str, Any], folder: Path) -> str:
+    decisions = data["series"]["decisions"]
+    if not decisions:
+        return ""
+    groups: Dict[str, List[float]] = {}
+    for n, d in decisions:
+        key = "1-4" if n <= 4 else ("5-8" if n <= 8 else "9+")
+        groups.setdefault(key, []).append(d)
+    groups["all"] = [d for _, d in decisions]
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    for key in ("all", "1-4", "5-8", "9+"):
+        v = sorted(groups.get(key, []))
+        if v:
+            ax.plot(v, [(i + 1) / len(v) for i in range(len(v))], label=f"{key} queued ({len(v)})")
+    ax.set_xscale("log")
+    ax.set_xlabel("decision time (us)")
+    ax.set_ylabel("CDF")
+    ax.set_title("Scheduler decision latency")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(folder / "scheduler_latency.png", dpi=110)
+    plt.close(fig)
+    return "scheduler_latency.png"
+
+
+def telemetry(data: Dict[str, Any], folder: Path) -> str:
+    rows = data["series"]["telemetry"]
+    keys = [k for k in ("gpu_load_pct", "power_mw", "cpu_pct") if any(k in r for r in rows)]
+    if not rows or not keys:
+        return ""
+    fig, axes = plt.subplots(len(keys), 1, figsize=(9, 2.2 * len(keys)), sharex=True, squeeze=False)
+    labels = {"gpu_load_pct": "GPU load (%)", "power_mw": "power (mW)", "cpu_pct": "CPU (%)"}
+    for ax, k in zip(axes[:, 0], keys):
+        pts = [(r["t"] / 1e6, r[k]) for r in rows if isinstance(r.get(k), (int, float))]
+        ax.plot(*zip(*pts), lw=1)
+        ax.set_ylabel(labels[k], fontsize=8)
+    axes[-1, 0].set_xlabel("time since start (s)")
+    fig.suptitle("Telemetry")
+    fig.tight_layout()
+    fig.savefig(folder / "telemetry.png", dpi=110)
+    plt.close(fig)
+    return "telemetry.png"

@@ -1,0 +1,389 @@
+"""Metrics of a run (live or simulated) from its event log: summary, report folder, comparison.
+
+Definitions (PANTHEON.md):
+
+* **DMR** = jobs that did not finish by their deadline (finished late, dropped, or never
+  finished) / jobs released.
+* **Relative accuracy** = accuracy of the exit a job used / accuracy of its task's
+  original exit, counted 0 for a job that missed its deadline; averaged over jobs.
+* **Preempted jobs** = fraction of jobs displaced from the queue head at least once
+  after they started.
+* Response time = finish - (scheduled) release, over finished jobs.
+* Scheduler decision latency = the ``dur`` of ``schedule`` events, by queue length.
+
+This module imports no matplotlib (board images may lack it); :mod:`pantheon.analysis.plots`
+draws the PNGs when matplotlib is there.
+
+Example::
+
+    summary = analyze("logs/digits/run1")["summary"]
+    summary["dmr"], summary["relative_accuracy"]
+    write_report("logs/digits/run1")          # -> <root>/reports/<app>/<run-id>/
+    print(compare_markdown(compare(["a/events.jsonl", "b/events.jsonl"])))
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple, Union
+
+from pantheon.errors import FormatError
+
+PathLike = Union[str, Path]
+
+# One finished/dropped job: (job, task, release, deadline, status, exit_block, acc, rel, response, preempted)
+# status: "met" | "late" | "dropped" | "lost" (released, never finished)
+Record = Tuple[int, str, int, int, str, int, float, float, int, bool]
+
+_warned_matplotlib = False
+
+
+def percentile(values: Sequence[float], q: float) -> Optional[float]:
+    """Linear-interpolated percentile ``q`` (0..100) of ``values``; None when empty."""
+    if not values:
+        return None
+    v = sorted(values)
+    if len(v) == 1:
+        return float(v[0])
+    pos = (len(v) - 1) * q / 100.0
+    lo = int(math.floor(pos))
+    hi = min(lo + 1, len(v) - 1)
+    return float(v[lo] + (v[hi] - v[lo]) * (pos - lo))
+
+
+def _r(x: Optional[float], nd: int = 4) -> Optional[float]:
+    return None if x is None else round(float(x), nd)
+
+
+def summarize(
+    records: Iterable[Record],
+    decisions: Sequence[Tuple[int, float]] = (),
+    best_effort: Sequence[Tuple[str, int]] = (),
+    preemptions: int = 0,
+    meta: Optional[Dict[str, Any]] = None,
+) -> Dict[str, Any]:
+    """The summary dict of a run from per-job records (shared by runtime, simulator, report).
+
+    Top-level keys: ``jobs, met, late, dropped, lost, dmr, relative_accuracy, accuracy,
+    preempted_jobs, preemptions, response_p50_us, response_p99_us, scheduler, per_task,
+    best_effort`` plus ``meta``'s items (policy, mode...).
+    """
+    recs = list(records)
+    n = len(recs)
+    by_task: Dict[str, List[Record]] = {}
+    for r in recs:
+        by_task.setdefault(r[1], []).append(r)
+
+    def block(rs: List[Record]) -> Dict[str, Any]:
+        k = len(rs)
+        met = late = dropped = lost = pre = 0
+        rel_sum = acc_sum = 0.0
+        resp: List[int] = []
+        exits: Dict[int, int] = {}
+        for r in rs:
+            status = r[4]
+            if status == "met":
+                met += 1
+                rel_sum += r[7]
+                acc_sum += r[6]
+            elif status == "late":
+                late += 1
+            elif status == "dropped":
+                dropped += 1
+            else:
+                lost += 1
+            if status == "met" or status == "late":
+                resp.append(r[8])
+                exits[r[5]] = exits.get(r[5], 0) + 1
+            if r[9]:
+                pre += 1
+        return {
+            "jobs": k,
+            "met": met,
+            "late": late,
+            "dropped": dropped,
+            "lost": lost,
+            "dmr": _r((k - met) / k if k else 0.0, 6),
+            "relative_accuracy": _r(rel_sum / k if k else 0.0, 6),
+            "accuracy": _r(acc_sum / k if k else 0.0, 6),
+            "preempted_jobs": _r(pre / k if k else 0.0, 6),
+            "response_p50_us": _r(percentile(resp, 50), 1),
+            "response_p99_us": _r(percentile(resp, 99), 1),
+            "exits": {str(e): c for e, c in sorted(exits.items())},
+            "relative_deadline_us": _r(percentile([r[3] - r[2] for r in rs], 50), 1),
+        }
+
+    out: Dict[str, Any] = dict(meta or {})
+    top = block(recs)
+    top.pop("relative_deadline_us")
+    out.update(top)
+    out["preemptions"] = int(preemptions)
+    out["per_task"] = {t: block(rs) for t, rs in sorted(by_task.items())}
+    out["scheduler"] = _decisions(decisions)
+    be: Dict[str, List[int]] = {}
+    for task, resp in best_effort:
+        be.setdefault(task, []).append(resp)
+    out["best_effort"] = {
+        t: {"jobs": len(v), "response_p50_us": _r(percentile(v, 50), 1)} for t, v in sorted(be.items())
+    }
+    out["jobs_total"] = n
+    return out
+
+
+def _decisions(decisions: Sequence[Tuple[int, float]]) -> Dict[str, Any]:
+    durs = [d for _, d in decisions]
+    by: Dict[int, List[float]] = {}
+    for q, d in decisions:
+        by.setdefault(int(q), []).append(d)
+    return {
+        "decisions": len(durs),
+        "p50_us": _r(percentile(durs, 50), 2),
+        "p99_us": _r(percentile(durs, 99), 2),
+        "by_queue_length": {
+            str(q): {"count": len(v), "p50_us": _r(percentile(v, 50), 2), "p99_us": _r(percentile(v, 99), 2)}
+            for q, v in sorted(by.items())
+        },
+    }
+
+
+# -- reading a log ---------------------------------------------------------------------------
+
+
+def analyze(log: PathLike, workload: Optional[PathLike] = None) -> Dict[str, Any]:
+    """Read an event log (file or run folder) and compute its summary and plot series.
+
+    With ``workload`` (the ``.bin`` the run replayed), jobs of the workload that never
+    appear in the log (a run stopped early) count as missed ("lost").
+
+    Returns ``{"summary": ..., "start": <start event>, "series": {...}}``.
+    """
+    from pantheon.online.events import events_path, read_events
+
+    path = events_path(log)
+    start: Dict[str, Any] = {}
+    end: Optional[Dict[str, Any]] = None
+    jobs: Dict[int, List[Any]] = {}  # id -> [task, release, deadline, status, exit, acc, rel, resp, preempted, t_fin]
+    decisions: List[Tuple[int, float]] = []
+    be: List[Tuple[str, int]] = []
+    be_t: List[Tuple[int, str, int]] = []
+    telemetry: List[Dict[str, Any]] = []
+    preemptions = 0
+    for ev in read_events(path):
+        kind = ev["ev"]
+        if kind == "release":
+            jobs[ev["job"]] = [ev["task"], ev["release"], ev["deadline"], "lost", -1, 0.0, 0.0, 0, False, None]
+        elif kind == "exit":
+            j = jobs.get(ev["job"])
+            if j is not None:
+                j[3] = "met" if ev["met"] else "late"
+                j[4], j[5], j[6], j[7], j[9] = ev["exit"], ev["acc"], ev["rel"], ev["response"], ev["t"]
+        elif kind == "drop":
+            j = jobs.get(ev["job"])
+            if j is not None:
+                j[3] = "dropped"
+                j[9] = ev["t"]
+        elif kind == "preempt":
+            preemptions += 1
+            j = jobs.get(ev["job"])
+            if j is not None:
+                j[8] = True
+        elif kind == "schedule":
+            decisions.append((ev["n"], float(ev["dur"])))
+        elif kind == "be":
+            be.append((ev["task"], ev["response"]))
+            be_t.append((ev["t"], ev["task"], ev["response"]))
+        elif kind == "telemetry":
+            telemetry.append(ev)
+        elif kind == "start":
+            start = ev
+        elif kind == "end":
+            end = ev
+    if not start:
+        raise FormatError(f"{path} has no start event: not a pantheon event log")
+    records: List[Record] = [
+        (jid, j[0], j[1], j[2], j[3], j[4], j[5], j[6], j[7], j[8]) for jid, j in sorted(jobs.items())
+    ]
+    lost_unreleased = 0
+    if workload is not None:
+        from pantheon.formats import read_workloads
+
+        ws = read_workloads(workload)
+        seen = set(jobs)
+        for i, w in enumerate(ws.workload):
+            if i not in seen:
+                lost_unreleased += 1
+                records.append((i, w.model_name, int(w.release), int(w.deadline), "lost", -1, 0.0, 0.0, 0, False))
+    meta = {k: start.get(k) for k in ("policy", "mode", "device", "app", "run_id", "drop_late") if k in start}
+    summary = summarize(records, decisions, be, preemptions, meta)
+    summary["complete"] = end is not None
+    if lost_unreleased:
+        summary["unreleased"] = lost_unreleased
+    if telemetry:
+        try:
+            from pantheon.online.telemetry import summarize as tsum
+
+            summary["telemetry"] = tsum(telemetry)
+        except ImportError:
+            pass
+    series = {
+        "jobs": [(jid, j[0], j[1], j[2], j[3], j[4], j[6], j[7], j[9]) for jid, j in sorted(jobs.items())],
+        "decisions": decisions,
+        "telemetry": telemetry,
+        "best_effort": be_t,
+    }
+    return {"summary": summary, "start": start, "series": series, "path": str(path)}
+
+
+# -- the report folder -----------------------------------------------------------------------
+
+
+def markdown(summary: Dict[str, Any], title: str = "Pantheon run report", plots: Sequence[str] = ()) -> str:
+    """report.md text: overall table, per-task table, exit usage, scheduler latency, plots."""
+    def pct(x: Optional[float]) -> str:
+        return "-" if x is None else f"{100 * x:.2f}%"
+
+    def ms(x: Optional[float]) -> str:
+        return "-" if x is None else f"{x / 1000:.2f}"
+
+    lines = [f"# {title}", ""]
+    meta = ", ".join(f"{k}: {summary[k]}" for k in ("policy", "mode", "device", "app", "run_id") if summary.get(k))
+    if meta:
+        lines += [meta, ""]
+    lines += [
+        "| jobs | met | late | dropped | lost | DMR | relative accuracy | preempted jobs | response p50 (ms) | response p99 (ms) |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+        f"| {summary['jobs']} | {summary['met']} | {summary['late']} | {summary['dropped']} | {summary['lost']} | "
+        f"{pct(summary['dmr'])} | {pct(summary['relative_accuracy'])} | {pct(summary['preempted_jobs'])} | "
+        f"{ms(summary['response_p50_us'])} | {ms(summary['response_p99_us'])} |",
+        "",
+        "## Per task",
+        "",
+        "| task | jobs | DMR | relative accuracy | preempted | p50 (ms) | p99 (ms) | deadline (ms) | exits used (exit: jobs) |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for task, b in summary["per_task"].items():
+        exits = ", ".join(f"{k}: {v}" for k, v in b["exits"].items()) or "-"
+        lines.append(
+            f"| {task} | {b['jobs']} | {pct(b['dmr'])} | {pct(b['relative_accuracy'])} | {pct(b['preempted_jobs'])} | "
+            f"{ms(b['response_p50_us'])} | {ms(b['response_p99_us'])} | {ms(b['relative_deadline_us'])} | {exits} |"
+        )
+    sched = summary["scheduler"]
+    lines += ["", "## Scheduler decision latency", "",
+              f"{sched['decisions']} decisions, p50 {sched['p50_us']} us, p99 {sched['p99_us']} us.", "",
+              "| queue length | decisions | p50 (us) | p99 (us) |", "|---|---|---|---|"]
+    for q, v in sched["by_queue_length"].items():
+        lines.append(f"| {q} | {v['count']} | {v['p50_us']} | {v['p99_us']} |")
+    if summary.get("best_effort"):
+        lines += ["", "## Best-effort tasks", "", "| task | completed | response p50 (ms) |", "|---|---|---|"]
+        for t, v in summary["best_effort"].items():
+            lines.append(f"| {t} | {v['jobs']} | {ms(v['response_p50_us'])} |")
+    tel = summary.get("telemetry")
+    if tel:
+        lines += ["", "## Telemetry", "", "| " + " | ".join(tel) + " |", "|" + "---|" * len(tel),
+                  "| " + " | ".join("-" if v is None else str(v) for v in tel.values()) + " |"]
+    if plots:
+        lines += ["", "## Plots", ""] + [f"![{Path(p).stem}]({p})" for p in plots]
+    return "\n".join(lines) + "\n"
+
+
+def write_report(log: PathLike, out: Optional[PathLike] = None, workload: Optional[PathLike] = None,
+                 plots: bool = True, force: bool = True) -> Tuple[Path, Dict[str, Any]]:
+    """Write report.md, report.json and the PNG plots for ``log`` into ``out``.
+
+    ``out`` defaults to ``<root>/reports/<app>/<run-id>``. Written atomically with a
+    manifest. Without matplotlib the plots are skipped with one warning.
+    Returns ``(folder, summary)``.
+    """
+    from pantheon.formats import store
+
+    data = analyze(log, workload)
+    summary = data["summary"]
+    if out is None:
+        app = summary.get("app") or "app"
+        run_id = summary.get("run_id") or store.new_run_id()
+        out = store.Store().report_dir(str(app), str(run_id))
+    out = Path(out)
+    with store.write_artifact(out, kind="report", force=force, inputs={"log": str(data["path"])}) as tmp:
+        names: List[str] = []
+        if plots:
+            names = _plots(data, tmp)
+        (tmp / "report.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
+        (tmp / "report.md").write_text(markdown(summary, plots=names))
+    return out, summary
+
+
+def _plots(data: Dict[str, Any], folder: Path) -> List[str]:
+    global _warned_matplotlib
+    try:
+        from pantheon.analysis import plots as _p
+
+        return _p.draw_all(data, folder)
+    except ImportError:
+        if not _warned_matplotlib:
+            from pantheon import console
+
+            console.warn("matplotlib is not installed: the report has no PNG plots (markdown and JSON only)")
+            _warned_matplotlib = True
+        return []
+
+
+# -- comparison ------------------------------------------------------------------------------
+
+
+def compare(logs: Sequence[PathLike], workload: Optional[PathLike] = None) -> List[Dict[str, Any]]:
+    """One row per log: policy, DMR, relative accuracy, preempted jobs, p99 response (us)."""
+    rows = []
+    for log in logs:
+        s = analyze(log, workload)["summary"]
+        rows.append({
+            "policy": s.get("policy", "?"),
+            "mode": s.get("mode", "?"),
+            "jobs": s["jobs"],
+            "dmr": s["dmr"],
+            "relative_accuracy": s["relative_accuracy"],
+            "preempted_jobs": s["preempted_jobs"],
+            "response_p99_us": s["response_p99_us"],
+            "log": str(log),
+        })
+    return rows
+
+
+COMPARE_COLUMNS = ("policy", "jobs", "DMR", "relative accuracy", "preempted jobs", "p99 response (ms)")
+
+
+def compare_rows(rows: Sequence[Dict[str, Any]]) -> List[List[str]]:
+    """Rows of :func:`compare` as display strings (for ``console.print_table``)."""
+    out = []
+    for r in rows:
+        p99 = r.get("response_p99_us")
+        out.append([
+            str(r["policy"]), str(r["jobs"]), f"{100 * r['dmr']:.2f}%", f"{100 * r['relative_accuracy']:.2f}%",
+            f"{100 * r['preempted_jobs']:.2f}%", "-" if p99 is None else f"{p99 / 1000:.2f}",
+        ])
+    return out
+
+
+def compare_markdown(rows: Sequence[Dict[str, Any]]) -> str:
+    """A markdown table of :func:`compare` rows."""
+    lines = ["| " + " | ".join(COMPARE_COLUMNS) + " |", "|" + "---|" * len(COMPARE_COLUMNS)]
+    lines += ["| " + " | ".join(r) + " |" for r in compare_rows(rows)]
+    return "\n".join(lines) + "\n"
+
+
+def report_command(log: PathLike, workload: Optional[PathLike], out: Optional[PathLike], plots: bool,
+                   as_json: bool) -> Dict[str, Any]:
+    """``pantheon report``: write the report folder and print its summary."""
+    from pantheon import console
+
+    folder, summary = write_report(log, out=out, workload=workload, plots=plots)
+    if as_json:
+        print(json.dumps(summary, indent=2, default=str))
+    else:
+        console.print_table(
+            f"{summary.get('policy', '?')} ({summary.get('mode', '?')})", COMPARE_COLUMNS,
+            compare_rows([{**summary, "response_p99_us": summary["response_p99_us"]}]),
+        )
+        console.info(f"report written to {folder}")
+    return summary

@@ -1,0 +1,247 @@
+"""One way to build the images: the ``docker build`` arguments of ``make image-jetson``/``image-desktop``.
+
+CI, the container tests, ``pantheon-deploy``'s builds and people all go through
+:func:`build_args` (directly or through the Makefile, which runs this module), so an
+image is built the same way everywhere::
+
+    spec = build_args("jetson", base_image="pantheon-test-base:bookworm", tag="pantheon-jetson:test",
+                      wheelhouse="/opt/wheels")
+    spec.argv()          # ['docker', 'build', '--network', 'host', '-f', 'Dockerfile.jetson', ...]
+    spec.sdk_kwargs()    # the same for docker-py: client.images.build(**spec.sdk_kwargs())
+    with staged_wheelhouse(spec):   # links the wheelhouse's wheels into the build context
+        ...
+
+From the shell (what the Makefile runs; stdlib only, so the board's plain python3 can run it
+from a checkout without installing anything)::
+
+    PYTHONPATH=. python3 -m pantheon.deploy.images jetson --base-image IMG --tag TAG --wheelhouse DIR
+
+Build arguments: ``BASE_IMAGE``, ``L4T_VERSION`` (jetson; the ``org.pantheon.l4t`` label that
+``pantheon-deploy`` compares with the board) and ``PANTHEON_GIT_COMMIT`` (baked in for the bench
+manifest). Builds use ``--network host``: engines without a bridge network (CI's) need it, and
+it changes nothing elsewhere.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import re
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Dict, Iterator, List, Optional, Sequence
+
+from pantheon.errors import DockerError, UsageError
+
+REPO = Path(__file__).resolve().parents[2]
+TARGETS = {"jetson": "Dockerfile.jetson", "desktop": "Dockerfile.desktop"}
+DEFAULT_TAGS = {"jetson": "pantheon-jetson:latest", "desktop": "pantheon-desktop:latest"}
+# The Dockerfiles' own defaults (kept here to infer the L4T label when no base is given).
+DEFAULT_BASES = {
+    "jetson": "nvcr.io/nvidia/l4t-pytorch:r35.2.1-pth2.0-py3",
+    "desktop": "pytorch/pytorch:2.5.1-cuda12.4-cudnn9-runtime",
+}
+WHEELHOUSE_DIR = "deploy/wheelhouse"  # inside the build context; see its README
+_L4T_TAG_RE = re.compile(r":r(\d+\.\d+(?:\.\d+)?)")
+
+
+@dataclass
+class BuildSpec:
+    """Everything one ``docker build`` needs; render it with :meth:`argv` or :meth:`sdk_kwargs`."""
+
+    target: str
+    dockerfile: str
+    context: Path
+    tag: str
+    buildargs: Dict[str, str] = field(default_factory=dict)
+    wheelhouse: Optional[Path] = None
+    network: str = "host"
+
+    def argv(self, docker: str = "docker") -> List[str]:
+        """The ``docker build`` command line (the context is the last argument)."""
+        args = [docker, "build", "--network", self.network, "-f", self.dockerfile, "-t", self.tag]
+        for key, value in self.buildargs.items():
+            args += ["--build-arg", f"{key}={value}"]
+        return args + [str(self.context)]
+
+    def sdk_kwargs(self) -> Dict[str, Any]:
+        """Keyword arguments for docker-py's ``client.images.build``."""
+        return {
+            "path": str(self.context),
+            "dockerfile": self.dockerfile,
+            "tag": self.tag,
+            "buildargs": dict(self.buildargs),
+            "network_mode": self.network,
+            "rm": True,
+            "forcerm": True,
+        }
+
+    def shell(self, docker: str = "docker") -> str:
+        """:meth:`argv` as one copy-pasteable shell line."""
+        import shlex
+
+        return " ".join(shlex.quote(a) for a in self.argv(docker))
+
+
+def l4t_of_base(base_image: str) -> Optional[str]:
+    """``"nvcr.io/nvidia/l4t-pytorch:r35.2.1-pth2.0-py3"`` -> ``"35.2.1"``; None for a non-L4T tag."""
+    m = _L4T_TAG_RE.search(base_image or "")
+    if not m:
+        return None
+    parts = m.group(1).split(".")
+    return ".".join((parts + ["0"])[:3])
+
+
+def git_commit(repo: Path = REPO) -> str:
+    """``git describe --always --dirty`` of ``repo``, or ``unknown`` (no git, or not a checkout)."""
+    try:
+        out = subprocess.run(
+            ["git", "describe", "--always", "--dirty", "--abbrev=12"],
+            cwd=str(repo), capture_output=True, text=True, timeout=10,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return out.stdout.strip() if out.returncode == 0 and out.stdout.strip() else "unknown"
+
+
+def build_args(
+    target: str,
+    base_image: Optional[str] = None,
+    tag: Optional[str] = None,
+    wheelhouse: Optional[os.PathLike] = None,
+    *,
+    l4t: Optional[str] = None,
+    commit: Optional[str] = None,
+    context: Optional[os.PathLike] = None,
+) -> BuildSpec:
+    """The build of image ``target`` (``jetson`` or ``desktop``).
+
+    Args:
+        target: which Dockerfile (``Dockerfile.<target>``).
+        base_image: ``BASE_IMAGE`` (None/empty: the Dockerfile's default).
+        tag: image name (default ``pantheon-<target>:latest``).
+        wheelhouse: a folder of wheels offered to pip in the build (see :func:`staged_wheelhouse`).
+        l4t: jetson only, the L4T release of the base; inferred from an ``:rXX.Y.Z`` tag, else empty
+            (a non-L4T base, e.g. the CI's Debian one: the image then carries no L4T).
+        commit: ``PANTHEON_GIT_COMMIT`` (default: :func:`git_commit` of the context).
+        context: the build context (default: this checkout).
+
+    Raises:
+        UsageError: unknown target, or a wheelhouse that is not a folder.
+    """
+    if target not in TARGETS:
+        raise UsageError(f"unknown image target {target!r}: choose {' or '.join(TARGETS)}")
+    ctx = Path(context) if context else REPO
+    if not (ctx / TARGETS[target]).is_file():
+        raise UsageError(f"{ctx / TARGETS[target]} not found: the build context must be a pantheon checkout")
+    wh = Path(wheelhouse).expanduser().resolve() if wheelhouse else None
+    if wh is not None and not wh.is_dir():
+        raise UsageError(f"wheelhouse {wh} is not a folder")
+    buildargs: Dict[str, str] = {}
+    if base_image:
+        buildargs["BASE_IMAGE"] = base_image
+    if target == "jetson":
+        buildargs["L4T_VERSION"] = l4t or l4t_of_base(base_image or DEFAULT_BASES["jetson"]) or ""
+    buildargs["PANTHEON_GIT_COMMIT"] = commit or git_commit(ctx)
+    return BuildSpec(
+        target=target,
+        dockerfile=TARGETS[target],
+        context=ctx,
+        tag=tag or DEFAULT_TAGS[target],
+        buildargs=buildargs,
+        wheelhouse=wh,
+    )
+
+
+@contextlib.contextmanager
+def staged_wheelhouse(spec: BuildSpec) -> Iterator[List[Path]]:
+    """Link (or copy) the wheelhouse's ``*.whl`` into ``<context>/deploy/wheelhouse`` for one build.
+
+    Yields the staged files; they are removed afterwards, so a later build without a
+    wheelhouse sees only the folder's README.
+    """
+    dest = spec.context / WHEELHOUSE_DIR
+    dest.mkdir(parents=True, exist_ok=True)
+    staged: List[Path] = []
+    try:
+        if spec.wheelhouse is not None and spec.wheelhouse != dest.resolve():
+            for whl in sorted(spec.wheelhouse.glob("*.whl")):
+                target = dest / whl.name
+                if target.exists():
+                    target.unlink()
+                try:
+                    os.link(whl, target)  # same filesystem: no copy of a 200 MB wheel
+                except OSError:
+                    shutil.copy2(whl, target)
+                staged.append(target)
+        yield staged
+    finally:
+        for p in staged:
+            with contextlib.suppress(OSError):
+                p.unlink()
+
+
+def build(spec: BuildSpec, docker: Optional[str] = None, quiet: bool = False) -> None:
+    """Run ``docker build`` for ``spec`` with the wheelhouse staged; docker's output passes through.
+
+    Raises:
+        DockerError: the docker CLI is missing or the build failed (naming the last error line).
+    """
+    docker = docker or os.environ.get("DOCKER", "docker")
+    if shutil.which(docker) is None:
+        raise DockerError(f"{docker} not found: install the Docker CLI (apt-get install docker.io)")
+    with staged_wheelhouse(spec):
+        print("+ " + spec.shell(docker), file=sys.stderr, flush=True)
+        proc = subprocess.Popen(spec.argv(docker), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        tail: List[str] = []
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            if not quiet:
+                sys.stderr.write(line)
+            tail = (tail + [line.rstrip()])[-40:]
+        code = proc.wait()
+    if code != 0:
+        raise DockerError(f"docker build of {spec.tag} failed (exit {code}): {_reason(tail)}")
+
+
+def _reason(lines: Sequence[str]) -> str:
+    """The most useful line of a failed build's output: our Dockerfile's own ``error:`` line first."""
+    for line in reversed(lines):
+        if "error:" in line and "returned a non-zero code" not in line:
+            return line.strip()
+    for line in reversed(lines):
+        if line.strip():
+            return line.strip()
+    return "no output"
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """``python -m pantheon.deploy.images {jetson,desktop} [--base-image] [--tag] [--wheelhouse] [--l4t] [--dry-run]``."""
+    p = argparse.ArgumentParser(prog="python -m pantheon.deploy.images", description="Build a Pantheon image.")
+    p.add_argument("target", choices=sorted(TARGETS))
+    p.add_argument("--base-image", default="", help="BASE_IMAGE (empty: the Dockerfile's default)")
+    p.add_argument("--tag", default="", help="image tag (default pantheon-<target>:latest)")
+    p.add_argument("--wheelhouse", default="", help="folder of wheels offered to pip in the build")
+    p.add_argument("--l4t", default="", help="L4T release of the base (jetson; default: from the base's tag)")
+    p.add_argument("--dry-run", action="store_true", help="print the docker command and stop")
+    args = p.parse_args(argv)
+    try:
+        spec = build_args(args.target, args.base_image or None, args.tag or None, args.wheelhouse or None,
+                          l4t=args.l4t or None)
+        if args.dry_run:
+            print(spec.shell(os.environ.get("DOCKER", "docker")))
+            return 0
+        build(spec)
+    except (UsageError, DockerError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    print(f"built {spec.tag}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,164 @@
+"""``pantheon-deploy setup``: power mode and clocks of a Jetson, set through sudo and verified.
+
+Steps on the board (each recorded as its shell command):
+
+1. read the model and L4T release; refuse a board that is not a Jetson;
+2. check ``sudo -n true`` (power modes need root; a password prompt is refused with the fix);
+3. list the power modes (``nvpmodel -p --verbose``) and the active one (``nvpmodel -q``);
+4. before the first change, store the current state in ``/var/lib/pantheon-setup`` on the
+   board: the active mode id, and the clocks with ``jetson_clocks --store FILE``;
+5. ``nvpmodel -m ID``, then ``jetson_clocks`` (``--jetson-clocks``);
+6. verify with ``nvpmodel -q`` and ``jetson_clocks --show`` (clocks pinned: MinFreq == MaxFreq).
+
+``--restore`` undoes it: ``jetson_clocks --restore FILE``, ``nvpmodel -m <stored id>``, and
+removes the stored state. ``--nvpmodel bench`` takes the board preset's benchmark mode
+(``deploy/boards/*.yaml``, matched by the board model).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Dict, List, Optional, Tuple
+
+from pantheon import console
+from pantheon.deploy.fleet import Ctx
+from pantheon.deploy.remote import (
+    SETUP_STATE_DIR,
+    BoardFacts,
+    board_command,
+    preset_for,
+    read_facts,
+    require_jetson,
+    sudo_prefix,
+)
+from pantheon.deploy.ssh import Session, q
+from pantheon.errors import BoardError, UsageError
+from pantheon.online import board as pb
+
+
+def _state_paths(session: Session) -> Tuple[str, str, str]:
+    d = pb.board_path(SETUP_STATE_DIR, session.board.board_root)
+    return d, f"{d}/nvpmodel.id", f"{d}/l4t_dfs.conf"
+
+
+def _choose_mode(modes: pb.PowerModes, wanted: str, facts: BoardFacts, preset_name: Optional[str]) -> pb.PowerMode:
+    if wanted.lower() != "bench":
+        return modes.resolve(wanted)
+    preset = preset_for(facts.model, preset_name)
+    if not preset or not preset.get("bench_mode"):
+        raise UsageError(f"no board preset with a bench_mode matches model {facts.model!r}: pass --nvpmodel ID|NAME")
+    names = preset["bench_mode"] if isinstance(preset["bench_mode"], list) else [preset["bench_mode"]]
+    for name in names:
+        try:
+            return modes.resolve(str(name))
+        except UsageError:
+            continue
+    return modes.resolve(str(names[0]))  # raises, listing the board's modes
+
+
+def query_mode(session: Session, sudo: List[str]) -> Optional[pb.PowerMode]:
+    res = board_command(session, sudo, "nvpmodel", ["-q"], check=False)
+    return pb.parse_nvpmodel_query(res.stdout) if res.ok else None
+
+
+def query_clocks(session: Session, sudo: List[str]) -> Optional[Dict[str, Any]]:
+    res = board_command(session, sudo, "jetson_clocks", ["--show"], check=False)
+    return pb.parse_jetson_clocks_show(res.stdout) if res.ok else None
+
+
+def setup_board(
+    ctx: Ctx,
+    session: Session,
+    nvpmodel: Optional[str] = None,
+    jetson_clocks: bool = False,
+    restore: bool = False,
+) -> Tuple[str, Dict[str, Any]]:
+    """Set (or restore) the power mode and clocks; return the summary line and what was found."""
+    facts = read_facts(session)
+    require_jetson(session, facts, "setup")
+    sudo = sudo_prefix(session, facts)
+    modes = pb.parse_nvpmodel_modes(board_command(session, sudo, "nvpmodel", ["-p", "--verbose"]).stdout)
+    before = query_mode(session, sudo)
+    state_dir, mode_file, clocks_file = _state_paths(session)
+    data: Dict[str, Any] = {"facts": facts.as_dict(), "modes": [{"id": m.id, "name": m.name} for m in modes.modes],
+                            "default": str(modes.default) if modes.default else None,
+                            "before": str(before) if before else None}
+    if not ctx.fleet:
+        _print_modes(session, facts, modes, before)
+    if restore:
+        _restore(session, sudo, state_dir, mode_file, clocks_file, data)
+    elif nvpmodel is not None or jetson_clocks:
+        target = _choose_mode(modes, nvpmodel, facts, session.board.preset) if nvpmodel is not None else None
+        _store_state(session, sudo, state_dir, mode_file, clocks_file, before)
+        if target is not None and (before is None or before.id != target.id):
+            res = board_command(session, sudo, "nvpmodel", ["-m", str(target.id)], mutating=True)
+            if "reboot" in (res.stdout + res.stderr).lower():
+                data["reboot_required"] = True
+                ctx.log(f"[yellow]board {session.board.name} needs a reboot to enter {target}[/yellow]")
+        if jetson_clocks:
+            board_command(session, sudo, "jetson_clocks", [], mutating=True)
+        data["target"] = str(target) if target else None
+    if ctx.dry_run:
+        return f"dry run: {len(ctx.recorder.commands)} actions listed", data
+    return _verify(session, sudo, data, nvpmodel is not None and not restore, jetson_clocks and not restore)
+
+
+def _store_state(session: Session, sudo: List[str], state_dir: str, mode_file: str, clocks_file: str,
+                 before: Optional[pb.PowerMode]) -> None:
+    """Keep the state from before pantheon's first change (a second setup does not overwrite it)."""
+    s = " ".join(q(a) for a in sudo)
+    exe = q(pb.command_path("jetson_clocks", session.board.board_root))
+    mode = str(before.id) if before else ""
+    session.run(
+        f"if [ ! -f {q(mode_file)} ]; then {s} mkdir -p {q(state_dir)} && "
+        f"{s} {exe} --store {q(clocks_file)} </dev/null && "
+        f"echo {q(mode)} | {s} tee {q(mode_file)} >/dev/null; fi",
+        mutating=True, what="storing the current power mode and clocks",
+    )
+
+
+def _restore(session: Session, sudo: List[str], state_dir: str, mode_file: str, clocks_file: str,
+             data: Dict[str, Any]) -> None:
+    res = session.run(f"cat {q(mode_file)} 2>/dev/null", check=False, what="reading the stored power mode")
+    if not res.ok:
+        raise BoardError(f"board {session.board.name}: nothing to restore (no {mode_file}: setup never changed it)")
+    board_command(session, sudo, "jetson_clocks", ["--restore", clocks_file], mutating=True)
+    old = res.stdout.strip()
+    if old.isdigit():
+        board_command(session, sudo, "nvpmodel", ["-m", old], mutating=True)
+        data["target"] = old
+    s = " ".join(q(a) for a in sudo)
+    session.run(f"{s} rm -rf -- {q(state_dir)}", mutating=True, what="removing the stored state")
+    data["restored"] = True
+
+
+def _verify(session: Session, sudo: List[str], data: Dict[str, Any], check_mode: bool,
+            check_clocks: bool) -> Tuple[str, Dict[str, Any]]:
+    after = query_mode(session, sudo)
+    clocks = query_clocks(session, sudo)
+    data["after"] = str(after) if after else None
+    data["clocks_locked"] = clocks.get("locked") if clocks else None
+    target = data.get("target")
+    if check_mode and target and after is not None and not data.get("reboot_required"):
+        if str(after) != target:
+            raise BoardError(f"board {session.board.name}: nvpmodel -q reports {after} after setting {target}")
+    if data.get("restored") and target and after is not None and str(after.id) != str(target):
+        raise BoardError(f"board {session.board.name}: nvpmodel -q reports {after} after restoring mode {target}")
+    if check_clocks and not (clocks and clocks.get("locked")):
+        raise BoardError(f"board {session.board.name}: jetson_clocks ran but --show does not report pinned clocks")
+    pinned = {True: "clocks pinned", False: "clocks not pinned", None: "clocks unknown"}[data["clocks_locked"]]
+    verb = "restored" if data.get("restored") else ("set" if data.get("target") or check_clocks else "is in")
+    return f"{verb} {after or 'unknown mode'}, {pinned}", data
+
+
+def _print_modes(session: Session, facts: BoardFacts, modes: pb.PowerModes, current: Optional[pb.PowerMode]) -> None:
+    preset = preset_for(facts.model, session.board.preset)
+    console.info(
+        f"{session.board.name}: {facts.model or 'unknown model'}, L4T r{facts.l4t} "
+        f"(JetPack {facts.jetpack or '?'})" + (f", preset {preset['name']}" if preset else "")
+    )
+    rows = []
+    for m in modes.modes:
+        marks = [w for w, hit in (("active", current and current.id == m.id),
+                                  ("default", modes.default and modes.default.id == m.id)) if hit]
+        rows.append((m.id, m.name, ", ".join(marks)))
+    console.print_table("power modes (nvpmodel -p --verbose)", ["id", "name", ""], rows, to_stderr=True)

@@ -1,0 +1,527 @@
+"""Slice a pretrained model, add early exits and train them (``pantheon construct``).
+
+The seed's ``offline/construct.py`` (appendix Table 2), re-done as a library call:
+
+1. load the task's model with the ``--pretrain`` weights (digits: the store's
+   ``pretrained/<task>/weights.pt``);
+2. slice it at critical nodes and add an exit after every chunk but the last two
+   (:func:`pantheon.offline.exits.build_multi_exit`);
+3. freeze the backbone and train all exits jointly on the summed task loss with SGD
+   (momentum 0.9) and the task's Table 3 defaults, a cosine learning-rate schedule,
+   a progress bar and per-exit validation accuracy every epoch;
+4. after every epoch write the run directory ``runs/<task>/<run-id>/`` atomically
+   (``checkpoint.pt`` with model, optimizer, scheduler, epoch and full config;
+   ``config.json``; ``history.json``; manifest of kind ``run``); at the end measure
+   every exit on the held-out test split (``metrics.json``).
+
+Deterministic with ``--seed``: the exits' initialisation, the shuffling and dropout of
+epoch ``e`` are seeded from ``(seed, e)``, so a resumed run ends with the same weights
+as an uninterrupted one. Launched by ``torchrun`` (``WORLD_SIZE`` > 1) it trains with
+DistributedDataParallel (NCCL on CUDA, gloo on the CPU); only rank 0 writes, and the
+ranks' exit weights are compared by checksum at the end.
+
+The default run id is derived from the inputs, so running the same command twice
+finds the finished run and says ``skipped: up to date`` (``--force`` retrains); an
+interrupted run with the same inputs is resumed.
+
+Example::
+
+    >>> from pantheon.offline.construct import ConstructConfig, construct
+    >>> run_dir = construct(ConstructConfig(task="digits_resnet18", max_epochs=2))
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Tuple
+
+import torch
+from torch.utils.data import DataLoader
+
+from pantheon import console
+from pantheon.errors import DataError, ManifestError, PantheonError, UsageError
+from pantheon.formats import store as st
+
+CHECKPOINT = "checkpoint.pt"
+RUN_KIND = "run"
+CHECKPOINT_FORMAT = 1
+MOMENTUM = 0.9
+
+
+@dataclass
+class ConstructConfig:
+    """Options of ``pantheon construct`` (Table 2 plus resume/seed/merge/run-id/limit).
+
+    ``None`` hyper-parameters take the task's Table 3 defaults. ``log`` is the
+    directory that holds the runs (default ``<root>/runs``); the run lives in
+    ``<log>/<task>/<run_id>``. ``limit`` caps the samples per split (quick runs).
+    """
+
+    task: str
+    data_dir: Optional[str] = None
+    log: Optional[str] = None
+    learning_rate: Optional[float] = None
+    batch_size: Optional[int] = None
+    weight_decay: Optional[float] = None
+    max_epochs: Optional[int] = None
+    num_workers: int = 0
+    gpu_id: Optional[int] = None
+    pretrain: Optional[str] = None
+    resume: Optional[str] = None
+    seed: int = 0
+    merge: bool = True
+    run_id: Optional[str] = None
+    force: bool = False
+    limit: Optional[int] = None
+    data_root: Optional[str] = None
+
+    def resolved(self, task: Any) -> ConstructConfig:
+        """A copy with the task's defaults filled in."""
+        d = task.defaults
+        out = ConstructConfig(**asdict(self))
+        out.learning_rate = d.learning_rate if self.learning_rate is None else float(self.learning_rate)
+        out.batch_size = d.batch_size if self.batch_size is None else int(self.batch_size)
+        out.weight_decay = d.weight_decay if self.weight_decay is None else float(self.weight_decay)
+        out.max_epochs = d.max_epochs if self.max_epochs is None else int(self.max_epochs)
+        return out
+
+    def validate(self) -> None:
+        for name in ("learning_rate", "batch_size", "max_epochs"):
+            value = getattr(self, name)
+            if value is not None and value <= 0:
+                raise UsageError(f"--{name} must be positive, got {value}")
+        if self.weight_decay is not None and self.weight_decay < 0:
+            raise UsageError(f"--weight_decay must be >= 0, got {self.weight_decay}")
+        if self.num_workers < 0:
+            raise UsageError(f"--num_workers must be >= 0, got {self.num_workers}")
+        if self.limit is not None and self.limit <= 0:
+            raise UsageError(f"--limit must be positive, got {self.limit}")
+
+    @classmethod
+    def from_dict(cls, data: Dict[str, Any]) -> ConstructConfig:
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in names})
+
+
+# ---------------------------------------------------------------------------------------------
+# distributed helpers
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Dist:
+    rank: int = 0
+    world_size: int = 1
+    local_rank: Optional[int] = None
+
+    @property
+    def enabled(self) -> bool:
+        return self.world_size > 1
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+def init_distributed() -> Dist:
+    """Join the process group when launched by torchrun (``WORLD_SIZE`` > 1)."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return Dist()
+    import torch.distributed as dist
+
+    rank = int(os.environ.get("RANK", "0"))
+    local = int(os.environ.get("LOCAL_RANK", str(rank)))
+    if not dist.is_initialized():
+        backend = "nccl" if torch.cuda.is_available() else "gloo"
+        dist.init_process_group(backend=backend)
+    return Dist(rank=rank, world_size=world, local_rank=local if torch.cuda.is_available() else None)
+
+
+def _barrier(d: Dist) -> None:
+    if d.enabled:
+        import torch.distributed as dist
+
+        dist.barrier()
+
+
+def _sync_buffers(model: torch.nn.Module, d: Dist) -> None:
+    """Rank 0's exit batch-norm statistics everywhere (each rank saw different batches)."""
+    if d.enabled:
+        import torch.distributed as dist
+
+        for buf in model.buffers():
+            dist.broadcast(buf.data, src=0)
+
+
+def state_checksum(state: Dict[str, torch.Tensor]) -> str:
+    """sha256 over a state dict's names and raw tensor bytes (cross-rank equality check)."""
+    h = hashlib.sha256()
+    for k in sorted(state):
+        h.update(k.encode())
+        h.update(state[k].detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()
+
+
+def _gather_checksums(checksum: str, d: Dist) -> List[str]:
+    if not d.enabled:
+        return [checksum]
+    import torch.distributed as dist
+
+    out: List[Any] = [None] * d.world_size
+    dist.all_gather_object(out, checksum)
+    return [str(x) for x in out]
+
+
+# ---------------------------------------------------------------------------------------------
+# inputs, run directory, resume
+# ---------------------------------------------------------------------------------------------
+
+
+def _default_pretrain(task: Any, store: st.Store) -> Optional[Path]:
+    """The store's pretrained weights of ``task`` (digits: required; others: when present)."""
+    path = store.pretrained_dir(task.name)
+    if (path / st.MANIFEST).is_file():
+        st.verify(path, kind="pretrained", required=["weights.pt"])
+        return path / "weights.pt"
+    if task.data_format == "digits":
+        raise UsageError(
+            f"no pretrained weights for {task.name} in {path}; run `pantheon pretrain --task {task.name}` first"
+            " or pass --pretrain FILE"
+        )
+    return None
+
+
+def _inputs(cfg: ConstructConfig, task: Any, pretrain: Optional[Path]) -> Dict[str, Any]:
+    from pantheon.zoo.datasets import fingerprint_inputs
+
+    keep = ("learning_rate", "batch_size", "weight_decay", "max_epochs", "seed", "merge", "limit")
+    return {
+        "task": task.name,
+        "arch": task.arch,
+        "input_shape": list(task.input_shape),
+        "hparams": {k: getattr(cfg, k) for k in keep},
+        "pretrain": st.sha256_file(pretrain) if pretrain else None,
+        "data": fingerprint_inputs(task, cfg.data_dir),
+    }
+
+
+def _resolve_resume(path: str) -> Tuple[Path, Dict[str, Any]]:
+    """(run dir, checkpoint) of ``--resume`` (a run directory or its checkpoint.pt), verified."""
+    p = Path(path).expanduser()
+    run_dir = p.parent if p.is_file() else p
+    if not run_dir.exists():
+        raise UsageError(f"--resume {p}: no such run directory or checkpoint")
+    st.verify(run_dir, kind=RUN_KIND, required=[CHECKPOINT])
+    return run_dir, load_checkpoint(run_dir)
+
+
+def load_checkpoint(run_dir: Path) -> Dict[str, Any]:
+    """The checkpoint dict of a verified run directory."""
+    try:
+        ckpt = torch.load(run_dir / CHECKPOINT, map_location="cpu", weights_only=False)
+    except Exception as exc:  # a corrupt file that still matches its manifest: one line anyway
+        raise ManifestError(f"{run_dir / CHECKPOINT} cannot be read: {exc.__class__.__name__}") from exc
+    if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
+        raise ManifestError(f"{run_dir / CHECKPOINT} is not a pantheon construct checkpoint")
+    return ckpt
+
+
+def find_run(task: str, weights: Optional[str] = None, store: Optional[st.Store] = None) -> Path:
+    """The run directory named by ``weights`` (a run dir or its checkpoint.pt), or the newest complete run."""
+    s = store or st.Store()
+    if weights:
+        p = Path(weights).expanduser()
+        return p.parent if p.is_file() else p
+    runs = s.runs_dir(task)
+    done = []
+    for d in runs.iterdir() if runs.is_dir() else []:
+        try:
+            m = st.read_manifest(d)
+        except ManifestError:
+            continue
+        if m.kind == RUN_KIND and m.meta.get("complete"):
+            done.append((m.created, d.name, d))
+    if not done:
+        raise UsageError(f"no finished construct run for {task} under {runs}; run `pantheon construct --task {task}`")
+    return sorted(done)[-1][2]
+
+
+# ---------------------------------------------------------------------------------------------
+# data
+# ---------------------------------------------------------------------------------------------
+
+
+def _loaders(cfg: ConstructConfig, task: Any, d: Dist) -> Tuple[Any, DataLoader, DataLoader, DataLoader]:
+    from pantheon.zoo.datasets import check_sample, collate, subset
+
+    splits = {s: subset(task.load_split(s, cfg.data_dir), cfg.limit) for s in ("train", "val", "test")}
+    check_sample(task, splits["train"])
+    in_memory = task.data_format == "digits"
+    workers = 0 if in_memory else cfg.num_workers
+    kw: Dict[str, Any] = {"batch_size": cfg.batch_size, "num_workers": workers, "collate_fn": collate(task)}
+    sampler = None
+    if d.enabled:
+        from torch.utils.data.distributed import DistributedSampler
+
+        sampler = DistributedSampler(splits["train"], num_replicas=d.world_size, rank=d.rank, shuffle=True,
+                                     seed=cfg.seed, drop_last=False)
+    train_ds = splits["train"]
+    val = DataLoader(splits["val"], shuffle=False, **kw)
+    test = DataLoader(splits["test"], shuffle=False, **kw)
+    return (train_ds, sampler, kw), val, test  # type: ignore[return-value]
+
+
+def _train_loader(train: Any, epoch: int, seed: int) -> DataLoader:
+    ds, sampler, kw = train
+    if sampler is not None:
+        sampler.set_epoch(epoch)
+        return DataLoader(ds, sampler=sampler, **kw)
+    g = torch.Generator().manual_seed(seed * 1000 + epoch)  # the shuffle of epoch e depends on (seed, e) only
+    return DataLoader(ds, shuffle=True, generator=g, **kw)
+
+
+def _reraise_data(exc: Exception) -> None:
+    """DataLoader workers re-raise a DataError with a traceback in the text: keep its last line."""
+    text = str(exc).strip().splitlines()
+    raise DataError(text[-1] if text else exc.__class__.__name__) from exc
+
+
+# ---------------------------------------------------------------------------------------------
+# training
+# ---------------------------------------------------------------------------------------------
+
+
+def _fmt(values: List[float]) -> str:
+    return " ".join(f"{v:.3f}" for v in values)
+
+
+def _train_epoch(task: Any, model: Any, net: Any, loader: DataLoader, opt: Any, device: torch.device,
+                 bar: Any, bar_task: Any) -> float:
+    model.train()
+    total, batches = 0.0, 0
+    n_trained = model.num_blocks - 1
+    for images, targets in loader:
+        images = images.to(device)
+        targets = targets.to(device) if isinstance(targets, torch.Tensor) else [
+            {k: v.to(device) for k, v in t.items()} for t in targets]
+        outs = net(images)
+        loss = sum(task_loss_at(task, model, outs, targets, j) for j in range(n_trained))
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        total += float(loss.detach())
+        batches += 1
+        bar.advance(bar_task)
+    return total / max(1, batches)
+
+
+def task_loss_at(task: Any, model: Any, outs: List[Any], targets: Any, j: int) -> torch.Tensor:
+    from pantheon.offline.exits import task_loss
+
+    return task_loss(task, outs[j], targets, model.anchors[j])
+
+
+def construct(cfg: ConstructConfig, store: Optional[st.Store] = None) -> Path:
+    """Build, train and record a multi-exit model; returns the run directory.
+
+    Args:
+        cfg: the options (see :class:`ConstructConfig`).
+        store: the artifact store (default: ``$PANTHEON_DATA``).
+
+    Returns:
+        ``<log or root/runs>/<task>/<run-id>`` holding ``checkpoint.pt``, ``config.json``,
+        ``history.json``, ``metrics.json`` and ``manifest.json``.
+
+    Raises:
+        UnknownTaskError, DataError, WeightsError, TraceError, ChecksumError (a tampered
+        ``--resume`` directory), ArtifactExistsError (an explicit ``--run-id`` holding
+        another run, without ``--force``).
+
+    Example::
+
+        >>> run = construct(ConstructConfig(task="digits_googlenet", max_epochs=1, limit=128))
+        >>> json.loads((run / "metrics.json").read_text())["test"]
+    """
+    from pantheon.offline.exits import set_threads
+    from pantheon.zoo import get_task
+
+    set_threads()
+    cfg.validate()
+    s = store or st.Store(cfg.data_root)
+    ckpt: Optional[Dict[str, Any]] = None
+    if cfg.resume:
+        run_dir, ckpt = _resolve_resume(cfg.resume)
+        saved = ConstructConfig.from_dict(ckpt["config"])
+        saved.max_epochs = cfg.max_epochs or saved.max_epochs
+        saved.num_workers, saved.gpu_id = cfg.num_workers, cfg.gpu_id
+        cfg = saved
+        task = get_task(cfg.task)
+        pretrain = Path(cfg.pretrain) if cfg.pretrain else None
+        inputs = dict(st.read_manifest(run_dir).inputs)
+        inputs["hparams"] = dict(inputs.get("hparams", {}), max_epochs=cfg.max_epochs)
+    else:
+        task = get_task(cfg.task)
+        cfg = cfg.resolved(task)
+        pretrain = Path(cfg.pretrain).expanduser() if cfg.pretrain else _default_pretrain(task, s)
+        cfg.pretrain = str(pretrain) if pretrain else None
+        inputs = _inputs(cfg, task, pretrain)
+        run_id = cfg.run_id or "r-" + st.fingerprint(inputs)[:12]
+        cfg.run_id = run_id
+        run_dir = (Path(cfg.log).expanduser() / task.name / run_id) if cfg.log else s.run_dir(task.name, run_id)
+        ckpt = _existing(run_dir, inputs, cfg.force)
+        if ckpt is not None and ckpt.get("complete"):
+            console.info(f"construct {task.name}: skipped: up to date ({run_dir})")
+            return run_dir
+    return _run(cfg, task, pretrain, inputs, run_dir, ckpt)
+
+
+def _existing(run_dir: Path, inputs: Dict[str, Any], force: bool) -> Optional[Dict[str, Any]]:
+    """The checkpoint of an earlier run with the same inputs (to skip or resume), else None."""
+    if not run_dir.exists() or force:
+        return None
+    same = st.is_complete(run_dir, inputs)
+    if not same:
+        from pantheon.errors import ArtifactExistsError
+
+        raise ArtifactExistsError(f"{run_dir} already holds a run with other inputs; pass --force to replace it")
+    ckpt = load_checkpoint(run_dir)
+    if not ckpt.get("complete"):
+        console.info(f"construct: resuming the interrupted run in {run_dir} after epoch {ckpt['epoch'] + 1}")
+    return ckpt
+
+
+def _run(cfg: ConstructConfig, task: Any, pretrain: Optional[Path], inputs: Dict[str, Any], run_dir: Path,
+         ckpt: Optional[Dict[str, Any]]) -> Path:
+    from pantheon.offline.exits import (
+        block_out_shapes,
+        build_multi_exit,
+        evaluate_exits,
+        load_weights,
+        pick_device,
+    )
+
+    d = init_distributed()
+    device = pick_device(cfg.gpu_id, d.local_rank)
+    if device.type == "cuda":
+        torch.backends.cudnn.deterministic = True
+        torch.backends.cudnn.benchmark = False
+    torch.manual_seed(cfg.seed)
+    model = task.build_model()
+    if pretrain is not None:
+        load_weights(model, pretrain, task.arch)
+    elif d.is_main:
+        console.warn(f"{task.name}: no --pretrain weights; training exits on a randomly initialised backbone")
+    mx = build_multi_exit(task, model, merge=cfg.merge, seed=cfg.seed)
+    if mx.num_blocks < 2:
+        raise UsageError(f"{task.name}: the sliced model has {mx.num_blocks} block(s), no exit to train")
+    train, val, test = _loaders(cfg, task, d)
+    opt = torch.optim.SGD(mx.exit_parameters(), lr=cfg.learning_rate, momentum=MOMENTUM,
+                          weight_decay=cfg.weight_decay)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.max_epochs)
+    history: List[Dict[str, Any]] = []
+    start = 0
+    if ckpt is not None:
+        mx.load_state_dict(ckpt["model"])
+        opt.load_state_dict(ckpt["optimizer"])
+        sched.load_state_dict(ckpt["scheduler"])
+        sched.T_max = cfg.max_epochs
+        history, start = list(ckpt["history"]), int(ckpt["epoch"]) + 1
+    shapes = block_out_shapes(list(mx.blocks), task.input_shape)
+    mx.to(device)
+    net: Any = mx
+    if d.enabled:
+        from torch.nn.parallel import DistributedDataParallel as DDP
+
+        net = DDP(mx, device_ids=[device.index] if device.type == "cuda" else None)
+    if d.is_main:
+        console.info(
+            f"construct {task.name}: {mx.num_blocks} blocks, {mx.num_blocks - 1} exits to train, "
+            f"lr {cfg.learning_rate:g}, batch {cfg.batch_size}, wd {cfg.weight_decay:g}, "
+            f"{cfg.max_epochs} epochs on {device}" + (f" x{d.world_size} ranks" if d.enabled else "")
+        )
+    steps = len(_train_loader(train, 0, cfg.seed))
+    try:
+        with console.progress() as bar:
+            job = bar.add_task(f"exits {task.name}", total=steps * (cfg.max_epochs - start))
+            for epoch in range(start, cfg.max_epochs):
+                t0 = time.perf_counter()
+                torch.manual_seed(cfg.seed * 1000 + epoch)  # dropout of epoch e depends on (seed, e) only
+                loss = _train_epoch(task, mx, net, _train_loader(train, epoch, cfg.seed), opt, device, bar, job)
+                sched.step()
+                _sync_buffers(mx, d)
+                val_acc = evaluate_exits(task, mx, val, device)
+                history.append({"epoch": epoch + 1, "loss": loss, "val": val_acc, "lr": opt.param_groups[0]["lr"],
+                                "seconds": round(time.perf_counter() - t0, 3)})
+                if d.is_main:
+                    console.info(f"epoch {epoch + 1}/{cfg.max_epochs}: loss {loss:.4f}; val {task.metric_name} "
+                                 f"per exit: {_fmt(val_acc)}")
+                    _write(run_dir, cfg, task, inputs, mx, opt, sched, epoch, history, shapes, complete=False)
+                _barrier(d)
+    except PantheonError:
+        raise
+    except RuntimeError as exc:
+        if "DataLoader worker" in str(exc) or "DataError" in str(exc):
+            _reraise_data(exc)
+        raise
+    test_acc = evaluate_exits(task, mx, test, device)
+    checksums = _gather_checksums(state_checksum(mx.exit_state()), d)
+    if d.is_main:
+        extra = {"test": test_acc, "val": history[-1]["val"] if history else [],
+                 "metric": task.metric_name, "block_out_shapes": shapes,
+                 "ddp": {"world_size": d.world_size, "exit_checksums": checksums}}
+        _write(run_dir, cfg, task, inputs, mx, opt, sched, cfg.max_epochs - 1, history, shapes, complete=True,
+               metrics=extra)
+        print_summary(task, history, test_acc)
+        console.info(f"construct {task.name}: wrote {run_dir}")
+    _barrier(d)
+    return run_dir
+
+
+def _write(run_dir: Path, cfg: ConstructConfig, task: Any, inputs: Dict[str, Any], mx: Any, opt: Any, sched: Any,
+           epoch: int, history: List[Dict[str, Any]], shapes: List[List[int]], complete: bool,
+           metrics: Optional[Dict[str, Any]] = None) -> None:
+    """Replace the run directory atomically with this epoch's checkpoint and logs."""
+    ckpt = {
+        "format": CHECKPOINT_FORMAT,
+        "task": task.name,
+        "model": {k: v.detach().cpu() for k, v in mx.state_dict().items()},
+        "optimizer": opt.state_dict(),
+        "scheduler": sched.state_dict(),
+        "epoch": epoch,
+        "config": asdict(cfg),
+        "history": history,
+        "block_out_shapes": shapes,
+        "complete": complete,
+    }
+    meta = {"task": task.name, "epoch": epoch + 1, "max_epochs": cfg.max_epochs, "complete": complete,
+            "num_blocks": mx.num_blocks, "merge": cfg.merge}
+    with st.write_artifact(run_dir, kind=RUN_KIND, inputs=inputs, meta=meta, force=True) as tmp:
+        torch.save(ckpt, tmp / CHECKPOINT)
+        (tmp / "config.json").write_text(json.dumps(asdict(cfg), indent=2) + "\n")
+        (tmp / "history.json").write_text(json.dumps(history, indent=2) + "\n")
+        if metrics is not None:
+            (tmp / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+
+
+def print_summary(task: Any, history: List[Dict[str, Any]], test: List[float]) -> None:
+    """Per-exit table: validation metric of the last epochs and the held-out test metric."""
+    last = history[-5:]
+    cols = ["exit"] + [f"val e{h['epoch']}" for h in last] + [f"test {task.metric_name}"]
+    rows = []
+    for j, t in enumerate(test):
+        label = f"{j}" + (" (original head)" if j == len(test) - 1 else "")
+        rows.append([label] + [f"{h['val'][j]:.3f}" for h in last] + [f"{t:.3f}"])
+    console.print_table(f"{task.name}: exits (held-out test split in the last column)", cols, rows)
+
+
+def exit_accuracies(run_dir: Path) -> List[float]:
+    """The held-out test metric of every exit of a finished run."""
+    st.verify(run_dir, kind=RUN_KIND, required=["metrics.json"])
+    data = json.loads((Path(run_dir) / "metrics.json").read_text())
+    return [float(x) for x in data["test"]]

@@ -1,0 +1,545 @@
+"""``pantheon plan``: choose which exits of every task of an application to deploy.
+
+Formulation (PANTHEON.md, "Exit placement"; the reference implementation's constraints):
+
+- Decision: ``x[t, j]`` in {0, 1}, keep exit ``j`` of task ``t`` (exit ``j`` follows block ``j``;
+  exit ``B-1`` is the original head and may be dropped too).
+- (acc) every kept exit loses at most ``max_delta_accuracy`` (absolute fraction) against
+  the task's original exit: ``acc[B-1] - acc[j] <= delta``.
+- (par) every kept exit is on the task's latency/accuracy Pareto frontier, latency of
+  exit ``j`` = ``sum(block[0..j]) + branch[j]``; exit ``j`` is dominated when another exit is
+  no slower and no less accurate and strictly better in one of the two.
+- (full) the task's most accurate admissible exit (acc+par) is kept, as in the
+  reference (its ``max(kept accuracy) == max accuracy`` constraint). This implies "each
+  task keeps at least one exit" and prevents the degenerate plan "keep only the
+  earliest admissible exit", which the objective below would otherwise favour.
+- (mem) ``sum_t [sum(block_mem[0..last kept]) + sum(branch_mem[kept])] <= max_memory``.
+
+Objective (minimise, milliseconds): ``sum_t (1/B_t) sum_{j<B_t} T_t(j)`` where, for a job
+whose next block is ``j``, ``T(j) = sum(block[j..k]) + branch[k]`` with ``k`` the nearest
+kept exit at or after ``j`` -- the time to finish from a preemption point at block ``j``.
+Blocks after the last kept exit are not deployed and count 0 (the reference's
+definition; constant here because (full) fixes the last kept exit).
+
+(acc), (par) and (full) are per-exit filters; a repair operator applies them (and
+drops random optional exits until (mem) holds), so the GA effectively searches over
+the optional candidate exits. ``exhaustive=True`` enumerates every subset of the
+candidates (<= 20 in total) with the same vectorised evaluation; :func:`solve_exact`
+(a per-task Pareto DP plus a merge over tasks) gives the optimum for larger instances.
+
+Example::
+
+    res = plan("deploy/apps/digits.yaml")          # reads <root>/variants/<task>/profile.csv
+    res.exits["digits_resnet18"], res.objective_ms, res.memory_mb
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+
+from pantheon import console
+from pantheon.errors import InfeasibleError, PlanError, UsageError
+from pantheon.formats import ModelBlockProfile, ModelConfig, model_config_to_text, store
+from pantheon.formats.app import App, load_app
+
+MAX_EXHAUSTIVE = 20
+EPS = 1e-9
+
+
+# ------------------------------------------------------------------------------------------------
+# Inputs
+# ------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class TaskProfile:
+    """The profile of one task plus its plan limit (arrays indexed by block/exit ``j``)."""
+
+    name: str
+    block_ms: np.ndarray
+    branch_ms: np.ndarray
+    block_mb: np.ndarray
+    branch_mb: np.ndarray
+    accuracy: np.ndarray
+    max_delta_accuracy: float = 0.01
+    input_shape: List[int] = field(default_factory=list)
+    variants: Optional[Path] = None
+
+    def __post_init__(self) -> None:
+        for name in ("block_ms", "branch_ms", "block_mb", "branch_mb", "accuracy"):
+            setattr(self, name, np.asarray(getattr(self, name), dtype=float))
+        if not 0.0 <= self.max_delta_accuracy <= 1.0:
+            raise UsageError(f"max_delta_accuracy of {self.name} must lie in [0, 1], got {self.max_delta_accuracy}")
+
+    @property
+    def num_blocks(self) -> int:
+        return len(self.block_ms)
+
+    @property
+    def exit_ms(self) -> np.ndarray:
+        """Latency from the input through exit ``j``."""
+        return np.cumsum(self.block_ms) + self.branch_ms
+
+    def acc_ok(self) -> np.ndarray:
+        return self.accuracy[-1] - self.accuracy <= self.max_delta_accuracy + EPS
+
+    def pareto(self) -> np.ndarray:
+        lat, acc = self.exit_ms, self.accuracy
+        no_worse = (lat[None, :] <= lat[:, None]) & (acc[None, :] >= acc[:, None])
+        better = (lat[None, :] < lat[:, None]) | (acc[None, :] > acc[:, None])
+        return ~(no_worse & better).any(axis=1)
+
+    def candidates(self) -> np.ndarray:
+        return self.acc_ok() & self.pareto()
+
+    def best(self) -> int:
+        """The most accurate candidate exit (the earliest among equals); -1 when there is none."""
+        cand = np.flatnonzero(self.candidates())
+        if cand.size == 0:
+            return -1
+        return int(cand[np.argmax(self.accuracy[cand])])
+
+    def cost_and_memory(self, X: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+        """Objective term (ms) and memory (MB) of every row of ``X`` (N x B, bool)."""
+        n, b = X.shape
+        T = np.zeros(n)
+        covered = np.zeros(n, dtype=bool)
+        total = np.zeros(n)
+        mem = np.zeros(n)
+        for j in range(b - 1, -1, -1):  # T(j) = block[j] + (branch[j] if kept else T(j+1))
+            keep = X[:, j]
+            T = self.block_ms[j] + np.where(keep, self.branch_ms[j], T)
+            covered = covered | keep
+            total += np.where(covered, T, 0.0)
+            mem += np.where(covered, self.block_mb[j], 0.0) + np.where(keep, self.branch_mb[j], 0.0)
+        return total / b, mem
+
+
+def load_task_profile(variants_dir: Path, task: str, max_delta_accuracy: float) -> TaskProfile:
+    from pantheon.offline.profile import PROFILE_CSV, load_variants, read_profile_csv
+
+    v = load_variants(variants_dir)
+    if not (variants_dir / PROFILE_CSV).is_file():
+        raise PlanError(f"{variants_dir} has no {PROFILE_CSV}; run `pantheon profile --task {task}` first")
+    rows = read_profile_csv(variants_dir / PROFILE_CSV, v.num_blocks)
+    return TaskProfile(
+        name=task,
+        block_ms=[r.block_ms for r in rows],
+        branch_ms=[r.branch_ms for r in rows],
+        block_mb=[r.block_mb for r in rows],
+        branch_mb=[r.branch_mb for r in rows],
+        accuracy=[r.accuracy for r in rows],
+        max_delta_accuracy=max_delta_accuracy,
+        input_shape=v.input_shape,
+        variants=variants_dir,
+    )
+
+
+def load_profiles(app: App, base: Path) -> List[TaskProfile]:
+    """The profile of every task of ``app`` from ``<base>/<task>/``."""
+    out = []
+    for name, lim in app.tasks.items():
+        d = base / name
+        if not d.is_dir():
+            raise PlanError(
+                f"setting {app.source or app.name} names task {name!r} but {d} holds no variants; "
+                f"run `pantheon export --task {name}` and `pantheon profile --task {name}`"
+            )
+        out.append(load_task_profile(d, name, lim.max_delta_accuracy))
+    return out
+
+
+# ------------------------------------------------------------------------------------------------
+# The pymoo problem
+# ------------------------------------------------------------------------------------------------
+
+
+def _pymoo() -> Any:
+    from pymoo.core.problem import Problem
+    from pymoo.core.repair import Repair
+
+    return Problem, Repair
+
+
+class _Layout:
+    """Where each task's exits sit in the flat decision vector."""
+
+    def __init__(self, tasks: Sequence[TaskProfile], max_memory: Optional[float]) -> None:
+        self.tasks = list(tasks)
+        self.max_memory = math.inf if max_memory is None else float(max_memory)
+        self.offsets = np.cumsum([0] + [t.num_blocks for t in tasks])
+        self.n_var = int(self.offsets[-1])
+        self.acc_ok = np.concatenate([t.acc_ok() for t in tasks])
+        self.pareto = np.concatenate([t.pareto() for t in tasks])
+        self.candidate = self.acc_ok & self.pareto
+        self.best = np.array([off + t.best() for off, t in zip(self.offsets, tasks)])
+        self.optional = self.candidate.copy()
+        self.optional[self.best] = False
+
+    def split(self, X: np.ndarray) -> List[np.ndarray]:
+        return [X[:, a:b] for a, b in zip(self.offsets[:-1], self.offsets[1:])]
+
+    def evaluate(self, X: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+        """(objective, memory) of every row."""
+        F = np.zeros(len(X))
+        M = np.zeros(len(X))
+        for t, Xt in zip(self.tasks, self.split(X)):
+            f, m = t.cost_and_memory(Xt)
+            F += f
+            M += m
+        return F, M
+
+
+def make_problem(layout: _Layout) -> Any:
+    """The pymoo Problem: binary keep/drop per exit, G <= 0 feasible."""
+    Problem, _ = _pymoo()
+
+    class ExitPlacement(Problem):
+        def __init__(self) -> None:
+            super().__init__(n_var=layout.n_var, n_obj=1, n_ieq_constr=3 + len(layout.tasks), xl=0, xu=1, vtype=bool)
+
+        def _evaluate(self, X: np.ndarray, out: Dict[str, Any], *args: Any, **kwargs: Any) -> None:
+            X = X.astype(bool)
+            F, M = layout.evaluate(X)
+            out["F"] = F[:, None]
+            out["G"] = np.column_stack(
+                [
+                    (X & ~layout.acc_ok).sum(axis=1),  # (acc) kept exits that lose too much
+                    (X & ~layout.pareto).sum(axis=1),  # (par) kept exits off the frontier
+                    M - layout.max_memory - EPS,  # (mem)
+                    1 - X[:, layout.best].astype(int),  # (full) one column per task
+                ]
+            )
+
+    return ExitPlacement()
+
+
+def make_repair(layout: _Layout, seed: int) -> Any:
+    """Apply the per-exit filters, keep each task's best exit, drop optional exits until (mem) holds."""
+    _, Repair = _pymoo()
+    own_rng = np.random.default_rng(seed)
+
+    class PlacementRepair(Repair):
+        def _do(self, problem: Any, X: np.ndarray, **kwargs: Any) -> np.ndarray:
+            rng = kwargs.get("random_state") or own_rng
+            return repair(layout, X, rng)
+
+    return PlacementRepair()
+
+
+def repair(layout: _Layout, X: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    X = X.astype(bool) & layout.candidate
+    X[:, layout.best] = True
+    if math.isinf(layout.max_memory):
+        return X
+    over = layout.evaluate(X)[1] > layout.max_memory + EPS
+    while over.any():  # each pass drops one random optional exit from every row still over budget
+        rows = np.flatnonzero(over)
+        droppable = X[rows] & layout.optional
+        keys = np.where(droppable, rng.random(droppable.shape), -1.0)
+        col = keys.argmax(axis=1)
+        has = keys[np.arange(len(rows)), col] >= 0
+        X[rows[has], col[has]] = False
+        over[rows[~has]] = False  # nothing left to drop (cannot happen after check_feasible)
+        over[rows[has]] = layout.evaluate(X[rows[has]])[1] > layout.max_memory + EPS
+    return X
+
+
+# ------------------------------------------------------------------------------------------------
+# Solvers
+# ------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Solution:
+    x: np.ndarray  # flat bool vector
+    objective_ms: float
+    memory_mb: float
+    solver: str
+    evaluations: int = 0
+
+
+def check_feasible(layout: _Layout) -> None:
+    """Raise :class:`InfeasibleError` naming the binding constraint and the smallest budget that works."""
+    for t in layout.tasks:
+        if t.best() < 0:
+            raise InfeasibleError(
+                f"accuracy: task {t.name} has no exit within max_delta_accuracy {t.max_delta_accuracy} "
+                f"of its original accuracy {t.accuracy[-1]:.4f}"
+            )
+    x = np.zeros((1, layout.n_var), dtype=bool)
+    x[0, layout.best] = True
+    need = float(layout.evaluate(x)[1][0])
+    if need > layout.max_memory + EPS:
+        parts = ", ".join(
+            f"{t.name} {float(t.cost_and_memory(x[:, a:b])[1][0]):.2f} MB"
+            for t, a, b in zip(layout.tasks, layout.offsets[:-1], layout.offsets[1:])
+        )
+        raise InfeasibleError(
+            f"memory: max_memory {layout.max_memory:g} MB is too small; the smallest feasible budget is "
+            f"{math.ceil(need * 100) / 100:.2f} MB (each task's most accurate admissible exit and its blocks: {parts})"
+        )
+
+
+def solve_ga(layout: _Layout, *, generations: int = 100, pop_size: int = 100, seed: int = 0) -> Solution:
+    """pymoo GA over the flat binary vector (seeded sampling, two-point crossover, bit flips, repair)."""
+    from pymoo.algorithms.soo.nonconvex.ga import GA, comp_by_cv_and_fitness
+    from pymoo.core.duplicate import DefaultDuplicateElimination
+    from pymoo.core.mating import Mating
+    from pymoo.operators.crossover.pntx import TwoPointCrossover
+    from pymoo.operators.mutation.bitflip import BitflipMutation
+    from pymoo.operators.selection.tournament import TournamentSelection
+    from pymoo.optimize import minimize
+
+    rng = np.random.default_rng(seed)
+    init = rng.random((pop_size, layout.n_var)) < 0.5
+    init[0] = layout.candidate  # everything admissible (the best plan when memory is no issue)
+    init[1] = False  # only the best exits (always feasible after check_feasible)
+    rep = make_repair(layout, seed)
+    init = repair(layout, init, rng)
+    n_opt = max(int(layout.optional.sum()), 1)
+    dedup = DefaultDuplicateElimination()
+    # few retries for non-duplicate offspring: small instances have few distinct plans, and
+    # pymoo's default (100 mating rounds per generation) would spend its time re-drawing them
+    mating = Mating(
+        TournamentSelection(func_comp=comp_by_cv_and_fitness),
+        TwoPointCrossover(),
+        BitflipMutation(prob=1.0, prob_var=min(0.5, 1.0 / n_opt)),
+        repair=rep,
+        eliminate_duplicates=dedup,
+        n_max_iterations=5,
+    )
+    algorithm = GA(pop_size=pop_size, sampling=init, repair=rep, eliminate_duplicates=dedup, mating=mating)
+    res = minimize(make_problem(layout), algorithm, ("n_gen", max(1, generations)), seed=seed, verbose=False)
+    if res.X is None:
+        raise InfeasibleError("the GA found no feasible placement (this should not happen after the feasibility check)")
+    x = np.asarray(res.X, dtype=bool).reshape(-1)
+    F, M = layout.evaluate(x[None, :])
+    return Solution(x, float(F[0]), float(M[0]), "ga", int(res.algorithm.evaluator.n_eval))
+
+
+def solve_exhaustive(layout: _Layout, chunk: int = 1 << 15) -> Solution:
+    """Enumerate every subset of the optional candidate exits (<= 20 candidates in total)."""
+    n_cand = int(layout.candidate.sum())
+    if n_cand > MAX_EXHAUSTIVE:
+        raise UsageError(f"--exhaustive handles at most {MAX_EXHAUSTIVE} candidate exits, this setting has {n_cand}; drop --exhaustive")
+    opt = np.flatnonzero(layout.optional)
+    n = 1 << len(opt)
+    best: Optional[Tuple[float, float, np.ndarray]] = None
+    for start in range(0, n, chunk):
+        codes = np.arange(start, min(n, start + chunk), dtype=np.int64)
+        X = np.zeros((len(codes), layout.n_var), dtype=bool)
+        X[:, layout.best] = True
+        X[:, opt] = (codes[:, None] >> np.arange(len(opt))) & 1 == 1
+        F, M = layout.evaluate(X)
+        F = np.where(M <= layout.max_memory + EPS, F, np.inf)
+        i = int(np.argmin(F))
+        if np.isfinite(F[i]) and (best is None or F[i] < best[0] - EPS):
+            best = (float(F[i]), float(M[i]), X[i].copy())
+    if best is None:
+        raise InfeasibleError("no placement meets max_memory")
+    return Solution(best[2], best[0], best[1], "exhaustive", n)
+
+
+def _prune(points: List[Tuple[float, float, Tuple[int, ...]]]) -> List[Tuple[float, float, Tuple[int, ...]]]:
+    """Keep the (memory, cost) Pareto set."""
+    out: List[Tuple[float, float, Tuple[int, ...]]] = []
+    for m, c, s in sorted(points, key=lambda p: (p[0], p[1])):
+        if not out or c < out[-1][1] - EPS:
+            out.append((m, c, s))
+    return out
+
+
+def task_frontier(t: TaskProfile, limit: float = math.inf) -> List[Tuple[float, float, Tuple[int, ...]]]:
+    """Exact (memory, cost, kept exits) Pareto set of one task, by DP over its kept exits in order."""
+    cand = [int(j) for j in np.flatnonzero(t.candidates())]
+    best = t.best()
+    cand = [j for j in cand if j <= best]
+    b = t.num_blocks
+    base_mem = float(t.block_mb[: best + 1].sum())
+
+    def seg(prev: int, k: int) -> float:  # sum over blocks prev+1..k of the time to finish at exit k
+        return sum(float(t.block_ms[j : k + 1].sum()) + float(t.branch_ms[k]) for j in range(prev + 1, k + 1))
+
+    states: Dict[int, List[Tuple[float, float, Tuple[int, ...]]]] = {-1: [(base_mem, 0.0, ())]}
+    for k in cand:
+        pts = [(m + float(t.branch_mb[k]), c + seg(p, k), s + (k,)) for p, fr in states.items() for m, c, s in fr]
+        states[k] = _prune([p for p in pts if p[0] <= limit + EPS])
+        if k == best:
+            return [(m, c / b, s) for m, c, s in states[k]]
+    return []
+
+
+def solve_exact(layout: _Layout) -> Solution:
+    """Exact optimum for any size: per-task Pareto DP, then a (memory, cost) merge across tasks."""
+    total: List[Tuple[float, float, Tuple[int, ...]]] = [(0.0, 0.0, ())]
+    for t, off in zip(layout.tasks, layout.offsets[:-1]):
+        fr = task_frontier(t, layout.max_memory)
+        total = _prune(
+            [(m1 + m2, c1 + c2, s1 + tuple(int(off) + j for j in s2)) for m1, c1, s1 in total for m2, c2, s2 in fr
+             if m1 + m2 <= layout.max_memory + EPS]
+        )
+    if not total:
+        raise InfeasibleError("no placement meets max_memory")
+    m, c, s = min(total, key=lambda p: p[1])
+    x = np.zeros(layout.n_var, dtype=bool)
+    x[list(s)] = True
+    F, M = layout.evaluate(x[None, :])
+    return Solution(x, float(F[0]), float(M[0]), "exact-dp")
+
+
+# ------------------------------------------------------------------------------------------------
+# The plan and the repository
+# ------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class PlanResult:
+    app: str
+    exits: Dict[str, List[int]]
+    candidates: Dict[str, List[int]]
+    objective_ms: float
+    memory_mb: float
+    max_memory: Optional[float]
+    solver: str
+    per_task: Dict[str, Dict[str, Any]]
+    repository: Optional[Path] = None
+
+    def to_json(self) -> Dict[str, Any]:
+        d = asdict(self)
+        d["tasks"] = list(self.exits)  # task order = task index in workloads
+        d["repository"] = str(self.repository) if self.repository else None
+        return d
+
+
+def optimise(
+    tasks: Sequence[TaskProfile],
+    max_memory: Optional[float],
+    *,
+    generations: int = 100,
+    pop_size: int = 100,
+    seed: int = 0,
+    exhaustive: bool = False,
+    app: str = "app",
+) -> PlanResult:
+    """Solve the placement for ``tasks`` (no files touched)."""
+    if generations < 1 or pop_size < 2:
+        raise UsageError("--ga-gen must be >= 1 and --pop >= 2")
+    if max_memory is not None and max_memory <= 0:
+        raise UsageError(f"max_memory must be positive, got {max_memory}")
+    layout = _Layout(tasks, max_memory)
+    check_feasible(layout)
+    sol = solve_exhaustive(layout) if exhaustive else solve_ga(layout, generations=generations, pop_size=pop_size, seed=seed)
+    exits, cands, per_task = {}, {}, {}
+    for t, a, b in zip(layout.tasks, layout.offsets[:-1], layout.offsets[1:]):
+        xt = sol.x[a:b]
+        f, m = t.cost_and_memory(xt[None, :])
+        exits[t.name] = [int(j) for j in np.flatnonzero(xt)]
+        cands[t.name] = [int(j) for j in np.flatnonzero(t.candidates())]
+        per_task[t.name] = {
+            "num_blocks": t.num_blocks,
+            "objective_ms": float(f[0]),
+            "memory_mb": float(m[0]),
+            "max_delta_accuracy": t.max_delta_accuracy,
+            "original_accuracy": float(t.accuracy[-1]),
+            "exit_accuracy": {str(j): float(t.accuracy[j]) for j in exits[t.name]},
+            "exit_latency_ms": {str(j): float(t.exit_ms[j]) for j in exits[t.name]},
+        }
+    return PlanResult(app, exits, cands, sol.objective_ms, sol.memory_mb, max_memory, sol.solver, per_task)
+
+
+def model_config(t: TaskProfile, exits: Sequence[int]) -> ModelConfig:
+    """``config.pbtxt`` of task ``t`` with the kept ``exits`` (latencies in us)."""
+    cfg = ModelConfig(name=t.name, dims=[1, *t.input_shape])
+    last = max(exits)
+    for j in range(last + 1):
+        cfg.block_profile.append(ModelBlockProfile(id=j, latency=int(round(t.block_ms[j] * 1000))))
+    for j in sorted(exits):
+        cfg.exit_profile.append(
+            ModelBlockProfile(id=j, latency=int(round(t.branch_ms[j] * 1000)), accuracy=float(t.accuracy[j]))
+        )
+    return cfg
+
+
+def write_repository(res: PlanResult, tasks: Sequence[TaskProfile], dest: Path, *, inputs: Dict[str, Any], force: bool) -> Path:
+    """Write the deployment model repository (config.pbtxt, model_files/, plan.json, manifest)."""
+    from pantheon.offline.profile import load_variants
+
+    with store.write_artifact(dest, kind="repository", inputs=inputs, meta={"app": res.app, "tasks": list(res.exits)}, force=force) as tmp:
+        for t in tasks:
+            exits = res.exits[t.name]
+            v = load_variants(t.variants) if t.variants else None
+            files = tmp / t.name / "model_files"
+            files.mkdir(parents=True)
+            (tmp / t.name / "config.pbtxt").write_text(model_config_to_text(model_config(t, exits)))
+            if v is None:
+                continue
+            for j in range(max(exits) + 1):
+                shutil.copy2(v.block(j), files / v.block_name(j))
+            for j in exits:
+                shutil.copy2(v.branch(j), files / v.branch_name(j))
+        (tmp / "plan.json").write_text(json.dumps(res.to_json(), indent=2) + "\n")
+    return dest
+
+
+def plan(
+    setting: str,
+    *,
+    base: Optional[Path] = None,
+    save: Optional[Path] = None,
+    generations: int = 100,
+    pop_size: int = 100,
+    seed: int = 0,
+    exhaustive: bool = False,
+    force: bool = False,
+    show: bool = True,
+) -> PlanResult:
+    """Plan the exits of application ``setting`` (name, YAML app file or reference settings JSON).
+
+    Args:
+        setting: ``digits``, ``deploy/apps/traffic.yaml`` or ``settings.json``.
+        base: directory holding ``<task>/`` variants dirs (default ``<root>/variants``).
+        save: repository destination (default ``<root>/apps/<app>/repository``).
+        generations, pop_size, seed: the GA; ``exhaustive`` enumerates instead.
+        force: replace an existing repository.
+
+    Returns: the :class:`PlanResult` (``repository`` = where it was written).
+    """
+    app = load_app(setting)
+    st = store.Store()
+    base = Path(base) if base is not None else st.root / "variants"
+    dest = Path(save) if save is not None else st.repository_dir(app.name)
+    tasks = load_profiles(app, base)
+    res = optimise(tasks, app.max_memory, generations=generations, pop_size=pop_size, seed=seed, exhaustive=exhaustive, app=app.name)
+    inputs = {
+        "profiles": {t.name: store.fingerprint(t.variants / "profile.csv") for t in tasks if t.variants},
+        "limits": {t.name: t.max_delta_accuracy for t in tasks},
+        "max_memory": app.max_memory,
+        "solver": {"exhaustive": exhaustive, "ga_gen": generations, "pop": pop_size, "seed": seed},
+    }
+    res.repository = write_repository(res, tasks, dest, inputs=inputs, force=force)
+    if show:
+        print_plan(res)
+    return res
+
+
+def print_plan(res: PlanResult) -> None:
+    rows = []
+    for name, exits in res.exits.items():
+        pt = res.per_task[name]
+        rows.append([name, " ".join(map(str, exits)), " ".join(map(str, res.candidates[name])),
+                     f"{pt['objective_ms']:.3f}", f"{pt['memory_mb']:.2f}",
+                     f"{min(pt['exit_accuracy'].values()):.4f}..{pt['original_accuracy']:.4f}"])
+    console.print_table(f"exit plan for {res.app} ({res.solver})",
+                        ["task", "kept exits", "candidates", "objective ms", "memory MB", "accuracy"], rows)
+    budget = "unlimited" if res.max_memory is None else f"{res.max_memory:g} MB"
+    console.out.print(f"objective {res.objective_ms:.3f} ms; memory {res.memory_mb:.2f} MB of {budget}")
+    if res.repository:
+        console.info(f"wrote {res.repository}")

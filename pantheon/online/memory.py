@@ -1,0 +1,94 @@
+"""The memory manager: the one intermediate tensor each preempted or running job keeps.
+
+A job's input and, after each block, that block's output are stored under the job id;
+the next block (or the exit branch) consumes it, which frees it. So a job never holds
+more than one tensor, and a finished or dropped job holds none. ``bytes_held`` and
+``peak_bytes`` track the device memory these tensors occupy.
+
+Example::
+
+    mm = MemoryManager()
+    mm.store(7, x)          # the job's input
+    y = block(mm.consume(7)); mm.store(7, y)
+    mm.release(7)           # job dropped: free whatever it held
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any, Dict
+
+from pantheon.errors import RuntimeFault
+
+
+def _nbytes(t: Any) -> int:
+    try:
+        return int(t.element_size() * t.nelement())
+    except AttributeError:  # a tuple output (detection heads): count its tensors
+        if isinstance(t, (tuple, list)):
+            return sum(_nbytes(x) for x in t)
+        return 0
+
+
+class MemoryManager:
+    """Per-job storage of exactly one intermediate tensor, thread-safe."""
+
+    def __init__(self) -> None:
+        self._held: Dict[int, Any] = {}
+        self._sizes: Dict[int, int] = {}
+        self._lock = threading.Lock()
+        self.bytes_held = 0
+        self.peak_bytes = 0
+        self.peak_tensors = 0
+        self.stores = 0
+
+    def store(self, job: int, tensor: Any) -> None:
+        """Keep ``tensor`` for ``job``; a job that still holds one is a bug (it would leak)."""
+        n = _nbytes(tensor)
+        with self._lock:
+            if job in self._held:
+                raise RuntimeFault(f"memory manager: job {job} already holds a tensor (consume it first)")
+            self._held[job] = tensor
+            self._sizes[job] = n
+            self.bytes_held += n
+            self.stores += 1
+            if self.bytes_held > self.peak_bytes:
+                self.peak_bytes = self.bytes_held
+            if len(self._held) > self.peak_tensors:
+                self.peak_tensors = len(self._held)
+
+    def consume(self, job: int) -> Any:
+        """Take ``job``'s tensor out (it is freed once the caller drops its reference)."""
+        with self._lock:
+            try:
+                t = self._held.pop(job)
+            except KeyError:
+                raise RuntimeFault(f"memory manager: job {job} holds no tensor") from None
+            self.bytes_held -= self._sizes.pop(job)
+        return t
+
+    def release(self, job: int) -> bool:
+        """Free whatever ``job`` holds (a dropped job); True when it held something."""
+        with self._lock:
+            if job not in self._held:
+                return False
+            del self._held[job]
+            self.bytes_held -= self._sizes.pop(job)
+            return True
+
+    def holds(self, job: int) -> bool:
+        with self._lock:
+            return job in self._held
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._held)
+
+    def clear(self) -> int:
+        """Free everything; returns how many tensors were still held."""
+        with self._lock:
+            n = len(self._held)
+            self._held.clear()
+            self._sizes.clear()
+            self.bytes_held = 0
+            return n

@@ -1,0 +1,417 @@
+"""The board-side profiler: a TCP server that times TorchScript chunks on the board's GPU.
+
+The desktop (``pantheon profile``) sends one request per chunk or exit branch: the
+TorchScript file, its sha256 and the input shape. The server checks the sum, loads
+the module on CUDA when present (else CPU), warms it up, times ``repeat`` runs with
+the device synchronised around each call and answers mean/p50/p99/max latency in
+microseconds plus the device name (``pantheon/formats/profiler.proto``).
+
+Framing: an 8-byte big-endian length, then a serialized ``ProfileRequest`` /
+``ProfileReply``. One reply per request, in order, on a connection that stays open
+until the client closes it or the idle timeout expires. A bad request (garbage,
+wrong version or token, bad sum, a module that fails) gets an error reply and the
+server keeps serving; an oversized length prefix gets an error reply without the
+body being read, then the connection is closed. Timing is serialised by a lock so
+two clients never measure at the same time.
+
+:func:`time_module` is also what ``pantheon profile --local`` uses, so local and
+remote figures come from the same code.
+
+Example::
+
+    pantheon profiler-server --host 0.0.0.0 --port 8765 --token s3cret   # on the board
+    pantheon profile --task digits_resnet18 --host board.local --token s3cret
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import io
+import math
+import platform
+import signal
+import socket
+import socketserver
+import struct
+import sys
+import threading
+import time
+import warnings
+from dataclasses import dataclass
+from typing import Any, Callable, List, Optional, Sequence, Tuple
+
+from google.protobuf import message as _message
+
+from pantheon import __version__
+from pantheon.errors import ConnectionLostError, ProfilerError, UsageError
+from pantheon.formats import profiler_pb2
+
+PROTOCOL_VERSION = 1
+HEADER = struct.Struct(">Q")  # 8-byte big-endian length prefix
+DEFAULT_PORT = 8765
+DEFAULT_MAX_BYTES = 1 << 30  # a VGG16 classifier chunk is ~400 MB; nothing we slice is near 1 GiB
+MAX_REPEAT = 100_000
+MAX_WARMUP = 10_000
+MAX_ELEMENTS = 1 << 28  # 1 GiB of float32 input
+MAX_DIMS = 8
+
+ProfileRequest = profiler_pb2.ProfileRequest
+ProfileReply = profiler_pb2.ProfileReply
+ErrorKind = profiler_pb2.ErrorKind
+
+
+# ------------------------------------------------------------------------------------------------
+# Framing (shared with the client)
+# ------------------------------------------------------------------------------------------------
+
+
+def recv_exact(sock: socket.socket, n: int, bufsize: int = 1 << 20) -> bytes:
+    """Read exactly ``n`` bytes; :class:`ConnectionLostError` when the peer closes first."""
+    chunks = []
+    left = n
+    while left > 0:
+        chunk = sock.recv(min(left, bufsize))
+        if not chunk:
+            raise ConnectionLostError(f"connection closed after {n - left} of {n} bytes")
+        chunks.append(chunk)
+        left -= len(chunk)
+    return b"".join(chunks)
+
+
+def send_msg(sock: socket.socket, msg: _message.Message) -> None:
+    data = msg.SerializeToString()
+    sock.sendall(HEADER.pack(len(data)) + data)
+
+
+def recv_header(sock: socket.socket, bufsize: int = 1 << 20) -> Optional[int]:
+    """The next length prefix, or None when the peer closed the connection cleanly before it."""
+    first = sock.recv(HEADER.size)
+    if not first:
+        return None
+    rest = recv_exact(sock, HEADER.size - len(first), bufsize) if len(first) < HEADER.size else b""
+    return int(HEADER.unpack(first + rest)[0])
+
+
+# ------------------------------------------------------------------------------------------------
+# Timing (shared with `pantheon profile --local`)
+# ------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Timing:
+    """Latency statistics of one module, in microseconds."""
+
+    mean_us: float
+    p50_us: float
+    p99_us: float
+    max_us: float
+    min_us: float
+    repeat: int
+    warmup: int
+    device: str
+
+
+def percentile(sorted_values: Sequence[float], q: float) -> float:
+    """Linear-interpolated ``q``-th percentile (0..100) of already sorted values."""
+    if not sorted_values:
+        raise ValueError("no values")
+    pos = (len(sorted_values) - 1) * q / 100.0
+    lo = math.floor(pos)
+    hi = min(lo + 1, len(sorted_values) - 1)
+    return sorted_values[lo] + (sorted_values[hi] - sorted_values[lo]) * (pos - lo)
+
+
+def stats_us(samples_ns: Sequence[int], warmup: int, device: str) -> Timing:
+    values = sorted(s / 1000.0 for s in samples_ns)
+    return Timing(
+        mean_us=sum(values) / len(values),
+        p50_us=percentile(values, 50),
+        p99_us=percentile(values, 99),
+        max_us=values[-1],
+        min_us=values[0],
+        repeat=len(values),
+        warmup=warmup,
+        device=device,
+    )
+
+
+def pick_device() -> Any:
+    """CUDA when present (the board), else CPU."""
+    import torch
+
+    return torch.device("cuda:0") if torch.cuda.is_available() else torch.device("cpu")
+
+
+def device_name(device: Any = None) -> str:
+    import torch
+
+    device = device or pick_device()
+    if device.type == "cuda":
+        return f"cuda ({torch.cuda.get_device_name(device)})"
+    return f"cpu ({platform.machine()}, {torch.get_num_threads()} threads)"
+
+
+def time_module(module: Any, input_shape: Sequence[int], *, warmup: int = 10, repeat: int = 100, device: Any = None) -> Timing:
+    """Warm ``module`` up, then time ``repeat`` calls on a random input of ``input_shape``.
+
+    On CUDA the device is synchronised before and after every call so each sample is
+    the wall time of that call's kernels; on CPU a call is synchronous already.
+
+    Example::
+
+        t = time_module(torch.jit.load("block_00.pt"), [1, 3, 32, 32], repeat=50)
+        t.mean_us, t.p99_us
+    """
+    import torch
+
+    device = device or pick_device()
+    if repeat < 1:
+        raise ValueError("repeat must be >= 1")
+    sync: Callable[[], None] = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    x = torch.randn(*[int(d) for d in input_shape], device=device)
+    samples: List[int] = []
+    with torch.inference_mode():
+        for _ in range(max(0, warmup)):
+            module(x)
+        sync()
+        for _ in range(repeat):
+            sync()
+            t0 = time.perf_counter_ns()
+            module(x)
+            sync()
+            samples.append(time.perf_counter_ns() - t0)
+    return stats_us(samples, warmup, device_name(device))
+
+
+def load_torchscript(data: bytes, device: Any = None) -> Any:
+    """``torch.jit.load`` from bytes onto ``device``, in eval mode."""
+    import torch
+
+    with warnings.catch_warnings():  # torch >= 2.9 marks TorchScript deprecated; it is our format
+        warnings.simplefilter("ignore", FutureWarning)
+        module = torch.jit.load(io.BytesIO(data), map_location=device or pick_device())
+    module.eval()
+    return module
+
+
+# ------------------------------------------------------------------------------------------------
+# The server
+# ------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class ServerConfig:
+    host: str = "127.0.0.1"
+    port: int = DEFAULT_PORT
+    warmup: int = 10
+    repeat: int = 100
+    token: Optional[str] = None
+    max_bytes: int = DEFAULT_MAX_BYTES
+    idle_timeout: float = 300.0  # s without a new request before a connection is closed
+    read_timeout: float = 60.0  # s to receive one announced message
+
+
+class RequestFailed(Exception):
+    """A request the server answers with an error reply (then keeps serving)."""
+
+    def __init__(self, kind: int, msg: str) -> None:
+        super().__init__(msg)
+        self.kind = kind
+
+
+def _error_reply(kind: int, msg: str) -> ProfileReply:
+    return ProfileReply(
+        ok=False,
+        error=" ".join(str(msg).split()),
+        error_kind=kind,
+        version=PROTOCOL_VERSION,
+        server_version=__version__,
+    )
+
+
+def check_request(req: ProfileRequest, cfg: ServerConfig) -> Tuple[int, int, List[int]]:
+    """Validate version, token, sum and limits; return (warmup, repeat, shape)."""
+    if req.version != PROTOCOL_VERSION:
+        raise RequestFailed(
+            ErrorKind.PROTOCOL,
+            f"protocol version {req.version} is not supported (server speaks {PROTOCOL_VERSION}); "
+            "use the same pantheon version on both ends",
+        )
+    if cfg.token is not None and not hmac.compare_digest(req.token.encode(), cfg.token.encode()):
+        raise RequestFailed(ErrorKind.AUTH, "wrong or missing token (pass --token or set PANTHEON_TOKEN)")
+    if req.ping:
+        return 0, 0, []
+    digest = hashlib.sha256(req.file).hexdigest()
+    if not hmac.compare_digest(digest, req.sha256.lower()):
+        raise RequestFailed(
+            ErrorKind.CHECKSUM, f"sha256 of {req.file_name or 'the file'} is {digest[:12]}..., request says {req.sha256[:12]}..."
+        )
+    shape = [int(d) for d in req.input_shape]
+    if not shape or len(shape) > MAX_DIMS or any(d <= 0 for d in shape):
+        raise RequestFailed(ErrorKind.LIMIT, f"bad input shape {shape}: 1..{MAX_DIMS} positive dimensions")
+    if math.prod(shape) > MAX_ELEMENTS:
+        raise RequestFailed(ErrorKind.LIMIT, f"input shape {shape} has more than {MAX_ELEMENTS} elements")
+    warmup = int(req.warmup) or cfg.warmup
+    repeat = int(req.repeat) or cfg.repeat
+    if warmup > MAX_WARMUP or repeat > MAX_REPEAT:
+        raise RequestFailed(ErrorKind.LIMIT, f"warmup {warmup} / repeat {repeat} exceed {MAX_WARMUP} / {MAX_REPEAT}")
+    return warmup, repeat, shape
+
+
+class ProfilerServer(socketserver.ThreadingMixIn, socketserver.TCPServer):
+    """Threaded TCP server; measurements are serialised by ``timing_lock``."""
+
+    daemon_threads = True
+    allow_reuse_address = True
+
+    def __init__(self, cfg: ServerConfig, log: Callable[[str], None] = lambda s: None) -> None:
+        self.cfg = cfg
+        self.log = log
+        self.timing_lock = threading.Lock()
+        self.device = pick_device()
+        self.device_label = device_name(self.device)
+        self.served = 0
+        super().__init__((cfg.host, cfg.port), _Handler)
+
+    @property
+    def address(self) -> Tuple[str, int]:
+        host, port = self.server_address[:2]
+        return str(host), int(port)
+
+    def handle_request_msg(self, req: ProfileRequest) -> ProfileReply:
+        """Answer one parsed request (never raises)."""
+        try:
+            warmup, repeat, shape = check_request(req, self.cfg)
+            if req.ping:
+                return ProfileReply(ok=True, device=self.device_label, version=PROTOCOL_VERSION, server_version=__version__)
+            t = self._measure(req, shape, warmup, repeat)
+        except RequestFailed as exc:
+            self.log(f"rejected {req.file_name or '<request>'}: {exc}")
+            return _error_reply(exc.kind, str(exc))
+        except Exception as exc:  # the server must outlive any one bad request
+            self.log(f"internal error on {req.file_name or '<request>'}: {exc.__class__.__name__}: {exc}")
+            return _error_reply(ErrorKind.INTERNAL, f"{exc.__class__.__name__}: {exc}")
+        self.served += 1
+        self.log(
+            f"{req.file_name or '<module>'} {shape}: mean {t.mean_us:.1f} us, p99 {t.p99_us:.1f} us "
+            f"({t.repeat} runs, {t.device})"
+        )
+        return ProfileReply(
+            ok=True,
+            mean_us=t.mean_us,
+            p50_us=t.p50_us,
+            p99_us=t.p99_us,
+            max_us=t.max_us,
+            min_us=t.min_us,
+            device=t.device,
+            repeat=t.repeat,
+            warmup=t.warmup,
+            version=PROTOCOL_VERSION,
+            server_version=__version__,
+        )
+
+    def _measure(self, req: ProfileRequest, shape: List[int], warmup: int, repeat: int) -> Timing:
+        with self.timing_lock:  # one measurement at a time: concurrent runs would skew each other
+            try:
+                module = load_torchscript(req.file, self.device)
+            except Exception as exc:
+                raise RequestFailed(ErrorKind.MODEL, f"{req.file_name or 'file'} is not a loadable TorchScript module: {exc}") from exc
+            try:
+                return time_module(module, shape, warmup=warmup, repeat=repeat, device=self.device)
+            except Exception as exc:
+                raise RequestFailed(ErrorKind.MODEL, f"{req.file_name or 'module'} fails on input {shape}: {exc}") from exc
+            finally:
+                del module
+                if self.device.type == "cuda":
+                    import torch
+
+                    torch.cuda.empty_cache()
+
+
+class _Handler(socketserver.BaseRequestHandler):
+    server: ProfilerServer
+
+    def handle(self) -> None:
+        sock: socket.socket = self.request
+        cfg = self.server.cfg
+        peer = f"{self.client_address[0]}:{self.client_address[1]}"
+        while True:
+            try:
+                sock.settimeout(cfg.idle_timeout)
+                n = recv_header(sock)
+                if n is None:
+                    return
+                if n > cfg.max_bytes:
+                    # never read an oversized body: answer and drop the connection
+                    self.server.log(f"{peer}: message of {n} bytes exceeds --max-bytes {cfg.max_bytes}; closing")
+                    send_msg(sock, _error_reply(ErrorKind.PROTOCOL, f"message of {n} bytes exceeds the server limit of {cfg.max_bytes} bytes (--max-bytes)"))
+                    return
+                sock.settimeout(cfg.read_timeout)
+                body = recv_exact(sock, n)
+            except socket.timeout:
+                self.server.log(f"{peer}: timed out, closing")
+                return
+            except (OSError, ConnectionLostError) as exc:
+                self.server.log(f"{peer}: connection lost ({exc})")
+                return
+            try:
+                req = ProfileRequest.FromString(body)
+            except _message.DecodeError as exc:
+                reply = _error_reply(ErrorKind.PROTOCOL, f"not a ProfileRequest ({n} bytes): {exc}")
+                self.server.log(f"{peer}: garbage message of {n} bytes")
+            else:
+                reply = self.server.handle_request_msg(req)
+            try:
+                send_msg(sock, reply)
+            except OSError:
+                return
+
+
+def serve(cfg: ServerConfig, *, ready: Optional[Callable[[str, int], None]] = None, log: Optional[Callable[[str], None]] = None) -> int:
+    """Run the server until SIGINT/SIGTERM; return the number of requests served.
+
+    ``ready(host, port)`` is called once the socket listens (``port=0`` picks a free port).
+    """
+    log = log or (lambda s: print(s, file=sys.stderr, flush=True))
+    check_server_config(cfg)
+    try:
+        server = ProfilerServer(cfg, log=log)
+    except OSError as exc:
+        raise ProfilerError(f"cannot listen on {cfg.host}:{cfg.port}: {exc.strerror or exc}") from exc
+    stop = threading.Event()
+
+    def _on_signal(signum: int, frame: Any) -> None:  # shutdown() blocks until serve_forever returns
+        if not stop.is_set():
+            stop.set()
+            threading.Thread(target=server.shutdown, daemon=True).start()
+
+    old = {}
+    if threading.current_thread() is threading.main_thread():
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            old[sig] = signal.signal(sig, _on_signal)
+    try:
+        host, port = server.address
+        log(f"profiler server {__version__} (protocol {PROTOCOL_VERSION}) on {server.device_label}; "
+            f"warmup {cfg.warmup}, repeat {cfg.repeat}, token {'required' if cfg.token else 'off'}")
+        if ready is not None:
+            ready(host, port)
+        server.serve_forever(poll_interval=0.2)
+    finally:
+        server.server_close()
+        for sig, handler in old.items():
+            signal.signal(sig, handler)
+    log(f"profiler server stopped after {server.served} measurements")
+    return server.served
+
+
+def check_server_config(cfg: ServerConfig) -> None:
+    """Reject nonsensical limits before binding."""
+    if cfg.warmup < 0 or cfg.warmup > MAX_WARMUP:
+        raise UsageError(f"--warmup must lie in 0..{MAX_WARMUP}, got {cfg.warmup}")
+    if cfg.repeat < 1 or cfg.repeat > MAX_REPEAT:
+        raise UsageError(f"--repeat must lie in 1..{MAX_REPEAT}, got {cfg.repeat}")
+    if cfg.max_bytes < 1024:
+        raise UsageError(f"--max-bytes must be at least 1024, got {cfg.max_bytes}")
+    if cfg.idle_timeout <= 0 or cfg.read_timeout <= 0:
+        raise UsageError("timeouts must be positive")

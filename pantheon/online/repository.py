@@ -1,0 +1,283 @@
+"""Deployment model repositories: read profiles (no torch) and load TorchScript chunks (torch).
+
+Layout (CONTRIBUTING.md, kind ``repository``)::
+
+    <repo>/manifest.json
+    <repo>/plan.json                       optional: app, chosen exits, task order
+    <repo>/<task>/config.pbtxt             ModelConfig: name, dims [1,C,H,W], block_profile
+                                           {id latency} for blocks 0..last kept exit,
+                                           exit_profile {id latency accuracy} per kept exit
+    <repo>/<task>/model_files/block_XX.pt  blocks 0..last kept exit
+    <repo>/<task>/model_files/branch_XX.pt kept exits (XX = the block the exit follows)
+
+:func:`read_repository` verifies the manifest and every config, and returns a
+:class:`Repository` of :class:`~pantheon.online.scheduler.TaskProfile` (what the
+simulator needs). :func:`load_modules` then loads the chunks onto a device and warms
+them up (what the runtime needs).
+
+Example::
+
+    repo = read_repository("pantheon-data/apps/digits/repository")
+    repo.tasks["digits_resnet18"].full_latency        # us
+    models = load_modules(repo, device="cpu")
+    x = models["digits_resnet18"].run_exit(torch.zeros(repo.dims("digits_resnet18")), exit_index=-1)
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence, Union
+
+from pantheon.errors import ArtifactError, FormatError, RepositoryError
+from pantheon.online.scheduler import TaskProfile
+
+PathLike = Union[str, Path]
+
+
+def chunk_file(model_dir: Path, kind: str, idx: int) -> Optional[Path]:
+    """``model_files/<kind>_XX.pt`` (two digits, or three in repositories with > 100 blocks)."""
+    for width in (2, 3):
+        p = model_dir / f"{kind}_{idx:0{width}d}.pt"
+        if p.is_file():
+            return p
+    return None
+
+
+@dataclass
+class Repository:
+    """A verified deployment repository: per-task profiles and where their chunks are."""
+
+    path: Path
+    tasks: Dict[str, TaskProfile]
+    app: str = ""
+    plan: Dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def names(self) -> List[str]:
+        """Task names in task-index order."""
+        return sorted(self.tasks, key=lambda n: self.tasks[n].index)
+
+    def dims(self, task: str) -> List[int]:
+        return list(self.tasks[task].dims)
+
+    def task(self, name: str) -> TaskProfile:
+        if name not in self.tasks:
+            raise RepositoryError(
+                f"task {name!r} is not in the repository {self.path} (it has: {', '.join(self.names)})"
+            )
+        return self.tasks[name]
+
+    def model_dir(self, task: str) -> Path:
+        return self.path / task / "model_files"
+
+    def describe(self) -> Dict[str, Any]:
+        """The ``tasks`` table written into the ``start`` event of a log."""
+        out: Dict[str, Any] = {}
+        for name in self.names:
+            t = self.tasks[name]
+            out[name] = {
+                "index": t.index,
+                "dims": t.dims,
+                "exits": t.exit_blocks,
+                "acc": t.exit_acc,
+                "blocks": t.blocks[: t.exit_blocks[-1] + 1],
+                "exit_lat": t.exit_lat,
+                "original": t.exit_blocks[-1],
+                "full_us": t.full_latency,
+            }
+        return out
+
+
+def _task_order(repo: Path, names: Sequence[str], plan: Dict[str, Any]) -> List[str]:
+    listed = plan.get("tasks")
+    if isinstance(listed, dict):
+        listed = list(listed)
+    order: List[str] = []
+    if isinstance(listed, list):
+        for item in listed:
+            n = item.get("task") or item.get("name") if isinstance(item, dict) else item
+            if isinstance(n, str) and n in names and n not in order:
+                order.append(n)
+    order += sorted(n for n in names if n not in order)
+    return order
+
+
+def _profile(task_dir: Path, index: int) -> TaskProfile:
+    from pantheon.formats import read_model_config
+
+    cfg_path = task_dir / "config.pbtxt"
+    cfg = read_model_config(cfg_path)
+    name = task_dir.name
+    if cfg.name and cfg.name != name:
+        raise RepositoryError(f"{cfg_path} names task {cfg.name!r} but lives in the folder {name!r}")
+    dims = [int(d) for d in cfg.dims]
+    if len(dims) < 2 or dims[0] != 1 or any(d <= 0 for d in dims):
+        raise RepositoryError(f"{cfg_path}: dims must be [1, C, H, W] (batch 1), got {dims}")
+    blocks = sorted((int(b.id), int(b.latency)) for b in cfg.block_profile)
+    if [b for b, _ in blocks] != list(range(len(blocks))):
+        raise RepositoryError(f"{cfg_path}: block_profile ids must be 0..N-1 without gaps, got {[b for b, _ in blocks]}")
+    exits = [(int(e.id), int(e.latency), round(float(e.accuracy), 6)) for e in cfg.exit_profile]  # float32 noise off
+    if not exits:
+        raise RepositoryError(f"{cfg_path} keeps no exit (exit_profile is empty)")
+    for b, _lat, acc in exits:
+        if not 0.0 <= acc <= 1.0:
+            raise RepositoryError(f"{cfg_path}: exit {b} has accuracy {acc}, expected a fraction in [0, 1]")
+    try:
+        return TaskProfile(name, [lat for _, lat in blocks], exits, index=index, dims=dims)
+    except RepositoryError as exc:
+        raise RepositoryError(f"{cfg_path}: {exc}") from None
+
+
+def _check_files(repo: Path, t: TaskProfile) -> None:
+    model_dir = repo / t.name / "model_files"
+    for b in range(t.exit_blocks[-1] + 1):
+        if chunk_file(model_dir, "block", b) is None:
+            raise RepositoryError(f"{model_dir} lacks block_{b:02d}.pt (needed up to exit {t.exit_blocks[-1]})")
+    for e in t.exit_blocks:
+        if chunk_file(model_dir, "branch", e) is None:
+            raise RepositoryError(f"{model_dir} lacks branch_{e:02d}.pt (exit {e} is kept in config.pbtxt)")
+
+
+def read_repository(path: PathLike, *, verify: bool = True) -> Repository:
+    """Verify and read the deployment repository at ``path`` (no torch needed).
+
+    Raises:
+        RepositoryError: no such folder, no task, a bad config.pbtxt, a missing chunk file.
+        ArtifactError: a missing manifest or a file whose checksum differs (tampered chunk).
+    """
+    from pantheon.formats import store
+
+    repo = Path(path)
+    if not repo.is_dir():
+        raise RepositoryError(f"model repository {repo} does not exist (run `pantheon plan` to make one)")
+    if verify:
+        try:
+            store.verify(repo, kind="repository")
+        except ArtifactError as exc:
+            raise type(exc)(f"model repository rejected: {exc}") from None
+    plan: Dict[str, Any] = {}
+    if (repo / "plan.json").is_file():
+        try:
+            plan = json.loads((repo / "plan.json").read_text())
+        except (OSError, ValueError) as exc:
+            raise FormatError(f"{repo / 'plan.json'} is not valid JSON: {exc}") from exc
+        if not isinstance(plan, dict):
+            plan = {}
+    names = [p.name for p in sorted(repo.iterdir()) if (p / "config.pbtxt").is_file()]
+    if not names:
+        raise RepositoryError(f"{repo} holds no task (no <task>/config.pbtxt)")
+    tasks: Dict[str, TaskProfile] = {}
+    for i, name in enumerate(_task_order(repo, names, plan)):
+        t = _profile(repo / name, i)
+        _check_files(repo, t)
+        tasks[name] = t
+    app = str(plan.get("app") or (repo.parent.name if repo.name == "repository" else repo.name))
+    return Repository(path=repo, tasks=tasks, app=app, plan=plan)
+
+
+# -- torch side ------------------------------------------------------------------------------
+
+
+def resolve_device(device: str = "auto") -> str:
+    """``auto`` -> ``cuda`` when available, else ``cpu``; ``cuda`` without a GPU is an error."""
+    import torch
+
+    from pantheon.errors import UsageError
+
+    if device not in ("auto", "cpu", "cuda") and not device.startswith("cuda:"):
+        raise UsageError(f"unknown device {device!r}: choose auto, cpu or cuda")
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise UsageError("--device cuda: torch sees no CUDA device here (use --device cpu or auto)")
+    return device
+
+
+class LoadedTask:
+    """The TorchScript chunks of one task on one device.
+
+    ``blocks[b]`` is block ``b``; ``exits[m]`` is the branch of exit index ``m`` (which
+    follows block ``profile.exit_blocks[m]``).
+    """
+
+    def __init__(self, profile: TaskProfile, blocks: List[Any], exits: List[Any], device: str) -> None:
+        self.profile = profile
+        self.blocks = blocks
+        self.exits = exits
+        self.device = device
+
+    @property
+    def name(self) -> str:
+        return self.profile.name
+
+    def run_exit(self, x: Any, exit_index: int = -1) -> Any:
+        """Run blocks ``0..exit`` then the exit branch on ``x`` (a direct, unscheduled call)."""
+        m = exit_index % len(self.exits)
+        for b in range(self.profile.exit_blocks[m] + 1):
+            x = self.blocks[b](x)
+        return self.exits[m](x)
+
+
+def _load_one(path: Path, device: str) -> Any:
+    import torch
+
+    try:
+        with warnings.catch_warnings():  # newer torch marks TorchScript deprecated; the board's 2.0 does not
+            warnings.simplefilter("ignore", FutureWarning)
+            mod = torch.jit.load(str(path), map_location=device)
+    except (RuntimeError, ValueError, OSError) as exc:
+        msg = " ".join(str(exc).split())[:200]
+        raise RepositoryError(f"{path} is not a loadable TorchScript file: {msg}") from exc
+    mod.eval()
+    return mod
+
+
+def load_modules(repo: Repository, device: str = "cpu", warmup: int = 3,
+                 tasks: Optional[Sequence[str]] = None) -> Dict[str, LoadedTask]:
+    """Load every (or the named) task's chunks onto ``device`` and warm them up.
+
+    The warm-up runs each exit path ``warmup`` times on a random input of the task's dims,
+    which also proves the chunks chain: a shape error there is a :class:`RepositoryError`
+    naming the chunk.
+    """
+    import torch
+
+    out: Dict[str, LoadedTask] = {}
+    for name in tasks or repo.names:
+        t = repo.task(name)
+        mdir = repo.model_dir(name)
+        blocks = [_load_one(chunk_file(mdir, "block", b), device) for b in range(t.exit_blocks[-1] + 1)]  # type: ignore[arg-type]
+        exits = [_load_one(chunk_file(mdir, "branch", e), device) for e in t.exit_blocks]  # type: ignore[arg-type]
+        lt = LoadedTask(t, blocks, exits, device)
+        _warm(lt, warmup, torch)
+        out[name] = lt
+    return out
+
+
+def _warm(lt: LoadedTask, warmup: int, torch: Any) -> None:
+    t = lt.profile
+    with torch.inference_mode():
+        for _ in range(max(1, warmup)):
+            x = torch.randn(*t.dims, device=lt.device)
+            feats = []
+            for b, blk in enumerate(lt.blocks):
+                try:
+                    x = blk(x)
+                except RuntimeError as exc:
+                    msg = " ".join(str(exc).split())[:200]
+                    raise RepositoryError(
+                        f"{lt.name}: block_{b:02d} fails on the input dims {t.dims} "
+                        f"(input shape mismatch?): {msg}"
+                    ) from exc
+                feats.append(x)
+            for m, e in enumerate(t.exit_blocks):
+                try:
+                    lt.exits[m](feats[e])
+                except RuntimeError as exc:
+                    msg = " ".join(str(exc).split())[:200]
+                    raise RepositoryError(f"{lt.name}: branch_{e:02d} fails on block_{e:02d}'s output: {msg}") from exc
+        if lt.device.startswith("cuda"):
+            torch.cuda.synchronize()

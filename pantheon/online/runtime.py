@@ -1,0 +1,784 @@
+"""The live preemptive runtime: one real-time worker, chunk-granular preemption, exit switching.
+
+Threads:
+
+* **release** (workload replay): sleeps until each job's release on an absolute schedule
+  from the monotonic clock (coarse sleep, then a short GIL-yielding spin), then admits it.
+* **admission** (the releasing thread, or the caller of :meth:`Runtime.submit`): stores
+  the job's input in the memory manager and, under the scheduler lock, refreshes the
+  queue (the scheduling decision; its duration is logged).
+* **real-time worker**: under the lock, takes the next action from the scheduler (the
+  next block of the head job, or its exit branch) and advances that job's ``next_block``
+  pointer there, so a block never runs twice or is skipped when a decision reorders the
+  queue; then, outside the lock, consumes the job's tensor, runs the chunk, stores the
+  output. After the job's last needed block its exit runs and its future resolves.
+* **best-effort** (``best_effort=[(task, rate)]``): releases jobs of a repository task
+  at ``rate`` per second and runs them whole through the original exit. On CUDA they go
+  to a low-priority stream (the real-time worker uses a high-priority one,
+  ``torch.cuda.Stream(priority=...)`` from ``Stream.priority_range()``); on the CPU a
+  best-effort chunk starts only while no real-time job is queued or running.
+* **telemetry** (optional): samples into the same log.
+
+On CUDA at most ``max_inflight`` real-time chunks are queued on the stream (CUDA events,
+wait for the oldest beyond that), so the worker regains control after every chunk and
+preemption stays chunk-granular. The CUDA-specific part is :class:`CudaExecutor`; the
+rest is the CPU-tested core.
+
+Example::
+
+    with Runtime("pantheon-data/apps/digits/repository", device="cpu", log="run1") as rt:
+        fut = rt.submit("digits_resnet18", torch.randn(1, 3, 32, 32), deadline_us=20_000)
+        res = fut.result()        # JobResult(task=..., exit=..., met=True, output=tensor)
+    # or replay a workload file:
+    summary = run("repo", "workload.bin", "logs/run1", policy="pantheon", device="cpu")
+"""
+
+from __future__ import annotations
+
+import collections
+import itertools
+import json
+import signal
+import sys
+import threading
+import time
+from concurrent.futures import Future
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Deque, Dict, List, Optional, Sequence, Tuple, Union
+
+from pantheon.errors import PantheonError, RuntimeFault, UsageError
+from pantheon.online.events import Clock, EventLog, events_path
+from pantheon.online.memory import MemoryManager
+from pantheon.online.repository import LoadedTask, Repository, load_modules, read_repository, resolve_device
+from pantheon.online.scheduler import BLOCK, DROPPED, EXIT, Job, Scheduler, check_policy
+from pantheon.online.workload import JobSpec, apply_timing, validate
+
+PathLike = Union[str, Path]
+TELEMETRY = ("off", "auto", "jtop", "sysfs", "nvml", "psutil")
+
+
+@dataclass
+class JobResult:
+    """What a submitted job's future resolves to."""
+
+    job: int
+    task: str
+    met: bool
+    dropped: bool
+    exit: Optional[int] = None  # exit block id
+    accuracy: float = 0.0
+    relative_accuracy: float = 0.0
+    release_us: int = 0
+    deadline_us: int = 0
+    finish_us: Optional[int] = None
+    response_us: Optional[int] = None
+    output: Any = None
+    reason: str = ""
+
+
+def parse_best_effort(items: Sequence[str]) -> List[Tuple[str, float]]:
+    """``["alexnet:20"]`` -> ``[("alexnet", 20.0)]``; a bad item is a usage error."""
+    out = []
+    for item in items:
+        task, sep, rate = item.rpartition(":")
+        try:
+            r = float(rate)
+        except ValueError:
+            r = -1.0
+        if not sep or not task or r <= 0:
+            raise UsageError(f"--best-effort expects TASK:RATE with a positive rate in jobs/s, got {item!r}")
+        out.append((task, r))
+    return out
+
+
+# -- executors -------------------------------------------------------------------------------
+
+
+class CpuExecutor:
+    """Runs each chunk synchronously; a chunk is complete when the call returns."""
+
+    name = "cpu"
+
+    def __init__(self, clock: Clock) -> None:
+        self.clock = clock
+
+    def launch(self, mod: Any, x: Any, tag: Any) -> Tuple[Any, List[Tuple[Any, Any, int]]]:
+        """Run ``mod(x)``; return its output and the chunks now known complete (this one)."""
+        y = mod(x)
+        return y, [(tag, y, self.clock.now())]
+
+    def poll(self) -> List[Tuple[Any, Any, int]]:
+        return []
+
+    def drain(self) -> List[Tuple[Any, Any, int]]:
+        return []
+
+    def pending(self) -> int:
+        return 0
+
+    def describe(self) -> Dict[str, Any]:
+        return {"executor": "cpu"}
+
+
+class InflightWindow:
+    """At most ``limit`` launched items not known to be complete (CUDA events or stand-ins).
+
+    ``push`` returns the items it had to wait for (oldest first) once more than ``limit``
+    are outstanding; ``poll`` returns those already complete without waiting. Items are
+    ``(event, tag, output)``; an event needs ``query()`` and ``synchronize()``.
+    """
+
+    def __init__(self, limit: int, stamp: Callable[[Any], int]) -> None:
+        if limit < 1:
+            raise UsageError(f"max in-flight chunks must be >= 1, got {limit}")
+        self.limit = limit
+        self.stamp = stamp
+        self.items: Deque[Tuple[Any, Any, Any]] = collections.deque()
+        self.max_seen = 0
+
+    def push(self, event: Any, tag: Any, out: Any) -> List[Tuple[Any, Any, int]]:
+        self.items.append((event, tag, out))
+        if len(self.items) > self.max_seen:
+            self.max_seen = len(self.items)
+        done = []
+        while len(self.items) > self.limit:
+            ev, t, o = self.items.popleft()
+            ev.synchronize()
+            done.append((t, o, self.stamp(ev)))
+        return done + self.poll()
+
+    def poll(self) -> List[Tuple[Any, Any, int]]:
+        done = []
+        while self.items and self.items[0][0].query():
+            ev, t, o = self.items.popleft()
+            done.append((t, o, self.stamp(ev)))
+        return done
+
+    def drain(self) -> List[Tuple[Any, Any, int]]:
+        done = []
+        while self.items:
+            ev, t, o = self.items.popleft()
+            ev.synchronize()
+            done.append((t, o, self.stamp(ev)))
+        return done
+
+
+class CudaExecutor:
+    """Real-time chunks on a high-priority CUDA stream, at most ``max_inflight`` outstanding."""
+
+    name = "cuda"
+
+    def __init__(self, clock: Clock, torch: Any, max_inflight: int = 2, device: str = "cuda") -> None:
+        self.torch = torch
+        self.clock = clock
+        least, greatest = torch.cuda.Stream.priority_range()  # lower number = higher priority
+        self.rt = torch.cuda.Stream(device=device, priority=greatest)
+        self.be = torch.cuda.Stream(device=device, priority=least)
+        self.ref = torch.cuda.Event(enable_timing=True)
+        self.ref.record(self.rt)
+        self.ref.synchronize()
+        self.t_ref = clock.now()
+        self.window = InflightWindow(max_inflight, self._stamp)
+        self.rt_launches = 0
+        self.rt_wrong_stream = 0
+
+    def _stamp(self, ev: Any) -> int:
+        return self.t_ref + int(self.ref.elapsed_time(ev) * 1000.0)
+
+    def launch(self, mod: Any, x: Any, tag: Any) -> Tuple[Any, List[Tuple[Any, Any, int]]]:
+        """Queue ``mod(x)`` on the high-priority stream; return its (future) output and the
+        chunks now known complete (waiting for the oldest beyond ``max_inflight``)."""
+        torch = self.torch
+        with torch.cuda.stream(self.rt):
+            if torch.cuda.current_stream().priority != self.rt.priority:
+                self.rt_wrong_stream += 1
+            y = mod(x)
+            ev = torch.cuda.Event(enable_timing=True)
+            ev.record(self.rt)
+        self.rt_launches += 1
+        return y, self.window.push(ev, tag, y)
+
+    def poll(self) -> List[Tuple[Any, Any, int]]:
+        return self.window.poll()
+
+    def drain(self) -> List[Tuple[Any, Any, int]]:
+        return self.window.drain()
+
+    def pending(self) -> int:
+        return len(self.window.items)
+
+    def describe(self) -> Dict[str, Any]:
+        least, greatest = self.torch.cuda.Stream.priority_range()
+        return {
+            "executor": "cuda",
+            "gpu": self.torch.cuda.get_device_name(0),
+            "stream_priority_range": [least, greatest],
+            "rt_stream_priority": self.rt.priority,
+            "be_stream_priority": self.be.priority,
+            "max_inflight": self.window.limit,
+        }
+
+
+# -- the runtime -----------------------------------------------------------------------------
+
+
+class Runtime:
+    """The live runtime over one repository on one device.
+
+    Args:
+        repo: a repository folder or a :class:`Repository` (verified when read here).
+        device: ``cpu``, ``cuda`` or ``auto``.
+        policy: a scheduling policy (see :mod:`pantheon.online.scheduler`).
+        drop_late: drop jobs that can no longer meet their deadline when they would start.
+        log: a run folder (``events.jsonl`` + ``run.json`` + manifest), an ``.jsonl`` file,
+            an :class:`EventLog`, or None.
+        best_effort: ``[(task, jobs_per_second)]`` run on the low-priority side.
+        telemetry: ``off`` or a backend of :mod:`pantheon.online.telemetry`.
+        max_inflight: CUDA chunks allowed on the stream at once.
+        warmup: warm-up runs per exit path at start.
+        start_fields: extra fields for the ``start`` event.
+    """
+
+    def __init__(
+        self,
+        repo: Union[PathLike, Repository],
+        device: str = "auto",
+        policy: str = "pantheon",
+        *,
+        drop_late: bool = True,
+        log: Union[None, PathLike, EventLog] = None,
+        best_effort: Sequence[Tuple[str, float]] = (),
+        telemetry: str = "off",
+        telemetry_interval_s: float = 0.02,
+        max_inflight: int = 2,
+        warmup: int = 3,
+        start_fields: Optional[Dict[str, Any]] = None,
+    ) -> None:
+        self.repo = repo if isinstance(repo, Repository) else read_repository(repo)
+        self.policy = check_policy(policy)
+        if telemetry not in TELEMETRY:
+            raise UsageError(f"unknown telemetry backend {telemetry!r}: choose one of {', '.join(TELEMETRY)}")
+        for task, _ in best_effort:
+            self.repo.task(task)
+        self.device = resolve_device(device)
+        self.drop_late = drop_late
+        self.best_effort = list(best_effort)
+        self.telemetry = telemetry
+        self.telemetry_interval_s = telemetry_interval_s
+        self.max_inflight = max_inflight
+        self.warmup = warmup
+        self.start_fields = dict(start_fields or {})
+        self._log_arg = log
+        self.log: Optional[EventLog] = None
+        self.run_dir: Optional[Path] = None
+        self.models: Dict[str, LoadedTask] = {}
+        self.memory = MemoryManager()
+        self.sched = Scheduler(list(self.repo.tasks.values()), policy, drop_late=drop_late)
+        self._lock = threading.Lock()
+        self._cv = threading.Condition(self._lock)
+        self._rt_idle = threading.Event()
+        self._rt_idle.set()
+        self._closing = False
+        self._abort = False
+        self._interrupted = False
+        self._started = False
+        self._stopped = False
+        self._ids = itertools.count()
+        self._futures: Dict[int, Future] = {}
+        self._records: Dict[int, Tuple[Any, ...]] = {}
+        self._preempted: set = set()
+        self._preemptions = 0
+        self._decisions: List[Tuple[int, float]] = []
+        self._be_done: List[Tuple[str, int]] = []
+        self._threads: List[threading.Thread] = []
+        self._errors: List[BaseException] = []
+        self._outstanding = 0
+        self._all_done = threading.Condition(threading.Lock())
+        self.summary: Optional[Dict[str, Any]] = None
+        self._sampler: Any = None
+        self._tthread: Any = None
+        self.clock = Clock()
+
+    # -- lifecycle ------------------------------------------------------------------------
+
+    def start(self) -> Runtime:
+        """Load and warm up the chunks, open the log, start the worker threads."""
+        if self._started:
+            return self
+        import torch
+
+        self._torch = torch
+        self.models = load_modules(self.repo, self.device, warmup=self.warmup)
+        self._inputs = {n: torch.randn(*self.repo.dims(n), device=self.device) for n in self.repo.names}
+        self.clock = Clock()
+        if self.device.startswith("cuda"):
+            self.executor: Any = CudaExecutor(self.clock, torch, self.max_inflight, self.device)
+        else:
+            self.executor = CpuExecutor(self.clock)
+        self._open_log()
+        self._old_switch = sys.getswitchinterval()
+        sys.setswitchinterval(0.0005)  # hand the GIL over quickly between release and worker
+        self._started = True
+        self._spawn(self._worker, "pantheon-rt-worker")
+        for k, (task, rate) in enumerate(self.best_effort):
+            self._spawn(lambda t=task, r=rate, k=k: self._best_effort(t, r, k), f"pantheon-be-{task}")
+        self._start_telemetry()
+        return self
+
+    def _spawn(self, fn: Callable[[], None], name: str) -> None:
+        def body() -> None:
+            try:
+                fn()
+            except BaseException as exc:  # surfaced by stop(); the run must still end cleanly
+                self._errors.append(exc)
+                self._closing = True
+                self._abort = True
+                with self._cv:
+                    self._cv.notify_all()
+                with self._all_done:
+                    self._all_done.notify_all()
+
+        th = threading.Thread(target=body, name=name, daemon=True)
+        th.start()
+        self._threads.append(th)
+
+    def _open_log(self) -> None:
+        from pantheon import __version__
+        from pantheon.formats import store
+
+        arg = self._log_arg
+        if isinstance(arg, EventLog):
+            self.log = arg
+        elif arg is not None:
+            path = events_path(arg)
+            if path.name == "events.jsonl":
+                self.run_dir = path.parent
+            self.log = EventLog(path)
+        else:
+            from pantheon.online.events import NullLog
+
+            self.log = NullLog()
+        fields = {
+            "mode": "live",
+            "policy": self.policy,
+            "device": self.device,
+            "app": self.repo.app,
+            "run_id": self.start_fields.pop("run_id", None) or store.new_run_id(),
+            "version": __version__,
+            "drop_late": self.drop_late,
+            "repository": str(self.repo.path),
+            "tasks": self.repo.describe(),
+            "best_effort": [{"task": t, "rate": r} for t, r in self.best_effort],
+            "telemetry": self.telemetry,
+        }
+        fields.update(self.executor.describe())
+        fields.update(self.start_fields)
+        self.run_id = fields["run_id"]
+        self.log.start(0, **fields)
+
+    def _start_telemetry(self) -> None:
+        if self.telemetry == "off":
+            return
+        try:
+            from pantheon.online import telemetry as tel
+        except ImportError:
+            from pantheon import console
+
+            console.warn("pantheon.online.telemetry is not available: running without telemetry")
+            return
+        self._sampler = tel.open_sampler(self.telemetry)
+        facts = getattr(tel, "board_facts", None)
+        if facts is not None:
+            try:
+                self.log.event("board", self.clock.now(), **facts())  # type: ignore[union-attr]
+            except Exception as exc:
+                self.log.event("board", self.clock.now(), error=str(exc))  # type: ignore[union-attr]
+        log, clock = self.log, self.clock
+        self._tthread = tel.TelemetryThread(
+            self._sampler, emit=lambda s: log.telemetry(clock.now(), s), interval_s=self.telemetry_interval_s
+        )
+        self._tthread.start()
+
+    def __enter__(self) -> Runtime:
+        return self.start()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop(drain=exc[0] is None)
+
+    # -- admission ------------------------------------------------------------------------
+
+    def submit(self, task: str, tensor: Any, deadline_us: int, *, release_us: Optional[int] = None) -> Future:
+        """Queue one inference of ``task`` on ``tensor`` (shape = the task's dims, batch 1).
+
+        Args:
+            task: a task of the repository.
+            tensor: the input.
+            deadline_us: relative deadline in microseconds from now (or from ``release_us``).
+            release_us: release time on the runtime clock (default: now).
+
+        Returns:
+            A future resolving to a :class:`JobResult` (``dropped=True`` when the job was
+            dropped; ``output`` holds the exit's output otherwise).
+        """
+        if not self._started or self._closing:
+            raise RuntimeFault("the runtime is not running (use `with Runtime(...)` or call start())")
+        t = self.repo.task(task)
+        shape = list(getattr(tensor, "shape", []))
+        if shape != t.dims:
+            raise UsageError(f"input shape mismatch: task {task} takes {t.dims}, got {shape}")
+        if deadline_us <= 0:
+            raise UsageError(f"deadline must be positive (us from release), got {deadline_us}")
+        if str(getattr(tensor, "device", "cpu")) != str(self._inputs[task].device):
+            tensor = tensor.to(self._inputs[task].device)
+        rel = self.clock.now() if release_us is None else int(release_us)
+        fut: Future = Future()
+        self._admit(next(self._ids), task, rel, rel + int(deadline_us), tensor, fut)
+        return fut
+
+    def _admit(self, jid: int, task: str, release: int, deadline: int, tensor: Any, fut: Optional[Future]) -> None:
+        log = self.log
+        job = Job(jid, self.repo.tasks[task], release, deadline)
+        self.memory.store(jid, tensor)
+        if fut is not None:
+            self._futures[jid] = fut
+        with self._all_done:
+            self._outstanding += 1
+        now = self.clock.now()
+        log.release(now, jid, task, release, deadline)  # type: ignore[union-attr]
+        with self._cv:
+            self._rt_idle.clear()
+            t0 = time.perf_counter_ns()
+            n = self.sched.arrive(job, now)
+            dur = (time.perf_counter_ns() - t0) / 1000.0
+            dropped = self.sched.dropped
+            down = self.sched.downgrades
+            self._cv.notify()
+        self._decisions.append((n, dur))
+        log.schedule(now, jid, n, dur, down, len(dropped))  # type: ignore[union-attr]
+        if dropped:
+            self._dropped(dropped, now, "unschedulable" if self.sched.ee else "late")
+
+    def _dropped(self, jobs: Sequence[Job], now: int, reason: str) -> None:
+        for job in jobs:
+            self.memory.release(job.id)
+            self.log.drop(now, job.id, job.task.name, reason, job.started)  # type: ignore[union-attr]
+            self._finish(job, JobResult(job.id, job.task.name, met=False, dropped=True, release_us=job.release,
+                                        deadline_us=job.deadline, reason=reason),
+                         ("dropped", -1, 0.0, 0.0, 0))
+
+    def _finish(self, job: Job, result: JobResult, outcome: Tuple[Any, ...]) -> None:
+        self._records[job.id] = (job.task.name, job.release, job.deadline) + outcome
+        fut = self._futures.pop(job.id, None)
+        if fut is not None:
+            fut.set_result(result)
+        with self._all_done:
+            self._outstanding -= 1
+            self._all_done.notify_all()
+
+    # -- the real-time worker -------------------------------------------------------------
+
+    def _worker(self) -> None:
+        torch = self._torch
+        sched, clock, log, mem, ex = self.sched, self.clock, self.log, self.memory, self.executor
+        models = self.models
+        with torch.inference_mode():
+            while True:
+                with self._cv:
+                    while True:
+                        now = clock.now()
+                        act = sched.next_action(now)
+                        dropped = sched.dropped
+                        if act is not None or dropped or ex.pending():
+                            break
+                        self._rt_idle.set()
+                        if self._closing or self._abort:
+                            return
+                        self._cv.wait(0.05)
+                if dropped:
+                    self._dropped(dropped, now, "late")
+                if act is None:
+                    if self._abort:
+                        return
+                    self._completed(ex.drain())
+                    continue
+                kind, job, idx, _lat, pre = act
+                t = clock.now()
+                if pre is not None:
+                    self._preemptions += 1
+                    self._preempted.add(pre.id)
+                    log.preempt(t, pre.id, job.id)  # type: ignore[union-attr]
+                lt = models[job.task.name]
+                x = mem.consume(job.id)
+                if kind == BLOCK:
+                    log.dispatch_block(t, job.id, idx)  # type: ignore[union-attr]
+                    y, done = ex.launch(lt.blocks[idx], x, (BLOCK, job, idx))
+                    mem.store(job.id, y)  # before any later chunk of this job can be taken
+                    if job.state == DROPPED:  # dropped by a decision while its block ran
+                        mem.release(job.id)
+                    del y
+                else:
+                    log.dispatch_exit(t, job.id, job.task.exit_blocks[idx])  # type: ignore[union-attr]
+                    _y, done = ex.launch(lt.exits[idx], x, (EXIT, job, idx))
+                    del _y
+                del x
+                self._completed(done)
+                if self._abort:
+                    return
+
+    def _completed(self, done: Sequence[Tuple[Any, Any, int]]) -> None:
+        log = self.log
+        for (kind, job, idx), out, t_end in done:
+            if kind == BLOCK:
+                log.done(t_end, job.id, idx)  # type: ignore[union-attr]
+                continue
+            tp = job.task
+            resp = t_end - job.release
+            met = t_end <= job.deadline
+            acc, rel, eb = tp.exit_acc[idx], tp.rel_acc[idx], tp.exit_blocks[idx]
+            log.exit(t_end, job.id, tp.name, eb, acc, rel, resp, met)  # type: ignore[union-attr]
+            self._finish(job, JobResult(job.id, tp.name, met=met, dropped=False, exit=eb, accuracy=acc,
+                                        relative_accuracy=rel, release_us=job.release, deadline_us=job.deadline,
+                                        finish_us=t_end, response_us=resp, output=out),
+                         ("met" if met else "late", eb, acc, rel if met else 0.0, resp))
+        if done and not self.executor.pending():
+            self.sched.idle(done[-1][2])
+
+    # -- best effort ----------------------------------------------------------------------
+
+    def _best_effort(self, task: str, rate: float, k: int) -> None:
+        torch = self._torch
+        lt = self.models[task]
+        x0 = self._inputs[task]
+        top = lt.profile.top
+        chunks = lt.blocks[: lt.profile.exit_blocks[top] + 1] + [lt.exits[top]]
+        period = int(1e6 / rate)
+        clock = self.clock
+        nxt = clock.now() + period // 2 + k * 997  # stagger several best-effort tasks
+        pending: Deque[Tuple[int, int]] = collections.deque()
+        seq = 0
+        cuda = isinstance(self.executor, CudaExecutor)
+        with torch.inference_mode():
+            while not self._closing:
+                now = clock.now()
+                while nxt <= now:
+                    pending.append((seq, nxt))
+                    seq += 1
+                    nxt += period
+                if not pending:
+                    _sleep_until(clock, nxt, lambda: self._closing)
+                    continue
+                jid, rel = pending.popleft()
+                if cuda:
+                    ex = self.executor
+                    with torch.cuda.stream(ex.be):
+                        y = x0
+                        for c in chunks:
+                            y = c(y)
+                        ev = torch.cuda.Event()
+                        ev.record(ex.be)
+                    ev.synchronize()
+                else:
+                    y = x0
+                    for c in chunks:
+                        while not self._rt_idle.wait(0.05):  # real-time work first
+                            if self._closing:
+                                return
+                        y = c(y)
+                t = clock.now()
+                self._be_done.append((task, t - rel))
+                self.log.best_effort(t, task, jid, t - rel)  # type: ignore[union-attr]
+
+    # -- workload replay and shutdown -----------------------------------------------------
+
+    def run_workload(self, jobs: Sequence[JobSpec], *, time_scale: float = 1.0, lead_us: int = 50_000,
+                     progress: bool = False, interrupt: Optional[threading.Event] = None) -> Dict[str, Any]:
+        """Replay validated ``jobs`` (their release/deadline in workload us), wait, stop.
+
+        Job ids in the log are the workload indices. ``time_scale`` stretches every
+        workload time. ``interrupt`` (set by a signal handler) ends the run early: the
+        release stops, queued jobs are dropped ("shutdown") and the log is closed.
+        Returns the run summary.
+        """
+        if time_scale <= 0:
+            raise UsageError(f"--time-scale must be positive, got {time_scale}")
+        self.start()
+        origin = self.clock.now() + lead_us
+        replay_done = threading.Event()
+
+        def replay() -> None:
+            clock = self.clock
+            for s in jobs:
+                rel = origin + int(s.release * time_scale)
+                _sleep_until(clock, rel, lambda: self._closing)
+                if self._closing:
+                    break
+                self._admit(s.index, s.task, rel, origin + int(s.deadline * time_scale), self._inputs[s.task], None)
+            replay_done.set()
+
+        self._spawn(replay, "pantheon-release")
+        total = len(jobs)
+        bar = None
+        if progress:
+            from pantheon import console
+
+            bar = console.progress(transient=True)
+            bar.start()
+            task_id = bar.add_task(f"{self.policy} on {self.device}", total=total)
+        try:
+            while True:
+                if interrupt is not None and interrupt.is_set():
+                    break
+                if self._errors:
+                    break
+                with self._all_done:
+                    if replay_done.is_set() and self._outstanding == 0:
+                        break
+                    self._all_done.wait(0.1)
+                if bar is not None:
+                    bar.update(task_id, completed=len(self._records))
+        finally:
+            if bar is not None:
+                bar.stop()
+        self._interrupted = interrupt is not None and interrupt.is_set()
+        return self.stop(drain=not self._interrupted)
+
+    def stop(self, drain: bool = True, timeout: float = 60.0) -> Dict[str, Any]:
+        """Stop the threads (after the queue empties when ``drain``), close the log, summarise."""
+        if self._stopped:
+            return self.summary or {}
+        if not self._started:
+            self._stopped = True
+            return {}
+        if drain and not self._errors:
+            deadline = time.monotonic() + timeout
+            with self._all_done:
+                while self._outstanding > 0 and not self._errors and time.monotonic() < deadline:
+                    self._all_done.wait(0.1)
+        self._closing = True
+        self._abort = not drain or bool(self._errors)
+        with self._cv:
+            self._cv.notify_all()
+        for th in self._threads:
+            th.join(timeout=10.0)
+        if self._tthread is not None:
+            self._tthread.stop()
+            self._sampler.close()
+        now = self.clock.now()
+        with self._cv:
+            left = list(self.sched.queue)
+            for job in left:
+                self.sched.remove(job)
+        self._completed(self.executor.drain())
+        self._dropped(left, now, "shutdown")
+        self.memory.clear()
+        sys.setswitchinterval(self._old_switch)
+        self.summary = self._summary()
+        self.log.close(self.clock.now(), summary=self.summary)  # type: ignore[union-attr]
+        self._write_run_dir()
+        self._stopped = True
+        if self._errors:
+            err = self._errors[0]
+            if isinstance(err, PantheonError):
+                raise err
+            raise RuntimeFault(f"the runtime failed: {err.__class__.__name__}: {err}") from err
+        return self.summary
+
+    def _summary(self) -> Dict[str, Any]:
+        from pantheon.analysis.report import summarize
+
+        records = []
+        for jid, r in sorted(self._records.items()):
+            task, rel, dl, status, eb, acc, rel_acc, resp = r
+            records.append((jid, task, rel, dl, status, eb, acc, rel_acc, resp, jid in self._preempted))
+        meta = {"mode": "live", "policy": self.policy, "device": self.device, "app": self.repo.app,
+                "run_id": self.run_id, "drop_late": self.drop_late}
+        s = summarize(records, self._decisions, self._be_done, self._preemptions, meta)
+        s["interrupted"] = self._interrupted
+        s["memory_peak_bytes"] = self.memory.peak_bytes
+        s["memory_peak_tensors"] = self.memory.peak_tensors
+        if isinstance(self.executor, CudaExecutor):
+            s["cuda"] = {"rt_launches": self.executor.rt_launches,
+                         "rt_launches_off_high_priority_stream": self.executor.rt_wrong_stream,
+                         "max_inflight_seen": self.executor.window.max_seen}
+        return s
+
+    def _write_run_dir(self) -> None:
+        if self.run_dir is None:
+            return
+        from pantheon.formats import store
+
+        (self.run_dir / "run.json").write_text(json.dumps(self.summary, indent=2, default=str) + "\n")
+        manifest = store.build_manifest(self.run_dir, kind="log", meta={"run_id": self.run_id})
+        store.atomic_write_text(self.run_dir / store.MANIFEST, manifest.to_json())
+
+
+def _sleep_until(clock: Clock, target_us: int, stop: Callable[[], bool], spin_us: int = 600) -> None:
+    """Sleep until ``target_us`` on ``clock``: coarse sleeps, then a GIL-yielding spin."""
+    while True:
+        rem = target_us - clock.now()
+        if rem <= 0 or stop():
+            return
+        if rem > spin_us + 200:
+            time.sleep(min(rem - spin_us, 50_000) / 1e6)
+        else:
+            time.sleep(0)
+
+
+def summary_line(s: Dict[str, Any]) -> str:
+    """One line: jobs, DMR, relative accuracy, dropped, preempted."""
+    return (("interrupted: " if s.get("interrupted") else "")
+            + f"{s.get('policy')} on {s.get('device')}: {s['jobs']} jobs, DMR {100 * s['dmr']:.2f}%, "
+            f"relative accuracy {100 * s['relative_accuracy']:.2f}%, dropped {s['dropped']}, "
+            f"preempted {100 * s['preempted_jobs']:.1f}%, response p99 "
+            f"{(s['response_p99_us'] or 0) / 1000:.2f} ms")
+
+
+def run(repo: PathLike, workload: PathLike, log: PathLike, *, policy: str = "pantheon", device: str = "auto",
+        best_effort: Sequence[str] = (), telemetry: str = "off", drop_late: bool = True, time_scale: float = 1.0,
+        progress: bool = True, handle_signals: bool = True, max_inflight: int = 2) -> Dict[str, Any]:
+    """``pantheon runtime``: validate everything, replay ``workload`` live, write the log.
+
+    Every input is checked before a job runs (policy, repository manifest and chunks,
+    workload tasks/deadlines/shapes, best-effort tasks). SIGINT/SIGTERM end the run
+    cleanly: queued jobs are dropped as "shutdown", the log is flushed and closed.
+    """
+    from pantheon.formats import read_workloads
+
+    check_policy(policy)
+    be = parse_best_effort(best_effort)
+    repository = read_repository(repo)
+    ws = read_workloads(workload)
+    jobs = validate(ws, repository, where=str(workload))
+    apply_timing(repository, jobs)
+    rt = Runtime(repository, device=device, policy=policy, drop_late=drop_late, log=log, best_effort=be,
+                 telemetry=telemetry, max_inflight=max_inflight,
+                 start_fields={"workload": str(workload), "time_scale": time_scale, "jobs": len(jobs)})
+    stop = threading.Event()
+    old: Dict[int, Any] = {}
+    if handle_signals and threading.current_thread() is threading.main_thread():
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            old[sig] = signal.signal(sig, lambda *_: stop.set())
+    try:
+        return rt.run_workload(jobs, time_scale=time_scale, progress=progress, interrupt=stop)
+    finally:
+        for sig, h in old.items():
+            signal.signal(sig, h)
+        if not rt._stopped:
+            rt.stop(drain=False)
+
+
+def runtime_command(repo: PathLike, workload: PathLike, log: PathLike, policy: str, device: str,
+                    best_effort: Sequence[str], telemetry: str, drop_late: bool, time_scale: float,
+                    max_inflight: int, as_json: bool) -> Dict[str, Any]:
+    """``pantheon runtime``: run, then print the summary (JSON or one line)."""
+    from pantheon import console
+
+    summary = run(repo, workload, log, policy=policy, device=device, best_effort=best_effort, telemetry=telemetry,
+                  drop_late=drop_late, time_scale=time_scale, max_inflight=max_inflight, progress=not as_json)
+    if as_json:
+        print(json.dumps(summary, indent=2, default=str))
+    else:
+        console.out.print(summary_line(summary))
+        console.info(f"log: {events_path(log)}")
+    return summary

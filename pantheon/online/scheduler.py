@@ -1,0 +1,560 @@
+"""Scheduling policies shared by the live runtime and the simulator (pure Python, no torch).
+
+Vocabulary (CONTRIBUTING.md): a task has blocks ``0..B-1`` and kept exits; exit ``j``
+follows block ``j``, so a job that leaves through exit ``j`` runs blocks ``0..j`` then
+``branch_j``. The highest kept exit is the task's original head. All times are integer
+microseconds on one clock.
+
+One :class:`Scheduler` serves every policy. The caller (runtime or simulator) drives it:
+
+* :meth:`Scheduler.arrive` adds a job and refreshes the queue (the scheduling decision);
+* :meth:`Scheduler.next_action` pops the next piece of work: the next block of the head
+  job, or its exit branch after its last needed block. A job's ``next_block`` pointer is
+  advanced here, under the caller's lock, so no block runs twice or is skipped however
+  often the order changes;
+* :meth:`Scheduler.idle` tells it the device is free (keeps its busy estimate honest).
+
+Policies (``--policy``):
+
+``pantheon``
+    EDF order; every job reset to its largest exit; scan with finishing times
+    ``r_i = r_{i-1} + remaining latency of job i`` (from its first undispatched block through
+    its chosen exit); at the first job ``k`` that misses its deadline, downgrade one exit of
+    the job among ``1..k`` whose next smaller exit loses the least relative accuracy
+    (``1 - acc[m-1] / acc[original]``; ties: the earliest in EDF order), until ``k`` fits.
+    An exit is eligible only if it follows a block at or after the job's last dispatched
+    block. If ``k`` cannot fit even with ``1..k`` at their smallest eligible exits it is
+    unschedulable: it is dropped (``--drop-late``) or set aside to run last
+    (``--no-drop-late``), and the scan continues. We test that up front with a running sum
+    of minimum remaining latencies, so a hopeless job costs the others no accuracy.
+``pantheon-wo-ee``
+    As ``pantheon``, but a job's exit is frozen once its first block ran.
+``pantheon-wo-ee-pr``
+    As ``pantheon-wo-ee``, and no chunk-level preemption: a started job runs to its end.
+``edf``
+    Chunk-preemptive EDF, always the original exit.
+``fifo`` / ``rms`` / ``dms``
+    Model-level non-preemptive (a started job runs to its end), original exit; order by
+    arrival / static priority (shorter period first, ties shorter execution time) / static
+    priority (shorter relative deadline first, ties shorter execution time).
+``rtmdl``
+    Non-preemptive, deadline-monotonic static priorities, and one static exit per task
+    chosen offline (:func:`rtmdl_exits`): start from the original exits and, while the
+    task set's utilisation ``sum(C_i / T_i)`` exceeds 1, lower the exit of the task that
+    loses the least relative accuracy per unit of utilisation saved.
+
+Dropping late jobs (``drop_late``, default on): before a job's first block is dispatched,
+a job that can no longer meet its deadline (``start + remaining latency > deadline``) is
+dropped instead of run. The pantheon policies first try the largest eligible exit that
+still meets the deadline and, being deadline-driven, also apply the check to the head job
+before each of its later blocks (a job that is sure to miss is dropped, as the paper's
+scheduler skips it). With ``drop_late=False`` nothing is ever dropped; late jobs run.
+
+The hot path (:meth:`Scheduler.arrive` under ``pantheon``) is written for speed: per-task
+tables (prefix sums of block latencies, full latency and downgrade delta per exit, smallest
+eligible exit per next-block) make a job's remaining latency ``full[m] - prefix[nb]``; a
+downgrade of job ``i`` shifts ``r_i..r_k`` by a known delta, so only ``r_k`` is updated;
+the least-loss candidate is ``min`` over a list of precomputed next-loss values.
+:func:`reference_refresh` is the plain transcription (full rescan per downgrade) that
+the tests compare it against.
+
+Example::
+
+    t = TaskProfile("a", blocks=[3000, 3000, 4000], exits=[(1, 500, 0.90), (2, 800, 0.95)])
+    s = Scheduler([t], "pantheon")
+    s.arrive(Job(0, t, release=0, deadline=8000), now=0)
+    s.next_action(0)      # (BLOCK, job 0, 0, 3000, None)
+"""
+
+from __future__ import annotations
+
+import math
+from operator import attrgetter
+from typing import Dict, List, Optional, Sequence, Tuple
+
+from pantheon.errors import RepositoryError, UsageError
+
+POLICIES = ("pantheon", "pantheon-wo-ee", "pantheon-wo-ee-pr", "edf", "fifo", "rms", "dms", "rtmdl")
+PANTHEON_FAMILY = ("pantheon", "pantheon-wo-ee", "pantheon-wo-ee-pr")
+NON_PREEMPTIVE = ("pantheon-wo-ee-pr", "fifo", "rms", "dms", "rtmdl")
+
+BLOCK = 0  # action kinds returned by Scheduler.next_action
+EXIT = 1
+
+QUEUED = 0  # job states
+DISPATCHED = 1  # its exit branch was handed to the device
+DROPPED = 2
+
+INF = math.inf
+_NONE: Tuple = ()  # "no job dropped", without allocating a list per call
+
+
+def check_policy(policy: str) -> str:
+    """Return ``policy`` if known, else raise a :class:`UsageError` listing the choices."""
+    if policy not in POLICIES:
+        raise UsageError(f"unknown policy {policy!r}: choose one of {', '.join(POLICIES)}")
+    return policy
+
+
+class TaskProfile:
+    """Latency/accuracy tables of one task, precomputed for the scheduler.
+
+    Args:
+        name: task name.
+        blocks: latency (us) of blocks ``0..B-1`` (at least through the highest exit).
+        exits: ``(block_id, latency_us, accuracy)`` per kept exit; sorted here by block id.
+        index: the task's index (workload ``id``).
+        dims: input dims (batch first), informational.
+    """
+
+    __slots__ = (
+        "name", "index", "dims", "blocks", "exit_blocks", "exit_lat", "exit_acc", "prefix", "full",
+        "top", "loss", "delta", "lo_for_nb", "rel_acc", "period_us", "rel_deadline_us", "static_exit",
+        "priority",
+    )
+
+    def __init__(
+        self,
+        name: str,
+        blocks: Sequence[int],
+        exits: Sequence[Tuple[int, int, float]],
+        index: int = 0,
+        dims: Optional[Sequence[int]] = None,
+    ) -> None:
+        if not exits:
+            raise RepositoryError(f"task {name!r} has no exits")
+        exits = sorted((int(b), int(lat), float(acc)) for b, lat, acc in exits)
+        ids = [e[0] for e in exits]
+        if len(set(ids)) != len(ids):
+            raise RepositoryError(f"task {name!r} lists exit {ids} more than once")
+        if ids[0] < 0 or ids[-1] >= len(blocks):
+            raise RepositoryError(
+                f"task {name!r}: exit {ids[-1] if ids[0] >= 0 else ids[0]} follows a block that is not "
+                f"profiled (blocks 0..{len(blocks) - 1})"
+            )
+        if any(int(x) < 0 for x in blocks) or any(e[1] < 0 for e in exits):
+            raise RepositoryError(f"task {name!r} has a negative latency")
+        if exits[-1][2] <= 0:
+            raise RepositoryError(f"task {name!r}: the original exit's accuracy must be positive")
+        self.name = name
+        self.index = int(index)
+        self.dims = list(dims) if dims is not None else []
+        self.blocks = [int(x) for x in blocks]
+        self.exit_blocks = ids
+        self.exit_lat = [e[1] for e in exits]
+        self.exit_acc = [e[2] for e in exits]
+        self.prefix = [0]
+        for lat in self.blocks:
+            self.prefix.append(self.prefix[-1] + lat)
+        # full[m]: latency of blocks 0..exit_blocks[m] plus exit m, from scratch.
+        self.full = [self.prefix[b + 1] + lat for b, lat in zip(self.exit_blocks, self.exit_lat)]
+        self.top = len(exits) - 1
+        a_top = self.exit_acc[-1]
+        self.rel_acc = [a / a_top for a in self.exit_acc]
+        # loss[m]: relative accuracy lost (vs the original) by moving from exit m down to m-1.
+        self.loss = [INF] + [1.0 - self.exit_acc[m - 1] / a_top for m in range(1, len(exits))]
+        # delta[m]: latency saved by moving from exit m down to m-1.
+        self.delta = [0] + [self.full[m] - self.full[m - 1] for m in range(1, len(exits))]
+        # lo_for_nb[nb]: smallest exit a job whose first undispatched block is nb may use.
+        self.lo_for_nb = []
+        for nb in range(self.exit_blocks[-1] + 2):
+            m = 0
+            while self.exit_blocks[m] < nb - 1:
+                m += 1
+            self.lo_for_nb.append(m)
+        self.period_us: Optional[float] = None
+        self.rel_deadline_us: Optional[float] = None
+        self.static_exit = self.top
+        self.priority = 0
+
+    def remaining(self, next_block: int, m: int) -> int:
+        """Latency (us) of a job at ``next_block`` still to run through exit index ``m``."""
+        return self.full[m] - self.prefix[next_block]
+
+    @property
+    def full_latency(self) -> int:
+        """Latency of the whole original model (all blocks through the original exit)."""
+        return self.full[self.top]
+
+    def __repr__(self) -> str:
+        return f"TaskProfile({self.name!r}, blocks={len(self.blocks)}, exits={self.exit_blocks})"
+
+
+class Job:
+    """One inference request. ``exit`` is an index into its task's exit list."""
+
+    __slots__ = (
+        "id", "task", "release", "deadline", "next_block", "exit", "started", "state", "seq", "payload",
+    )
+
+    def __init__(self, id: int, task: TaskProfile, release: int, deadline: int, payload: object = None) -> None:
+        self.id = id
+        self.task = task
+        self.release = int(release)
+        self.deadline = int(deadline)
+        self.next_block = 0  # first undispatched block
+        self.exit = task.top
+        self.started = False
+        self.state = QUEUED
+        self.seq = id
+        self.payload = payload
+
+    def __repr__(self) -> str:
+        return (
+            f"Job({self.id}, {self.task.name}, d={self.deadline}, nb={self.next_block}, "
+            f"exit={self.task.exit_blocks[self.exit]})"
+        )
+
+
+_EDF_KEY = attrgetter("deadline", "seq")
+
+
+def _static_key(job: Job) -> Tuple[int, int, int]:
+    return (job.task.priority, job.release, job.seq)
+
+
+def _fifo_key(job: Job) -> int:
+    return job.seq
+
+
+def rtmdl_exits(tasks: Sequence[TaskProfile]) -> Dict[str, int]:
+    """RT-mDL-style static exit per task: the largest exits whose utilisation fits (<= 1).
+
+    Utilisation is ``sum(full[e_i] / period_i)`` over tasks with a known period. Starting
+    from the original exits, repeatedly lower by one the exit of the task with the least
+    relative accuracy lost per unit of utilisation saved, until the set fits or every task
+    is at its smallest exit. Returns ``{task: exit index}``.
+    """
+    chosen = {t.name: t.top for t in tasks}
+    timed = [t for t in tasks if t.period_us]
+
+    def util() -> float:
+        return sum(t.full[chosen[t.name]] / float(t.period_us) for t in timed)  # type: ignore[arg-type]
+
+    u = util()
+    while u > 1.0:
+        best = None
+        for t in timed:
+            m = chosen[t.name]
+            if m == 0:
+                continue
+            saved = (t.full[m] - t.full[m - 1]) / float(t.period_us)  # type: ignore[arg-type]
+            if saved <= 0:
+                continue
+            cost = (t.rel_acc[m] - t.rel_acc[m - 1]) / saved
+            if best is None or cost < best[0] or (cost == best[0] and t.name < best[1].name):
+                best = (cost, t)
+        if best is None:
+            break
+        chosen[best[1].name] -= 1
+        u = util()
+    return chosen
+
+
+class Scheduler:
+    """The run queue and one policy. Not thread-safe: the runtime calls it under its own lock.
+
+    Args:
+        tasks: every task jobs may belong to (their ``period_us``/``rel_deadline_us`` feed
+            the static policies; see :func:`configure_static`).
+        policy: one of :data:`POLICIES`.
+        drop_late: drop jobs that can no longer meet their deadline when they would start.
+
+    Attributes:
+        queue: the jobs in their decided order (head first).
+        dropped: jobs dropped by the last :meth:`arrive`/:meth:`next_action` call.
+        downgrades: exit downgrades made by the last refresh.
+    """
+
+    def __init__(self, tasks: Sequence[TaskProfile], policy: str = "pantheon", drop_late: bool = True) -> None:
+        self.policy = check_policy(policy)
+        self.tasks = list(tasks)
+        self.drop_late = bool(drop_late)
+        self.queue: List[Job] = []
+        self.dropped: Sequence[Job] = _NONE
+        self.downgrades = 0
+        self.busy_until = 0
+        self.last_job: Optional[Job] = None
+        self.locked: Optional[Job] = None  # the started job a non-preemptive policy must finish
+        self.ee = policy in PANTHEON_FAMILY
+        self.fix_started = policy in ("pantheon-wo-ee", "pantheon-wo-ee-pr")
+        self.preemptive = policy not in NON_PREEMPTIVE
+        configure_static(self.tasks, policy)
+
+    # -- arrivals -------------------------------------------------------------------------
+
+    def arrive(self, job: Job, now: int) -> int:
+        """Queue ``job`` (released at ``now``) and refresh the order and exits.
+
+        Returns the queue length the decision worked on; dropped jobs are in :attr:`dropped`.
+        """
+        job.exit = job.task.static_exit if self.policy == "rtmdl" else job.task.top
+        self.queue.append(job)
+        n = len(self.queue)
+        self.refresh(now)
+        return n
+
+    def refresh(self, now: int) -> None:
+        """Recompute the queue order (and, for the pantheon policies, every job's exit)."""
+        self.dropped = _NONE
+        self.downgrades = 0
+        if self.ee:
+            self._refresh_ee(max(now, self.busy_until))
+            return
+        q = self.queue
+        if self.policy == "edf":
+            q.sort(key=_EDF_KEY)
+        elif self.policy == "fifo":
+            q.sort(key=_fifo_key)
+        else:
+            q.sort(key=_static_key)
+        locked = self.locked
+        if locked is not None and q[0] is not locked:
+            q.remove(locked)
+            q.insert(0, locked)
+
+    def _refresh_ee(self, now: int) -> None:
+        q = self.queue
+        q.sort(key=_EDF_KEY)
+        locked = self.locked
+        if locked is not None and q[0] is not locked:
+            q.remove(locked)
+            q.insert(0, locked)
+        fix_started = self.fix_started
+        drop_late = self.drop_late
+        order: List[Job] = []
+        nl: List[float] = []  # next-loss of each job in `order`
+        los: List[int] = []  # its smallest eligible exit
+        aside: List[Job] = []
+        r = now  # finishing time of the last job in `order`
+        rmin = now  # the same with every job at its smallest eligible exit
+        ndown = 0
+        for job in q:
+            t = job.task
+            nb = job.next_block
+            full = t.full
+            base = t.prefix[nb]
+            if fix_started and job.started:
+                m = job.exit
+                lo = m
+                loss = INF
+            else:
+                m = t.top
+                lo = t.lo_for_nb[nb]
+                loss = t.loss[m] if m > lo else INF
+            rem = full[m] - base
+            mn = full[lo] - base
+            r += rem
+            rmin += mn
+            d = job.deadline
+            job.exit = m
+            if r > d:
+                if rmin > d:  # unschedulable even with 1..k at their smallest exits
+                    r -= rem
+                    rmin -= mn
+                    aside.append(job)
+                    continue
+                order.append(job)
+                nl.append(loss)
+                los.append(lo)
+                while r > d:
+                    v = min(nl)
+                    if v == INF:  # only with exits slower than larger ones: give k up
+                        order.pop()
+                        nl.pop()
+                        los.pop()
+                        r -= job.task.full[job.exit] - base
+                        rmin -= mn
+                        aside.append(job)
+                        break
+                    i = nl.index(v)
+                    j = order[i]
+                    tj = j.task
+                    mj = j.exit
+                    r -= tj.delta[mj]
+                    mj -= 1
+                    j.exit = mj
+                    nl[i] = tj.loss[mj] if mj > los[i] else INF
+                    ndown += 1
+            else:
+                order.append(job)
+                nl.append(loss)
+                los.append(lo)
+        self.downgrades = ndown
+        if aside:
+            if drop_late:
+                locked_dropped = False
+                for job in aside:
+                    job.state = DROPPED
+                    if job is locked:
+                        locked_dropped = True
+                self.dropped = aside
+                if locked_dropped:
+                    self.locked = None
+            else:
+                for job in aside:  # run last, as cheaply as allowed
+                    if not (fix_started and job.started):
+                        job.exit = job.task.lo_for_nb[job.next_block]
+                order.extend(aside)
+        self.queue = order
+
+    # -- dispatch -------------------------------------------------------------------------
+
+    def next_action(self, now: int) -> Optional[Tuple[int, Job, int, int, Optional[Job]]]:
+        """Pop the next piece of work: ``(kind, job, index, latency_us, preempted_job)``.
+
+        ``kind`` is :data:`BLOCK` (``index`` = block id, the job's pointer moves past it) or
+        :data:`EXIT` (``index`` = exit index into the task's exits; the job leaves the queue).
+        ``preempted_job`` is the previously served job when it is started, unfinished and no
+        longer at the head. Returns None when the queue is empty. Jobs dropped on the way
+        are in :attr:`dropped`.
+        """
+        q = self.queue
+        dropped = None
+        start = now if now > self.busy_until else self.busy_until
+        drop_late = self.drop_late
+        while q:
+            job = q[0]
+            t = job.task
+            m = job.exit
+            nb = job.next_block
+            if drop_late and start + t.full[m] - t.prefix[nb] > job.deadline:
+                if not self._rescue(job, start):
+                    q.pop(0)
+                    job.state = DROPPED
+                    if dropped is None:
+                        dropped = []
+                    dropped.append(job)
+                    if self.locked is job:
+                        self.locked = None
+                    continue
+                m = job.exit
+            prev = self.last_job
+            if prev is job:
+                pre = None
+            else:
+                pre = prev if (prev is not None and prev.started and prev.state == QUEUED) else None
+                self.last_job = job
+            self.dropped = dropped or _NONE
+            if nb <= t.exit_blocks[m]:
+                job.next_block = nb + 1
+                job.started = True
+                if not self.preemptive:
+                    self.locked = job
+                lat = t.blocks[nb]
+                self.busy_until = start + lat
+                return (BLOCK, job, nb, lat, pre)
+            q.pop(0)
+            job.state = DISPATCHED
+            if self.locked is job:
+                self.locked = None
+            lat = t.exit_lat[m]
+            self.busy_until = start + lat
+            return (EXIT, job, m, lat, pre)
+        self.dropped = dropped or _NONE
+        return None
+
+    def _rescue(self, job: Job, start: int) -> bool:
+        """Whether the late head ``job`` may still run (after lowering its exit if allowed)."""
+        t = job.task
+        nb = job.next_block
+        if self.ee and not (self.fix_started and job.started):
+            slack = job.deadline - start + t.prefix[nb]  # full latency the job may still afford
+            for m in range(job.exit - 1, t.lo_for_nb[nb] - 1, -1):
+                if t.full[m] <= slack:
+                    job.exit = m
+                    return True
+            return False
+        # Classical policies only refuse to *start* a late job; pantheon's also stop a hopeless one.
+        return job.started and not self.ee
+
+    def idle(self, now: int) -> None:
+        """The device finished everything dispatched so far at ``now``."""
+        self.busy_until = now
+
+    def remove(self, job: Job) -> None:
+        """Take ``job`` out of the queue (e.g. at shutdown)."""
+        if job in self.queue:
+            self.queue.remove(job)
+        if self.locked is job:
+            self.locked = None
+
+
+def configure_static(tasks: Sequence[TaskProfile], policy: str) -> None:
+    """Set each task's static priority (rms/dms/rtmdl) and static exit (rtmdl).
+
+    Needs ``period_us``/``rel_deadline_us`` on the tasks (see
+    :func:`pantheon.online.workload.task_timing`); tasks without them sort last.
+    """
+    big = float("inf")
+    if policy == "rms":
+        keyf = lambda t: (t.period_us or big, t.full_latency, t.name)  # noqa: E731
+    else:
+        keyf = lambda t: (t.rel_deadline_us or big, t.full_latency, t.name)  # noqa: E731
+    for rank, t in enumerate(sorted(tasks, key=keyf)):
+        t.priority = rank
+    if policy == "rtmdl":
+        chosen = rtmdl_exits(tasks)
+        for t in tasks:
+            t.static_exit = chosen[t.name]
+    else:
+        for t in tasks:
+            t.static_exit = t.top
+
+
+def reference_refresh(jobs: Sequence[Job], now: int, fix_started: bool = False, drop_late: bool = True,
+                      locked: Optional[Job] = None) -> Tuple[List[Job], List[Job], int]:
+    """The pantheon refresh as a plain transcription: full rescan after every downgrade.
+
+    Returns ``(order, dropped_or_set_aside, downgrades)`` and sets each job's ``exit``.
+    Kept for the tests (same decisions as :meth:`Scheduler._refresh_ee`) and the benchmark.
+    """
+    q = sorted(jobs, key=lambda j: (j.deadline, j.seq))
+    if locked is not None and locked in q:
+        q.remove(locked)
+        q.insert(0, locked)
+
+    def lo_of(j: Job) -> int:
+        return j.exit if (fix_started and j.started) else j.task.lo_for_nb[j.next_block]
+
+    for j in q:
+        if not (fix_started and j.started):
+            j.exit = j.task.top
+    kept = list(q)
+    aside: List[Job] = []
+    ndown = 0
+    while True:
+        r = now
+        miss = None
+        for k, j in enumerate(kept):
+            r += j.task.remaining(j.next_block, j.exit)
+            if r > j.deadline:
+                miss = k
+                break
+        if miss is None:
+            break
+        jk = kept[miss]
+        best = now + sum(j.task.remaining(j.next_block, lo_of(j)) for j in kept[: miss + 1])
+        if best > jk.deadline:
+            aside.append(jk)
+            del kept[miss]
+            continue
+        cand = None
+        for i in range(miss + 1):
+            j = kept[i]
+            if j.exit > lo_of(j):
+                loss = j.task.loss[j.exit]
+                if cand is None or loss < cand[0]:
+                    cand = (loss, i)
+        if cand is None:
+            aside.append(jk)
+            del kept[miss]
+            continue
+        kept[cand[1]].exit -= 1
+        ndown += 1
+    if not drop_late:
+        for j in aside:
+            if not (fix_started and j.started):
+                j.exit = j.task.lo_for_nb[j.next_block]
+        return kept + aside, [], ndown
+    return kept, aside, ndown

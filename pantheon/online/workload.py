@@ -1,0 +1,266 @@
+"""Workloads: generate the reference protobuf ``Workloads`` from an app file or spec, show, validate.
+
+Inputs (:func:`pantheon.formats.app.load_app`): our app YAML (``deploy/apps/<app>.yaml``)
+or the reference workload spec JSON (``{"workloads": [{"model_name", "deadline",
+"period", "start", "end", "shape", "lambda"?}]}``, times in us).
+
+Generation, per stream (as the reference generator does):
+
+* periodic: nominal releases ``start + k * period`` while ``< end``; each gets a uniform
+  integer jitter in ``[-jitter, +jitter]`` us (1000 by default; a release that would
+  fall before 0 gets none); ``deadline = release + relative deadline``.
+* Poisson (``lambda`` set): ``t += period * Exp(scale=1/lambda)`` while ``< end``; with
+  ``period`` = 1 s, ``lambda`` is the mean rate in jobs per second.
+* ``deadline_x`` / ``period_x`` are multiples of the task's full-model latency in the
+  repository (``--repo``), for machine-dependent demos.
+* ``load_factor`` divides every period (2.0 = twice the arrival rate).
+
+Jobs are sorted by release; ``id`` is the task's index in the app's task list and
+``shape`` the input dims (from the stream, else the repository).
+
+Example::
+
+    ws = generate(load_app("digits"), repo=read_repository(dir), seed=0)
+    write_workloads("workload.bin", ws)
+    show(ws, repo)   # {"jobs": 600, "per_task": {...}, "span_us": ..., "load": 0.72}
+"""
+
+from __future__ import annotations
+
+import statistics
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+
+from pantheon.errors import UsageError, WorkloadError
+from pantheon.formats import Workloads
+from pantheon.formats.app import App, Stream
+
+if TYPE_CHECKING:
+    from pantheon.online.repository import Repository
+
+
+class JobSpec:
+    """One job of a workload, validated against a repository."""
+
+    __slots__ = ("index", "task", "release", "deadline")
+
+    def __init__(self, index: int, task: str, release: int, deadline: int) -> None:
+        self.index = index
+        self.task = task
+        self.release = release
+        self.deadline = deadline
+
+    def __repr__(self) -> str:
+        return f"JobSpec({self.index}, {self.task!r}, {self.release}, {self.deadline})"
+
+
+def _resolve(s: Stream, repo: Optional[Repository], what: str) -> float:
+    us = getattr(s, f"{what}_us")
+    x = getattr(s, f"{what}_x")
+    if x is not None:
+        if repo is None:
+            raise UsageError(f"stream of {s.task} sets {what}_x (a multiple of its model latency): pass --repo DIR")
+        return float(x) * repo.task(s.task).full_latency
+    if us is None:
+        raise UsageError(f"stream of {s.task} has no {what}")
+    return float(us)
+
+
+def generate(app: App, repo: Optional[Repository] = None, seed: Optional[int] = None,
+             duration_s: Optional[float] = None, load_factor: float = 1.0) -> Workloads:
+    """Jobs of every stream of ``app`` as a reference ``Workloads`` message.
+
+    Args:
+        app: the application (streams, jitter, duration, seed).
+        repo: resolves ``deadline_x``/``period_x`` and fills input shapes; also checks
+            that every stream's task is in it.
+        seed: overrides the app's seed.
+        duration_s: overrides the app's duration (streams without their own ``end``).
+        load_factor: divides every period.
+    """
+    if not app.streams:
+        raise WorkloadError(f"{app.source or app.name} defines no workload streams")
+    if load_factor <= 0:
+        raise UsageError(f"--load-factor must be positive, got {load_factor}")
+    rng = np.random.default_rng(app.seed if seed is None else seed)
+    end_default = float(duration_s if duration_s is not None else app.duration_s) * 1e6
+    task_ids = {name: i for i, name in enumerate(app.tasks)}
+    jitter = int(round(app.jitter_us))
+    rows: List[Tuple[int, int, int, str, List[int]]] = []
+    for si, s in enumerate(app.streams):
+        if repo is not None:
+            repo.task(s.task)
+        period = _resolve(s, repo, "period") / load_factor
+        rel_deadline = _resolve(s, repo, "deadline")
+        if period <= 0 or rel_deadline <= 0:
+            raise WorkloadError(f"stream of {s.task}: period and deadline must be positive")
+        end = float(s.end_us) if s.end_us is not None else end_default
+        shape = list(s.shape) if s.shape else (repo.dims(s.task) if repo is not None else [])
+        for rel in _releases(s, period, end, jitter, rng):
+            rows.append((rel, si, int(rel + rel_deadline), s.task, shape))
+    rows.sort(key=lambda r: (r[0], r[1]))
+    msg = Workloads()
+    for rel, _si, dl, task, shape in rows:
+        w = msg.workload.add()
+        w.model_name = task
+        w.release = rel
+        w.deadline = dl
+        w.shape[:] = shape
+        w.id = task_ids.get(task, 0)
+    return msg
+
+
+def _releases(s: Stream, period: float, end: float, jitter: int, rng: np.random.Generator) -> List[int]:
+    out: List[int] = []
+    t = float(s.start_us)
+    if s.lam is not None:
+        while True:
+            t += period * rng.exponential(1.0 / s.lam)
+            if t >= end:
+                return out
+            out.append(int(t))
+    k = 0
+    while True:
+        nominal = s.start_us + k * period
+        if nominal >= end:
+            return out
+        d = int(rng.integers(-jitter, jitter + 1)) if jitter > 0 else 0
+        if nominal + d < 0:
+            d = 0
+        out.append(int(round(nominal)) + d)
+        k += 1
+
+
+def validate(ws: Workloads, repo: Repository, where: str = "workload") -> List[JobSpec]:
+    """Check every job against ``repo`` before anything runs; return them sorted by release.
+
+    Raises:
+        WorkloadError: no jobs, a task missing from the repository, a deadline not after
+            its release, or an input shape that differs from the task's dims.
+    """
+    if not ws.workload:
+        raise WorkloadError(f"{where} holds no jobs")
+    out: List[JobSpec] = []
+    tasks = repo.tasks
+    for i, w in enumerate(ws.workload):
+        name = w.model_name
+        t = tasks.get(name)
+        if t is None:
+            raise WorkloadError(
+                f"{where}: job {i} names task {name!r}, which the repository {repo.path} lacks "
+                f"(it has: {', '.join(repo.names)})"
+            )
+        rel, dl = w.release, w.deadline
+        if dl <= rel:
+            raise WorkloadError(f"{where}: job {i} ({name}) has its deadline {dl} us "
+                                f"at or before its release {rel} us")
+        shape = w.shape
+        if len(shape) and list(shape) != t.dims:
+            raise WorkloadError(f"{where}: job {i} ({name}) has input shape {list(shape)}, "
+                                f"but the repository's model takes {t.dims} (input shape mismatch)")
+        out.append(JobSpec(i, name, rel, dl))
+    out.sort(key=lambda j: (j.release, j.index))
+    return out
+
+
+def task_timing(jobs: Sequence[JobSpec]) -> Dict[str, Tuple[Optional[float], float]]:
+    """Per task: ``(period_us, relative_deadline_us)`` seen in a workload.
+
+    The period is the mean gap between the task's releases (with several streams of one
+    task this is the effective period, 1 / rate); None for a task with one job.
+    """
+    by: Dict[str, List[JobSpec]] = {}
+    for j in jobs:
+        by.setdefault(j.task, []).append(j)
+    out: Dict[str, Tuple[Optional[float], float]] = {}
+    for task, js in by.items():
+        rel = sorted(j.release for j in js)
+        period = (rel[-1] - rel[0]) / (len(rel) - 1) if len(rel) > 1 and rel[-1] > rel[0] else None
+        out[task] = (period, float(statistics.median(j.deadline - j.release for j in js)))
+    return out
+
+
+def apply_timing(repo: Repository, jobs: Sequence[JobSpec]) -> None:
+    """Give the repository's task profiles the periods/deadlines the static policies need."""
+    for task, (period, dl) in task_timing(jobs).items():
+        t = repo.tasks[task]
+        t.period_us = period
+        t.rel_deadline_us = dl
+
+
+def show(ws: Workloads, repo: Optional[Repository] = None) -> Dict[str, Any]:
+    """Summary of a workload: job count, jobs per task, span, and load (with a repository).
+
+    ``span_us`` runs from the first release to the last deadline; ``load`` is the sum over
+    jobs of the task's full-model latency divided by the span (1.0 = the device is busy
+    all the time running original models).
+    """
+    if not ws.workload:
+        raise WorkloadError("the workload holds no jobs")
+    per: Dict[str, int] = {}
+    for w in ws.workload:
+        per[w.model_name] = per.get(w.model_name, 0) + 1
+    first = min(w.release for w in ws.workload)
+    last = max(w.deadline for w in ws.workload)
+    span = max(1, last - first)
+    out: Dict[str, Any] = {
+        "jobs": len(ws.workload),
+        "per_task": dict(sorted(per.items())),
+        "span_us": int(span),
+        "first_release_us": int(first),
+        "last_deadline_us": int(last),
+    }
+    if repo is not None:
+        busy = 0
+        for w in ws.workload:
+            busy += repo.task(w.model_name).full_latency
+        out["load"] = round(busy / span, 4)
+    return out
+
+
+def workload_command(spec: Optional[str], out: Optional[Any], show_path: Optional[Any], repo_dir: Optional[Any],
+                     seed: Optional[int], duration: Optional[float], load_factor: float, force: bool,
+                     as_json: bool) -> Dict[str, Any]:
+    """``pantheon workload``: generate (``--spec``) or describe (``--show``) a workload file."""
+    import json
+    from pathlib import Path
+
+    from pantheon import console
+    from pantheon.formats import read_workloads, store, write_workloads
+    from pantheon.formats.app import load_app
+    from pantheon.online.repository import read_repository
+
+    if (spec is None) == (show_path is None):
+        raise UsageError("pass exactly one of --spec (generate) or --show FILE.bin (describe)")
+    repo = read_repository(repo_dir) if repo_dir is not None else None
+    if show_path is not None:
+        info = show(read_workloads(show_path), repo)
+        info["file"] = str(show_path)
+    else:
+        app = load_app(spec)  # type: ignore[arg-type]
+        ws = generate(app, repo=repo, seed=seed, duration_s=duration, load_factor=load_factor)
+        if out is None:
+            dest = store.Store().workload_dir(app.name)
+            inputs = {"spec": str(app.source), "seed": seed, "duration": duration, "load_factor": load_factor}
+            with store.write_artifact(dest, kind="workload", force=force, inputs=inputs) as tmp:
+                write_workloads(tmp / "workload.bin", ws)
+                (tmp / "workload.json").write_text(json.dumps(app.raw, indent=2, default=str) + "\n")
+            out = dest / "workload.bin"
+        else:
+            if Path(out).exists() and not force:
+                from pantheon.errors import ArtifactExistsError
+
+                raise ArtifactExistsError(f"{out} already exists; pass --force to replace it")
+            write_workloads(out, ws)
+        info = show(ws, repo)
+        info["file"] = str(out)
+    if as_json:
+        print(json.dumps(info, indent=2))
+    else:
+        console.print_table(
+            f"workload {info['file']}", ["task", "jobs"], list(info["per_task"].items()) + [("total", info["jobs"])]
+        )
+        load = f", load {info['load']:.3f}" if "load" in info else " (pass --repo for the load)"
+        console.out.print(f"span {info['span_us'] / 1e6:.3f} s{load}")
+    return info

@@ -1,0 +1,59 @@
+"""The application files under deploy/apps/: the paper's three apps and the digits demo."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from pantheon.formats.app import load_app
+
+APPS = Path(__file__).resolve().parents[1] / "deploy" / "apps"
+
+# PANTHEON.md, "Evaluation the paper reports" + the seed settings (alpha, memory in MB).
+PAPER = {
+    "traffic": ({"object_detection": 20, "sign_recognition": 31}, 0.01, 25, 4),
+    "robot": ({"face_detection": 20, "age_classification": 28, "gender_classification": 31,
+               "emotion_classification": 31}, 0.01, 296, 4),
+    "uav": ({"wildfire_detection": 20, "wildlife_recognition": 31, "scene_recognition": 31}, 0.02, 92, 3),
+}
+
+
+@pytest.mark.parametrize("name", sorted(PAPER))
+def test_paper_apps(name):
+    deadlines, alpha, memory, n_streams = PAPER[name]
+    app = load_app(APPS / f"{name}.yaml")
+    assert app.name == name and app.max_memory == memory
+    assert set(app.tasks) == set(deadlines)
+    assert all(lim.max_delta_accuracy == alpha for lim in app.tasks.values())
+    assert len(app.streams) == n_streams
+    for s in app.streams:
+        assert s.deadline_us == deadlines[s.task] * 1000
+        assert s.period_us == pytest.approx(1e6 / 30, abs=1)  # 30 fps
+    assert app.jitter_us == 1000
+    assert [(b.task, b.rate) for b in app.best_effort] == [("alexnet", 20)]
+
+
+def test_traffic_has_two_streams_of_each_task():
+    app = load_app("traffic")
+    assert sorted(s.task for s in app.streams) == ["object_detection"] * 2 + ["sign_recognition"] * 2
+
+
+def test_digits_demo_app():
+    app = load_app("digits")
+    assert set(app.tasks) == {"digits_resnet18", "digits_mobilenet_v2", "digits_googlenet"}
+    assert all(0.03 <= lim.max_delta_accuracy <= 0.05 for lim in app.tasks.values())
+    # CPU speed varies: the demo's streams are multiples of each task's full-model latency
+    assert all(s.period_x and s.deadline_x and s.deadline_x <= s.period_x for s in app.streams)
+    assert sum(1 / s.period_x for s in app.streams) >= 0.9  # a load where exits matter
+
+
+@pytest.mark.parametrize("name", ["traffic", "robot", "uav", "digits"])
+def test_every_app_task_is_in_the_zoo(name):
+    zoo = pytest.importorskip("pantheon.zoo.tasks")
+    app = load_app(name)
+    for task in list(app.tasks) + [b.task for b in app.best_effort]:
+        t = zoo.get_task(task)
+        assert t.name == task
+    for task in app.tasks:  # planned tasks are real-time tasks with exits, not the best-effort net
+        assert zoo.get_task(task).group in ("paper", "demo")

@@ -1,0 +1,233 @@
+"""Exit placement: the pymoo GA against exhaustive enumeration, the repository it writes, bad input."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from _profiling import make_variants
+from typer.testing import CliRunner
+
+from pantheon.cli import app as cli
+from pantheon.errors import FormatError, InfeasibleError, PlanError, UsageError
+from pantheon.formats import read_model_config, store
+from pantheon.offline.plan import TaskProfile, _Layout, optimise, plan, solve_exact, solve_exhaustive
+
+pytestmark = pytest.mark.filterwarnings("ignore::FutureWarning")
+
+
+def golden():
+    """Two tasks small enough to check by hand (see the comments in the test)."""
+    a = TaskProfile("A", block_ms=[2, 2, 2, 2], branch_ms=[1, 1, 1, 1], block_mb=[1, 1, 1, 1],
+                    branch_mb=[0.5, 0.3, 0.2, 0.4], accuracy=[0.80, 0.90, 0.95, 0.96], max_delta_accuracy=0.1)
+    b = TaskProfile("B", block_ms=[1, 1, 1], branch_ms=[0.5, 3, 0.5], block_mb=[1, 1, 1],
+                    branch_mb=[0.1, 0.1, 0.1], accuracy=[0.5, 0.7, 0.7], max_delta_accuracy=0.3)
+    return [a, b]
+
+
+# A: exit 0 loses 0.16 > 0.1 -> out; exits 1..3 admissible, 3 is the most accurate (kept).
+#    Blocks 0..3 always deployed (4 MB) + branch 3 (0.4 MB) = 4.4 MB minimum.
+#    T(j) for {3}: 9,7,5,3 -> 6.0; {1,3}: 5,3,5,3 -> 4.0 (+0.3 MB); {2,3}: 7,5,3,3 -> 4.5 (+0.2 MB);
+#    {1,2,3}: 5,3,3,3 -> 3.5 (+0.5 MB).
+# B: exit 1 (5 ms, 0.7) is dominated by exit 2 (3.5 ms, 0.7) -> off the frontier; exit 0 admissible.
+#    {2}: 3.5,2.5,1.5 -> 2.5; {0,2}: 1.5,2.5,1.5 -> 11/6; memory 3.1 / 3.2 MB.
+GOLDEN = [
+    (7.9, {"A": [1, 3], "B": [0, 2]}, 4.0 + 11 / 6, 7.9),
+    (7.85, {"A": [2, 3], "B": [0, 2]}, 4.5 + 11 / 6, 7.8),
+    (7.6, {"A": [3], "B": [0, 2]}, 6.0 + 11 / 6, 7.6),
+    (7.7, {"A": [2, 3], "B": [2]}, 4.5 + 2.5, 7.7),
+    (None, {"A": [1, 2, 3], "B": [0, 2]}, 3.5 + 11 / 6, 8.1),
+]
+
+
+@pytest.mark.parametrize("budget, exits, objective, memory", GOLDEN)
+@pytest.mark.parametrize("exhaustive", [False, True])
+def test_golden_instance(budget, exits, objective, memory, exhaustive):
+    res = optimise(golden(), budget, exhaustive=exhaustive, generations=30, pop_size=20)
+    assert res.exits == exits
+    assert res.objective_ms == pytest.approx(objective)
+    assert res.memory_mb == pytest.approx(memory)
+    assert res.candidates == {"A": [1, 2, 3], "B": [0, 2]}
+
+
+def test_golden_infeasible_names_memory_and_the_smallest_budget():
+    with pytest.raises(InfeasibleError, match=r"memory: .*smallest feasible budget is 7\.50 MB.*A 4\.40 MB, B 3\.10 MB"):
+        optimise(golden(), 7.0)
+
+
+def random_instance(seed: int):
+    rng = np.random.default_rng(seed)
+    tasks = []
+    for t in range(rng.integers(2, 5)):
+        b = int(rng.integers(3, 9))
+        acc = np.sort(rng.uniform(0.5, 0.95, b))
+        acc = np.clip(acc + rng.normal(0, 0.02, b), 0, 1)  # noise: some exits fall off the frontier
+        tasks.append(TaskProfile(
+            f"t{t}", block_ms=rng.uniform(0.2, 3, b), branch_ms=rng.uniform(0.05, 1.5, b),
+            block_mb=rng.uniform(0.5, 5, b), branch_mb=rng.uniform(0.05, 2, b), accuracy=acc,
+            max_delta_accuracy=float(rng.uniform(0.05, 0.4)),
+        ))
+    lay = _Layout(tasks, None)
+    x_min = np.zeros((1, lay.n_var), bool)
+    x_min[0, lay.best] = True
+    lo = lay.evaluate(x_min)[1][0]
+    hi = lay.evaluate(lay.candidate[None, :])[1][0]
+    return tasks, float(lo + rng.uniform(0.2, 0.7) * (hi - lo)), int(lay.candidate.sum())
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_ga_reaches_the_exhaustive_optimum_on_random_instances(seed):
+    tasks, budget, n_cand = random_instance(seed)
+    assert 3 <= n_cand <= 20
+    ex = optimise(tasks, budget, exhaustive=True)
+    ga = optimise(tasks, budget, seed=seed)
+    dp = solve_exact(_Layout(tasks, budget))
+    assert ex.objective_ms == pytest.approx(dp.objective_ms, abs=1e-9)  # two exact methods agree
+    assert ga.objective_ms == pytest.approx(ex.objective_ms, abs=1e-9)
+    assert ga.memory_mb <= budget + 1e-9
+    for t in tasks:  # every kept exit passes the per-exit filters, the best one is kept
+        cand = set(np.flatnonzero(t.candidates()))
+        assert set(ga.exits[t.name]) <= cand and t.best() in ga.exits[t.name]
+
+
+def test_exhaustive_refuses_large_instances():
+    rng = np.random.default_rng(0)
+    b = 25
+    t = TaskProfile("big", np.ones(b), np.full(b, 0.1), np.ones(b), np.full(b, 0.1),
+                    np.linspace(0.5, 0.9, b), max_delta_accuracy=1.0)
+    with pytest.raises(UsageError, match="at most 20 candidate exits"):
+        solve_exhaustive(_Layout([t], None))
+    assert rng is not None
+
+
+def test_accuracy_filter_is_against_the_original_exit():
+    t = TaskProfile("x", [1, 1, 1, 1], [0.1] * 4, [1] * 4, [0.1] * 4, [0.70, 0.88, 0.895, 0.90], max_delta_accuracy=0.02)
+    assert list(t.acc_ok()) == [False, True, True, True]
+    res = optimise([t], None, exhaustive=True)
+    assert res.exits == {"x": [1, 2, 3]}
+
+
+# ------------------------------------------------------------------------------------------------
+# Files: variants dirs with profile.csv -> repository
+# ------------------------------------------------------------------------------------------------
+
+CSV3 = "block latency,branch latency,block mem,branch mem,accuracy\n1.0,0.2,2.0,0.1,0.80\n1.0,0.2,2.0,0.1,0.88\n1.0,0.3,2.0,0.2,0.90\n"
+CSV2 = "block latency,branch latency,block mem,branch mem,accuracy\n2.0,0.5,1.0,0.3,0.95\n2.0,0.5,1.0,0.3,0.96\n"
+
+
+def _setup(tmp_path, csv_a=CSV3, csv_b=CSV2, settings=None):
+    base = tmp_path / "variants"
+    make_variants(base / "ta", "ta", n_blocks=3, profile_csv=csv_a)
+    make_variants(base / "tb", "tb", n_blocks=2, profile_csv=csv_b)
+    s = tmp_path / "settings.json"
+    s.write_text(json.dumps(settings or {"ta": {"max_delta_accuracy": 0.05}, "tb": {"max_delta_accuracy": 0.02}, "max_memory": 100}))
+    return base, s
+
+
+def test_plan_writes_a_verified_repository(tmp_path):
+    base, s = _setup(tmp_path)
+    res = plan(str(s), base=base, save=tmp_path / "repo", show=False)
+    # ta: exit 0 loses 0.10 > 0.05 -> out; 1, 2 kept. tb: both within 0.02 -> both kept (budget is ample)
+    assert res.exits == {"ta": [1, 2], "tb": [0, 1]}
+    repo = tmp_path / "repo"
+    m = store.verify(repo, kind="repository")
+    assert set(m.files) == {
+        "plan.json", "ta/config.pbtxt", "tb/config.pbtxt",
+        "ta/model_files/block_00.pt", "ta/model_files/block_01.pt", "ta/model_files/block_02.pt",
+        "ta/model_files/branch_01.pt", "ta/model_files/branch_02.pt",
+        "tb/model_files/block_00.pt", "tb/model_files/block_01.pt",
+        "tb/model_files/branch_00.pt", "tb/model_files/branch_01.pt",
+    }
+    cfg = read_model_config(repo / "ta" / "config.pbtxt")
+    assert cfg.name == "ta" and list(cfg.dims) == [1, 3, 16, 16]
+    assert [(b.id, b.latency) for b in cfg.block_profile] == [(0, 1000), (1, 1000), (2, 1000)]
+    assert [(e.id, e.latency) for e in cfg.exit_profile] == [(1, 200), (2, 300)]
+    assert [round(e.accuracy, 4) for e in cfg.exit_profile] == [0.88, 0.90]
+    pj = json.loads((repo / "plan.json").read_text())
+    assert pj["tasks"] == ["ta", "tb"] and pj["exits"]["ta"] == [1, 2] and pj["max_memory"] == 100
+    # the chunks are byte-identical copies of the variants
+    assert (repo / "ta/model_files/branch_02.pt").read_bytes() == (base / "ta/branch_02.pt").read_bytes()
+    # the runtime's reader accepts it
+    from pantheon.online.repository import read_repository
+
+    r = read_repository(repo)
+    assert r.names == ["ta", "tb"]
+
+
+def test_plan_truncates_blocks_after_the_last_kept_exit(tmp_path):
+    # ta's exit 1 is more accurate than the original exit 2 -> exit 2 is dominated, block 2 not deployed
+    csv = CSV3.replace("0.88", "0.91")
+    base, s = _setup(tmp_path, csv_a=csv)
+    res = plan(str(s), base=base, save=tmp_path / "repo", show=False)
+    assert res.exits["ta"] == [1]
+    files = store.read_manifest(tmp_path / "repo").files
+    assert "ta/model_files/block_02.pt" not in files and "ta/model_files/branch_02.pt" not in files
+    assert "ta/model_files/branch_00.pt" not in files
+    cfg = read_model_config(tmp_path / "repo" / "ta" / "config.pbtxt")
+    assert [b.id for b in cfg.block_profile] == [0, 1] and [e.id for e in cfg.exit_profile] == [1]
+
+
+def test_cli_plan_with_app_yaml_and_existing_repository(tmp_path):
+    base, _ = _setup(tmp_path)
+    y = tmp_path / "mini.yaml"
+    y.write_text("name: mini\nmax_memory: 9.5\ntasks:\n  ta: {max_delta_accuracy: 0.05}\n  tb: {max_delta_accuracy: 0.02}\n")
+    runner = CliRunner()
+    r = runner.invoke(cli, ["plan", "--setting", str(y), "--base", str(base), "--ga-gen", "20", "--seed", "3"])
+    assert r.exit_code == 0, r.output
+    assert "objective" in r.output and "of 9.5 MB" in r.output
+    repo = store.Store().repository_dir("mini")
+    assert store.verify(repo, kind="repository")
+    r = runner.invoke(cli, ["plan", "--setting", str(y), "--base", str(base)])
+    assert r.exit_code == 1 and "--force" in r.output
+    r = runner.invoke(cli, ["plan", "--setting", str(y), "--base", str(base), "--force", "--exhaustive"])
+    assert r.exit_code == 0, r.output
+
+
+def test_cli_infeasible_memory_is_one_line(tmp_path):
+    base, s = _setup(tmp_path, settings={"ta": {"max_delta_accuracy": 0.05}, "tb": {"max_delta_accuracy": 0.02}, "max_memory": 3})
+    r = CliRunner().invoke(cli, ["plan", "--setting", str(s), "--base", str(base), "--save", str(tmp_path / "repo")])
+    assert r.exit_code == 1
+    assert "memory:" in r.output and "smallest feasible budget is 8.50 MB" in r.output
+    assert not (tmp_path / "repo").exists()
+
+
+@pytest.mark.parametrize(
+    "settings, err, match",
+    [
+        ({"ta": {"max_delta_accuracy": 0.05}, "nope": {"max_delta_accuracy": 0.01}, "max_memory": 50}, PlanError, "'nope'"),
+        ({"ta": {"max_delta_accuracy": -0.01}, "max_memory": 50}, FormatError, r"\[0, 1\]"),
+        ({"ta": {"max_delta_accuracy": 1.5}, "max_memory": 50}, FormatError, r"\[0, 1\]"),
+        ({"ta": {"max_delta_accuracy": 0.05}, "max_memory": -4}, FormatError, "positive"),
+    ],
+)
+def test_bad_settings(tmp_path, settings, err, match):
+    base, s = _setup(tmp_path, settings=settings)
+    with pytest.raises(err, match=match):
+        plan(str(s), base=base, save=tmp_path / "repo", show=False)
+    assert not (tmp_path / "repo").exists()
+    r = CliRunner().invoke(cli, ["plan", "--setting", str(s), "--base", str(base), "--save", str(tmp_path / "r2")])
+    assert r.exit_code == 1 and "Traceback" not in r.output and len(r.output.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize(
+    "csv_text, match",
+    [
+        (CSV3.replace("branch mem,", ""), "branch mem"),
+        (CSV3.replace("0.88", "nan"), "nan"),
+        (CSV3.replace("1.0,0.3", "1.0,NaN"), "nan"),
+        ("block latency,branch latency,block mem,branch mem,accuracy\n1,1,1,1,0.9\n", "1 rows but the variants have 3"),
+    ],
+)
+def test_bad_profile_csv_in_variants(tmp_path, csv_text, match):
+    base, s = _setup(tmp_path, csv_a=csv_text)
+    with pytest.raises(FormatError, match=match):
+        plan(str(s), base=base, save=tmp_path / "repo", show=False)
+    assert not (tmp_path / "repo").exists()
+
+
+def test_missing_profile_csv_says_run_profile(tmp_path):
+    base, s = _setup(tmp_path)
+    make_variants(base / "ta", "ta", n_blocks=3)  # no profile.csv
+    with pytest.raises(PlanError, match="pantheon profile --task ta"):
+        plan(str(s), base=base, save=tmp_path / "repo", show=False)

@@ -1,0 +1,169 @@
+"""The profiler server as a real process on 127.0.0.1, spoken to over real TCP."""
+
+from __future__ import annotations
+
+import hashlib
+import signal
+import socket
+import struct
+import threading
+
+import pytest
+from _profiling import ServerProcess, script_bytes, server
+from torch import nn
+
+from pantheon.errors import AuthError, ProtocolError
+from pantheon.offline.profile import ProfilerClient
+from pantheon.online import profiler_server as ps
+
+pytestmark = pytest.mark.filterwarnings("ignore::FutureWarning")
+
+CONV = script_bytes(nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU()))
+
+
+@pytest.fixture(scope="module")
+def srv(tmp_path_factory):
+    with server(tmp_path_factory.mktemp("srv"), "--warmup", "2", "--repeat", "7", "--max-bytes", "200000") as s:
+        yield s
+
+
+def _req(data=CONV, shape=(1, 3, 16, 16), **kw):
+    return ps.ProfileRequest(
+        version=ps.PROTOCOL_VERSION, file_name="conv.pt", file=data,
+        sha256=hashlib.sha256(data).hexdigest(), input_shape=list(shape), **kw,
+    )
+
+
+def _exchange(sock, req):
+    ps.send_msg(sock, req)
+    return _read_reply(sock)
+
+
+def _read_reply(sock):
+    n = ps.recv_header(sock)
+    assert n is not None, "server closed without a reply"
+    return ps.ProfileReply.FromString(ps.recv_exact(sock, n))
+
+
+def _connect(s):
+    sock = socket.create_connection(("127.0.0.1", s.port), timeout=30)
+    return sock
+
+
+def test_times_a_real_torchscript_chunk(srv):
+    with _connect(srv) as sock:
+        r = _exchange(sock, _req())
+        assert r.ok, r.error
+        assert r.repeat == 7 and r.warmup == 2  # the server's defaults
+        assert 0 < r.min_us <= r.p50_us <= r.p99_us <= r.max_us
+        assert r.min_us <= r.mean_us <= r.max_us
+        assert r.device.startswith("cpu") and r.version == ps.PROTOCOL_VERSION
+        r2 = _exchange(sock, _req(repeat=3, warmup=1))  # a request may override, same connection
+        assert r2.ok and r2.repeat == 3 and r2.warmup == 1
+
+
+def test_bad_requests_get_error_replies_and_the_connection_keeps_serving(srv):
+    with _connect(srv) as sock:
+        bad_sum = _req()
+        bad_sum.sha256 = hashlib.sha256(b"other").hexdigest()
+        r = _exchange(sock, bad_sum)
+        assert not r.ok and r.error_kind == ps.ErrorKind.CHECKSUM and "sha256" in r.error
+
+        sock.sendall(struct.pack(">Q", 6) + b"\xff\xff\xff\xff\xff\xff")  # framed garbage
+        r = _read_reply(sock)
+        assert not r.ok and r.error_kind == ps.ErrorKind.PROTOCOL
+
+        r = _exchange(sock, _req(b"not a zip archive"))
+        assert not r.ok and r.error_kind == ps.ErrorKind.MODEL and "TorchScript" in r.error
+
+        r = _exchange(sock, _req(shape=(1, 5, 16, 16)))  # wrong channel count for the conv
+        assert not r.ok and r.error_kind == ps.ErrorKind.MODEL and "[1, 5, 16, 16]" in r.error
+
+        r = _exchange(sock, _req(shape=(1, 0, 4)))
+        assert not r.ok and r.error_kind == ps.ErrorKind.LIMIT
+
+        old = _req()
+        old.version = ps.PROTOCOL_VERSION + 1
+        r = _exchange(sock, old)
+        assert not r.ok and r.error_kind == ps.ErrorKind.PROTOCOL and "version" in r.error
+
+        assert _exchange(sock, _req()).ok  # still serving on the same connection
+
+
+def test_oversized_prefix_and_raw_garbage_close_only_that_connection(srv):
+    with _connect(srv) as sock:
+        sock.sendall(struct.pack(">Q", 1 << 40))  # announces 1 TiB, never sent
+        r = _read_reply(sock)
+        assert not r.ok and r.error_kind == ps.ErrorKind.PROTOCOL and "exceeds" in r.error
+        assert sock.recv(1) == b""  # closed without reading a body
+    with _connect(srv) as sock:
+        sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")  # not our protocol at all
+        r = _read_reply(sock)
+        assert not r.ok and "exceeds" in r.error
+    big = script_bytes(nn.Conv2d(64, 128, 3))  # ~295 kB > --max-bytes 200000
+    with ProfilerClient("127.0.0.1", srv.port, retries=0) as c:
+        with pytest.raises(ProtocolError, match="exceeds the server limit"):
+            c.time_bytes(big, [1, 64, 8, 8])
+    with ProfilerClient("127.0.0.1", srv.port) as c:  # the next client is served
+        assert c.time_bytes(CONV, [1, 3, 8, 8]).mean_us > 0
+
+
+def test_concurrent_clients_are_all_served(srv):
+    results, errors = [], []
+
+    def work():
+        try:
+            with ProfilerClient("127.0.0.1", srv.port) as c:
+                for _ in range(2):
+                    results.append(c.time_bytes(CONV, [1, 3, 8, 8], repeat=5).repeat)
+        except Exception as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert not errors and results == [5] * 6
+
+
+def test_token_is_required_when_set(tmp_path):
+    with server(tmp_path, "--repeat", "2", "--warmup", "0", env={"PANTHEON_TOKEN": "s3cret"}) as s:
+        with ProfilerClient("127.0.0.1", s.port, token="wrong") as c, pytest.raises(AuthError, match="token"):
+            c.ping()
+        with ProfilerClient("127.0.0.1", s.port) as c, pytest.raises(AuthError):
+            c.time_bytes(CONV, [1, 3, 8, 8])
+        with ProfilerClient("127.0.0.1", s.port, token="s3cret") as c:
+            assert c.ping().device.startswith("cpu")
+            assert c.time_bytes(CONV, [1, 3, 8, 8]).repeat == 2
+        assert "rejected" in s.logs()
+
+
+def test_sigterm_stops_the_server_cleanly(tmp_path):
+    s = ServerProcess(tmp_path, "--repeat", "2")
+    with ProfilerClient("127.0.0.1", s.port) as c:
+        c.time_bytes(CONV, [1, 3, 8, 8])
+    assert s.stop(signal.SIGTERM) == 0
+    assert "stopped after 1 measurements" in s.logs()
+
+
+def test_a_second_server_on_a_taken_port_is_one_clear_line(srv, tmp_path):
+    import subprocess
+    import sys
+
+    out = subprocess.run(
+        [sys.executable, "-m", "pantheon.cli", "profiler-server", "--port", str(srv.port)],
+        capture_output=True, text=True, timeout=60,
+    )
+    assert out.returncode == 1
+    assert f"cannot listen on 127.0.0.1:{srv.port}" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_time_module_statistics_are_consistent():
+    import torch
+
+    t = ps.time_module(torch.jit.script(nn.Linear(4, 4)), [1, 4], warmup=1, repeat=9)
+    assert t.repeat == 9 and t.min_us <= t.p50_us <= t.p99_us <= t.max_us
+    assert ps.percentile([1.0, 2.0, 3.0, 4.0], 50) == 2.5
+    with pytest.raises(ValueError):
+        ps.time_module(torch.jit.script(nn.Linear(4, 4)), [1, 4], repeat=0)

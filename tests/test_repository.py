@@ -1,0 +1,126 @@
+"""Model repository loader: profiles from config.pbtxt, manifest checks, bad configs, TorchScript loading."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+import torch
+from _repo import TaskSpec, build_repository, make_chunks
+
+from pantheon.errors import ChecksumError, ManifestError, RepositoryError, UsageError
+from pantheon.formats import read_model_config, write_model_config
+from pantheon.formats.store import write_artifact
+from pantheon.online.repository import chunk_file, load_modules, read_repository, resolve_device
+
+SPEC = {
+    "zeta": TaskSpec(widths=[4, 6, 8], exits={1: 0.7, 2: 0.75}, latencies=[100, 200, 300], exit_latencies={1: 10, 2: 20}),
+    "alpha": TaskSpec(widths=[4, 4], exits={0: 0.5, 1: 0.6}, input=(1, 12, 12), latencies=[50, 60],
+                      exit_latencies={0: 5, 1: 6}),
+}
+
+
+@pytest.fixture(scope="module")
+def repo_dir(tmp_path_factory):
+    return build_repository(tmp_path_factory.mktemp("repo") / "repository", SPEC, app="myapp")
+
+
+def _reseal(src, dest, edit):
+    """Copy a repository, let ``edit`` change it, and write a fresh, consistent manifest."""
+    with write_artifact(dest, kind="repository") as tmp:
+        shutil.copytree(src, tmp, dirs_exist_ok=True)
+        (tmp / "manifest.json").unlink()
+        edit(tmp)
+    return dest
+
+
+def test_profiles_follow_config_and_plan_order(repo_dir):
+    repo = read_repository(repo_dir)
+    assert repo.names == ["zeta", "alpha"]  # plan.json order, not alphabetical
+    assert repo.app == "myapp"
+    z = repo.tasks["zeta"]
+    assert z.index == 0 and z.dims == [1, 3, 16, 16]
+    assert z.blocks == [100, 200, 300] and z.exit_blocks == [1, 2] and z.exit_lat == [10, 20]
+    assert z.full == [310, 620] and z.full_latency == 620
+    assert z.exit_acc == [0.7, 0.75] and z.rel_acc[-1] == 1.0
+    d = repo.describe()["alpha"]
+    assert d == {"index": 1, "dims": [1, 1, 12, 12], "exits": [0, 1], "acc": [0.5, 0.6], "blocks": [50, 60],
+                 "exit_lat": [5, 6], "original": 1, "full_us": 116}
+
+
+def test_loaded_chunks_reproduce_the_eager_modules(repo_dir):
+    repo = read_repository(repo_dir)
+    models = load_modules(repo, "cpu", warmup=1)
+    blocks, exits = make_chunks(SPEC["zeta"])
+    x = torch.randn(1, 3, 16, 16)
+    with torch.inference_mode():
+        for m, e in enumerate(repo.tasks["zeta"].exit_blocks):
+            ref = x
+            for b in range(e + 1):
+                ref = blocks[b](ref)
+            ref = exits[e](ref)
+            assert torch.allclose(models["zeta"].run_exit(x, m), ref, atol=1e-6)
+    assert len(models["zeta"].blocks) == 3 and len(models["alpha"].exits) == 2
+
+
+def test_three_digit_chunk_names_are_found(tmp_path):
+    (tmp_path / "block_104.pt").write_bytes(b"x")
+    (tmp_path / "block_05.pt").write_bytes(b"x")
+    assert chunk_file(tmp_path, "block", 104).name == "block_104.pt"
+    assert chunk_file(tmp_path, "block", 5).name == "block_05.pt"
+    assert chunk_file(tmp_path, "branch", 5) is None
+
+
+def test_manifest_problems(repo_dir, tmp_path):
+    nomani = tmp_path / "nomani"
+    shutil.copytree(repo_dir, nomani)
+    (nomani / "manifest.json").unlink()
+    with pytest.raises(ManifestError, match="no manifest.json"):
+        read_repository(nomani)
+    tampered = tmp_path / "tampered"
+    shutil.copytree(repo_dir, tampered)
+    cfg = tampered / "alpha" / "config.pbtxt"
+    cfg.write_text(cfg.read_text().replace("latency: 50", "latency: 51"))
+    with pytest.raises(ChecksumError, match="config.pbtxt"):
+        read_repository(tampered)
+    with pytest.raises(RepositoryError, match="does not exist"):
+        read_repository(tmp_path / "nowhere")
+
+
+def _edit_cfg(task, fn):
+    def edit(tmp):
+        cfg = read_model_config(tmp / task / "config.pbtxt")
+        fn(cfg)
+        write_model_config(tmp / task / "config.pbtxt", cfg)
+    return edit
+
+
+@pytest.mark.parametrize("name, fn, msg", [
+    ("gap", lambda c: c.block_profile[1].__setattr__("id", 2), "without gaps"),
+    ("far", lambda c: c.exit_profile[1].__setattr__("id", 7), "not profiled"),
+    ("acc", lambda c: c.exit_profile[0].__setattr__("accuracy", 1.5), "fraction"),
+    ("batch", lambda c: c.dims.__setitem__(0, 4), "batch 1"),
+    ("name", lambda c: c.__setattr__("name", "other"), "names task 'other'"),
+    ("noexit", lambda c: c.ClearField("exit_profile"), "keeps no exit"),
+])
+def test_bad_configs_are_refused(repo_dir, tmp_path, name, fn, msg):
+    bad = _reseal(repo_dir, tmp_path / name, _edit_cfg("alpha", fn))
+    with pytest.raises(RepositoryError, match=msg):
+        read_repository(bad)
+
+
+def test_a_chunk_that_is_not_torchscript_is_refused(repo_dir, tmp_path):
+    bad = _reseal(repo_dir, tmp_path / "junk", lambda t: (t / "alpha" / "model_files" / "branch_01.pt").write_bytes(b"no"))
+    repo = read_repository(bad)  # the files are all there and match the manifest...
+    with pytest.raises(RepositoryError, match="branch_01.pt is not a loadable TorchScript file"):
+        load_modules(repo, "cpu")  # ...but one is not a module
+
+
+def test_devices():
+    assert resolve_device("cpu") == "cpu"
+    assert resolve_device("auto") == ("cuda" if torch.cuda.is_available() else "cpu")
+    with pytest.raises(UsageError, match="unknown device"):
+        resolve_device("tpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(UsageError, match="no CUDA device"):
+            resolve_device("cuda")

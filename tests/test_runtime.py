@@ -1,0 +1,310 @@
+"""The live runtime on the CPU with real TorchScript chunks: preemption, memory, API, CLI, bad input.
+
+Timing on this shared 2-core machine is noisy: workloads are underloaded and preemption
+is asserted from the order of events in the log, not from durations.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from _repo import TaskSpec, build_repository, write_workload
+from typer.testing import CliRunner
+
+from pantheon.cli import app
+from pantheon.errors import ChecksumError, RepositoryError, RuntimeFault, UsageError
+from pantheon.formats import read_workloads
+from pantheon.formats.store import write_artifact
+from pantheon.online.events import read_events
+from pantheon.online.memory import MemoryManager
+from pantheon.online.repository import read_repository
+from pantheon.online.runtime import InflightWindow, Runtime, parse_best_effort
+from pantheon.online.simulate import simulate
+
+runner = CliRunner()
+DIMS = {"long": [1, 3, 48, 48], "short": [1, 3, 16, 16]}
+
+
+@pytest.fixture(scope="module")
+def repo_dir(tmp_path_factory):
+    """long: 6 real conv blocks of 32 channels at 48x48; short: 2 tiny blocks. Latencies measured here."""
+    d = tmp_path_factory.mktemp("rtrepo")
+    spec = {
+        "long": TaskSpec(widths=[32] * 6, depth=[2] * 6, exits={3: 0.85, 5: 0.9}, input=(3, 48, 48)),
+        "short": TaskSpec(widths=[8, 8], exits={0: 0.7, 1: 0.8}, input=(3, 16, 16)),
+    }
+    return build_repository(d / "repo", spec)
+
+
+def _wait_started(rt, timeout=30.0):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        with rt._lock:
+            j = rt.sched.last_job
+            if j is not None and j.next_block >= 1:
+                return j
+        time.sleep(0.0005)
+    raise AssertionError("the long job never started")
+
+
+def test_urgent_job_preempts_a_long_one_at_a_chunk_boundary(repo_dir, tmp_path):
+    with Runtime(repo_dir, device="cpu", policy="pantheon", log=tmp_path / "run") as rt:
+        f_long = rt.submit("long", torch.randn(*DIMS["long"]), deadline_us=120_000_000)
+        _wait_started(rt)
+        f_short = rt.submit("short", torch.randn(*DIMS["short"]), deadline_us=60_000_000)
+        r_short, r_long = f_short.result(60), f_long.result(120)
+    assert r_short.met and r_long.met and not r_long.dropped
+    assert r_long.exit == 5 and r_short.exit == 1 and tuple(r_short.output.shape) == (1, 10)
+    evs = list(read_events(tmp_path / "run"))
+    assert evs[0]["ev"] == "start" and evs[-1]["ev"] == "end"
+    seq = [(e["ev"], e["job"], e.get("block", e.get("exit"))) for e in evs if e["ev"] in ("dispatch", "done", "preempt")]
+    long_blocks = [b for ev, j, b in seq if ev == "dispatch" and j == 0]
+    assert long_blocks == [0, 1, 2, 3, 4, 5, 5]  # blocks 0..5 once each, then exit 5
+    first_short = next(i for i, (ev, j, _) in enumerate(seq) if ev == "dispatch" and j == 1)
+    # the urgent job started right after one of the long job's blocks finished, before the next one...
+    before = [x for x in seq[:first_short] if x[0] != "preempt"]
+    assert before[-1][0] == "done" and before[-1][1] == 0
+    k = before[-1][2]
+    assert k < 5
+    after_long = [x for x in seq[first_short:] if x[1] == 0 and x[0] == "dispatch"]
+    assert after_long[0][2] == k + 1  # ...and the long job resumed exactly at its next block
+    # ...and the log says so
+    assert ("preempt", 0, None) in seq
+    # the short job ran entirely while the long one waited
+    short_span = [i for i, x in enumerate(seq) if x[1] == 1]
+    assert not any(seq[i][1] == 0 for i in range(short_span[0], short_span[-1]))
+    assert rt.summary["preempted_jobs"] == 0.5 and rt.summary["dmr"] == 0.0
+
+
+def test_memory_manager_keeps_one_tensor_per_job_and_frees_it():
+    mm = MemoryManager()
+    x = torch.zeros(1, 4, 8, 8)
+    mm.store(1, x)
+    assert mm.bytes_held == 4 * 4 * 64 and len(mm) == 1
+    with pytest.raises(RuntimeFault, match="already holds"):
+        mm.store(1, x)
+    y = mm.consume(1)
+    assert y is x and mm.bytes_held == 0 and not mm.holds(1)
+    with pytest.raises(RuntimeFault, match="holds no tensor"):
+        mm.consume(1)
+    mm.store(2, x)
+    mm.store(3, torch.zeros(10))
+    assert mm.release(2) and not mm.release(2) and mm.bytes_held == 40
+    assert mm.peak_tensors == 2 and mm.clear() == 1 and mm.bytes_held == 0
+
+
+def test_runtime_holds_nothing_after_a_run_and_peaks_at_one_tensor_per_queued_job(repo_dir, tmp_path):
+    with Runtime(repo_dir, device="cpu", log=tmp_path / "r.jsonl") as rt:
+        futs = [rt.submit("short" if k % 2 else "long", torch.randn(*DIMS["short" if k % 2 else "long"]),
+                          deadline_us=120_000_000) for k in range(6)]
+        results = [f.result(120) for f in futs]
+    assert all(r.met for r in results)
+    assert rt.memory.bytes_held == 0 and len(rt.memory) == 0
+    assert 1 <= rt.memory.peak_tensors <= 6
+    assert rt.memory.stores == 6 + 3 * 6 + 3 * 2  # inputs + one output per block run (long: 6, short: 2)
+
+
+def test_submit_api_checks_and_drops(repo_dir):
+    rt = Runtime(repo_dir, device="cpu")
+    with pytest.raises(RuntimeFault, match="not running"):
+        rt.submit("short", torch.zeros(*DIMS["short"]), 1000)
+    with rt:
+        with pytest.raises(UsageError, match="input shape mismatch"):
+            rt.submit("short", torch.zeros(1, 3, 17, 16), 1000)
+        with pytest.raises(RepositoryError, match="'ghost'"):
+            rt.submit("ghost", torch.zeros(1), 1000)
+        res = rt.submit("long", torch.zeros(*DIMS["long"]), deadline_us=1).result(30)  # hopeless
+    assert res.dropped and not res.met and res.output is None and res.reason == "unschedulable"
+
+
+def test_inflight_window_bounds_outstanding_chunks():
+    """The CUDA executor's window, driven by stand-in events (named as such): at most `limit` outstanding."""
+
+    class StandInEvent:
+        def __init__(self):
+            self.done = False
+            self.synced = False
+
+        def query(self):
+            return self.done
+
+        def synchronize(self):
+            self.synced = True
+            self.done = True
+
+    w = InflightWindow(2, stamp=lambda ev: 1)
+    evs = [StandInEvent() for _ in range(5)]
+    assert w.push(evs[0], "a", None) == [] and w.push(evs[1], "b", None) == []
+    done = w.push(evs[2], "c", None)  # third outstanding: waits for the oldest
+    assert [t for t, _, _ in done] == ["a"] and evs[0].synced and not evs[1].synced
+    evs[1].done = True
+    assert [t for t, _, _ in w.poll()] == ["b"]
+    assert [t for t, _, _ in w.drain()] == ["c"] and w.max_seen == 3 - 0
+    with pytest.raises(UsageError):
+        InflightWindow(0, stamp=lambda ev: 0)
+
+
+def test_parse_best_effort():
+    assert parse_best_effort(["alexnet:20", "a:b:2.5"]) == [("alexnet", 20.0), ("a:b", 2.5)]
+    for bad in ("alexnet", "alexnet:", ":3", "x:-1", "x:fast"):
+        with pytest.raises(UsageError, match="TASK:RATE"):
+            parse_best_effort([bad])
+
+
+def _underloaded_workload(repo, path, n=12):
+    """Jobs of both tasks spaced 3x the long model apart, deadlines 3x their model latency."""
+    full_long = repo.tasks["long"].full_latency
+    full_short = repo.tasks["short"].full_latency
+    gap = 3 * (full_long + full_short)
+    jobs = []
+    for k in range(n):
+        jobs.append(("long", k * gap, k * gap + 3 * full_long + 20_000))
+        jobs.append(("short", k * gap + gap // 2, k * gap + gap // 2 + 3 * full_short + 20_000))
+    return write_workload(path, jobs, dims=DIMS, ids={"long": 0, "short": 1})
+
+
+def test_simulator_and_live_runtime_agree_on_an_underloaded_workload(repo_dir, tmp_path):
+    repo = read_repository(repo_dir)
+    wl = _underloaded_workload(repo, tmp_path / "w.bin")
+    sim = simulate(repo, read_workloads(wl), "pantheon")
+    res = runner.invoke(app, ["runtime", str(repo_dir), str(wl), str(tmp_path / "live"), "--device", "cpu",
+                              "--telemetry", "psutil", "--json"])
+    assert res.exit_code == 0, res.output
+    live = json.loads(res.stdout)
+    assert live["jobs"] == sim["jobs"] == 24
+    assert sim["dmr"] == 0.0
+    assert abs(live["dmr"] - sim["dmr"]) <= 0.1
+    assert abs(live["relative_accuracy"] - sim["relative_accuracy"]) <= 0.1
+    run = tmp_path / "live"
+    assert {"events.jsonl", "run.json", "manifest.json"} <= {p.name for p in run.iterdir()}
+    evs = list(read_events(run))
+    assert sum(e["ev"] == "telemetry" for e in evs) >= 1 and "cpu_pct" in next(e for e in evs if e["ev"] == "telemetry")
+    assert {e["ev"] for e in evs} >= {"start", "release", "schedule", "dispatch", "done", "exit", "end"}
+
+
+def test_best_effort_runs_while_real_time_work_meets_deadlines(repo_dir, tmp_path):
+    repo = read_repository(repo_dir)
+    wl = _underloaded_workload(repo, tmp_path / "w.bin", n=6)
+    res = runner.invoke(app, ["runtime", str(repo_dir), str(wl), str(tmp_path / "be.jsonl"), "--device", "cpu",
+                              "--best-effort", "short:50", "--json"])
+    assert res.exit_code == 0, res.output
+    live = json.loads(res.stdout)
+    assert live["best_effort"]["short"]["jobs"] >= 1
+    assert live["dmr"] <= 0.2
+    evs = list(read_events(tmp_path / "be.jsonl"))
+    assert any(e["ev"] == "be" for e in evs)
+
+
+# -- bad input: one clear line, non-zero exit, before any job runs ----------------------------
+
+
+def _run_cli(repo, wl, log, *extra):
+    return runner.invoke(app, ["runtime", str(repo), str(wl), str(log), "--device", "cpu", *extra])
+
+
+def _assert_refused(res, log, code, *needles):
+    assert res.exit_code == code, res.output
+    assert "Traceback" not in res.output
+    for n in needles:
+        assert n in res.output, res.output
+    assert not Path(log).exists(), "the run started before the input was checked"
+
+
+def test_bad_inputs_are_refused_before_any_job_runs(repo_dir, tmp_path):
+    good = write_workload(tmp_path / "good.bin", [("short", 0, 50_000)], dims=DIMS)
+    log = tmp_path / "never"
+    _assert_refused(_run_cli(repo_dir, good, log, "--policy", "lifo"), log, 2, "unknown policy 'lifo'")
+    ghost = write_workload(tmp_path / "ghost.bin", [("short", 0, 50_000), ("ghost", 5, 50_000)])
+    _assert_refused(_run_cli(repo_dir, ghost, log), log, 1, "'ghost'", "lacks")
+    early = write_workload(tmp_path / "early.bin", [("short", 9000, 8000)])
+    _assert_refused(_run_cli(repo_dir, early, log), log, 1, "before its release")
+    trunc = tmp_path / "trunc.bin"
+    trunc.write_bytes(good.read_bytes()[:-4])
+    _assert_refused(_run_cli(repo_dir, trunc, log), log, 1, "not a Workloads protobuf")
+    junk = tmp_path / "junk.bin"
+    junk.write_text("this is not protobuf\n")
+    _assert_refused(_run_cli(repo_dir, junk, log), log, 1, "Workloads")
+    shape = write_workload(tmp_path / "shape.bin", [("short", 0, 50_000)], dims={"short": [1, 3, 32, 32]})
+    _assert_refused(_run_cli(repo_dir, shape, log), log, 1, "input shape mismatch")
+    _assert_refused(_run_cli(repo_dir, good, log, "--best-effort", "ghost:5"), log, 1, "'ghost'")
+
+
+def test_tampered_or_missing_chunks_are_refused(repo_dir, tmp_path):
+    import shutil
+
+    good = write_workload(tmp_path / "good.bin", [("short", 0, 50_000)], dims=DIMS)
+    log = tmp_path / "never"
+    tampered = tmp_path / "tampered"
+    shutil.copytree(repo_dir, tampered)
+    f = tampered / "long" / "model_files" / "block_02.pt"
+    data = bytearray(f.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    f.write_bytes(bytes(data))
+    _assert_refused(_run_cli(tampered, good, log), log, 1, "checksum mismatch", "block_02.pt")
+    with pytest.raises(ChecksumError):
+        read_repository(tampered)
+    missing = tmp_path / "missing"
+    shutil.copytree(repo_dir, missing)
+    (missing / "short" / "model_files" / "branch_00.pt").unlink()
+    _assert_refused(_run_cli(missing, good, log), log, 1, "branch_00.pt", "missing")
+    # a repository whose manifest is consistent but lacks a chunk its config needs
+    resealed = tmp_path / "resealed"
+    with write_artifact(resealed, kind="repository") as tmp:
+        shutil.copytree(missing, tmp, dirs_exist_ok=True)
+        (tmp / "manifest.json").unlink()
+    _assert_refused(_run_cli(resealed, good, log), log, 1, "lacks branch_00.pt")
+
+
+def test_model_that_does_not_take_the_configured_dims_is_refused(repo_dir, tmp_path):
+    import shutil
+
+    from pantheon.formats import read_model_config, write_model_config
+
+    bad = tmp_path / "dims"
+    with write_artifact(bad, kind="repository") as tmp:
+        shutil.copytree(repo_dir, tmp, dirs_exist_ok=True)
+        (tmp / "manifest.json").unlink()
+        cfg = read_model_config(tmp / "short" / "config.pbtxt")
+        del cfg.dims[:]
+        cfg.dims.extend([1, 5, 16, 16])  # the first conv takes 3 channels
+        write_model_config(tmp / "short" / "config.pbtxt", cfg)
+    wl = write_workload(tmp_path / "w.bin", [("short", 0, 50_000)])
+    log = tmp_path / "never"
+    res = _run_cli(bad, wl, log)
+    assert res.exit_code == 1 and "block_00 fails on the input dims [1, 5, 16, 16]" in res.output
+    assert not log.exists()
+
+
+def test_sigint_stops_the_run_cleanly(repo_dir, tmp_path):
+    repo = read_repository(repo_dir)
+    jobs = [("short", k * 20_000, k * 20_000 + 200_000) for k in range(1000)]  # 20 s of work
+    wl = write_workload(tmp_path / "long.bin", jobs, dims=DIMS)
+    log = tmp_path / "sig"
+    env = dict(os.environ, PANTHEON_PROGRESS="0")
+    proc = subprocess.Popen([sys.executable, "-m", "pantheon.cli", "runtime", str(repo_dir), str(wl), str(log),
+                             "--device", "cpu"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    events = log / "events.jsonl"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if events.exists() and '"ev":"exit"' in events.read_text():
+            break
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "interrupted" in out and "Traceback" not in err
+    evs = list(read_events(log))
+    assert evs[-1]["ev"] == "end" and evs[-1]["summary"]["interrupted"] is True
+    released = {e["job"] for e in evs if e["ev"] == "release"}
+    ended = {e["job"] for e in evs if e["ev"] in ("exit", "drop")}
+    assert released == ended and 0 < len(released) < 1000
+    assert (log / "run.json").is_file() and (log / "manifest.json").is_file()
+    assert repo.tasks["short"].full_latency > 0
