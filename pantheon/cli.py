@@ -112,7 +112,88 @@ def zoo_cmd(
 
     Example: pantheon zoo
     """
-    raise UsageError("zoo: not implemented yet")
+    from pantheon.zoo.tasks import print_zoo
+
+    print_zoo(as_json)
+
+
+@app.command("pretrain")
+@handle_errors
+def pretrain_cmd(
+    task: str = typer.Option(..., "--task", help="Zoo task (see `pantheon zoo`)."),
+    data_dir: Optional[str] = typer.Option(
+        None, "--data_dir", "--data-dir", help="Root of all datasets (not needed for the digits tasks)."
+    ),
+    epochs: Optional[int] = typer.Option(None, "--epochs", help="Training epochs (default: the task's)."),
+    seed: int = typer.Option(0, "--seed", help="Seed of initialisation and shuffling."),
+    limit: Optional[int] = typer.Option(None, "--limit", help="At most this many samples per split (quick runs)."),
+    num_workers: int = typer.Option(0, "--num_workers", "--num-workers", help="DataLoader workers (file datasets)."),
+    force: bool = typer.Option(False, "--force", help="Retrain even when the store holds up-to-date weights."),
+) -> None:
+    """Train a task's full backbone briefly and cache it in the store (pretrained/<task>/).
+
+    Example: pantheon pretrain --task digits_resnet18
+    """
+    from pantheon.offline.pretrain import pretrain
+
+    typer.echo(pretrain(task, data_dir, epochs, seed, force, limit=limit, num_workers=num_workers))
+
+
+@app.command("construct")
+@handle_errors
+def construct_cmd(
+    task: str = typer.Option(..., "--task", help="Zoo task (see `pantheon zoo`)."),
+    data_dir: Optional[str] = typer.Option(None, "--data_dir", "--data-dir", help="Root of all datasets."),
+    log: Optional[str] = typer.Option(None, "--log", help="Directory holding the runs (default <root>/runs)."),
+    learning_rate: Optional[float] = typer.Option(None, "--learning_rate", "--learning-rate", help="Default: Table 3."),
+    batch_size: Optional[int] = typer.Option(None, "--batch_size", "--batch-size", help="Default: Table 3."),
+    weight_decay: Optional[float] = typer.Option(None, "--weight_decay", "--weight-decay", help="Default: Table 3."),
+    max_epochs: Optional[int] = typer.Option(None, "--max_epochs", "--max-epochs", help="Default: Table 3."),
+    num_workers: int = typer.Option(0, "--num_workers", "--num-workers", help="DataLoader workers (file datasets)."),
+    gpu_id: Optional[int] = typer.Option(None, "--gpu_id", "--gpu-id", help="CUDA device (ignored without CUDA)."),
+    pretrain: Optional[str] = typer.Option(
+        None, "--pretrain", help="Backbone state dict (digits default: the store's pretrained weights)."
+    ),
+    resume: Optional[str] = typer.Option(None, "--resume", help="Continue a run directory or its checkpoint.pt."),
+    seed: int = typer.Option(0, "--seed", help="Seed: same seed, same exit weights."),
+    merge: bool = typer.Option(True, "--merge/--no-merge", help="Merge chunks without conv/linear when slicing."),
+    run_id: Optional[str] = typer.Option(None, "--run-id", help="Run directory name (default: from the inputs)."),
+    limit: Optional[int] = typer.Option(None, "--limit", help="At most this many samples per split (quick runs)."),
+    force: bool = typer.Option(False, "--force", help="Retrain even when an identical finished run exists."),
+) -> None:
+    """Slice a pretrained model, add early exits and train them with the backbone frozen.
+
+    Example: pantheon construct --task digits_resnet18 --max_epochs 4
+    """
+    from pantheon.offline.construct import ConstructConfig, construct
+
+    cfg = ConstructConfig(
+        task=task, data_dir=data_dir, log=log, learning_rate=learning_rate, batch_size=batch_size,
+        weight_decay=weight_decay, max_epochs=max_epochs, num_workers=num_workers, gpu_id=gpu_id,
+        pretrain=pretrain, resume=resume, seed=seed, merge=merge, run_id=run_id, force=force, limit=limit,
+    )
+    run_dir = construct(cfg)
+    if int(os.environ.get("RANK", "0")) == 0:
+        typer.echo(run_dir)
+
+
+@app.command("export")
+@handle_errors
+def export_cmd(
+    task: str = typer.Option(..., "--task", help="Zoo task (see `pantheon zoo`)."),
+    save: Optional[str] = typer.Option(None, "--save", help="Variants directory (default <root>/variants/<task>)."),
+    weights: Optional[str] = typer.Option(
+        None, "--weights", help="Construct run directory or its checkpoint.pt (default: the newest finished run)."
+    ),
+    force: bool = typer.Option(False, "--force", help="Replace an existing variants directory."),
+) -> None:
+    """Export every block and exit of a construct run as TorchScript, checked against the eager model.
+
+    Example: pantheon export --task digits_resnet18
+    """
+    from pantheon.offline.export import export
+
+    typer.echo(export(task, weights, save, force))
 
 
 @app.command("slice")
@@ -220,6 +301,31 @@ def plan_cmd(
     plan(setting, base=base, save=save, generations=ga_gen, pop_size=pop, seed=seed, exhaustive=exhaustive, force=force)
 
 
+@app.command("pipeline")
+@handle_errors
+def pipeline_cmd(
+    app_name: str = typer.Option(..., "--app", help="App name (digits, traffic, ...) or app YAML."),
+    data_dir: Optional[str] = typer.Option(None, "--data_dir", "--data-dir", help="Root of the datasets."),
+    board_profiler: Optional[str] = typer.Option(None, "--board-profiler", help="HOST:PORT of the board's profiler-server."),
+    local: bool = typer.Option(False, "--local", help="Time the chunks on this machine (the default without a board)."),
+    force: bool = typer.Option(False, "--force", help="Redo construct, export, profile, plan and workload."),
+    epochs: Optional[int] = typer.Option(None, "--epochs", help="Exit-training epochs (default: the task's)."),
+    limit: Optional[int] = typer.Option(None, "--limit", help="At most N samples per split (quick runs)."),
+    token: Optional[str] = typer.Option(None, "--token", envvar="PANTHEON_TOKEN", help="Shared secret of the profiler server."),
+    repeat: int = typer.Option(0, "--repeat", help="Timed runs per chunk (0: the profiler's default)."),
+) -> None:
+    """construct -> export -> profile -> plan (-> workload) for every task of an app; up-to-date stages are skipped.
+
+    Example: pantheon pipeline --app digits --board-profiler 192.168.55.1:8765
+    """
+    from pantheon.offline.pipeline import PipelineOptions, pipeline
+
+    if board_profiler and local:
+        raise UsageError("pass either --board-profiler HOST:PORT or --local, not both")
+    pipeline(app_name, PipelineOptions(data_dir=data_dir, board=board_profiler, force=force, epochs=epochs, limit=limit,
+                                       token=token, repeat=repeat))
+
+
 # ---------------------------------------------------------------------------------------------
 # Online: workload, runtime, simulate, report, bench                       (issue 4 / 5)
 # ---------------------------------------------------------------------------------------------
@@ -315,6 +421,32 @@ def report_cmd(
     from pantheon.analysis.report import report_command
 
     report_command(log, workload, out, plots, as_json)
+
+
+# -- issue 5: bench (the reproducible benchmark of the board image) --
+
+
+@app.command("bench")
+@handle_errors
+def bench_cmd(
+    app_name: str = typer.Option(..., "--app", envvar="PANTHEON_APP", help="App whose deployed repository to benchmark."),
+    policies: Optional[List[str]] = typer.Option(None, "--policies", help="Policies to compare live (comma-separated or repeated; default all)."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Results folder (default <root>/bench/<app>/<run-id>)."),
+    duration: Optional[float] = typer.Option(None, "--duration", help="Seconds of workload (default: the app's)."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the workload and the scheduler microbenchmark."),
+    device: str = typer.Option("auto", "--device", help="cuda, cpu or auto."),
+    telemetry: str = typer.Option("auto", "--telemetry", help="off, auto, jtop, sysfs, nvml or psutil."),
+    decisions: int = typer.Option(1000, "--decisions", help="Scheduler decisions timed per queue length (0: skip)."),
+    force: bool = typer.Option(False, "--force", help="Replace an existing --out folder."),
+    as_json: bool = typer.Option(False, "--json", help="Print the results as JSON."),
+) -> None:
+    """Policy comparison live on the device + scheduler microbenchmark, with fixed seeds, into one results folder.
+
+    Example: pantheon bench --app digits --policies pantheon,edf,rtmdl --duration 10 --seed 0
+    """
+    from pantheon.online.bench import bench_command
+
+    bench_command(app_name, policies, out, duration, seed, device, telemetry, decisions, force, as_json)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -192,7 +192,7 @@ def test_killed_transfer_subprocess_fails_cleanly(ssh, apps_dir, isolated_store,
                     cmd = child.cmdline()
                 except psutil.Error:
                     continue
-                if cmd and cmd[0] == "ssh" and any(c.startswith("tar -x") for c in cmd):
+                if cmd and cmd[0] == "ssh" and any("tar -x -f -" in c for c in cmd):
                     parts = _partial_dirs(remote)
                     if parts and (parts[0] / "repository/large/config.pbtxt").exists():
                         child.kill()

@@ -178,7 +178,11 @@ def test_cli_plan_with_app_yaml_and_existing_repository(tmp_path):
     assert "objective" in r.output and "of 9.5 MB" in r.output
     repo = store.Store().repository_dir("mini")
     assert store.verify(repo, kind="repository")
-    r = runner.invoke(cli, ["plan", "--setting", str(y), "--base", str(base)])
+    before = (repo / "manifest.json").read_text()
+    r = runner.invoke(cli, ["plan", "--setting", str(y), "--base", str(base), "--ga-gen", "20", "--seed", "3"])
+    assert r.exit_code == 0 and "skipped (up to date)" in r.output  # same inputs: kept as is
+    assert (repo / "manifest.json").read_text() == before
+    r = runner.invoke(cli, ["plan", "--setting", str(y), "--base", str(base)])  # other solver options
     assert r.exit_code == 1 and "--force" in r.output
     r = runner.invoke(cli, ["plan", "--setting", str(y), "--base", str(base), "--force", "--exhaustive"])
     assert r.exit_code == 0, r.output

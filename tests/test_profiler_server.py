@@ -167,3 +167,17 @@ def test_time_module_statistics_are_consistent():
     assert ps.percentile([1.0, 2.0, 3.0, 4.0], 50) == 2.5
     with pytest.raises(ValueError):
         ps.time_module(torch.jit.script(nn.Linear(4, 4)), [1, 4], repeat=0)
+
+
+def test_idle_and_read_timeouts_close_only_that_connection(tmp_path):
+    with server(tmp_path, "--repeat", "2", "--idle-timeout", "0.5", "--read-timeout", "0.5") as s:
+        with _connect(s) as idle:
+            idle.settimeout(10)
+            assert idle.recv(1) == b""  # closed by the server after 0.5 s without a request
+        with _connect(s) as slow:
+            slow.settimeout(10)
+            slow.sendall(struct.pack(">Q", 100) + b"only ten b")  # announces 100 bytes, sends 10
+            assert slow.recv(1) == b""
+        with ProfilerClient("127.0.0.1", s.port) as c:  # still serving
+            assert c.time_bytes(CONV, [1, 3, 8, 8]).repeat == 2
+        assert "timed out" in s.logs()

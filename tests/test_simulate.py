@@ -250,3 +250,14 @@ def test_cli_simulate_bad_inputs(tiny_repo, tmp_path):
     assert res.exit_code == 1 and "not a Workloads protobuf" in res.output
     res = runner.invoke(app, ["simulate", "--repo", str(tiny_repo), "--workload", str(wl), "--jitter", "-1"])
     assert res.exit_code == 2 and "--jitter" in res.output
+
+
+@pytest.mark.parametrize("policy", ["pantheon", "pantheon-wo-ee-pr", "edf", "rtmdl"])
+def test_fast_path_without_a_log_gives_the_same_run(policy):
+    """Without a log the simulator runs a job's blocks back to back between arrivals; same results."""
+    repo, ws = _overloaded()
+    fast = simulate(repo, ws, policy, jitter=0.3, seed=5)
+    slow = simulate(repo, ws, policy, jitter=0.3, seed=5, log=RecordingLog())
+    for key in ("dmr", "relative_accuracy", "preempted_jobs", "response_p50_us", "response_p99_us", "per_task",
+                "downgrades", "preemptions"):
+        assert fast[key] == slow[key], key

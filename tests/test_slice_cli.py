@@ -125,3 +125,15 @@ def test_cli_table():
     assert r.exit_code == 0, r.output
     assert "params MB" in r.stdout and "output KB" in r.stdout
     assert "max abs diff vs original: 0 (exact)" in r.stdout
+
+
+def test_cli_task_uses_zoo_model_and_shape():
+    zoo = pytest.importorskip("pantheon.zoo")
+    if not hasattr(zoo, "get_task"):
+        pytest.skip("pantheon.zoo has no get_task yet")
+    task = zoo.get_task("digits_resnet18")
+    rep = _cli_json("--task", "digits_resnet18")
+    assert rep["task"] == "digits_resnet18" and rep["input_shape"] == [1, *task.input_shape]
+    assert rep["chunks"][-1]["out_shape"] == [1, task.num_classes] and rep["equivalent"]
+    r = runner.invoke(app, ["slice", "--task", "no_such_task"])
+    assert r.exit_code == 2 and "no_such_task" in r.output

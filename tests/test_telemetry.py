@@ -288,3 +288,10 @@ def test_diagnostic_main_prints_json_lines(board, capsys):
     rows = [json.loads(ln) for ln in lines]
     assert {r["backend"] for r in rows} == {"sysfs"}
     assert all(r["gpu_load_pct"] == pytest.approx(53.7) for r in rows)
+
+
+def test_board_facts_for_the_run_manifest(board):
+    facts = tm.board_facts()
+    assert facts["model"] == "NVIDIA Jetson Xavier NX Developer Kit"
+    assert facts["l4t"] == "35.3.1"  # parsed from the stand-in's etc/nv_tegra_release
+    assert facts["jtop_socket"] is False

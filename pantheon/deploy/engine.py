@@ -77,7 +77,10 @@ class _DialStdioBridge:
 
     def _serve(self, conn: socket.socket) -> None:
         argv = self.session.argv(self.session.wrap("docker system dial-stdio"))
-        proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, bufsize=0)
+        # Own session: a Ctrl-C on the terminal must not kill the engine connection we need to stop
+        # the container and collect its logs afterwards.
+        proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, bufsize=0,
+                                start_new_session=True)
         self.procs.append(proc)
 
         def upstream() -> None:

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import json
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,6 +38,7 @@ from pantheon import console
 from pantheon.deploy.ssh import Board, Recorder, parse_board
 from pantheon.errors import FormatError, PantheonError, UsageError
 
+STOP = threading.Event()  # set on Ctrl-C during a fleet command; long board actions check it
 _BOARD_KEYS = {"name", "host", "user", "port", "identity", "labels", "env", "remote_root", "preset"}
 
 
@@ -208,7 +210,17 @@ def run_on_boards(
     if jobs < 1:
         raise UsageError("--jobs must be at least 1")
     with cf.ThreadPoolExecutor(max_workers=min(jobs, len(boards)), thread_name_prefix="board") as pool:
-        return list(pool.map(one, boards))
+        futures = [pool.submit(one, b) for b in boards]
+        try:
+            return [f.result() for f in futures]
+        except KeyboardInterrupt:
+            # Ctrl-C reaches only this thread: tell every board to stop (run: stop the container and
+            # collect what it wrote), wait for them, then report the interruption.
+            STOP.set()
+            for f in futures:
+                f.cancel()
+            cf.wait(futures)
+            raise
 
 
 def _save_record(ctx: Ctx, name: str, res: BoardResult) -> None:

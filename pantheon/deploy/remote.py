@@ -70,7 +70,7 @@ if command -v sudo >/dev/null 2>&1; then
 else echo "SUDO missing"; fi
 if [ -S {jtop} ]; then echo "JTOP yes"; else echo "JTOP no"; fi
 echo "ARCH $(uname -m)"
-d={q(remote_root)}; while [ ! -d "$d" ]; do d=$(dirname "$d"); done
+d={q(remote_root)}; while [ ! -d "$d" ] && [ "$d" != / ]; do d=$(dirname "$d") || break; done
 echo "DF $(df -Pk "$d" | tail -n 1)"
 """
 

@@ -31,7 +31,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 from pantheon import console
 from pantheon.deploy.collect import collect_dir
 from pantheon.deploy.engine import RemoteEngine
-from pantheon.deploy.fleet import Ctx
+from pantheon.deploy.fleet import STOP, Ctx
 from pantheon.deploy.remote import BoardFacts, read_facts
 from pantheon.deploy.setup import query_clocks, query_mode
 from pantheon.deploy.ssh import Session, check_name, last_line, q
@@ -40,7 +40,6 @@ from pantheon.formats.store import Store, new_run_id
 from pantheon.online import board as pb
 
 DEFAULT_IMAGE = "pantheon-jetson:latest"
-STOP = threading.Event()  # set on Ctrl-C in a fleet run: every board stops its container and collects
 
 
 def board_state(session: Session, facts: BoardFacts) -> Dict[str, Any]:
@@ -215,6 +214,10 @@ def run_container(
         info.update(exit_code=code, interrupted=interrupted, seconds=round(time.monotonic() - t0, 1),
                     container=spec["name"], command=command)
         output = container.logs().decode(errors="replace")
+        container.reload()
+        hc = container.attrs.get("HostConfig") or {}
+        info.update(privileged=bool(hc.get("Privileged")), mounts=list(hc.get("Binds") or []),
+                    runtime=hc.get("Runtime"), network=hc.get("NetworkMode"))
         engine.record("rm", "-f", spec["name"])
         container.remove(force=True)
     store_dir = Store().root / local_dir_kind[0]

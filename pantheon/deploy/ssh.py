@@ -322,7 +322,8 @@ class Session:
                 argv = ["ssh", *self._options(), "-T", "--", self.board.host, "true"]
             try:
                 proc = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, text=True,
-                                      timeout=self.board.connect_timeout * 3 + 10)
+                                      timeout=self.board.connect_timeout * 3 + 10,
+                                      start_new_session=True)  # the shared connection outlives a Ctrl-C
             except subprocess.TimeoutExpired:
                 raise SSHError(
                     f"cannot reach board {self.board.name} ({self.board.address}): no answer in "

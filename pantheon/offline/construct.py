@@ -44,7 +44,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from pantheon import console
-from pantheon.errors import DataError, ManifestError, PantheonError, UsageError
+from pantheon.errors import DataError, ManifestError, PantheonError, UsageError, WeightsError
 from pantheon.formats import store as st
 
 CHECKPOINT = "checkpoint.pt"
@@ -200,6 +200,8 @@ def _default_pretrain(task: Any, store: st.Store) -> Optional[Path]:
 def _inputs(cfg: ConstructConfig, task: Any, pretrain: Optional[Path]) -> Dict[str, Any]:
     from pantheon.zoo.datasets import fingerprint_inputs
 
+    if pretrain is not None and not pretrain.is_file():
+        raise WeightsError(f"weights file {pretrain} does not exist")
     keep = ("learning_rate", "batch_size", "weight_decay", "max_epochs", "seed", "merge", "limit")
     return {
         "task": task.name,
@@ -302,9 +304,9 @@ def _fmt(values: List[float]) -> str:
 
 
 def _train_epoch(task: Any, model: Any, net: Any, loader: DataLoader, opt: Any, device: torch.device,
-                 bar: Any, bar_task: Any) -> float:
+                 bar: Any, bar_task: Any) -> Tuple[float, int]:
     model.train()
-    total, batches = 0.0, 0
+    total, batches, samples = 0.0, 0, 0
     n_trained = model.num_blocks - 1
     for images, targets in loader:
         images = images.to(device)
@@ -317,8 +319,9 @@ def _train_epoch(task: Any, model: Any, net: Any, loader: DataLoader, opt: Any, 
         opt.step()
         total += float(loss.detach())
         batches += 1
+        samples += int(images.shape[0])
         bar.advance(bar_task)
-    return total / max(1, batches)
+    return total / max(1, batches), samples
 
 
 def task_loss_at(task: Any, model: Any, outs: List[Any], targets: Any, j: int) -> torch.Tensor:
@@ -411,6 +414,7 @@ def _run(cfg: ConstructConfig, task: Any, pretrain: Optional[Path], inputs: Dict
     if device.type == "cuda":
         torch.backends.cudnn.deterministic = True
         torch.backends.cudnn.benchmark = False
+    train, val, test = _loaders(cfg, task, d)  # data errors first: they are the most common and the cheapest
     torch.manual_seed(cfg.seed)
     model = task.build_model()
     if pretrain is not None:
@@ -420,7 +424,6 @@ def _run(cfg: ConstructConfig, task: Any, pretrain: Optional[Path], inputs: Dict
     mx = build_multi_exit(task, model, merge=cfg.merge, seed=cfg.seed)
     if mx.num_blocks < 2:
         raise UsageError(f"{task.name}: the sliced model has {mx.num_blocks} block(s), no exit to train")
-    train, val, test = _loaders(cfg, task, d)
     opt = torch.optim.SGD(mx.exit_parameters(), lr=cfg.learning_rate, momentum=MOMENTUM,
                           weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.max_epochs)
@@ -452,12 +455,12 @@ def _run(cfg: ConstructConfig, task: Any, pretrain: Optional[Path], inputs: Dict
             for epoch in range(start, cfg.max_epochs):
                 t0 = time.perf_counter()
                 torch.manual_seed(cfg.seed * 1000 + epoch)  # dropout of epoch e depends on (seed, e) only
-                loss = _train_epoch(task, mx, net, _train_loader(train, epoch, cfg.seed), opt, device, bar, job)
+                loss, seen = _train_epoch(task, mx, net, _train_loader(train, epoch, cfg.seed), opt, device, bar, job)
                 sched.step()
                 _sync_buffers(mx, d)
                 val_acc = evaluate_exits(task, mx, val, device)
                 history.append({"epoch": epoch + 1, "loss": loss, "val": val_acc, "lr": opt.param_groups[0]["lr"],
-                                "seconds": round(time.perf_counter() - t0, 3)})
+                                "samples": seen, "seconds": round(time.perf_counter() - t0, 3)})
                 if d.is_main:
                     console.info(f"epoch {epoch + 1}/{cfg.max_epochs}: loss {loss:.4f}; val {task.metric_name} "
                                  f"per exit: {_fmt(val_acc)}")

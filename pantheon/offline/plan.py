@@ -412,6 +412,11 @@ class PlanResult:
     per_task: Dict[str, Dict[str, Any]]
     repository: Optional[Path] = None
 
+    @classmethod
+    def from_json(cls, d: Dict[str, Any]) -> PlanResult:
+        names = ("app", "exits", "candidates", "objective_ms", "memory_mb", "max_memory", "solver", "per_task")
+        return cls(**{k: d[k] for k in names})
+
     def to_json(self) -> Dict[str, Any]:
         d = asdict(self)
         d["tasks"] = list(self.exits)  # task order = task index in workloads
@@ -508,7 +513,8 @@ def plan(
         base: directory holding ``<task>/`` variants dirs (default ``<root>/variants``).
         save: repository destination (default ``<root>/apps/<app>/repository``).
         generations, pop_size, seed: the GA; ``exhaustive`` enumerates instead.
-        force: replace an existing repository.
+        force: replace an existing repository made from other inputs (one made from the
+            same variants, profiles, limits and solver options is kept: "skipped (up to date)").
 
     Returns: the :class:`PlanResult` (``repository`` = where it was written).
     """
@@ -517,13 +523,24 @@ def plan(
     base = Path(base) if base is not None else st.root / "variants"
     dest = Path(save) if save is not None else st.repository_dir(app.name)
     tasks = load_profiles(app, base)
-    res = optimise(tasks, app.max_memory, generations=generations, pop_size=pop_size, seed=seed, exhaustive=exhaustive, app=app.name)
     inputs = {
-        "profiles": {t.name: store.fingerprint(t.variants / "profile.csv") for t in tasks if t.variants},
+        "app": app.name,
+        "variants": {
+            t.name: store.fingerprint({k: e.sha256 for k, e in store.read_manifest(t.variants).files.items()})
+            for t in tasks if t.variants
+        },
         "limits": {t.name: t.max_delta_accuracy for t in tasks},
         "max_memory": app.max_memory,
         "solver": {"exhaustive": exhaustive, "ga_gen": generations, "pop": pop_size, "seed": seed},
     }
+    if not force and store.is_complete(dest, inputs) and (dest / "plan.json").is_file():
+        res = PlanResult.from_json(json.loads((dest / "plan.json").read_text()))
+        res.repository = dest
+        console.info(f"plan {app.name}: skipped (up to date): {dest}")
+        if show:
+            print_plan(res)
+        return res
+    res = optimise(tasks, app.max_memory, generations=generations, pop_size=pop_size, seed=seed, exhaustive=exhaustive, app=app.name)
     res.repository = write_repository(res, tasks, dest, inputs=inputs, force=force)
     if show:
         print_plan(res)
@@ -535,10 +552,10 @@ def print_plan(res: PlanResult) -> None:
     for name, exits in res.exits.items():
         pt = res.per_task[name]
         rows.append([name, " ".join(map(str, exits)), " ".join(map(str, res.candidates[name])),
-                     f"{pt['objective_ms']:.3f}", f"{pt['memory_mb']:.2f}",
-                     f"{min(pt['exit_accuracy'].values()):.4f}..{pt['original_accuracy']:.4f}"])
+                     " ".join(f"{pt['exit_accuracy'][str(j)]:.3f}" for j in exits), f"{pt['original_accuracy']:.3f}",
+                     f"{pt['objective_ms']:.3f}", f"{pt['memory_mb']:.2f}"])
     console.print_table(f"exit plan for {res.app} ({res.solver})",
-                        ["task", "kept exits", "candidates", "objective ms", "memory MB", "accuracy"], rows)
+                        ["task", "kept exits", "candidates", "kept accuracy", "original", "objective ms", "memory MB"], rows)
     budget = "unlimited" if res.max_memory is None else f"{res.max_memory:g} MB"
     console.out.print(f"objective {res.objective_ms:.3f} ms; memory {res.memory_mb:.2f} MB of {budget}")
     if res.repository:

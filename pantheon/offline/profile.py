@@ -396,20 +396,21 @@ def exit_accuracies(
 
 
 def exit_anchors(v: Variants) -> List[Any]:
-    """Per-exit anchor boxes of a detection task (``anchors.pt`` written by export), else Nones."""
-    path = v.path / "anchors.pt"
+    """Per-exit anchor boxes of a detection task (``anchors_XX.pt`` written by export), else Nones."""
     if v.kind != "detection":
         return [None] * v.num_blocks
-    if not path.is_file():
-        raise ArtifactError(f"{v.path} is a detection task without anchors.pt; re-run `pantheon export --task {v.task} --force`")
     import torch
 
-    anchors = torch.load(str(path), map_location="cpu")
-    if isinstance(anchors, dict):
-        anchors = [anchors[k] for k in sorted(anchors, key=lambda k: int(k))]
-    if len(anchors) != v.num_blocks:
-        raise FormatError(f"{path} holds {len(anchors)} anchor sets for {v.num_blocks} exits")
-    return list(anchors)
+    names = v.meta.get("anchors") or [f"anchors_{j:0{v.width}d}.pt" for j in range(v.num_blocks)]
+    if len(names) != v.num_blocks:
+        raise FormatError(f"{v.path / VARIANTS_JSON} lists {len(names)} anchor files for {v.num_blocks} exits")
+    out = []
+    for name in names:
+        path = v.path / name
+        if not path.is_file():
+            raise ArtifactError(f"{v.path} is a detection task without {name}; re-run `pantheon export --task {v.task} --force`")
+        out.append(torch.load(str(path), map_location="cpu"))
+    return out
 
 
 def task_accuracies(

@@ -108,6 +108,7 @@ class SliceResult:
     merged: bool = True
     ref_max_abs: float = float("nan")  # max |original output|: the scale of the relative tolerance
     arch: Optional[str] = None
+    task: Optional[str] = None
 
     @property
     def exact(self) -> bool:
@@ -128,6 +129,8 @@ class SliceResult:
         out: Dict[str, Any] = {}
         if self.arch is not None:
             out["arch"] = self.arch
+        if self.task is not None:
+            out["task"] = self.task
         out.update(
             {
                 "input_shape": list(self.input_shape),
@@ -662,7 +665,8 @@ def slice_model(
     Example::
 
         >>> res = slice_model(torchvision.models.vgg16(), torch.randn(1, 3, 64, 64))
-        >>> [i.n_ops for i in res.info][:3]
+        >>> [i.n_ops for i in res.info][:3]  # conv+relu, conv+relu+maxpool, conv+relu
+        [2, 3, 2]
     """
     step = on_step or (lambda name: None)
     model.eval()
@@ -793,26 +797,26 @@ def slice_target(
     step = on_step or (lambda name: None)
     step("build")
     if task is not None:
-        model, default_shape = _build_task(task)
+        model, default_shape, arch = _build_task(task)
     else:
         model, default_shape = build_arch(str(arch)), None
     shape = list(input_shape or default_shape or [3, 224, 224])
     res = slice_model(model, torch.randn(1, *shape), merge=merge, on_step=step)
-    res.arch = arch or f"task:{task}"
+    res.arch, res.task = arch, task
     return res
 
 
 def _build_task(name: str) -> tuple:
-    """``(model, input_shape)`` of a zoo task, via ``pantheon.zoo.get_task`` (imported lazily)."""
+    """``(model, input_shape, arch)`` of a zoo task, via ``pantheon.zoo.get_task`` (imported lazily)."""
     try:
-        from pantheon.zoo import get_task  # type: ignore[attr-defined]
+        from pantheon.zoo import get_task
     except ImportError as exc:
         raise UsageError(
             f"--task needs pantheon.zoo.get_task, which this install lacks ({exc}); use --arch"
         ) from exc
     spec = get_task(name)
     shape = getattr(spec, "input_shape", None)
-    return spec.build_model(), (list(shape) if shape else None)
+    return spec.build_model(), (list(shape) if shape else None), getattr(spec, "arch", None)
 
 
 def print_report(res: SliceResult, as_json: bool = False) -> None:
@@ -834,7 +838,8 @@ def print_report(res: SliceResult, as_json: bool = False) -> None:
         )
         for i in res.info
     ]
-    title = f"{res.arch or 'model'}: {len(res.chunks)} chunks ({'merged' if res.merged else 'not merged'})"
+    name = f"{res.task} ({res.arch})" if res.task else (res.arch or "model")
+    title = f"{name}: {len(res.chunks)} chunks ({'merged' if res.merged else 'not merged'})"
     console.print_table(title, ["index", "ops", "params MB", "output shape", "output KB"], rows)
     verdict = "exact" if res.exact else ("within 1e-5 relative" if res.equivalent else "NOT equivalent")
     console.out.print(f"max abs diff vs original: {res.max_abs_diff:.3g} ({verdict})")

@@ -169,12 +169,14 @@ class CudaExecutor:
 
     name = "cuda"
 
-    def __init__(self, clock: Clock, torch: Any, max_inflight: int = 2, device: str = "cuda") -> None:
+    def __init__(self, clock: Clock, torch: Any, max_inflight: int = 2, device: str = "cuda",
+                 priorities: Optional[Tuple[int, int]] = None) -> None:
         self.torch = torch
         self.clock = clock
         least, greatest = torch.cuda.Stream.priority_range()  # lower number = higher priority
-        self.rt = torch.cuda.Stream(device=device, priority=greatest)
-        self.be = torch.cuda.Stream(device=device, priority=least)
+        rt_prio, be_prio = priorities if priorities is not None else (greatest, least)
+        self.rt = torch.cuda.Stream(device=device, priority=rt_prio)
+        self.be = torch.cuda.Stream(device=device, priority=be_prio)
         self.ref = torch.cuda.Event(enable_timing=True)
         self.ref.record(self.rt)
         self.ref.synchronize()
@@ -237,6 +239,8 @@ class Runtime:
         telemetry: ``off`` or a backend of :mod:`pantheon.online.telemetry`.
         max_inflight: CUDA chunks allowed on the stream at once.
         warmup: warm-up runs per exit path at start.
+        cuda_priorities: ``(real-time, best-effort)`` stream priorities instead of the highest
+            and lowest of ``torch.cuda.Stream.priority_range()`` (for control experiments).
         start_fields: extra fields for the ``start`` event.
     """
 
@@ -254,6 +258,7 @@ class Runtime:
         max_inflight: int = 2,
         warmup: int = 3,
         start_fields: Optional[Dict[str, Any]] = None,
+        cuda_priorities: Optional[Tuple[int, int]] = None,
     ) -> None:
         self.repo = repo if isinstance(repo, Repository) else read_repository(repo)
         self.policy = check_policy(policy)
@@ -268,6 +273,7 @@ class Runtime:
         self.telemetry_interval_s = telemetry_interval_s
         self.max_inflight = max_inflight
         self.warmup = warmup
+        self.cuda_priorities = cuda_priorities
         self.start_fields = dict(start_fields or {})
         self._log_arg = log
         self.log: Optional[EventLog] = None
@@ -311,9 +317,12 @@ class Runtime:
         self._torch = torch
         self.models = load_modules(self.repo, self.device, warmup=self.warmup)
         self._inputs = {n: torch.randn(*self.repo.dims(n), device=self.device) for n in self.repo.names}
+        if self.device.startswith("cuda"):
+            torch.cuda.synchronize()  # the inputs exist before other streams read them
         self.clock = Clock()
         if self.device.startswith("cuda"):
-            self.executor: Any = CudaExecutor(self.clock, torch, self.max_inflight, self.device)
+            self.executor: Any = CudaExecutor(self.clock, torch, self.max_inflight, self.device,
+                                              self.cuda_priorities)
         else:
             self.executor = CpuExecutor(self.clock)
         self._open_log()
@@ -431,6 +440,9 @@ class Runtime:
             raise UsageError(f"deadline must be positive (us from release), got {deadline_us}")
         if str(getattr(tensor, "device", "cpu")) != str(self._inputs[task].device):
             tensor = tensor.to(self._inputs[task].device)
+        if isinstance(self.executor, CudaExecutor):  # made on the caller's stream, read on the real-time one
+            self.executor.rt.wait_stream(self._torch.cuda.current_stream())
+            tensor.record_stream(self.executor.rt)
         rel = self.clock.now() if release_us is None else int(release_us)
         fut: Future = Future()
         self._admit(next(self._ids), task, rel, rel + int(deadline_us), tensor, fut)
@@ -495,6 +507,8 @@ class Runtime:
                         if self._closing or self._abort:
                             return
                         self._cv.wait(0.05)
+                    if act is not None:  # taken with the action: a decision may drop the job meanwhile
+                        x = mem.consume(act[1].id)
                 if dropped:
                     self._dropped(dropped, now, "late")
                 if act is None:
@@ -509,7 +523,6 @@ class Runtime:
                     self._preempted.add(pre.id)
                     log.preempt(t, pre.id, job.id)  # type: ignore[union-attr]
                 lt = models[job.task.name]
-                x = mem.consume(job.id)
                 if kind == BLOCK:
                     log.dispatch_block(t, job.id, idx)  # type: ignore[union-attr]
                     y, done = ex.launch(lt.blocks[idx], x, (BLOCK, job, idx))

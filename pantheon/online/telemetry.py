@@ -532,6 +532,16 @@ class TelemetryThread:
             self._stop.wait(max(0.0, t0 + k * self.interval_s - time.monotonic()))
 
 
+def board_facts() -> Dict[str, Any]:
+    """Board model, L4T release, nvpmodel mode and clocks state, read once for the run manifest.
+
+    Delegates to :func:`pantheon.online.board.board_facts` (same board root); never raises.
+    """
+    from pantheon.online.board import board_facts as _facts
+
+    return _facts()
+
+
 def _mean(values: List[float]) -> Optional[float]:
     return round(sum(values) / len(values), 3) if values else None
 

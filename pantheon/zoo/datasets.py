@@ -44,26 +44,13 @@ from torch import Tensor
 from torch.utils.data import Dataset, Subset, TensorDataset
 
 from pantheon.errors import DataError
+from pantheon.zoo.tasks import describe_layout
 
 SPLITS = ("train", "val", "test")
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
 FER_SIDE = 48
 DIGITS_SPLIT_SEED = 0
 VAL_FRACTION = 0.1
-
-_LAYOUTS = {
-    "digits": "bundled with scikit-learn (no download): 1797 8x8 digits, 60/20/20 split, seed 0",
-    "gtsrb": "<data_dir>/gtsrb/GTSRB/{Training/<class>/*.ppm, Final_Test/Images} + gtsrb/GT-final_test.csv",
-    "fer2013": "<data_dir>/fer2013/fer2013.csv (emotion,pixels,Usage)",
-    "imagefolder": "<data_dir>/{dataset}/{{train,val,test}}/<class>/*.jpg (ImageFolder)",
-    "voc": "<data_dir>/{dataset}/{{Annotations,JPEGImages,ImageSets/Main}} (Pascal VOC XML)",
-}
-
-
-def describe_layout(task: Any) -> str:
-    """The on-disk layout a task reads, one line."""
-    return _LAYOUTS[task.data_format].format(dataset=task.dataset)
-
 
 def _check_split(split: str) -> None:
     if split not in SPLITS:

@@ -4,8 +4,8 @@
   maps of 8 px or more) to adapt the features, then what the torchvision heads do:
   global average pool, dropout, linear. A flat feature (after the backbone's pooling)
   gets dropout + linear only.
-- Detection (:class:`DetectionExit`): SSD-style. One or two 3x3 convs bring the map to
-  at most 20 x 20 cells, then a 3x3 conv predicts ``A * classes`` logits and another
+- Detection (:class:`DetectionExit`): SSD-style. Stride-2 3x3 convs (64 channels until the
+  last) bring the map to at most 20 x 20 cells, then a 3x3 conv predicts ``A * classes`` logits and another
   ``A * 4`` box regressions per cell, for a single-scale anchor set on that map
   (:func:`exit_anchors`, pure torch, so the board can decode without torchvision).
   Outputs are ``(cls_logits [N, HWA, classes], bbox_regression [N, HWA, 4])``, the same
@@ -100,9 +100,10 @@ class DetectionExit(nn.Module):
         strides = _exit_strides(max(h, w))
         layers: List[nn.Module] = []
         cin = c
-        for s in strides:
-            layers += _conv_bn_relu(cin, channels, s)
-            cin = channels
+        for i, s in enumerate(strides):
+            cout = channels if i == len(strides) - 1 else min(channels, 64)  # big early maps: keep them cheap
+            layers += _conv_bn_relu(cin, cout, s)
+            cin = cout
         self.adapt = nn.Sequential(*layers)
         self.cls = nn.Conv2d(channels, EXIT_ANCHORS_PER_CELL * num_classes, 3, padding=1)
         self.box = nn.Conv2d(channels, EXIT_ANCHORS_PER_CELL * 4, 3, padding=1)

@@ -101,9 +101,7 @@ class Task:
 
     def data_layout(self) -> str:
         """One line describing where and in which format the dataset is read."""
-        from pantheon.zoo import datasets
-
-        return datasets.describe_layout(self)
+        return describe_layout(self)
 
     def to_dict(self) -> Dict[str, Any]:
         d = asdict(self)
@@ -112,6 +110,20 @@ class Task:
         d["metric"] = self.metric_name
         d["data_layout"] = self.data_layout()
         return d
+
+
+_LAYOUTS = {
+    "digits": "bundled with scikit-learn (no download): 1797 8x8 digits, 60/20/20 split, seed 0",
+    "gtsrb": "<data_dir>/gtsrb/GTSRB/Training/<class>/*.ppm, .../Final_Test/Images + gtsrb/GT-final_test.csv",
+    "fer2013": "<data_dir>/fer2013/fer2013.csv (emotion,pixels,Usage)",
+    "imagefolder": "<data_dir>/DATASET/{train,val,test}/<class>/*.jpg (ImageFolder; val optional)",
+    "voc": "<data_dir>/DATASET/{Annotations,JPEGImages,ImageSets/Main} (Pascal VOC XML)",
+}
+
+
+def describe_layout(task: Task) -> str:
+    """The on-disk layout a task reads, one line."""
+    return _LAYOUTS[task.data_format].replace("DATASET", task.dataset)
 
 
 def _cls(
@@ -249,11 +261,11 @@ def print_zoo(as_json: bool = False) -> None:
     for t in _TASKS:
         d = t.defaults
         rows.append([
-            t.name, t.group, t.arch, "x".join(map(str, t.input_shape)), t.num_classes, t.metric_name,
-            t.data_format, f"{d.learning_rate:g}", d.batch_size, f"{d.weight_decay:g}", d.max_epochs,
+            t.name + ("" if t.group == "paper" else f" ({t.group})"), t.arch.replace("_mobilenet_v3_large", ""),
+            "x".join(map(str, t.input_shape)), t.num_classes, t.metric_name, t.data_format,
+            f"{d.learning_rate:g} {d.batch_size} {d.weight_decay:g} {d.max_epochs}",
         ])
-    cols = ["task", "group", "backbone", "input", "classes", "metric", "dataset format",
-            "lr", "batch", "weight decay", "max epochs"]
+    cols = ["task", "backbone", "input", "classes", "metric", "data", "lr batch wd epochs"]
     console.print_table("Pantheon task zoo (training defaults: appendix Table 3)", cols, rows)
     console.out.print("dataset layouts under --data_dir:")
     seen = set()

@@ -1,0 +1,224 @@
+"""``pantheon bench --app APP``: the reproducible benchmark the board image runs (compose service ``bench``).
+
+On the device, with fixed seeds:
+
+1. a workload generated from the app's streams (``--seed``, ``--duration``) over the deployed
+   repository ``<root>/apps/<app>/repository``;
+2. the policy comparison: that workload replayed LIVE by :func:`pantheon.online.runtime.run`
+   under each policy, telemetry sampled into each log;
+3. the scheduler microbenchmark (:func:`pantheon.online.benchmarks.scheduler_latency`) and the
+   runtime's dispatch overhead (:func:`pantheon.online.benchmarks.dispatch_overhead`).
+
+Everything lands in one results folder (``store.write_artifact``; default
+``<root>/bench/<app>/<run-id>``)::
+
+    results.json   policies (DMR, relative accuracy, ...), scheduler_latency, dispatch_overhead
+    table.md       the comparison as markdown
+    workload.bin   the replayed workload
+    runs/<policy>/ each live run's events.jsonl + run.json
+
+and its manifest ``meta`` records the environment: image digest (``$PANTHEON_IMAGE_DIGEST``,
+set by compose/pantheon-deploy), base image, pantheon version and git commit
+(``$PANTHEON_GIT_COMMIT``, baked into the image), L4T release, board model, nvpmodel mode,
+clocks state, device, torch version and the telemetry summary (mean power, mean GPU load).
+
+Example::
+
+    res = bench("digits", policies=["pantheon", "edf"], duration_s=5, seed=0, device="cpu")
+    res["path"], res["policies"]["pantheon"]["dmr"]
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence
+
+from pantheon import __version__
+from pantheon.errors import UsageError
+
+ENV_DIGEST = "PANTHEON_IMAGE_DIGEST"
+ENV_COMMIT = "PANTHEON_GIT_COMMIT"
+ENV_BASE = "PANTHEON_BASE_IMAGE"
+
+
+def environment() -> Dict[str, Any]:
+    """Where the benchmark ran: image, code version, board facts, torch. Never raises."""
+    from pantheon.online.board import board_facts
+
+    commit = os.environ.get(ENV_COMMIT) or ""
+    if not commit or commit == "unknown":
+        from pantheon.deploy.images import REPO, git_commit  # outside an image: the checkout's commit
+
+        commit = git_commit(REPO)
+    try:
+        import torch
+
+        torch_version = torch.__version__
+    except ImportError:  # pragma: no cover - torch is a core dependency
+        torch_version = None
+    return {
+        "image_digest": os.environ.get(ENV_DIGEST) or "unknown",
+        "base_image": os.environ.get(ENV_BASE) or None,
+        "pantheon_version": __version__,
+        "git_commit": commit,
+        "torch": torch_version,
+        "board": board_facts(),
+    }
+
+
+def _policies(policies: Optional[Sequence[str]]) -> List[str]:
+    from pantheon.online.scheduler import POLICIES, check_policy
+
+    chosen = [p.strip() for item in (policies or POLICIES) for p in str(item).split(",") if p.strip()]
+    if not chosen:
+        raise UsageError("--policies is empty: name at least one policy")
+    return [check_policy(p) for p in dict.fromkeys(chosen)]
+
+
+def bench(
+    app: str,
+    *,
+    policies: Optional[Sequence[str]] = None,
+    out: Optional[os.PathLike] = None,
+    duration_s: Optional[float] = None,
+    seed: int = 0,
+    device: str = "auto",
+    telemetry: str = "auto",
+    decisions: int = 1000,
+    dispatch_jobs: int = 200,
+    force: bool = False,
+) -> Dict[str, Any]:
+    """Run the benchmark of ``app`` and write its results folder.
+
+    Args:
+        app: app name or YAML (its streams make the workload; its repository must be deployed).
+        policies: policies to compare live (default: all of the scheduler's).
+        out: results folder (default ``<root>/bench/<app>/<run-id>``).
+        duration_s: workload length (default: the app's).
+        seed: seeds the workload and the scheduler microbenchmark.
+        device: ``cuda``, ``cpu`` or ``auto``.
+        telemetry: backend for the live runs (``off``/``auto``/``jtop``/``sysfs``/``nvml``/``psutil``).
+        decisions: scheduler decisions timed per queue length (0 skips the microbenchmark).
+        dispatch_jobs: jobs of the dispatch-overhead measurement (0 skips it).
+        force: replace an existing ``out``.
+
+    Returns:
+        The results dict (also ``results.json``) with ``path`` added.
+
+    Raises:
+        RepositoryError: the app's repository is missing or incomplete (the path is named).
+        UsageError: unknown app or policy.
+    """
+    from pantheon import console
+    from pantheon.analysis.report import analyze
+    from pantheon.formats import store, write_workloads
+    from pantheon.formats.app import load_app
+    from pantheon.online import benchmarks
+    from pantheon.online import telemetry as tel
+    from pantheon.online.events import read_events
+    from pantheon.online.repository import read_repository, resolve_device
+    from pantheon.online.runtime import run
+    from pantheon.online.workload import generate
+
+    spec = load_app(app)
+    st = store.Store()
+    repo_dir = st.repository_dir(spec.name)
+    repo = read_repository(repo_dir)
+    chosen = _policies(policies)
+    dev = resolve_device(device)
+    ws = generate(spec, repo=repo, seed=seed, duration_s=duration_s)
+    run_id = store.new_run_id()
+    dest = Path(out) if out else st.bench_dir(spec.name, run_id)
+    settings = {"app": spec.name, "policies": chosen, "seed": seed, "duration_s": duration_s or spec.duration_s,
+                "device": dev, "telemetry": telemetry, "decisions": decisions, "dispatch_jobs": dispatch_jobs}
+    meta: Dict[str, Any] = {"run_id": run_id, **environment(), "settings": settings}
+    results: Dict[str, Any] = {"app": spec.name, "run_id": run_id, "settings": settings, "policies": {}}
+    steps = len(chosen) + (decisions > 0) + (dispatch_jobs > 0)
+    inputs = {"repository": store.fingerprint(repo_dir / store.MANIFEST), **settings}
+    # write_artifact reads `meta` when the block ends: the telemetry summary is added below.
+    with store.write_artifact(dest, kind="bench", force=force, meta=meta, inputs=inputs) as tmp, \
+            console.progress() as bar:
+        task = bar.add_task(f"bench {spec.name}", total=steps)
+        write_workloads(tmp / "workload.bin", ws)
+        samples: List[Dict[str, Any]] = []
+        logs = []
+        for policy in chosen:
+            bar.update(task, description=f"live run: {policy}")
+            log = tmp / "runs" / policy
+            run(repo_dir, tmp / "workload.bin", log, policy=policy, device=dev, telemetry=telemetry,
+                progress=False)
+            summary = analyze(log, tmp / "workload.bin")["summary"]
+            results["policies"][policy] = summary
+            samples += [ev for ev in read_events(log) if ev.get("ev") == "telemetry"]
+            logs.append(log)
+            bar.advance(task)
+        if decisions > 0:
+            bar.update(task, description="scheduler microbenchmark")
+            results["scheduler_latency"] = benchmarks.scheduler_latency(
+                benchmarks.robot_like_tasks(), queue_lengths=range(1, 12), decisions=decisions, seed=seed)
+            bar.advance(task)
+        if dispatch_jobs > 0:
+            bar.update(task, description="dispatch overhead")
+            results["dispatch_overhead"] = benchmarks.dispatch_overhead(jobs=dispatch_jobs, device=dev)
+            bar.advance(task)
+        meta["telemetry"] = results["telemetry"] = tel.summarize(samples)
+        results["environment"] = {k: v for k, v in meta.items() if k not in ("settings", "telemetry")}
+        (tmp / "results.json").write_text(json.dumps(results, indent=2, default=str) + "\n")
+        (tmp / "table.md").write_text(table_markdown(results, [str(p) for p in logs]))
+    results["path"] = str(dest)
+    return results
+
+
+def table_markdown(results: Dict[str, Any], logs: Sequence[str] = ()) -> str:
+    """The results as markdown: policy comparison, scheduler latency, environment."""
+    from pantheon.analysis.report import compare_markdown
+
+    rows = [{"policy": p, **s} for p, s in results["policies"].items()]
+    env = results.get("environment", {})
+    board = env.get("board") or {}
+    tele = results.get("telemetry") or {}
+    lines = [f"# Pantheon bench: {results['app']} ({results['run_id']})", "",
+             f"seed {results['settings']['seed']}, {results['settings']['duration_s']} s of workload, "
+             f"device {results['settings']['device']}", "", "## Policies (live)", "", compare_markdown(rows)]
+    if results.get("scheduler_latency"):
+        lines += ["## Scheduler decision latency (pantheon policy)", "", "| queue length | p50 (us) | p99 (us) |",
+                  "|---|---|---|"]
+        lines += [f"| {r['queue_length']} | {r['p50_us']} | {r['p99_us']} |" for r in results["scheduler_latency"]]
+        lines.append("")
+    if results.get("dispatch_overhead"):
+        d = results["dispatch_overhead"]
+        lines += [f"Dispatch overhead: {d['overhead_per_chunk_median_us']} us per chunk (median).", ""]
+    lines += ["## Environment", "",
+              f"- image {env.get('image_digest')} (base {env.get('base_image')}), pantheon {env.get('pantheon_version')} "
+              f"at {env.get('git_commit')}, torch {env.get('torch')}",
+              f"- board {board.get('model')}, L4T {board.get('l4t')}, nvpmodel {board.get('nvpmodel')}, "
+              f"jetson_clocks {board.get('jetson_clocks')}",
+              f"- telemetry: mean power {tele.get('mean_power_mw')} mW, mean GPU load {tele.get('mean_gpu_load_pct')} %",
+              ""]
+    return "\n".join(lines)
+
+
+def bench_command(app: str, policies: Optional[List[str]], out: Optional[Path], duration: Optional[float], seed: int,
+                  device: str, telemetry: str, decisions: int, force: bool, as_json: bool) -> Dict[str, Any]:
+    """``pantheon bench``: run, then print the comparison table (or JSON) and the folder."""
+    from pantheon import console
+    from pantheon.analysis.report import COMPARE_COLUMNS, compare_rows
+
+    res = bench(app, policies=policies, out=out, duration_s=duration, seed=seed, device=device,
+                telemetry=telemetry, decisions=decisions, force=force)
+    if as_json:
+        print(json.dumps(res, indent=2, default=str))
+        return res
+    console.print_table(f"{res['app']}: policies live on {res['settings']['device']}", COMPARE_COLUMNS,
+                        compare_rows([{"policy": p, **s} for p, s in res["policies"].items()]))
+    tele = res.get("telemetry") or {}
+    if res.get("scheduler_latency"):
+        by_n = {r["queue_length"]: r for r in res["scheduler_latency"]}
+        parts = [f"{n} jobs {by_n[n]['p50_us']} us" for n in (4, 8, 11) if n in by_n]
+        console.info("scheduler decision p50: " + ", ".join(parts))
+    console.info(f"telemetry ({tele.get('n', 0)} samples): mean power {tele.get('mean_power_mw')} mW, "
+                 f"mean GPU load {tele.get('mean_gpu_load_pct')} %")
+    console.info(f"results written to {res['path']}")
+    return res

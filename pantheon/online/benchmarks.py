@@ -1,0 +1,571 @@
+"""Reusable runtime benchmarks (``bench/*.py`` and the ``pantheon bench`` container command call these).
+
+Board-safe: only the core dependencies at import time. The zoo-profile helpers import
+``pantheon.zoo`` / ``pantheon.offline`` (torchvision, pymoo) lazily and are desktop-only.
+
+* :func:`scheduler_latency` - decision time of the ``pantheon`` policy vs queue length on an
+  overloaded mix (:func:`overloaded_queue`), with the plain transcription for comparison.
+* :func:`dispatch_overhead` - the live runtime's per-chunk cost over calling the same
+  TorchScript chunks directly.
+* :func:`preemption_wait` - urgent arrival -> its first chunk start, vs chunk size.
+* :func:`policy_table` / :func:`sweep` - every policy in the simulator on one repository.
+* :func:`zoo_profiles` / :func:`paper_repository` - latency profiles of the paper apps from the
+  zoo architectures measured on this machine, scaled to the paper's per-task latencies.
+
+Example::
+
+    rows = scheduler_latency(robot_like_tasks(), queue_lengths=range(1, 17))
+    rows[3]   # {"queue_length": 4, "p50_us": 4.1, "p99_us": 8.0, "downgrade_fraction": 0.93, ...}
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+import math
+import random
+import statistics
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+
+from pantheon.online.repository import Repository
+from pantheon.online.scheduler import POLICIES, Job, Scheduler, TaskProfile, reference_refresh
+
+# Full-model latency (us) of each paper task on the paper's board (Jetson Xavier NX), from the
+# reference artifact's deployment repositories (github.com/PantheonInfer/Pantheon,
+# experiments/model_repositories/*/<task>/config.pbtxt: sum of block latencies through the last
+# exit plus that exit's latency). They fix the paper's load: traffic 1.33, robot 1.49 and UAV
+# 1.38 times one 30 fps frame period of original-model work.
+PAPER_FULL_US = {
+    "object_detection": 12327, "sign_recognition": 9801, "face_detection": 15754,
+    "age_classification": 12669, "gender_classification": 9259, "emotion_classification": 11886,
+    "wildlife_recognition": 20371, "scene_recognition": 10163, "wildfire_detection": 15575,
+}
+# Original-exit accuracy of those repositories (top-1, mAP for detection), used as a_orig below.
+PAPER_ORIGINAL_ACC = {
+    "object_detection": 0.9944, "sign_recognition": 0.9780, "face_detection": 0.8702,
+    "age_classification": 0.7174, "gender_classification": 0.8374, "emotion_classification": 0.6956,
+    "wildlife_recognition": 0.8869, "scene_recognition": 0.8180, "wildfire_detection": 0.9141,
+}
+# Modelled exit accuracy: a_j = a_orig * (1 - ACC_DROP * (1 - f_j) ** ACC_POWER), f_j = latency
+# fraction of the full model reached at exit j. Anchored on the reference's sign_recognition
+# profile, whose exit after 71% of the latency loses 0.7% (0.3 * 0.29**3 = 0.7%).
+ACC_DROP = 0.3
+ACC_POWER = 3.0
+
+
+# -- scheduler decision latency ---------------------------------------------------------------
+
+
+def robot_like_tasks(profiles: Optional[Dict[str, Dict[str, Any]]] = None) -> List[TaskProfile]:
+    """The robot app's four tasks as scheduler profiles.
+
+    With ``profiles`` (from :func:`zoo_profiles`/:func:`paper_profiles`) their real chunk
+    structure; otherwise a documented synthetic stand-in: face 24 blocks, age 16, gender 14,
+    emotion 16 blocks (the reference's chunk counts), block latencies drawn uniformly in
+    [0.3, 1.2] ms (seed 0) scaled to the paper's full latencies, exits on the last third.
+    """
+    names = ["face_detection", "age_classification", "gender_classification", "emotion_classification"]
+    if profiles:
+        return [profile_to_task(profiles[n], i) for i, n in enumerate(names)]
+    rng = random.Random(0)
+    out = []
+    for i, (name, nb) in enumerate(zip(names, (24, 16, 14, 16))):
+        blocks = [rng.uniform(300, 1200) for _ in range(nb)]
+        exits_at = list(range(nb - max(2, nb // 3), nb))
+        exit_lat = [0.05 * sum(blocks)] * len(exits_at)
+        scale = PAPER_FULL_US[name] / (sum(blocks) + exit_lat[-1])
+        prof = {"block_us": [b * scale for b in blocks], "exit_us": [0.0] * nb, "exits": exits_at}
+        for e, lat in zip(exits_at, exit_lat):
+            prof["exit_us"][e] = lat * scale
+        prof["acc"] = modelled_accuracy(prof["block_us"], prof["exit_us"], PAPER_ORIGINAL_ACC[name])
+        out.append(profile_to_task(dict(prof, name=name), i))
+    return out
+
+
+def overloaded_queue(tasks: Sequence[TaskProfile], n: int, rng: random.Random, now: int = 0,
+                     tightness: Tuple[float, float] = (0.6, 1.0)) -> List[Job]:
+    """``n`` jobs of ``tasks`` that overload the device: the ``pantheon`` policy must downgrade.
+
+    Each job is of a random task; with probability 0.5 it already ran a random number of its
+    blocks (up to half). Its deadline is ``now + u * (work of the jobs listed before it and
+    itself)`` with ``u`` uniform in ``tightness``, so the EDF schedule at original exits
+    misses deadlines in most queues.
+    """
+    jobs = []
+    cum = 0
+    for k in range(n):
+        t = rng.choice(tasks)
+        j = Job(k, t, now, 0)
+        if rng.random() < 0.5:
+            j.next_block = rng.randint(1, max(1, (t.exit_blocks[0] + 1) // 2))
+            j.started = True
+        cum += t.remaining(j.next_block, t.top)
+        j.deadline = now + int(cum * rng.uniform(*tightness))
+        jobs.append(j)
+    rng.shuffle(jobs)
+    last = jobs[-1]  # the arrival
+    last.next_block, last.started = 0, False
+    return jobs
+
+
+def scheduler_latency(tasks: Sequence[TaskProfile], queue_lengths: Sequence[int] = range(1, 17),
+                      decisions: int = 3000, seed: int = 0, reference_at: Sequence[int] = (4, 8, 11),
+                      progress: Optional[Callable[[], None]] = None) -> List[Dict[str, Any]]:
+    """Time :meth:`Scheduler.arrive` (policy ``pantheon``) on overloaded queues of each length.
+
+    Returns one row per queue length: ``queue_length, p50_us, p99_us, mean_us,
+    downgrade_fraction`` (decisions that lowered at least one exit), ``drop_fraction``,
+    and for ``reference_at`` lengths the plain transcription's ``reference_p50_us``.
+    """
+    rng = random.Random(seed)
+    rows = []
+    for n in queue_lengths:
+        sched = Scheduler(list(tasks), "pantheon")
+        times: List[float] = []
+        ref_times: List[float] = []
+        down = drops = 0
+        queues = [overloaded_queue(tasks, n, rng) for _ in range(decisions)]
+        gc.collect()
+        for jobs in queues:
+            sched.queue = jobs[:-1]
+            sched.busy_until = 0
+            sched.locked = None
+            t0 = time.perf_counter_ns()
+            sched.arrive(jobs[-1], 0)
+            times.append((time.perf_counter_ns() - t0) / 1000.0)
+            down += sched.downgrades > 0
+            drops += bool(sched.dropped)
+        if n in reference_at:
+            for jobs in queues[: max(200, decisions // 5)]:
+                t0 = time.perf_counter_ns()
+                reference_refresh(jobs, 0)
+                ref_times.append((time.perf_counter_ns() - t0) / 1000.0)
+        times.sort()
+        row = {
+            "queue_length": n,
+            "p50_us": round(_pct(times, 50), 2),
+            "p99_us": round(_pct(times, 99), 2),
+            "mean_us": round(statistics.fmean(times), 2),
+            "downgrade_fraction": round(down / decisions, 3),
+            "drop_fraction": round(drops / decisions, 3),
+            "decisions": decisions,
+        }
+        if ref_times:
+            ref_times.sort()
+            row["reference_p50_us"] = round(_pct(ref_times, 50), 2)
+            row["reference_p99_us"] = round(_pct(ref_times, 99), 2)
+        rows.append(row)
+        if progress:
+            progress()
+    return rows
+
+
+def _pct(sorted_vals: Sequence[float], q: float) -> float:
+    if not sorted_vals:
+        return float("nan")
+    pos = (len(sorted_vals) - 1) * q / 100.0
+    lo = int(math.floor(pos))
+    hi = min(lo + 1, len(sorted_vals) - 1)
+    return sorted_vals[lo] + (sorted_vals[hi] - sorted_vals[lo]) * (pos - lo)
+
+
+# -- profiles of the paper apps ----------------------------------------------------------------
+
+
+def modelled_accuracy(block_us: Sequence[float], exit_us: Sequence[float], a_orig: float) -> List[float]:
+    """Accuracy of an exit after every block (see ``ACC_DROP``/``ACC_POWER``); the last is ``a_orig``."""
+    full = sum(block_us) + exit_us[-1]
+    out, cum = [], 0.0
+    for b, e in zip(block_us, exit_us):
+        cum += b
+        f = min(1.0, (cum + e) / full)
+        out.append(a_orig * (1.0 - ACC_DROP * (1.0 - f) ** ACC_POWER))
+    out[-1] = a_orig
+    return out
+
+
+def profile_to_task(p: Dict[str, Any], index: int = 0) -> TaskProfile:
+    """A profile dict (``block_us``, ``exit_us`` per block, ``acc`` per block, ``exits`` kept) as a TaskProfile."""
+    exits = sorted(p["exits"])
+    last = exits[-1]
+    return TaskProfile(
+        p["name"], [int(round(x)) for x in p["block_us"][: last + 1]],
+        [(e, int(round(p["exit_us"][e])), float(p["acc"][e])) for e in exits], index=index,
+        dims=p.get("dims") or [1, 3, 32, 32],
+    )
+
+
+def measure_task(name: str, repeat: int = 7, warmup: int = 2) -> Dict[str, Any]:
+    """Chunk structure of a zoo task as ``pantheon construct`` builds it, timed on this CPU.
+
+    Returns ``{"name", "arch", "dims", "block_us", "exit_us", "block_mb", "exit_mb"}`` (one
+    entry per block; ``exit_us[j]``/``exit_mb[j]`` for the exit after block j; the last is
+    the original head). Timing is single-threaded and round-robin over all chunks, keeping
+    each chunk's fastest of ``repeat`` rounds: on a shared machine a busy spell then hits
+    one round of every chunk instead of every round of one chunk. Needs torchvision.
+    """
+    import torch
+
+    from pantheon.offline.exits import build_multi_exit
+    from pantheon.zoo import get_task
+
+    task = get_task(name)
+    torch.manual_seed(0)
+    model = build_multi_exit(task, task.build_model())
+    model.eval()
+
+    def mb(mod: Any) -> float:
+        return sum(t.numel() * t.element_size() for t in list(mod.parameters()) + list(mod.buffers())) / 2**20
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # no waiting on a descheduled worker thread
+    try:
+        with torch.inference_mode():
+            x = torch.randn(1, *task.input_shape)
+            items = []  # (kind, index, module, input)
+            for j, (blk, ex) in enumerate(zip(model.blocks, model.exits)):
+                items.append(("block", j, blk, x))
+                x = blk(x)
+                items.append(("exit", j, ex, x))
+            for _ in range(warmup):
+                for _, _, mod, inp in items:
+                    mod(inp)
+            best = [float("inf")] * len(items)
+            for _ in range(repeat):
+                for i, (_, _, mod, inp) in enumerate(items):
+                    t0 = time.perf_counter_ns()
+                    mod(inp)
+                    best[i] = min(best[i], (time.perf_counter_ns() - t0) / 1000.0)
+    finally:
+        torch.set_num_threads(threads)
+    n = len(model.blocks)
+    return {"name": name, "arch": task.arch, "dims": [1, *task.input_shape],
+            "block_us": [best[2 * j] for j in range(n)], "exit_us": [best[2 * j + 1] for j in range(n)],
+            "block_mb": [mb(b) for b in model.blocks], "exit_mb": [mb(e) for e in model.exits],
+            "timing": f"single-threaded, fastest of {repeat} round-robin rounds"}
+
+
+def zoo_profiles(tasks: Sequence[str], cache: Optional[Path] = None, remeasure: bool = False,
+                 progress: Optional[Callable[[str], None]] = None) -> Dict[str, Dict[str, Any]]:
+    """:func:`measure_task` for every task, cached in ``cache`` (JSON) between runs."""
+    import torch
+
+    data: Dict[str, Any] = {}
+    if cache is not None and cache.is_file() and not remeasure:
+        data = json.loads(cache.read_text())
+    key = f"torch {torch.__version__}, 1 thread, round-robin"
+    for name in tasks:
+        if data.get("tasks", {}).get(name, {}).get("key") == key:
+            continue
+        if progress:
+            progress(name)
+        data.setdefault("tasks", {})[name] = dict(measure_task(name), key=key)
+        if cache is not None:
+            cache.parent.mkdir(parents=True, exist_ok=True)
+            cache.write_text(json.dumps(data, indent=1))
+    return {n: data["tasks"][n] for n in tasks}
+
+
+def paper_profiles(measured: Dict[str, Dict[str, Any]], max_delta: Dict[str, float],
+                   max_memory: Optional[float], app: str = "app") -> Tuple[Dict[str, Dict[str, Any]], Dict[str, Any]]:
+    """Scale measured profiles to the paper's per-task latency, model accuracies, plan the exits.
+
+    Every block and exit of task t is multiplied by ``PAPER_FULL_US[t] / measured full latency``
+    (the chunk structure is ours, the magnitude the paper board's). Exit accuracies are
+    modelled (:func:`modelled_accuracy`). Exits are chosen by the real planner
+    (``pantheon.offline.plan.optimise``, GA) under the app's accuracy and memory limits; when
+    the zoo-sized models do not fit the app's memory budget, the plan runs without it
+    (recorded in the notes). Returns ``(profiles with "exits", notes)``.
+    """
+    out: Dict[str, Dict[str, Any]] = {}
+    for name, p in measured.items():
+        full = sum(p["block_us"]) + p["exit_us"][-1]
+        s = PAPER_FULL_US[name] / full
+        q = dict(p, block_us=[b * s for b in p["block_us"]], exit_us=[e * s for e in p["exit_us"]], scale=s)
+        q["acc"] = modelled_accuracy(q["block_us"], q["exit_us"], PAPER_ORIGINAL_ACC[name])
+        out[name] = q
+    notes: Dict[str, Any] = {"accuracy": "modelled", "latency": "zoo chunks timed on this CPU, scaled per task "
+                             "to the paper board's full-model latency"}
+    try:
+        import numpy as np
+
+        from pantheon.errors import InfeasibleError
+        from pantheon.offline import plan as pl
+
+        profs = [pl.TaskProfile(n, np.array(q["block_us"]) / 1000, np.array(q["exit_us"]) / 1000,
+                                np.array(q["block_mb"]), np.array(q["exit_mb"]), np.array(q["acc"]),
+                                max_delta_accuracy=max_delta.get(n, 0.01)) for n, q in out.items()]
+        try:
+            res = pl.optimise(profs, max_memory, app=app, seed=0)
+            notes["planner"] = f"GA under the app's limits (max_memory {max_memory} MB)"
+        except InfeasibleError as exc:
+            res = pl.optimise(profs, None, app=app, seed=0)
+            notes["planner"] = f"GA without the memory limit: {exc}"
+        for n in out:
+            out[n]["exits"] = sorted(res.exits[n])
+    except ImportError as exc:  # board image: no pymoo
+        notes["planner"] = f"not available ({exc}); kept every exit within the accuracy limit"
+        for n, q in out.items():
+            a = q["acc"]
+            q["exits"] = [j for j in range(len(a)) if a[-1] - a[j] <= max_delta.get(n, 0.01) + 1e-12]
+    return out, notes
+
+
+def repository_from_profiles(profiles: Dict[str, Dict[str, Any]], order: Sequence[str], app: str) -> Repository:
+    """An in-memory :class:`Repository` (profiles only: for the simulator)."""
+    tasks = {n: profile_to_task(profiles[n], i) for i, n in enumerate(order)}
+    return Repository(Path(f"<{app} profiles>"), tasks, app=app)
+
+
+# -- policies in the simulator -----------------------------------------------------------------
+
+
+def policy_table(repo: Repository, app: Any, policies: Sequence[str] = POLICIES, seeds: Sequence[int] = (0,),
+                 load_factor: float = 1.0, duration_s: Optional[float] = None, jitter: float = 0.0,
+                 lam: Optional[float] = None) -> Dict[str, Dict[str, Any]]:
+    """Simulate ``app``'s workload (one per seed) under every policy; mean DMR/accuracy per policy.
+
+    ``lam`` turns every stream into a Poisson source of ``lam`` jobs/s (period 1 s).
+    """
+    import copy
+
+    from pantheon.online.simulate import simulate
+    from pantheon.online.workload import generate
+
+    out: Dict[str, Dict[str, Any]] = {p: {"dmr": [], "relative_accuracy": [], "preempted_jobs": [],
+                                          "response_p99_us": [], "jobs": 0} for p in policies}
+    a = copy.deepcopy(app)
+    if lam is not None:
+        for s in a.streams:
+            s.lam, s.period_us, s.period_x = float(lam), 1e6, None
+    for seed in seeds:
+        ws = generate(a, repo=repo, seed=seed, duration_s=duration_s, load_factor=load_factor)
+        for p in policies:
+            s = simulate(repo, ws, p, jitter=jitter, seed=seed)
+            for k in ("dmr", "relative_accuracy", "preempted_jobs", "response_p99_us"):
+                out[p][k].append(s[k] or 0.0)
+            out[p]["jobs"] += s["jobs"]
+    return {p: {"jobs": v["jobs"], **{k: round(statistics.fmean(v[k]), 6) for k in
+                                      ("dmr", "relative_accuracy", "preempted_jobs", "response_p99_us")}}
+            for p, v in out.items()}
+
+
+def sweep(repo: Repository, app: Any, policies: Sequence[str], load_factors: Sequence[float] = (),
+          lambdas: Sequence[float] = (), **kw: Any) -> Dict[str, Any]:
+    """:func:`policy_table` over load factors and Poisson rates."""
+    return {
+        "load_factor": {str(lf): policy_table(repo, app, policies, load_factor=lf, **kw) for lf in load_factors},
+        "poisson_lambda": {str(lam): policy_table(repo, app, policies, lam=lam, **kw) for lam in lambdas},
+    }
+
+
+# -- live runtime microbenchmarks --------------------------------------------------------------
+
+
+def build_conv_repository(dest: Path, tasks: Dict[str, Dict[str, Any]], device: str = "cpu",
+                          repeat: int = 7) -> Path:
+    """Write a repository of conv-stack TorchScript chunks, latencies measured on ``device``.
+
+    ``tasks[name] = {"blocks": B, "channels": C, "depth": D, "hw": H, "exits": [block ids],
+    "acc": [accuracy per exit]}``: block b is D 3x3 convs of C channels at HxW (block 0 takes
+    3 channels). Latency = fastest of ``repeat`` round-robin rounds over every chunk (after
+    a warm-up that lets TorchScript optimise), synchronising on CUDA. Used by the
+    dispatch/preemption benchmarks and ``bench/gpu_check.py``.
+    """
+    import warnings
+
+    import torch
+    from torch import nn
+
+    from pantheon.formats import ModelConfig, model_config_to_text
+    from pantheon.formats.store import write_artifact
+
+    cuda = device.startswith("cuda")
+    torch.manual_seed(0)
+    with warnings.catch_warnings(), write_artifact(dest, kind="repository", force=True) as tmp:
+        warnings.simplefilter("ignore", FutureWarning)
+        items = []  # (cfg list, kind, id, module, input, extra)
+        cfgs = {}
+        for name, spec in tasks.items():
+            c, hw = spec["channels"], spec["hw"]
+            mdir = tmp / name / "model_files"
+            mdir.mkdir(parents=True)
+            x = torch.randn(1, 3, hw, hw, device=device)
+            cfgs[name] = ModelConfig(name=name, dims=[1, 3, hw, hw])
+            outs = []
+            for b in range(spec["blocks"]):
+                layers: List[nn.Module] = []
+                for d in range(spec["depth"]):
+                    layers += [nn.Conv2d(3 if (b == 0 and d == 0) else c, c, 3, padding=1), nn.ReLU()]
+                sm = torch.jit.script(nn.Sequential(*layers).eval().to(device))
+                torch.jit.save(sm, str(mdir / f"block_{b:02d}.pt"))
+                items.append((name, "block", b, sm, x, None))
+                with torch.inference_mode():
+                    x = sm(x)
+                outs.append(x)
+            for e, acc in zip(spec["exits"], spec["acc"]):
+                head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(c, 10)).eval().to(device)
+                sm = torch.jit.script(head)
+                torch.jit.save(sm, str(mdir / f"branch_{e:02d}.pt"))
+                items.append((name, "exit", e, sm, outs[e], acc))
+        best = [float("inf")] * len(items)
+        with torch.inference_mode():
+            for _ in range(10):
+                for it in items:
+                    it[3](it[4])
+            for _ in range(repeat):
+                for i, it in enumerate(items):
+                    if cuda:
+                        torch.cuda.synchronize()
+                    t0 = time.perf_counter_ns()
+                    it[3](it[4])
+                    if cuda:
+                        torch.cuda.synchronize()
+                    best[i] = min(best[i], (time.perf_counter_ns() - t0) / 1000.0)
+        for (name, kind, idx, _m, _x, acc), lat in zip(items, best):
+            if kind == "block":
+                cfgs[name].block_profile.add(id=idx, latency=max(1, int(lat)))
+            else:
+                cfgs[name].exit_profile.add(id=idx, latency=max(1, int(lat)), accuracy=acc)
+        for name, cfg in cfgs.items():
+            (tmp / name / "config.pbtxt").write_text(model_config_to_text(cfg))
+        (tmp / "plan.json").write_text(json.dumps({"app": "bench", "tasks": list(tasks)}))
+    return dest
+
+
+def dispatch_overhead(chunks: int = 8, jobs: int = 200, channels: int = 16, hw: int = 16, depth: int = 1,
+                      device: str = "cpu") -> Dict[str, Any]:
+    """Per-chunk cost of the runtime over calling the same TorchScript chunks directly.
+
+    One task of ``chunks`` blocks plus an exit. Direct: the chain called in a loop. Runtime:
+    the same job submitted ``jobs`` times, one at a time (no queueing); its span is first
+    dispatch -> exit end in the log. Overhead per chunk = (median runtime span - median
+    direct chain time) / (chunks + 1). Direct and runtime runs are interleaved in rounds so
+    machine load affects both alike.
+    """
+    import torch
+
+    from pantheon.online.events import read_events
+    from pantheon.online.repository import load_modules, read_repository
+    from pantheon.online.runtime import Runtime
+
+    with tempfile.TemporaryDirectory() as d:
+        spec = {"chain": {"blocks": chunks, "channels": channels, "depth": depth, "hw": hw,
+                          "exits": [chunks - 1], "acc": [0.9]}}
+        repo_dir = build_conv_repository(Path(d) / "repo", spec, device=device)
+        repo = read_repository(repo_dir)
+        lt = load_modules(repo, device)["chain"]
+        x = torch.randn(*repo.dims("chain"), device=device)
+        direct: List[float] = []
+        spans: List[float] = []
+        gaps: List[float] = []
+        rounds = 4
+        log = Path(d) / "events.jsonl"
+        with Runtime(repo, device=device, log=log) as rt:
+            for _ in range(rounds):
+                with torch.inference_mode():
+                    for _ in range(jobs // rounds):
+                        t0 = time.perf_counter_ns()
+                        y = lt.run_exit(x, -1)
+                        if device.startswith("cuda"):
+                            torch.cuda.synchronize()
+                        direct.append((time.perf_counter_ns() - t0) / 1000.0)
+                for _ in range(jobs // rounds):
+                    rt.submit("chain", x, deadline_us=60_000_000).result(60)
+        del y
+        first: Dict[int, int] = {}
+        last_done: Dict[int, int] = {}
+        for ev in read_events(log):
+            if ev["ev"] == "dispatch":
+                j = ev["job"]
+                first.setdefault(j, ev["t"])
+                if j in last_done:
+                    gaps.append(ev["t"] - last_done[j])
+            elif ev["ev"] == "done":
+                last_done[ev["job"]] = ev["t"]
+            elif ev["ev"] == "exit":
+                spans.append(ev["t"] - first[ev["job"]])
+    d_med, s_med = statistics.median(direct), statistics.median(spans)
+    return {
+        "device": device,
+        "chunks_per_job": chunks + 1,
+        "jobs": len(spans),
+        "direct_chain_median_us": round(d_med, 1),
+        "runtime_span_median_us": round(s_med, 1),
+        "overhead_per_chunk_median_us": round((s_med - d_med) / (chunks + 1), 2),
+        "gap_between_chunks_median_us": round(statistics.median(gaps), 1) if gaps else None,
+        "chunk_profile_us": repo.tasks["chain"].blocks,
+    }
+
+
+def preemption_wait(block_depths: Sequence[int] = (1, 2, 4, 8), urgent_jobs: int = 40, channels: int = 32,
+                    hw: int = 32, device: str = "cpu", seed: int = 0) -> List[Dict[str, Any]]:
+    """Time from an urgent job's arrival to its first chunk start while a long job occupies the device.
+
+    For each block depth (convs per block, so chunk size grows), a "long" task of 6 such blocks
+    is kept busy back to back, and "urgent" one-block jobs (earlier deadlines) arrive at random
+    moments. Wait = the urgent job's first ``dispatch`` - its ``release`` (log times). The target
+    compares the p99 wait with the longest long-task chunk measured in the same run + 0.2 ms.
+    """
+    import torch
+
+    from pantheon.online.events import read_events
+    from pantheon.online.runtime import Runtime
+
+    rng = random.Random(seed)
+    rows = []
+    for depth in block_depths:
+        with tempfile.TemporaryDirectory() as d:
+            spec = {
+                "long": {"blocks": 6, "channels": channels, "depth": depth, "hw": hw, "exits": [5], "acc": [0.9]},
+                "urgent": {"blocks": 1, "channels": 8, "depth": 1, "hw": 8, "exits": [0], "acc": [0.9]},
+            }
+            repo_dir = build_conv_repository(Path(d) / "repo", spec, device=device)
+            log = Path(d) / "events.jsonl"
+            with Runtime(repo_dir, device=device, log=log) as rt:
+                xl = torch.randn(1, 3, hw, hw, device=device)
+                xu = torch.randn(1, 3, 8, 8, device=device)
+                chunk = max(rt.repo.tasks["long"].blocks)
+                pending = [rt.submit("long", xl, deadline_us=600_000_000) for _ in range(2)]
+                futs = []
+                for _ in range(urgent_jobs):
+                    time.sleep(rng.uniform(0.5, 3.0) * chunk / 1e6)
+                    futs.append(rt.submit("urgent", xu, deadline_us=300_000_000))
+                    pending = [f for f in pending if not f.done()]
+                    while len(pending) < 2:  # keep the long task busy
+                        pending.append(rt.submit("long", xl, deadline_us=600_000_000))
+                for f in futs + pending:
+                    f.result(120)
+            release: Dict[int, int] = {}
+            task_of: Dict[int, str] = {}
+            started: Dict[int, int] = {}
+            long_chunks: List[int] = []
+            waits: List[int] = []
+            for ev in read_events(log):
+                if ev["ev"] == "release":
+                    release[ev["job"]], task_of[ev["job"]] = ev["t"], ev["task"]
+                elif ev["ev"] == "dispatch" and "block" in ev:
+                    started[(ev["job"], ev["block"])] = ev["t"]  # type: ignore[index]
+                    if task_of[ev["job"]] == "urgent" and ev["block"] == 0:
+                        waits.append(ev["t"] - release[ev["job"]])
+                elif ev["ev"] == "done" and task_of.get(ev["job"]) == "long":
+                    long_chunks.append(ev["t"] - started[(ev["job"], ev["block"])])  # type: ignore[index]
+        waits.sort()
+        longest = max(long_chunks)
+        p99 = _pct(waits, 99)
+        rows.append({
+            "block_depth": depth,
+            "chunk_profile_us": chunk,
+            "chunk_median_us": round(statistics.median(long_chunks), 1),
+            "chunk_max_us": longest,
+            "wait_p50_us": round(_pct(waits, 50), 1),
+            "wait_p99_us": round(p99, 1),
+            "wait_max_us": waits[-1],
+            "target_us": longest + 200,
+            "meets_target": p99 <= longest + 200,
+            "urgent_jobs": len(waits),
+        })
+    return rows
