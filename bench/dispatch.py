@@ -17,6 +17,7 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -44,6 +45,7 @@ def main() -> int:
         "target_us": TARGET_US,
         "met": all(r["overhead_per_chunk_median_us"] <= TARGET_US for r in rows),
         "note": "depth = convs per block (1: ~tens of us per chunk, 4: larger chunks)",
+        "load_average_1min": os.getloadavg()[0],  # a shared machine: context for the figures
     }
     emit("dispatch", result, as_json=args.json, save=args.save)
     return 0

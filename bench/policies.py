@@ -10,8 +10,9 @@ Paper apps (traffic, robot, uav), in the simulator:
   accuracy and memory limits;
 * workloads: the app's YAML (30 fps streams, +-1 ms jitter), several seeds; chunk latency
   noise ``--jitter`` (log-normal, mean 1) in the simulator;
-* sweeps: load factor 0.5-2.0 (divides the periods) and Poisson arrivals lambda 10-25 jobs/s
-  per stream.
+* sweeps: load factor 0.5-2.0 (multiplies every chunk latency: the burst each 30 fps frame
+  releases is what loads these apps, and a longer period would not change it) and Poisson
+  arrivals, lambda 10-25 jobs/s per stream.
 
 Digits (demo), when ``<root>/apps/digits/repository`` exists: measured profiles and
 accuracies, simulated and executed live on the CPU for every policy.

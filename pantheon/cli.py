@@ -365,7 +365,7 @@ def runtime_cmd(
     policy: str = typer.Option("pantheon", "--policy", help="pantheon, pantheon-wo-ee, pantheon-wo-ee-pr, edf, fifo, rms, dms, rtmdl."),
     device: str = typer.Option("auto", "--device", help="cuda, cpu or auto."),
     best_effort: Optional[List[str]] = typer.Option(None, "--best-effort", help="TASK:RATE (jobs/s) on the low-priority side; repeatable."),
-    telemetry: str = typer.Option("off", "--telemetry", help="off, auto, jtop, sysfs, nvml or psutil."),
+    telemetry: str = typer.Option("auto", "--telemetry", help="auto, jtop, sysfs, nvml, psutil, or off."),
     drop_late: bool = typer.Option(True, "--drop-late/--no-drop-late", help="Drop jobs that can no longer meet their deadline."),
     time_scale: float = typer.Option(1.0, "--time-scale", help="Stretch every workload time by this factor."),
     max_inflight: int = typer.Option(2, "--max-inflight", help="CUDA chunks queued on the stream at once."),

@@ -185,6 +185,7 @@ def run_on_boards(
     ``<store>/deploy/<board>/<run-id>-<name>/``, also when the board failed.
     """
     fleet = len(boards) > 1
+    STOP.clear()
 
     def one(board: Board) -> BoardResult:
         ctx = Ctx(board, Recorder(dry_run=dry_run, prefix=f"[{board.name}] " if fleet else ""), dry_run, fleet, quiet)

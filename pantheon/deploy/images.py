@@ -97,15 +97,19 @@ def l4t_of_base(base_image: str) -> Optional[str]:
 
 
 def git_commit(repo: Path = REPO) -> str:
-    """``git describe --always --dirty`` of ``repo``, or ``unknown`` (no git, or not a checkout)."""
+    """``repo``'s HEAD as 12 hex digits, ``-dirty`` when tracked files differ; ``unknown`` without git."""
+
+    def git(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(["git", *args], cwd=str(repo), capture_output=True, text=True, timeout=10)
+
     try:
-        out = subprocess.run(
-            ["git", "describe", "--always", "--dirty", "--abbrev=12"],
-            cwd=str(repo), capture_output=True, text=True, timeout=10,
-        )
+        head = git("rev-parse", "--short=12", "HEAD")
+        if head.returncode != 0 or not head.stdout.strip():
+            return "unknown"
+        dirty = git("diff-index", "--quiet", "HEAD", "--").returncode != 0
     except (OSError, subprocess.SubprocessError):
         return "unknown"
-    return out.stdout.strip() if out.returncode == 0 and out.stdout.strip() else "unknown"
+    return head.stdout.strip() + ("-dirty" if dirty else "")
 
 
 def build_args(
@@ -208,11 +212,15 @@ def build(spec: BuildSpec, docker: Optional[str] = None, quiet: bool = False) ->
         raise DockerError(f"docker build of {spec.tag} failed (exit {code}): {_reason(tail)}")
 
 
+_OWN_ERROR = re.compile(r"^(?:#\d+ [\d.]+ )?(error: .*)$")  # legacy builder / BuildKit step output
+
+
 def _reason(lines: Sequence[str]) -> str:
     """The most useful line of a failed build's output: our Dockerfile's own ``error:`` line first."""
     for line in reversed(lines):
-        if "error:" in line and "returned a non-zero code" not in line:
-            return line.strip()
+        m = _OWN_ERROR.match(line.strip())
+        if m:
+            return m.group(1)
     for line in reversed(lines):
         if line.strip():
             return line.strip()

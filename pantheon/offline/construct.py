@@ -456,11 +456,13 @@ def _run(cfg: ConstructConfig, task: Any, pretrain: Optional[Path], inputs: Dict
                 t0 = time.perf_counter()
                 torch.manual_seed(cfg.seed * 1000 + epoch)  # dropout of epoch e depends on (seed, e) only
                 loss, seen = _train_epoch(task, mx, net, _train_loader(train, epoch, cfg.seed), opt, device, bar, job)
+                t_train = time.perf_counter() - t0
                 sched.step()
                 _sync_buffers(mx, d)
                 val_acc = evaluate_exits(task, mx, val, device)
                 history.append({"epoch": epoch + 1, "loss": loss, "val": val_acc, "lr": opt.param_groups[0]["lr"],
-                                "samples": seen, "seconds": round(time.perf_counter() - t0, 3)})
+                                "samples": seen, "train_seconds": round(t_train, 3),
+                                "seconds": round(time.perf_counter() - t0, 3)})
                 if d.is_main:
                     console.info(f"epoch {epoch + 1}/{cfg.max_epochs}: loss {loss:.4f}; val {task.metric_name} "
                                  f"per exit: {_fmt(val_acc)}")

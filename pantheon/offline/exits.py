@@ -21,8 +21,6 @@ Example::
 from __future__ import annotations
 
 import os
-import pickle
-import zipfile
 from pathlib import Path
 from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence
 
@@ -154,10 +152,9 @@ def read_state_dict(path: Any) -> Dict[str, Tensor]:
         raise WeightsError(f"weights file {p} does not exist")
     try:
         obj = torch.load(p, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError,
-            AttributeError, TypeError) as exc:
+    except Exception as exc:  # the unpickler raises anything (IndexError, KeyError, ...) on a foreign file
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else exc.__class__.__name__
-        raise WeightsError(f"{p} is not a PyTorch weights file ({first[:160]})") from exc
+        raise WeightsError(f"{p} is not a PyTorch weights file ({exc.__class__.__name__}: {first[:160]})") from exc
     if isinstance(obj, Mapping):
         for key in ("model", "state_dict", "model_state_dict"):
             if key in obj and isinstance(obj[key], Mapping):

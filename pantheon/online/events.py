@@ -14,7 +14,9 @@ ids are CONTRIBUTING.md's (exit ``j`` follows block ``j``).
                         ``tasks``: ``{name: {"index", "exits": [block ids],
                         "acc": [accuracy per exit], "blocks": [block latency us],
                         "exit_lat": [us], "original": exit block id}}``, and free-form
-                        extras (``streams``, ``time_scale``, ``telemetry``, ``board``...)
+                        extras (``time_scale``, ``telemetry`` backend, ``board`` facts
+                        from :func:`pantheon.online.telemetry.board_facts`, CUDA stream
+                        priorities ``rt_stream_priority``/``be_stream_priority``...)
 ``release``             ``job``, ``task``, ``release`` (scheduled release, us),
                         ``deadline`` (absolute, us)
 ``schedule``            ``job`` (the arrival that triggered it), ``n`` (queue length the

@@ -304,6 +304,7 @@ class Runtime:
         self.summary: Optional[Dict[str, Any]] = None
         self._sampler: Any = None
         self._tthread: Any = None
+        self._tel: Any = None
         self.clock = Clock()
 
     # -- lifecycle ------------------------------------------------------------------------
@@ -325,6 +326,12 @@ class Runtime:
                                               self.cuda_priorities)
         else:
             self.executor = CpuExecutor(self.clock)
+        self._tel = self._telemetry_module()
+        if self._tel is not None:  # an unavailable backend fails here, before the log exists
+            self._sampler = self._tel.open_sampler(self.telemetry)
+            self.start_fields.setdefault("telemetry_backend", getattr(self._sampler, "name", self.telemetry))
+            if hasattr(self._tel, "board_facts"):
+                self.start_fields.setdefault("board", self._tel.board_facts())  # into the start event
         self._open_log()
         self._old_switch = sys.getswitchinterval()
         sys.setswitchinterval(0.0005)  # hand the GIL over quickly between release and worker
@@ -386,23 +393,23 @@ class Runtime:
         self.run_id = fields["run_id"]
         self.log.start(0, **fields)
 
-    def _start_telemetry(self) -> None:
+    def _telemetry_module(self) -> Any:
+        """:mod:`pantheon.online.telemetry`, or None when telemetry is off (or, for auto, missing)."""
         if self.telemetry == "off":
-            return
+            return None
         try:
             from pantheon.online import telemetry as tel
         except ImportError:
             from pantheon import console
 
             console.warn("pantheon.online.telemetry is not available: running without telemetry")
+            return None
+        return tel
+
+    def _start_telemetry(self) -> None:
+        tel = self._tel
+        if tel is None:
             return
-        self._sampler = tel.open_sampler(self.telemetry)
-        facts = getattr(tel, "board_facts", None)
-        if facts is not None:
-            try:
-                self.log.event("board", self.clock.now(), **facts())  # type: ignore[union-attr]
-            except Exception as exc:
-                self.log.event("board", self.clock.now(), error=str(exc))  # type: ignore[union-attr]
         log, clock = self.log, self.clock
         self._tthread = tel.TelemetryThread(
             self._sampler, emit=lambda s: log.telemetry(clock.now(), s), interval_s=self.telemetry_interval_s
@@ -464,10 +471,10 @@ class Runtime:
             n = self.sched.arrive(job, now)
             dur = (time.perf_counter_ns() - t0) / 1000.0
             dropped = self.sched.dropped
-            down = self.sched.downgrades
+            # logged under the lock: the decision's line precedes any dispatch it leads to
+            log.schedule(now, jid, n, dur, self.sched.downgrades, len(dropped))  # type: ignore[union-attr]
             self._cv.notify()
         self._decisions.append((n, dur))
-        log.schedule(now, jid, n, dur, down, len(dropped))  # type: ignore[union-attr]
         if dropped:
             self._dropped(dropped, now, "unschedulable" if self.sched.ee else "late")
 
@@ -676,6 +683,7 @@ class Runtime:
             th.join(timeout=10.0)
         if self._tthread is not None:
             self._tthread.stop()
+        if self._sampler is not None:
             self._sampler.close()
         now = self.clock.now()
         with self._cv:

@@ -1,0 +1,139 @@
+"""The one build path (pantheon.deploy.images): build arguments, wheelhouse staging, errors. No engine needed."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from pantheon.deploy import images
+from pantheon.errors import DockerError, UsageError
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _buildargs(argv):
+    return dict(argv[i + 1].split("=", 1) for i, a in enumerate(argv) if a == "--build-arg")
+
+
+def test_jetson_defaults_follow_the_dockerfile():
+    spec = images.build_args("jetson", commit="abc123")
+    argv = spec.argv()
+    assert argv[:8] == ["docker", "build", "--network", "host", "-f", "Dockerfile.jetson", "-t", "pantheon-jetson:latest"]
+    assert argv[-1] == str(REPO)
+    # the L4T label of the Dockerfile's default base, read from its tag
+    assert _buildargs(argv) == {"L4T_VERSION": "35.2.1", "PANTHEON_GIT_COMMIT": "abc123"}
+    default_base = next(ln for ln in (REPO / "Dockerfile.jetson").read_text().splitlines() if ln.startswith("ARG BASE_IMAGE="))
+    assert default_base == f"ARG BASE_IMAGE={images.DEFAULT_BASES['jetson']}"
+
+
+@pytest.mark.parametrize("base, l4t, expected", [
+    ("dustynv/l4t-pytorch:r36.4.0", None, "36.4.0"),
+    ("dustynv/l4t-pytorch:r35.4", None, "35.4.0"),
+    ("pantheon-test-base:bookworm", None, ""),  # a Debian base: no L4T
+    ("registry.local/custom:latest", "35.3.1", "35.3.1"),  # an explicit release wins
+])
+def test_l4t_label_argument(base, l4t, expected):
+    spec = images.build_args("jetson", base, "t:1", l4t=l4t, commit="c")
+    assert spec.buildargs == {"BASE_IMAGE": base, "L4T_VERSION": expected, "PANTHEON_GIT_COMMIT": "c"}
+
+
+def test_desktop_has_no_l4t_and_sdk_kwargs_match_the_cli():
+    spec = images.build_args("desktop", "pytorch/pytorch:x", "pantheon-desktop:dev", commit="c")
+    assert "L4T_VERSION" not in spec.buildargs
+    kw = spec.sdk_kwargs()
+    assert kw["dockerfile"] == "Dockerfile.desktop" and kw["tag"] == "pantheon-desktop:dev"
+    assert kw["buildargs"] == _buildargs(spec.argv()) and kw["network_mode"] == "host"
+    assert kw["path"] == spec.argv()[-1]
+
+
+def test_git_commit_is_the_checkouts():
+    if shutil.which("git") is None or not (REPO / ".git").exists():
+        pytest.skip("not a git checkout")
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True).stdout.strip()
+    assert images.git_commit(REPO).split("-")[0] == head[:12]
+    assert images.git_commit(Path("/")) == "unknown"
+
+
+def test_bad_arguments_are_usage_errors(tmp_path):
+    with pytest.raises(UsageError, match="unknown image target 'nano'"):
+        images.build_args("nano")
+    with pytest.raises(UsageError, match="is not a folder"):
+        images.build_args("jetson", wheelhouse=tmp_path / "missing")
+    with pytest.raises(UsageError, match="must be a pantheon checkout"):
+        images.build_args("jetson", context=tmp_path)
+
+
+def _context(tmp_path: Path) -> Path:
+    ctx = tmp_path / "ctx"
+    (ctx / "deploy" / "wheelhouse").mkdir(parents=True)
+    shutil.copy(REPO / "Dockerfile.jetson", ctx)
+    (ctx / "deploy" / "wheelhouse" / "README.md").write_text("readme")
+    return ctx
+
+
+def test_wheelhouse_is_linked_into_the_context_for_one_build(tmp_path):
+    ctx, wh = _context(tmp_path), tmp_path / "wheels"
+    wh.mkdir()
+    for name in ("torch-2.0-cp311-none-any.whl", "other-1.0-py3-none-any.whl", "notes.txt"):
+        (wh / name).write_bytes(b"x" * 10)
+    spec = images.build_args("jetson", wheelhouse=wh, context=ctx, commit="c")
+    staged_dir = ctx / "deploy" / "wheelhouse"
+    with images.staged_wheelhouse(spec) as staged:
+        assert sorted(p.name for p in staged) == ["other-1.0-py3-none-any.whl", "torch-2.0-cp311-none-any.whl"]
+        assert all(p.parent == staged_dir for p in staged)
+        assert os.stat(staged[1]).st_ino == os.stat(wh / staged[1].name).st_ino  # linked, not copied
+    assert sorted(p.name for p in staged_dir.iterdir()) == ["README.md"]
+    with pytest.raises(RuntimeError), images.staged_wheelhouse(spec):
+        raise RuntimeError("build interrupted")
+    assert sorted(p.name for p in staged_dir.iterdir()) == ["README.md"]  # cleaned up on errors too
+
+
+def test_dry_run_prints_the_command(capsys):
+    assert images.main(["jetson", "--base-image", "b:1", "--tag", "t:2", "--l4t", "35.3.1", "--dry-run"]) == 0
+    line = capsys.readouterr().out.strip()
+    assert line.startswith("docker build --network host -f Dockerfile.jetson -t t:2 --build-arg BASE_IMAGE=b:1 "
+                           "--build-arg L4T_VERSION=35.3.1 --build-arg PANTHEON_GIT_COMMIT=")
+
+
+def test_missing_docker_cli_is_one_line(monkeypatch, capsys):
+    monkeypatch.setenv("DOCKER", "/nonexistent/docker")
+    assert images.main(["jetson"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["error: /nonexistent/docker not found: install the Docker CLI (apt-get install docker.io)"]
+
+
+def test_failed_build_names_the_dockerfiles_own_error(tmp_path):
+    # A real process standing in for the docker CLI prints a legacy-builder failure.
+    fake = tmp_path / "docker"
+    fake.write_text("#!/bin/sh\n"
+                    "echo 'Step 4/19 : RUN if ! command -v python3; then echo \"error: base image ${BASE_IMAGE} ...\"'\n"
+                    "echo 'error: base image busybox has no python3; build FROM an l4t-pytorch image'\n"
+                    "echo \"The command '/bin/sh -c if ...' returned a non-zero code: 1\"\n"
+                    "exit 1\n")
+    fake.chmod(0o755)
+    spec = images.build_args("jetson", "busybox", "t:x", commit="c")
+    with pytest.raises(DockerError) as err:
+        images.build(spec, docker=str(fake), quiet=True)
+    assert str(err.value) == ("docker build of t:x failed (exit 1): error: base image busybox has no python3; "
+                              "build FROM an l4t-pytorch image")
+
+
+def test_buildkit_output_reason():
+    lines = ["#5 [base 2/2] RUN if ! command -v python3 ...", "#5 0.231 error: base image b has no python3; x",
+             'ERROR: failed to solve: process "/bin/sh -c if ... echo \\"error: base image ${BASE_IMAGE}\\"" '
+             "did not complete successfully: exit code: 1"]
+    assert images._reason(lines) == "error: base image b has no python3; x"
+
+
+def test_dockerignore_is_an_allowlist_of_what_the_dockerfiles_copy():
+    rules = [ln.strip() for ln in (REPO / ".dockerignore").read_text().splitlines() if ln.strip() and not ln.startswith("#")]
+    assert rules[0] == "*"
+    allowed = {r[1:].rstrip("/") for r in rules if r.startswith("!")}
+    assert allowed == {"pyproject.toml", "README.md", "pantheon", "deploy/apps", "deploy/wheelhouse"}
+    for dockerfile in ("Dockerfile.jetson", "Dockerfile.desktop"):
+        text = (REPO / dockerfile).read_text()
+        assert "COPY . /src/" in text and "/src/deploy/wheelhouse" in text and "/src/deploy/apps" in text
