@@ -102,7 +102,7 @@ def exit_usage(data: Dict[str, Any], folder: Path) -> str:
         return ""
     fig, axes = plt.subplots(1, len(per), figsize=(3.2 * len(per), 3), squeeze=False)
     for ax, (task, b) in zip(axes[0], per.items()):
-        labels = [f"exit {k}" for k in b["exits"]] + ["missed"]
+        labels = [f"exit {k}" for k in b["exits"]] + ["dropped"]
         counts = list(b["exits"].values()) + [b["dropped"] + b["lost"]]
         ax.bar(range(len(counts)), counts, color=["tab:blue"] * (len(counts) - 1) + ["tab:red"])
         ax.set_xticks(range(len(counts)))

@@ -305,9 +305,13 @@ def collect_cmd(
 @handle_errors
 def bench_cmd(
     app_name: str = typer.Option(..., "--app", "-a", help="App to benchmark (pushed before)."),
-    policies: List[str] = typer.Option([], "--policies", "--policy", help="Policies to compare; repeatable."),
+    policies: List[str] = typer.Option([], "--policies", "--policy", help="Policies to compare; repeatable (default all)."),
+    duration: Optional[float] = typer.Option(None, "--duration", help="Seconds of workload per policy (default: the app's)."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the workload and the scheduler microbenchmark."),
+    telemetry: Telemetry = typer.Option(Telemetry.auto, "--telemetry", help="Telemetry backend in the container."),
     nvidia_runtime: bool = typer.Option(True, "--nvidia-runtime/--no-nvidia-runtime",
                                         help="Run with --runtime nvidia (off: a CPU trial)."),
+    device: str = typer.Option("auto", "--device", help="Device in the container: auto, cuda or cpu."),
     image: str = IMAGE,
     as_json: bool = typer.Option(False, "--json", help="Print the per-board results as JSON on stdout."),
     board: List[str] = BOARD, inventory: Optional[Path] = INVENTORY, label: List[str] = LABEL,
@@ -327,8 +331,9 @@ def bench_cmd(
 
     common = _common(board, inventory, label, user, port, identity, known_hosts, accept_new_host_key,
                      connect_timeout, remote_root, jobs, dry_run)
-    _on_boards("bench", common, lambda ctx, s: run.bench_app(ctx, s, app_name, policies=policies, image=image,
-                                                             nvidia=nvidia_runtime), as_json=as_json)
+    _on_boards("bench", common, lambda ctx, s: run.bench_app(
+        ctx, s, app_name, policies=policies, image=image, nvidia=nvidia_runtime, device=device,
+        telemetry=telemetry.value, duration=duration, seed=seed), as_json=as_json)
 
 
 @app.command("status")

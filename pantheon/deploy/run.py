@@ -276,15 +276,22 @@ def report(ctx: Ctx, local: str, app: str, run_id: str) -> Dict[str, Any]:
 
 
 def bench_app(ctx: Ctx, session: Session, app: str, *, policies: Sequence[str] = (), image: str = DEFAULT_IMAGE,
-              nvidia: bool = True, extra: Sequence[str] = (), run_id: Optional[str] = None) -> Tuple[str, Dict[str, Any]]:
-    """``pantheon bench --app APP`` in the image on the board; collect its results folder."""
+              nvidia: bool = True, device: str = "auto", telemetry: str = "auto", duration: Optional[float] = None,
+              seed: int = 0, run_id: Optional[str] = None) -> Tuple[str, Dict[str, Any]]:
+    """``pantheon bench --app APP`` in the image on the board; collect its results folder.
+
+    The container writes ``/data/bench/<app>/<run-id>/`` (results, manifest with the image digest,
+    L4T, board model, power mode, clocks, telemetry summary); it comes back to
+    ``<store>/bench/<app>/<run-id>/``.
+    """
     check_name("app", app)
     run_id = check_name("run id", run_id or new_run_id())
     out = f"/data/bench/{app}/{run_id}"
-    command = ["bench", "--app", app, "--out", out]
-    for p in policies:
-        command += ["--policy", p]
-    command += list(extra)
+    command = ["bench", "--app", app, "--out", out, "--device", device, "--telemetry", telemetry, "--seed", str(seed)]
+    if policies:
+        command += ["--policies", ",".join(policies)]
+    if duration is not None:
+        command += ["--duration", f"{duration:g}"]
     info = run_container(ctx, session, app=app, image=image, command=command,
                          remote_dir=f"{session.board.remote_root}/bench/{app}/{run_id}",
                          local_dir_kind=(f"bench/{app}/{run_id}", "bench"), run_id=run_id, nvidia=nvidia)
