@@ -145,6 +145,11 @@ def test_local_readers_honour_board_root(tmp_path, monkeypatch):
     monkeypatch.setenv(pb.ENV_L4T, "r36.4")
     monkeypatch.setenv(pb.ENV_MODEL, "Jetson AGX Orin")
     assert pb.l4t_release() == "36.4.0" and pb.board_model() == "Jetson AGX Orin"
+    # pantheon-deploy passes the host's mode and clocks into containers (which cannot run the tools).
+    monkeypatch.setenv(pb.ENV_NVPMODEL, "MODE_20W_6CORE:8")
+    monkeypatch.setenv(pb.ENV_CLOCKS, "1")
+    facts = pb.board_facts()
+    assert facts["nvpmodel"] == {"id": 8, "name": "MODE_20W_6CORE"} and facts["jetson_clocks"] is True
     monkeypatch.setenv(pb.ENV_L4T, "banana")
     with pytest.raises(UsageError):
         pb.l4t_release()

@@ -23,12 +23,12 @@ def test_torchrun_two_gloo_ranks_train_identical_exits(tmp_path, _isolated_store
     weights = tmp_path / "backbone.pt"
     torch.manual_seed(0)
     torch.save(get_task(TASK).build_model().state_dict(), weights)
-    log = tmp_path / "runs"
+    log = _isolated_store / "runs"  # (no --log: torchrun's own parser would take it for --log-dir)
     env = dict(os.environ, OMP_NUM_THREADS="1", PANTHEON_PROGRESS="0", PANTHEON_DATA=str(_isolated_store))
     env.pop("CUDA_VISIBLE_DEVICES", None)
     cmd = [
         sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-        "-m", "pantheon.cli", "construct", "--task", TASK, "--pretrain", str(weights), "--log", str(log),
+        "-m", "pantheon.cli", "construct", "--task", TASK, "--pretrain", str(weights),
         "--max_epochs", "2", "--batch_size", "16", "--limit", "64",
     ]
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600, cwd=tmp_path)
@@ -37,7 +37,9 @@ def test_torchrun_two_gloo_ranks_train_identical_exits(tmp_path, _isolated_store
     assert len(runs) == 1, runs  # only rank 0 wrote, once
     run_dir = runs[0]
     st.verify(run_dir, kind="run")
-    assert proc.stdout.strip().splitlines() == [str(run_dir)]  # rank 0 printed the run directory, rank 1 did not
+    lines = proc.stdout.strip().splitlines()
+    assert lines[-1] == str(run_dir) and lines.count(str(run_dir)) == 1  # rank 0 printed it, rank 1 did not
+    assert proc.stdout.count("exits (held-out test split") == 1
     metrics = json.loads((run_dir / "metrics.json").read_text())
     ddp = metrics["ddp"]
     assert ddp["world_size"] == 2

@@ -331,8 +331,8 @@ def test_ssd_loss_prefers_the_right_answer():
     pos = iou >= 0.5
     pos[iou.argmax()] = True
     good_cls = torch.zeros(1, anchors.shape[0], 2)
-    good_cls[0, :, 0] = 5.0
-    good_cls[0, pos] = torch.tensor([-5.0, 5.0])
+    good_cls[0, :, 0] = 10.0
+    good_cls[0, pos] = torch.tensor([-10.0, 10.0])
     good_box = torch.zeros(1, anchors.shape[0], 4)
     good_box[0, pos] = metrics.encode_boxes(target[0]["boxes"].expand(int(pos.sum()), 4), anchors[pos])
     bad = metrics.ssd_loss(wrong_cls, wrong_box, anchors, target)

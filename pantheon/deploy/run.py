@@ -189,6 +189,14 @@ def run_container(
         labels = {"org.pantheon.app": app, "org.pantheon.run-id": run_id}
         env = {"PANTHEON_DATA": "/data", "PANTHEON_PROGRESS": "0", "PANTHEON_IMAGE_DIGEST": img.id,
                "PANTHEON_RUN_ID": run_id}
+        # Host facts a container cannot read itself (nvpmodel/jetson_clocks live on the host), for the
+        # run and bench manifests (pantheon.online.board honours these variables).
+        if facts.model:
+            env[pb.ENV_MODEL] = facts.model
+        if state.get("nvpmodel"):
+            env[pb.ENV_NVPMODEL] = f"{state['nvpmodel']['name']}:{state['nvpmodel']['id']}"
+        if state.get("jetson_clocks") is not None:
+            env[pb.ENV_CLOCKS] = "1" if state["jetson_clocks"] else "0"
         info: Dict[str, Any] = {"image": image, "image_id": img.id, "run_id": run_id, "app": app, "nvidia": nvidia}
         for i, pre_cmd in enumerate(pre):  # e.g. generating a shorter workload first
             spec = container_spec(session, facts, image, pre_cmd, f"pantheon-pre-{app}-{run_id}-{i}", nvidia, labels, env)

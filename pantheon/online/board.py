@@ -36,6 +36,8 @@ ENV_BOARD_ROOT = "PANTHEON_BOARD_ROOT"
 ENV_L4T = "PANTHEON_L4T_VERSION"  # override of the board's release; L4T_VERSION (jetson-containers) too
 ENV_MODEL = "PANTHEON_BOARD_MODEL"
 ENV_BASE_IMAGE = "PANTHEON_L4T_BASE_IMAGE"  # forces the l4t-pytorch base chosen for any release
+ENV_NVPMODEL = "PANTHEON_NVPMODEL"  # "MODE_20W_6CORE:8": the host's mode, passed into containers
+ENV_CLOCKS = "PANTHEON_JETSON_CLOCKS"  # "1"/"0": clocks pinned on the host, passed into containers
 
 # Image label carrying the L4T release of the base an image was built FROM (set by Dockerfile.jetson
 # from its L4T_VERSION build argument); `pantheon-deploy` compares it with the board before running.
@@ -461,7 +463,7 @@ def _run_quiet(argv: List[str], timeout: float = 5.0) -> Optional[str]:
 
 def power_mode() -> Optional[PowerMode]:
     """The active nvpmodel mode (``$PANTHEON_NVPMODEL`` = ``NAME:ID`` overrides); None off Jetson."""
-    env = os.environ.get("PANTHEON_NVPMODEL")
+    env = os.environ.get(ENV_NVPMODEL)
     if env and ":" in env:
         name, _, ident = env.rpartition(":")
         if ident.isdigit():
@@ -472,7 +474,14 @@ def power_mode() -> Optional[PowerMode]:
 
 
 def clocks() -> Optional[Dict[str, Any]]:
-    """``jetson_clocks --show`` parsed (needs root on a real board); None when unavailable."""
+    """``jetson_clocks --show`` parsed (needs root on a real board); None when unavailable.
+
+    ``$PANTHEON_JETSON_CLOCKS`` (``1``/``0``, set by pantheon-deploy for containers, which
+    cannot run the host's jetson_clocks) gives only ``{"locked": ...}``.
+    """
+    env = os.environ.get(ENV_CLOCKS)
+    if env in ("0", "1"):
+        return {"locked": env == "1", "source": ENV_CLOCKS}
     exe = board_command("jetson_clocks")
     text = _run_quiet([exe, "--show"]) if exe else None
     return parse_jetson_clocks_show(text) if text else None
