@@ -112,22 +112,31 @@ def make_image(target: str, base_image: str, tag: str, wheelhouse: Optional[Path
 
 
 @functools.lru_cache(maxsize=None)
-def _built(target: str, tag: str) -> Tuple[str, str]:
+def _built(target: str, tag: str) -> Tuple[str, str, Tuple[str, ...]]:
+    from pantheon.deploy.images import git_commit
+
     base, wh = local_base_image(), test_wheelhouse()
     t0 = time.monotonic()
+    before = git_commit(REPO)
     proc = make_image(target, base, tag, wh)
+    commits = (before, git_commit(REPO))  # the checkout may move while the image builds
     if proc.returncode != 0:
-        return "", (proc.stdout + proc.stderr)[-3000:]
-    return tag, f"built in {time.monotonic() - t0:.0f} s"
+        return "", (proc.stdout + proc.stderr)[-3000:], commits
+    return tag, f"built in {time.monotonic() - t0:.0f} s", commits
 
 
 def built_image(target: str, tag: str) -> str:
     """Build ``target`` from the local base + wheelhouse once per test process; fail with the log."""
     require_docker()
-    image, log = _built(target, tag)
+    image, log, _ = _built(target, tag)
     if not image:
         pytest.fail(f"make image-{target} failed:\n{log}", pytrace=False)
     return image
+
+
+def built_commits(target: str, tag: str) -> Tuple[str, ...]:
+    """The checkout's commit when :func:`built_image` started and ended its build."""
+    return _built(target, tag)[2]
 
 
 def built_jetson_image() -> str:

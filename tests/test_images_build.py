@@ -22,7 +22,8 @@ def _buildargs(argv):
 def test_jetson_defaults_follow_the_dockerfile():
     spec = images.build_args("jetson", commit="abc123")
     argv = spec.argv()
-    assert argv[:8] == ["docker", "build", "--network", "host", "-f", "Dockerfile.jetson", "-t", "pantheon-jetson:latest"]
+    assert argv[:9] == ["docker", "build", "--network", "host", "--force-rm", "-f", "Dockerfile.jetson", "-t",
+                        "pantheon-jetson:latest"]
     assert argv[-1] == str(REPO)
     # the L4T label of the Dockerfile's default base, read from its tag
     assert _buildargs(argv) == {"L4T_VERSION": "35.2.1", "PANTHEON_GIT_COMMIT": "abc123"}
@@ -95,7 +96,7 @@ def test_wheelhouse_is_linked_into_the_context_for_one_build(tmp_path):
 def test_dry_run_prints_the_command(capsys):
     assert images.main(["jetson", "--base-image", "b:1", "--tag", "t:2", "--l4t", "35.3.1", "--dry-run"]) == 0
     line = capsys.readouterr().out.strip()
-    assert line.startswith("docker build --network host -f Dockerfile.jetson -t t:2 --build-arg BASE_IMAGE=b:1 "
+    assert line.startswith("docker build --network host --force-rm -f Dockerfile.jetson -t t:2 --build-arg BASE_IMAGE=b:1 "
                            "--build-arg L4T_VERSION=35.3.1 --build-arg PANTHEON_GIT_COMMIT=")
 
 
@@ -111,8 +112,8 @@ def test_failed_build_names_the_dockerfiles_own_error(tmp_path):
     fake = tmp_path / "docker"
     fake.write_text("#!/bin/sh\n"
                     "echo 'Step 4/19 : RUN if ! command -v python3; then echo \"error: base image ${BASE_IMAGE} ...\"'\n"
-                    "echo 'error: base image busybox has no python3; build FROM an l4t-pytorch image'\n"
-                    "echo \"The command '/bin/sh -c if ...' returned a non-zero code: 1\"\n"
+                    "printf '\\033[91merror: base image busybox has no python3; build FROM an l4t-pytorch image\\n'\n"
+                    "printf '\\033[0mThe command /bin/sh -c if ... returned a non-zero code: 1\\n'\n"
                     "exit 1\n")
     fake.chmod(0o755)
     spec = images.build_args("jetson", "busybox", "t:x", commit="c")
@@ -137,3 +138,36 @@ def test_dockerignore_is_an_allowlist_of_what_the_dockerfiles_copy():
     for dockerfile in ("Dockerfile.jetson", "Dockerfile.desktop"):
         text = (REPO / dockerfile).read_text()
         assert "COPY . /src/" in text and "/src/deploy/wheelhouse" in text and "/src/deploy/apps" in text
+
+
+REQUIRES = ["torch>=2.0", "numpy>=1.21", "rich>=12", 'torchvision>=0.15; extra == "offline"',
+            'jetson-stats>=4.2; extra == "jetson"', 'backports.x>=1; python_version < "3.9" and extra == "jetson"']
+
+
+def _reqs(versions, extras=("jetson",)):
+    return images.requirements(extras=extras, installed=versions.get, requires=REQUIRES)
+
+
+def test_requirements_keep_nvidias_prerelease_torch():
+    # l4t-pytorch r35.2.1 ships torch 2.0.0a0+ec3941ad.nv23.02: `torch>=2.0` must not replace it.
+    got = _reqs({"torch": "2.0.0a0+ec3941ad.nv23.02", "numpy": "1.17.4"})
+    assert got == ["torch==2.0.0a0+ec3941ad.nv23.02", "numpy>=1.21", "rich>=12", "jetson-stats>=4.2",
+                   'backports.x>=1; python_version < "3.9"']
+
+
+def test_requirements_on_a_base_without_torch_pass_through():
+    assert _reqs({}, extras=("offline",)) == ["torch>=2.0", "numpy>=1.21", "rich>=12", "torchvision>=0.15"]
+    assert _reqs({"numpy": "1.24.4", "torchvision": "0.15.1a0"}, extras=("offline",))[1:] == [
+        "numpy==1.24.4", "rich>=12", "torchvision==0.15.1a0"]
+
+
+def test_requirements_refuse_a_base_with_an_old_torch():
+    with pytest.raises(DockerError, match=r"the base image's torch 1\.13\.1 is older than pantheon's torch>=2\.0"):
+        _reqs({"torch": "1.13.1"})
+
+
+def test_requirements_of_the_installed_package():
+    lines = images.requirements(extras=["jetson"])
+    names = [ln.split("=")[0].split(">")[0] for ln in lines]
+    assert names[0] == "torch" and lines[0].startswith("torch==")  # this venv's torch, kept
+    assert "jetson-stats" in names and "torchvision" not in names and "pymoo" not in names

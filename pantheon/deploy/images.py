@@ -63,7 +63,8 @@ class BuildSpec:
 
     def argv(self, docker: str = "docker") -> List[str]:
         """The ``docker build`` command line (the context is the last argument)."""
-        args = [docker, "build", "--network", self.network, "-f", self.dockerfile, "-t", self.tag]
+        # --force-rm: no stopped step containers left behind by a failed build (legacy builder)
+        args = [docker, "build", "--network", self.network, "--force-rm", "-f", self.dockerfile, "-t", self.tag]
         for key, value in self.buildargs.items():
             args += ["--build-arg", f"{key}={value}"]
         return args + [str(self.context)]
@@ -213,22 +214,108 @@ def build(spec: BuildSpec, docker: Optional[str] = None, quiet: bool = False) ->
 
 
 _OWN_ERROR = re.compile(r"^(?:#\d+ [\d.]+ )?(error: .*)$")  # legacy builder / BuildKit step output
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")  # the legacy builder colours a step's stderr
 
 
 def _reason(lines: Sequence[str]) -> str:
     """The most useful line of a failed build's output: our Dockerfile's own ``error:`` line first."""
-    for line in reversed(lines):
-        m = _OWN_ERROR.match(line.strip())
+    clean = [_ANSI.sub("", line).strip() for line in lines]
+    for line in reversed(clean):
+        m = _OWN_ERROR.match(line)
         if m:
             return m.group(1)
-    for line in reversed(lines):
-        if line.strip():
-            return line.strip()
+    for line in reversed(clean):
+        if line:
+            return line
     return "no output"
 
 
+# --- inside the build: pantheon's requirements over a base that ships torch --------------------------
+
+_NAME = re.compile(r"^\s*([A-Za-z0-9][A-Za-z0-9._-]*)")
+_EXTRA = re.compile(r"""extra\s*==\s*["']([^"']+)["']""")
+_FLOOR = re.compile(r">=\s*([0-9][0-9.]*)")
+
+
+def _canon(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def _release(version: str) -> tuple:
+    """``"2.0.0a0+ec3941ad.nv23.02"`` -> ``(2, 0, 0)``: the release part, pre/local labels ignored."""
+    m = re.match(r"\s*(\d+(?:\.\d+)*)", version)
+    parts = tuple(int(x) for x in m.group(1).split(".")) if m else ()
+    while parts and parts[-1] == 0:
+        parts = parts[:-1]
+    return parts
+
+
+def _installed(name: str) -> Optional[str]:
+    from importlib import metadata
+
+    try:
+        return metadata.version(name)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def requirements(
+    dist: str = "pantheon",
+    extras: Sequence[str] = (),
+    keep: Sequence[str] = ("torch",),
+    prefer: Sequence[str] = ("numpy", "torchvision"),
+    installed: Any = _installed,
+    requires: Optional[Sequence[str]] = None,
+) -> List[str]:
+    """The requirement lines of ``dist`` (core + ``extras``) to install over the base image.
+
+    NVIDIA's torch wheels carry pre-release versions (``2.0.0a0+ec3941ad.nv23.02`` in
+    l4t-pytorch r35.2.1), which ``torch>=2.0`` rejects, so pip would replace the base's CUDA
+    torch with a CPU wheel from PyPI. Instead: a ``keep`` package installed in the base is
+    pinned to its installed version after checking its release against the requirement's
+    floor (pre-release and local labels ignored); a ``prefer`` package is pinned the same way
+    when it meets the floor and left to pip otherwise; the rest pass through, their
+    ``extra == ...`` markers dropped.
+
+    Raises:
+        DockerError: a ``keep`` package of the base is older than the requirement's floor.
+    """
+    from importlib import metadata
+
+    reqs = list(requires if requires is not None else (metadata.requires(dist) or []))
+    keep_c, prefer_c = {_canon(k) for k in keep}, {_canon(p) for p in prefer}
+    out: List[str] = []
+    for req in reqs:
+        spec, _, marker = (part.strip() for part in req.partition(";"))
+        m = _EXTRA.search(marker)
+        if m:
+            if m.group(1) not in extras:
+                continue
+            marker = re.sub(r"(\s*and\s*)?" + _EXTRA.pattern + r"(\s*and\s*)?", " ", marker).strip()
+        name = _NAME.match(spec).group(1) if _NAME.match(spec) else spec
+        have = installed(name) if _canon(name) in keep_c | prefer_c else None
+        if have is not None:
+            floor = _FLOOR.search(spec)
+            ok = floor is None or _release(have) >= _release(floor.group(1))
+            if ok:
+                out.append(f"{name}=={have}")
+                continue
+            if _canon(name) in keep_c:
+                raise DockerError(f"the base image's {name} {have} is older than pantheon's {spec}: "
+                                  f"build FROM a base with {name} {floor.group(1) if floor else ''} or newer")
+        out.append(spec + (f"; {marker}" if marker else ""))
+    return out
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    """``python -m pantheon.deploy.images {jetson,desktop} [--base-image] [--tag] [--wheelhouse] [--l4t] [--dry-run]``."""
+    """``python -m pantheon.deploy.images {jetson,desktop} [--base-image] [--tag] [--wheelhouse] [--l4t] [--dry-run]``.
+
+    Inside the images' build stage: ``python -m pantheon.deploy.images requirements --extras jetson``
+    prints :func:`requirements` one per line.
+    """
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["requirements"]:
+        return _requirements_main(argv[1:])
     p = argparse.ArgumentParser(prog="python -m pantheon.deploy.images", description="Build a Pantheon image.")
     p.add_argument("target", choices=sorted(TARGETS))
     p.add_argument("--base-image", default="", help="BASE_IMAGE (empty: the Dockerfile's default)")
@@ -248,6 +335,22 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return exc.exit_code
     print(f"built {spec.tag}", file=sys.stderr)
+    return 0
+
+
+def _requirements_main(argv: Sequence[str]) -> int:
+    p = argparse.ArgumentParser(prog="python -m pantheon.deploy.images requirements")
+    p.add_argument("--extras", default="", help="comma-separated extras (jetson, offline, deploy)")
+    p.add_argument("--keep", default="torch", help="the base's packages to keep (checked against the floor)")
+    p.add_argument("--prefer", default="numpy,torchvision", help="the base's packages to keep when recent enough")
+    args = p.parse_args(argv)
+    split = lambda text: [x for x in text.split(",") if x]  # noqa: E731
+    try:
+        lines = requirements(extras=split(args.extras), keep=split(args.keep), prefer=split(args.prefer))
+    except DockerError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print("\n".join(lines))
     return 0
 
 

@@ -252,12 +252,12 @@ def load_modules(repo: Repository, device: str = "cpu", warmup: int = 3,
         blocks = [_load_one(chunk_file(mdir, "block", b), device) for b in range(t.exit_blocks[-1] + 1)]  # type: ignore[arg-type]
         exits = [_load_one(chunk_file(mdir, "branch", e), device) for e in t.exit_blocks]  # type: ignore[arg-type]
         lt = LoadedTask(t, blocks, exits, device)
-        _warm(lt, warmup, torch)
+        warm_up(lt, warmup, torch)
         out[name] = lt
     return out
 
 
-def _warm(lt: LoadedTask, warmup: int, torch: Any) -> None:
+def warm_up(lt: LoadedTask, warmup: int, torch: Any) -> None:
     t = lt.profile
     with torch.inference_mode():
         for _ in range(max(1, warmup)):

@@ -36,6 +36,7 @@ Example::
 from __future__ import annotations
 
 import collections
+import contextlib
 import itertools
 import json
 import signal
@@ -50,7 +51,14 @@ from typing import Any, Callable, Deque, Dict, List, Optional, Sequence, Tuple, 
 from pantheon.errors import PantheonError, RuntimeFault, UsageError
 from pantheon.online.events import Clock, EventLog, events_path
 from pantheon.online.memory import MemoryManager
-from pantheon.online.repository import LoadedTask, Repository, load_modules, read_repository, resolve_device
+from pantheon.online.repository import (
+    LoadedTask,
+    Repository,
+    load_modules,
+    read_repository,
+    resolve_device,
+    warm_up,
+)
 from pantheon.online.scheduler import BLOCK, DROPPED, EXIT, Job, Scheduler, check_policy
 from pantheon.online.workload import JobSpec, apply_timing, validate
 
@@ -298,6 +306,7 @@ class Runtime:
         self._decisions: List[Tuple[int, float]] = []
         self._be_done: List[Tuple[str, int]] = []
         self._threads: List[threading.Thread] = []
+        self._ready: List[threading.Event] = []
         self._errors: List[BaseException] = []
         self._outstanding = 0
         self._all_done = threading.Condition(threading.Lock())
@@ -336,11 +345,30 @@ class Runtime:
         self._old_switch = sys.getswitchinterval()
         sys.setswitchinterval(0.0005)  # hand the GIL over quickly between release and worker
         self._started = True
+        self._ready = [threading.Event() for _ in range(1 + len(self.best_effort))]
         self._spawn(self._worker, "pantheon-rt-worker")
         for k, (task, rate) in enumerate(self.best_effort):
             self._spawn(lambda t=task, r=rate, k=k: self._best_effort(t, r, k), f"pantheon-be-{task}")
+        self._wait_ready()
         self._start_telemetry()
         return self
+
+    def _warm_here(self, names: Sequence[str], stream: Any) -> None:
+        """Warm chunks up again in the calling thread, on its stream: cuDNN handles, the
+        caching allocator's per-stream pools and oneDNN caches are per thread/stream, and
+        paying for them on the first real jobs costs deadlines."""
+        torch = self._torch
+        ctx = torch.cuda.stream(stream) if stream is not None else contextlib.nullcontext()
+        with ctx:
+            for n in names:
+                warm_up(self.models[n], 2, torch)
+
+    def _wait_ready(self, timeout: float = 300.0) -> None:
+        deadline = time.monotonic() + timeout
+        for ev in self._ready:
+            while not ev.wait(0.05):
+                if self._errors or time.monotonic() > deadline:
+                    return  # stop() surfaces the error
 
     def _spawn(self, fn: Callable[[], None], name: str) -> None:
         def body() -> None:
@@ -501,6 +529,9 @@ class Runtime:
         torch = self._torch
         sched, clock, log, mem, ex = self.sched, self.clock, self.log, self.memory, self.executor
         models = self.models
+        ready = self._ready[0]
+        self._warm_here([n for n in self.repo.names if n not in dict(self.best_effort)], getattr(ex, "rt", None))
+        ready.set()
         with torch.inference_mode():
             while True:
                 with self._cv:
@@ -578,6 +609,9 @@ class Runtime:
         pending: Deque[Tuple[int, int]] = collections.deque()
         seq = 0
         cuda = isinstance(self.executor, CudaExecutor)
+        ready = self._ready[1 + k]
+        self._warm_here([task], self.executor.be if cuda else None)
+        ready.set()
         with torch.inference_mode():
             while not self._closing:
                 now = clock.now()
