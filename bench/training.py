@@ -24,6 +24,7 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import resource
@@ -97,11 +98,14 @@ def main(argv: Optional[List[str]] = None) -> int:
     ap.add_argument("--save", action="store_true", help="record bench/results/training.json")
     args = ap.parse_args(argv)
     os.environ.setdefault("PANTHEON_PROGRESS", "0")
-    with tempfile.TemporaryDirectory(prefix="pantheon-bench-training-") as tmp:
+    load_before = os.getloadavg()[0]
+    # the stages print their tables on stdout: keep stdout for the JSON
+    with tempfile.TemporaryDirectory(prefix="pantheon-bench-training-") as tmp, contextlib.redirect_stdout(sys.stderr):
         store = Store(args.data_root or tmp)
         rows = [bench_task(t.strip(), store, args.epochs, args.usable) for t in args.tasks.split(",") if t.strip()]
     result = {
         "rows": rows,
+        "load_avg_1m": [round(load_before, 2), round(os.getloadavg()[0], 2)],  # other processes skew the times
         "total_pretrain_s": round(sum(r["pretrain_s"] for r in rows), 2),
         "total_construct_s": round(sum(r["construct_s"] for r in rows), 2),
         "definition": "time_to_usable_s: exit-training seconds (train + per-epoch validation) until the deepest "

@@ -128,6 +128,7 @@ def pretrain_cmd(
     seed: int = typer.Option(0, "--seed", help="Seed of initialisation and shuffling."),
     limit: Optional[int] = typer.Option(None, "--limit", help="At most this many samples per split (quick runs)."),
     num_workers: int = typer.Option(0, "--num_workers", "--num-workers", help="DataLoader workers (file datasets)."),
+    gpu_id: Optional[int] = typer.Option(None, "--gpu_id", "--gpu-id", help="CUDA device (ignored without CUDA)."),
     force: bool = typer.Option(False, "--force", help="Retrain even when the store holds up-to-date weights."),
 ) -> None:
     """Train a task's full backbone briefly and cache it in the store (pretrained/<task>/).
@@ -136,7 +137,7 @@ def pretrain_cmd(
     """
     from pantheon.offline.pretrain import pretrain
 
-    typer.echo(pretrain(task, data_dir, epochs, seed, force, limit=limit, num_workers=num_workers))
+    typer.echo(pretrain(task, data_dir, epochs, seed, force, limit=limit, num_workers=num_workers, gpu_id=gpu_id))
 
 
 @app.command("construct")
@@ -452,6 +453,28 @@ def bench_cmd(
 # ---------------------------------------------------------------------------------------------
 # The end-to-end demo                                                      (issue 7)
 # ---------------------------------------------------------------------------------------------
+
+
+@app.command("demo")
+@handle_errors
+def demo_cmd(
+    out: Optional[Path] = typer.Option(
+        None, "--out", help="Artifact-store root for the demo (default $PANTHEON_DATA or ./pantheon-data)."
+    ),
+    quick: bool = typer.Option(False, "--quick", help="Fewer epochs and a shorter workload (~3 min)."),
+    force: bool = typer.Option(False, "--force", help="Redo every stage even when its inputs are unchanged."),
+    policies: Optional[List[str]] = typer.Option(
+        None, "--policy", help="Compare only these policies (repeatable; default: all)."
+    ),
+) -> None:
+    """Run the whole pipeline on the CPU with the bundled digits app: pretrain, slice, exits,
+    export, profile through a real profiler server, plan, live runtime under every policy, report.
+
+    Example: pantheon demo --quick
+    """
+    from pantheon.demo import demo
+
+    demo(out, quick=quick, force=force, policies=policies)
 
 
 def main() -> None:

@@ -194,3 +194,27 @@ def test_exit_accuracy_rises_with_depth_on_held_out_digits():
     # a rising trend: the deeper half of the exits beats the shallower half on average
     half = len(test) // 2
     assert sum(test[half:]) / (len(test) - half) > sum(test[:half]) / half + 0.03, test
+
+
+def test_pretrain_caches_is_deterministic_and_needs_data_for_paper_tasks():
+    from pantheon.offline.pretrain import pretrain, pretrained_metrics
+
+    runner = CliRunner()
+    argv = ["pretrain", "--task", "digits_googlenet", "--epochs", "1", "--limit", "128"]
+    first = runner.invoke(app, argv)
+    assert first.exit_code == 0, first.output
+    dest = Path(first.stdout.strip().splitlines()[-1])
+    manifest = st.verify(dest, kind="pretrained", required=["weights.pt", "metrics.json"])
+    assert manifest.inputs["epochs"] == 1 and manifest.inputs["seed"] == 0
+    metrics = pretrained_metrics("digits_googlenet")
+    assert 0.0 <= metrics["test"] <= 1.0 and len(metrics["history"]) == 1
+    sha = manifest.files["weights.pt"].sha256
+    again = runner.invoke(app, argv)
+    assert again.exit_code == 0 and "skipped: up to date" in again.output
+    # --force retrains from scratch: same seed, bit-identical weights
+    pretrain("digits_googlenet", epochs=1, limit=128, force=True)
+    assert st.verify(dest).files["weights.pt"].sha256 == sha
+    state = torch.load(dest / "weights.pt")
+    get_task("digits_googlenet").build_model().load_state_dict(state)  # a state dict of the architecture
+    res = runner.invoke(app, ["pretrain", "--task", "scene_recognition"])
+    assert res.exit_code == 1 and "reads its dataset from --data_dir" in res.output

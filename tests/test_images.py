@@ -200,6 +200,7 @@ def test_runtime_service_replays_a_workload_with_stand_in_telemetry(board, data_
     assert summary["jobs"] == jobs and 0.0 <= summary["dmr"] <= 1.0
     assert summary["telemetry"]["mean_gpu_load_pct"] == pytest.approx(53.7)
     assert json.loads((folder / "report.json").read_text())["jobs"] == jobs
+    assert (folder / "telemetry.png").stat().st_size > 0  # GPU load and power beside the response times
     store.verify(folder, kind="report")
 
 

@@ -163,6 +163,18 @@ def _wait(ctx: Ctx, container: Any) -> Tuple[Optional[int], bool]:
                 return None, True
 
 
+def _start(engine: RemoteEngine, spec: Dict[str, Any]) -> Any:
+    """``containers.run``; a Ctrl-C while the engine creates or starts it removes the container."""
+    try:
+        return engine.client.containers.run(**spec)
+    except KeyboardInterrupt:
+        try:
+            engine.client.containers.get(spec["name"]).remove(force=True)
+        except Exception:  # not created yet, or already gone: nothing to clean
+            pass
+        raise
+
+
 def run_container(
     ctx: Ctx,
     session: Session,
@@ -201,7 +213,7 @@ def run_container(
         for i, pre_cmd in enumerate(pre):  # e.g. generating a shorter workload first
             spec = container_spec(session, facts, image, pre_cmd, f"pantheon-pre-{app}-{run_id}-{i}", nvidia, labels, env)
             if engine.record(*cli_args(spec)):
-                c = engine.client.containers.run(**spec)
+                c = _start(engine, spec)
                 code = int(c.wait().get("StatusCode", -1))
                 out = c.logs().decode(errors="replace")
                 c.remove(force=True)
@@ -213,7 +225,8 @@ def run_container(
             return {**info, "dry_run": True}
         ctx.log(f"starting {spec['name']} on {session.board.name}")
         t0 = time.monotonic()
-        container = engine.client.containers.run(**spec)
+        container = _start(engine, spec)
+        ctx.log(f"{spec['name']} is running (Ctrl-C stops it and still collects what it wrote)")
         lines: List[str] = []
         streamer = threading.Thread(target=_stream_logs, args=(ctx, container, lines), daemon=True)
         streamer.start()
@@ -236,6 +249,7 @@ def run_container(
     info["local"] = collected["local"]
     info["collected_files"] = collected["files"]
     if interrupted:
+        ctx.log(f"interrupted: the container was stopped; what it wrote is in {info['local']}")
         raise KeyboardInterrupt
     if code != 0:
         tail = " | ".join(ln for ln in output.strip().splitlines()[-3:] if ln.strip()) or "no output"

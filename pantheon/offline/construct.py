@@ -259,13 +259,29 @@ def find_run(task: str, weights: Optional[str] = None, store: Optional[st.Store]
 # ---------------------------------------------------------------------------------------------
 
 
-def _loaders(cfg: ConstructConfig, task: Any, d: Dist) -> Tuple[Any, DataLoader, DataLoader, DataLoader]:
+@dataclass
+class _TrainData:
+    """The training split and how to load it; one DataLoader per epoch (seeded shuffles)."""
+
+    dataset: Any
+    sampler: Any
+    loader_kw: Dict[str, Any]
+
+    def loader(self, epoch: int, seed: int) -> DataLoader:
+        if self.sampler is not None:
+            self.sampler.set_epoch(epoch)
+            return DataLoader(self.dataset, sampler=self.sampler, **self.loader_kw)
+        g = torch.Generator().manual_seed(seed * 1000 + epoch)  # the shuffle of epoch e depends on (seed, e) only
+        return DataLoader(self.dataset, shuffle=True, generator=g, **self.loader_kw)
+
+
+def _loaders(cfg: ConstructConfig, task: Any, d: Dist) -> Tuple[_TrainData, DataLoader, DataLoader]:
+    """Training data (DistributedSampler under torchrun), validation and test loaders."""
     from pantheon.zoo.datasets import check_sample, collate, subset
 
     splits = {s: subset(task.load_split(s, cfg.data_dir), cfg.limit) for s in ("train", "val", "test")}
     check_sample(task, splits["train"])
-    in_memory = task.data_format == "digits"
-    workers = 0 if in_memory else cfg.num_workers
+    workers = 0 if task.data_format == "digits" else cfg.num_workers  # in memory: workers only add overhead
     kw: Dict[str, Any] = {"batch_size": cfg.batch_size, "num_workers": workers, "collate_fn": collate(task)}
     sampler = None
     if d.enabled:
@@ -273,19 +289,9 @@ def _loaders(cfg: ConstructConfig, task: Any, d: Dist) -> Tuple[Any, DataLoader,
 
         sampler = DistributedSampler(splits["train"], num_replicas=d.world_size, rank=d.rank, shuffle=True,
                                      seed=cfg.seed, drop_last=False)
-    train_ds = splits["train"]
     val = DataLoader(splits["val"], shuffle=False, **kw)
     test = DataLoader(splits["test"], shuffle=False, **kw)
-    return (train_ds, sampler, kw), val, test  # type: ignore[return-value]
-
-
-def _train_loader(train: Any, epoch: int, seed: int) -> DataLoader:
-    ds, sampler, kw = train
-    if sampler is not None:
-        sampler.set_epoch(epoch)
-        return DataLoader(ds, sampler=sampler, **kw)
-    g = torch.Generator().manual_seed(seed * 1000 + epoch)  # the shuffle of epoch e depends on (seed, e) only
-    return DataLoader(ds, shuffle=True, generator=g, **kw)
+    return _TrainData(splits["train"], sampler, kw), val, test
 
 
 def _reraise_data(exc: Exception) -> None:
@@ -448,14 +454,14 @@ def _run(cfg: ConstructConfig, task: Any, pretrain: Optional[Path], inputs: Dict
             f"lr {cfg.learning_rate:g}, batch {cfg.batch_size}, wd {cfg.weight_decay:g}, "
             f"{cfg.max_epochs} epochs on {device}" + (f" x{d.world_size} ranks" if d.enabled else "")
         )
-    steps = len(_train_loader(train, 0, cfg.seed))
+    steps = len(train.loader(0, cfg.seed))
     try:
         with console.progress() as bar:
             job = bar.add_task(f"exits {task.name}", total=steps * (cfg.max_epochs - start))
             for epoch in range(start, cfg.max_epochs):
                 t0 = time.perf_counter()
                 torch.manual_seed(cfg.seed * 1000 + epoch)  # dropout of epoch e depends on (seed, e) only
-                loss, seen = _train_epoch(task, mx, net, _train_loader(train, epoch, cfg.seed), opt, device, bar, job)
+                loss, seen = _train_epoch(task, mx, net, train.loader(epoch, cfg.seed), opt, device, bar, job)
                 t_train = time.perf_counter() - t0
                 sched.step()
                 _sync_buffers(mx, d)

@@ -33,14 +33,15 @@ KIND = "pretrained"
 WEIGHTS = "weights.pt"
 
 
-def _evaluate(task: Any, model: torch.nn.Module, loader: DataLoader, anchors: Any) -> float:
+def _evaluate(task: Any, model: torch.nn.Module, loader: DataLoader, anchors: Any, device: torch.device) -> float:
+    from pantheon.offline.exits import to_device
     from pantheon.zoo.metrics import make_metric
 
     model.eval()
     metric = make_metric(task, anchors)
     with torch.no_grad():
         for images, targets in loader:
-            metric.update(model(images), targets)
+            metric.update(model(images.to(device)), to_device(targets, device))
     return metric.compute()
 
 
@@ -59,6 +60,7 @@ def pretrain(
     store: Optional[st.Store] = None,
     limit: Optional[int] = None,
     num_workers: int = 0,
+    gpu_id: Optional[int] = None,
 ) -> Path:
     """Train ``task``'s full model and record it under ``pretrained/<task>/``; returns that directory.
 
@@ -71,11 +73,12 @@ def pretrain(
         store: the artifact store (default ``$PANTHEON_DATA``).
         limit: use at most this many samples per split (quick runs).
         num_workers: DataLoader workers for file datasets.
+        gpu_id: CUDA device to train on when CUDA exists (the CPU otherwise).
 
     Raises:
         UnknownTaskError, DataError (missing/corrupt dataset), UsageError (bad epochs).
     """
-    from pantheon.offline.exits import set_threads
+    from pantheon.offline.exits import pick_device, set_threads, to_device
     from pantheon.zoo import get_task
     from pantheon.zoo.datasets import check_sample, collate, fingerprint_inputs, subset
 
@@ -107,12 +110,14 @@ def pretrain(
     kw: Dict[str, Any] = {"batch_size": d.batch_size, "num_workers": workers, "collate_fn": collate(t)}
 
     torch.manual_seed(seed)
+    device = pick_device(gpu_id)
     model = t.build_model()
     anchors = None
     if t.is_detection:
         from pantheon.zoo.models import ssd_anchors
 
         anchors = ssd_anchors(model, t.input_shape)
+    model.to(device)
     opt = torch.optim.SGD(model.parameters(), lr=d.learning_rate, momentum=0.9, nesterov=True,
                           weight_decay=d.weight_decay)
     steps_per_epoch = -(-len(splits["train"]) // d.batch_size)
@@ -127,22 +132,22 @@ def pretrain(
             model.train()
             total = 0.0
             for images, targets in DataLoader(splits["train"], shuffle=True, generator=g, **kw):
-                loss = _loss(t, model(images), targets, anchors)
+                loss = _loss(t, model(images.to(device)), to_device(targets, device), anchors)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
                 sched.step()
                 total += float(loss.detach())
                 bar.advance(job)
-            val = _evaluate(t, model, val_loader, anchors)
+            val = _evaluate(t, model, val_loader, anchors, device)
             history.append({"epoch": epoch + 1, "loss": total / steps_per_epoch, "val": val})
-    test = _evaluate(t, model, DataLoader(splits["test"], shuffle=False, **kw), anchors)
+    test = _evaluate(t, model, DataLoader(splits["test"], shuffle=False, **kw), anchors, device)
     seconds = round(time.perf_counter() - t0, 2)
     metrics = {"task": t.name, "metric": t.metric_name, "val": history[-1]["val"], "test": test,
                "epochs": n_epochs, "seconds": seconds, "history": history}
     with st.write_artifact(dest, kind=KIND, inputs=inputs, force=True,
                            meta={"task": t.name, "arch": t.arch, "test": test}) as tmp:
-        torch.save(model.state_dict(), tmp / WEIGHTS)
+        torch.save({k: v.detach().cpu() for k, v in model.state_dict().items()}, tmp / WEIGHTS)
         (tmp / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     console.info(f"pretrain {t.name}: test {t.metric_name} {test:.3f} after {n_epochs} epochs ({seconds:.1f} s) -> {dest}")
     return dest

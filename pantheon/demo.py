@@ -1,0 +1,307 @@
+"""``pantheon demo``: the whole pipeline on the CPU with the bundled ``digits`` application.
+
+Stages (each recorded in the artifact store with its manifest; a re-run skips the stages
+whose inputs are unchanged and says so, ``force`` redoes them):
+
+1. pretrain the three digits backbones (scikit-learn's bundled digits, held-out test split);
+2. slice them, add and train the early exits, export chunks and exits to TorchScript;
+3. start ``pantheon profiler-server`` on 127.0.0.1 as a separate process and profile every
+   chunk and exit through it (real TCP), then stop it;
+4. plan the exits with ``deploy/apps/digits.yaml`` (pymoo);
+5. generate the workload and run the live runtime on the CPU with ``pantheon`` and every
+   baseline policy (same workload, same repository);
+6. print one table (policy, DMR, relative accuracy, preempted jobs, p99 response) and write
+   the report folder (PNG plots, markdown, JSON).
+
+Example::
+
+    result = demo(quick=True)
+    result.report          # <root>/reports/digits/demo/
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Dict, Iterator, List, Optional, Sequence
+
+from pantheon import __version__, console
+from pantheon.errors import ProfilerError
+from pantheon.formats import store as st
+
+APP = "digits"
+DEMO_PORT = 18765  # fixed so that re-runs recognise an unchanged profile (the port is part of its inputs)
+
+
+@dataclass
+class DemoSettings:
+    """What ``--quick`` changes: fewer pretraining and exit epochs, a shorter workload."""
+
+    pretrain_epochs: Optional[int]
+    construct_epochs: Optional[int]
+    duration_s: float
+    limit: Optional[int] = None
+
+    @classmethod
+    def for_mode(cls, quick: bool) -> DemoSettings:
+        if quick:
+            return cls(pretrain_epochs=4, construct_epochs=3, duration_s=4.0)
+        return cls(pretrain_epochs=None, construct_epochs=None, duration_s=8.0)
+
+
+@dataclass
+class DemoResult:
+    root: Path
+    repository: Path
+    workload: Path
+    logs: Dict[str, Path]
+    rows: List[Dict[str, Any]]
+    report: Path
+    stages: List[Any] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+# -- the profiler server as a separate process ---------------------------------------------
+
+
+class ProfilerProcess:
+    """``pantheon profiler-server`` in a child process on 127.0.0.1."""
+
+    def __init__(self, port: int, log_dir: Path) -> None:
+        log_dir.mkdir(parents=True, exist_ok=True)
+        self.out = log_dir / "profiler-server.out"
+        self.err = log_dir / "profiler-server.log"
+        cmd = [sys.executable, "-m", "pantheon.cli", "profiler-server", "--host", "127.0.0.1", "--port", str(port)]
+        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        env.pop("PANTHEON_TOKEN", None)
+        with open(self.out, "wb") as out, open(self.err, "wb") as err:
+            self.proc = subprocess.Popen(cmd, stdout=out, stderr=err, env=env)
+        self.port = self._wait_port()
+
+    def _wait_port(self, timeout: float = 120.0) -> int:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            m = re.search(r"listening on [\d.]+:(\d+)", self.out.read_text())
+            if m:
+                return int(m.group(1))
+            if self.proc.poll() is not None:
+                last = (self.err.read_text().strip().splitlines() or ["(no output)"])[-1]
+                raise ProfilerError(f"the profiler server exited with code {self.proc.returncode}: {last}")
+            time.sleep(0.05)
+        self.stop()
+        raise ProfilerError(f"the profiler server did not start within {timeout:.0f} s (see {self.err})")
+
+    def stop(self, timeout: float = 20.0) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        return self.proc.returncode
+
+
+@contextlib.contextmanager
+def profiler_server(log_dir: Path) -> Iterator[ProfilerProcess]:
+    """A server on the demo's fixed port, or on a free one when that port is taken."""
+    try:
+        server = ProfilerProcess(DEMO_PORT, log_dir)
+    except ProfilerError:
+        server = ProfilerProcess(0, log_dir)
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+# -- stages ----------------------------------------------------------------------------------
+
+
+def _pretrain_all(tasks: Sequence[str], s: DemoSettings, force: bool, store: st.Store) -> List[List[str]]:
+    from pantheon.offline.pretrain import pretrain, pretrained_metrics
+
+    rows = []
+    for task in tasks:
+        dest = store.pretrained_dir(task)
+        before = (dest / st.MANIFEST).read_text() if (dest / st.MANIFEST).is_file() else None
+        pretrain(task, epochs=s.pretrain_epochs, force=force, store=store, limit=s.limit)
+        after = (dest / st.MANIFEST).read_text()
+        status = "skipped (up to date)" if before == after else "trained"
+        acc = pretrained_metrics(task, store).get("test")
+        rows.append([task, status, "-" if acc is None else f"{100 * acc:.2f}%"])
+        console.info(f"pretrain {task}: {status}, held-out test accuracy {rows[-1][2]}")
+    return rows
+
+
+def _workload(app: Any, repo_dir: Path, s: DemoSettings, force: bool, store: st.Store) -> Path:
+    """The demo's workload: the app's streams for ``duration_s`` (shorter with --quick)."""
+    from pantheon.formats import write_workloads
+    from pantheon.online.repository import read_repository
+    from pantheon.online.workload import generate
+
+    dest = store.app_dir(app.name) / f"workload-demo-{int(s.duration_s)}s"
+    inputs = {"app": st.fingerprint(Path(app.source)) if app.source else app.name,
+              "repository": st.sha256_file(repo_dir / st.MANIFEST), "seed": app.seed, "duration_s": s.duration_s}
+    if not force and st.is_complete(dest, inputs):
+        console.info(f"workload: skipped (up to date) -> {dest}")
+        return dest / "workload.bin"
+    ws = generate(app, repo=read_repository(repo_dir), duration_s=s.duration_s)
+    with st.write_artifact(dest, kind="workload", inputs=inputs, force=True,
+                           meta={"app": app.name, "jobs": len(ws.workload), "duration_s": s.duration_s}) as tmp:
+        write_workloads(tmp / "workload.bin", ws)
+    console.info(f"workload: {len(ws.workload)} jobs over {s.duration_s:.0f} s -> {dest}")
+    return dest / "workload.bin"
+
+
+def _run_policies(repo_dir: Path, workload: Path, policies: Sequence[str], force: bool,
+                  store: st.Store) -> Dict[str, Path]:
+    """One live CPU run per policy; a run whose repository, workload and policy are unchanged is reused."""
+    from pantheon.online.runtime import run
+
+    logs: Dict[str, Path] = {}
+    base = store.logs_dir(APP) / "demo"
+    with console.progress() as bar:
+        t = bar.add_task("live runs", total=len(policies))
+        for policy in policies:
+            dest = base / policy
+            inputs = {"repository": st.sha256_file(repo_dir / st.MANIFEST), "workload": st.sha256_file(workload),
+                      "policy": policy, "version": __version__}
+            bar.update(t, description=f"live run: {policy}")
+            if not force and st.is_complete(dest, inputs):
+                console.info(f"runtime {policy}: skipped (up to date) -> {dest}")
+            else:
+                with st.write_artifact(dest, kind="demo-run", inputs=inputs, force=True,
+                                       meta={"policy": policy, "device": "cpu"}) as tmp:
+                    summary = run(repo_dir, workload, tmp / "run", policy=policy, device="cpu",
+                                  telemetry="psutil", progress=False, handle_signals=False)
+                console.info(f"runtime {policy}: DMR {100 * summary['dmr']:.2f}%, "
+                             f"relative accuracy {100 * summary['relative_accuracy']:.2f}%")
+            logs[policy] = dest / "run"
+            bar.advance(t)
+    return logs
+
+
+def _policy_plot(rows: Sequence[Dict[str, Any]], folder: Path) -> Optional[str]:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return None
+    names = [r["policy"] for r in rows]
+    fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
+    axes[0].bar(names, [100 * r["dmr"] for r in rows], color="#c0504d")
+    axes[0].set_ylabel("deadline miss rate (%)")
+    axes[1].bar(names, [100 * r["relative_accuracy"] for r in rows], color="#4f81bd")
+    axes[1].set_ylabel("relative accuracy (%)")
+    for ax in axes:
+        ax.tick_params(axis="x", rotation=35)
+        ax.grid(axis="y", alpha=0.3)
+    fig.suptitle("digits demo: the same workload under every policy (live, CPU)")
+    fig.tight_layout()
+    name = "policies.png"
+    fig.savefig(folder / name, dpi=110)
+    plt.close(fig)
+    return name
+
+
+def _report(rows: List[Dict[str, Any]], logs: Dict[str, Path], workload: Path, pretrain_rows: List[List[str]],
+            store: st.Store) -> Path:
+    from pantheon.analysis import report as rp
+
+    dest = store.report_dir(APP, "demo")
+    with st.write_artifact(dest, kind="report", force=True,
+                           inputs={p: st.sha256_file(log / "events.jsonl") for p, log in logs.items()}) as tmp:
+        plots: List[str] = []
+        name = _policy_plot(rows, tmp)
+        if name:
+            plots.append(name)
+        main = "pantheon" if "pantheon" in logs else next(iter(logs))
+        data = rp.analyze(logs[main], workload)
+        try:
+            from pantheon.analysis import plots as P
+
+            plots += [f"{main}/{p}" for p in P.draw_all(data, _mkdir(tmp / main))]
+        except ImportError:
+            console.warn("matplotlib is not installed: the report has no PNG plots")
+        summaries = {p: rp.analyze(log, workload)["summary"] for p, log in logs.items()}
+        (tmp / "report.json").write_text(json.dumps(
+            {"app": APP, "version": __version__, "pretrain": pretrain_rows, "comparison": rows,
+             "summaries": summaries}, indent=2, default=str) + "\n")
+        lines = ["# Pantheon demo: digits on the CPU", "",
+                 "Three digit classifiers (ResNet18, MobileNetV2, GoogLeNet) share the CPU. The same workload",
+                 "was replayed live under every policy; accuracies were measured on held-out digits.", "",
+                 "## Policies", "", rp.compare_markdown(rows),
+                 "## Backbones (held-out test accuracy)", "", "| task | stage | accuracy |", "|---|---|---|"]
+        lines += [f"| {a} | {b} | {c} |" for a, b, c in pretrain_rows]
+        lines += ["", f"## The `{main}` run in detail", "", rp.markdown(summaries[main], title=f"{main} policy")]
+        lines += ["## Plots", ""] + [f"![{Path(p).stem}]({p})" for p in plots]
+        (tmp / "report.md").write_text("\n".join(lines) + "\n")
+    return dest
+
+
+def _mkdir(p: Path) -> Path:
+    p.mkdir(parents=True, exist_ok=True)
+    return p
+
+
+def demo(out: Optional[Path] = None, *, quick: bool = False, force: bool = False,
+         policies: Optional[Sequence[str]] = None) -> DemoResult:
+    """Run the whole digits demo; see the module docstring.
+
+    Args:
+        out: the artifact-store root for the demo (default ``$PANTHEON_DATA`` / ``./pantheon-data``).
+        quick: fewer epochs and a shorter workload (about 3 minutes once installed).
+        force: redo every stage even when its inputs are unchanged.
+        policies: policies to compare (default: every policy of the scheduler).
+    """
+    from pantheon.formats.app import load_app
+    from pantheon.offline.pipeline import PipelineOptions, pipeline
+    from pantheon.online.scheduler import POLICIES, check_policy
+
+    t0 = time.monotonic()
+    if out is not None:
+        os.environ[st.ENV_ROOT] = str(Path(out).resolve())
+    store = st.Store()
+    chosen = [check_policy(p) for p in (policies or POLICIES)]
+    settings = DemoSettings.for_mode(quick)
+    app = load_app(APP)
+    tasks = list(app.tasks)
+    console.info(f"[bold]Pantheon demo[/bold] ({'quick' if quick else 'full'}): app {app.name}, tasks "
+                 f"{', '.join(tasks)}; artifact store {store.root}")
+
+    console.info("[bold]1. pretrain the backbones[/bold]")
+    pretrain_rows = _pretrain_all(tasks, settings, force, store)
+
+    console.info("[bold]2-4. slice, train exits, export, profile through the profiler server, plan[/bold]")
+    with tempfile.TemporaryDirectory(prefix="pantheon-demo-") as tmp, profiler_server(Path(tmp)) as server:
+        console.info(f"profiler server (pid {server.proc.pid}) listening on 127.0.0.1:{server.port}")
+        stages = pipeline(app.name, PipelineOptions(board=f"127.0.0.1:{server.port}", force=force,
+                                                    epochs=settings.construct_epochs, limit=settings.limit))
+    repo_dir = store.repository_dir(app.name)
+
+    console.info("[bold]5. live runtime on the CPU, every policy, the same workload[/bold]")
+    workload = _workload(app, repo_dir, settings, force, store)
+    logs = _run_policies(repo_dir, workload, chosen, force, store)
+
+    console.info("[bold]6. report[/bold]")
+    from pantheon.analysis.report import COMPARE_COLUMNS, compare, compare_rows
+
+    rows = compare([logs[p] for p in chosen], workload)
+    report = _report(rows, logs, workload, pretrain_rows, store)
+    console.print_table(f"digits demo: {rows[0]['jobs']} jobs, live on the CPU", COMPARE_COLUMNS, compare_rows(rows))
+    secs = time.monotonic() - t0
+    console.out.print(f"report: {report / 'report.md'} (plots: {report}/*.png)")
+    console.info(f"demo finished in {secs:.0f} s")
+    return DemoResult(store.root, repo_dir, workload, logs, rows, report, stages, secs)
