@@ -54,9 +54,10 @@ def conn_args(s: Dict[str, str], remote_root: Path) -> List[str]:
 def make_board(s: Dict[str, str], remote_root: Path, **kw: object):
     from pantheon.deploy.ssh import parse_board
 
-    values = dict(identity=s["key"], known_hosts=s["known_hosts"], remote_root=str(remote_root), connect_timeout=3)
+    values = dict(identity=s["key"], known_hosts=s["known_hosts"], remote_root=str(remote_root), connect_timeout=3,
+                  port=int(s["port"]), user=s["user"])
     values.update(kw)
-    return parse_board(board_spec(s), **values)
+    return parse_board(s["host"], **values)
 
 
 def stand_in_board_root(dest: Path, release_line: Optional[str] = None) -> Path:

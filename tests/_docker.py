@@ -14,6 +14,7 @@ Nothing here mocks Docker: without an engine there is nothing to test, hence the
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import io
 import os
@@ -115,14 +116,54 @@ def make_image(target: str, base_image: str, tag: str, wheelhouse: Optional[Path
 def _built(target: str, tag: str) -> Tuple[str, str, Tuple[str, ...]]:
     from pantheon.deploy.images import git_commit
 
+    client = require_docker()
     base, wh = local_base_image(), test_wheelhouse()
+    old = _image_id(client, tag)
     t0 = time.monotonic()
     before = git_commit(REPO)
     proc = make_image(target, base, tag, wh)
     commits = (before, git_commit(REPO))  # the checkout may move while the image builds
     if proc.returncode != 0:
         return "", (proc.stdout + proc.stderr)[-3000:], commits
+    remove_stale_builds(client, tag, old)
     return tag, f"built in {time.monotonic() - t0:.0f} s", commits
+
+
+def _image_id(client: Any, ref: str) -> Optional[str]:
+    try:
+        return client.images.get(ref).id
+    except Exception:
+        return None
+
+
+def remove_stale_builds(client: Any, tag: str, old_id: Optional[str]) -> None:
+    """Free the disk of earlier test builds (vfs keeps every layer as a full copy).
+
+    Removes the image ``tag`` pointed to before this build, and every throwaway build stage of the
+    images but the newest (dangling images made by the Dockerfiles' pip step), keeping the local
+    base and the build cache of this build.
+    """
+    if old_id and old_id != _image_id(client, tag):
+        with contextlib.suppress(Exception):
+            client.images.remove(old_id)
+    stages = []
+    for img in client.images.list(filters={"dangling": True}):
+        cmd = " ".join((img.attrs.get("ContainerConfig") or {}).get("Cmd") or [])
+        if "/opt/pantheon/bin/pantheon --version" in cmd:  # the last step of both build stages
+            stages.append(img)
+    for img in sorted(stages, key=lambda i: i.attrs.get("Created", ""))[:-1]:
+        with contextlib.suppress(Exception):
+            client.images.remove(img.id)
+
+
+def remove_descendants(client: Any, image_id: str) -> None:
+    """Remove the intermediate images a (failed) build left on top of ``image_id``, then it."""
+    for img in client.images.list(all=True):
+        if img.id != image_id and any(h.get("Id") == image_id for h in img.history()):
+            with contextlib.suppress(Exception):
+                client.images.remove(img.id, force=True)
+    with contextlib.suppress(Exception):
+        client.images.remove(image_id, force=True)
 
 
 def built_image(target: str, tag: str) -> str:

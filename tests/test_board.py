@@ -123,6 +123,7 @@ def test_image_compatibility_rules():
     assert "r36.2.0" in msg and "r35.3.1" in msg and "nvcr.io/nvidia/l4t-pytorch:r35.2.1-pth2.0-py3" in msg
     assert pb.compatibility_problem("35.3.1", "35.2.1", "img") is None
     assert "no org.pantheon.l4t label" in pb.compatibility_problem("35.3.1", None, "img")
+    assert "no org.pantheon.l4t label" in pb.compatibility_problem("35.3.1", "", "img")  # a non-L4T base
 
 
 def test_local_readers_honour_board_root(tmp_path, monkeypatch):

@@ -144,6 +144,32 @@ def test_missing_dataset_folder_and_wrong_image_size(tmp_path):
     assert not (st.Store().root / "runs").exists()
 
 
+@pytest.mark.parametrize("workers", ["0", "1"])
+def test_corrupt_image_in_a_dataset_is_one_line_and_writes_nothing(tmp_path, workers):
+    from PIL import Image
+
+    base = tmp_path / "data" / "adience_age"
+    for c in range(8):
+        for i in range(3):
+            path = base / "train" / f"age{c}" / f"{i}.png"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            Image.new("RGB", (20, 20), (c * 30, 0, 0)).save(path)
+        path = base / "test" / f"age{c}" / "0.png"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        Image.new("RGB", (20, 20), (c * 30, 0, 0)).save(path)
+    broken = base / "train" / "age7" / "2.png"
+    broken.write_bytes(b"\x89PNG but truncated")
+    res = CliRunner().invoke(app, [
+        "construct", "--task", "age_classification", "--data_dir", str(tmp_path / "data"), "--max_epochs", "1",
+        "--batch_size", "8", "--num_workers", workers, "--log", str(tmp_path / "runs"),
+    ])
+    assert res.exit_code == 1
+    lines = [ln for ln in res.output.strip().splitlines() if ln.startswith("error:")]
+    assert len(lines) == 1 and f"cannot read image {broken}" in lines[0], res.output
+    assert "Traceback" not in res.output and "worker process" not in res.output
+    assert not (tmp_path / "runs").exists()
+
+
 class _DataDependent(torch.nn.Module):
     """A model torch.fx cannot trace: Python control flow on a tensor value."""
 

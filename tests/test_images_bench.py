@@ -83,7 +83,8 @@ def test_bench_writes_a_verified_results_folder_with_the_environment(tiny_app, _
         assert 0.0 <= summary["dmr"] <= 1.0
         assert (dest / "runs" / policy / "events.jsonl").is_file()
     assert [r["queue_length"] for r in results["scheduler_latency"]] == list(range(1, 12))
-    assert results["dispatch_overhead"]["jobs"] == 20
+    assert results["dispatch_overhead"]["jobs"] >= 20  # whole batches of the benchmark
+    assert results["dispatch_overhead"]["overhead_per_chunk_median_us"] is not None
     table = (dest / "table.md").read_text()
     assert "| pantheon |" in table and "| fifo |" in table and "53.7" in table
 

@@ -171,3 +171,10 @@ def test_requirements_of_the_installed_package():
     names = [ln.split("=")[0].split(">")[0] for ln in lines]
     assert names[0] == "torch" and lines[0].startswith("torch==")  # this venv's torch, kept
     assert "jetson-stats" in names and "torchvision" not in names and "pymoo" not in names
+
+
+def test_failed_smoke_test_reason_is_the_python_exception():
+    lines = ["pantheon 0.1.0", "\x1b[91mTraceback (most recent call last):", '\x1b[0m\x1b[91m  File "<string>", line 1',
+             "\x1b[0m\x1b[91mRuntimeError: operator torchvision::nms does not exist",
+             "\x1b[0mThe command '/bin/sh -c export ...' returned a non-zero code: 1"]
+    assert images._reason(lines) == "RuntimeError: operator torchvision::nms does not exist"

@@ -217,13 +217,18 @@ _OWN_ERROR = re.compile(r"^(?:#\d+ [\d.]+ )?(error: .*)$")  # legacy builder / B
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")  # the legacy builder colours a step's stderr
 
 
+_PY_ERROR = re.compile(r"^[A-Za-z_][\w.]*(?:Error|Exception)\b.*")  # a Python exception's last line
+
+
 def _reason(lines: Sequence[str]) -> str:
-    """The most useful line of a failed build's output: our Dockerfile's own ``error:`` line first."""
+    """The most useful line of a failed build's output: our Dockerfile's own ``error:`` line,
+    else a Python exception (e.g. a smoke test's), else the last line."""
     clean = [_ANSI.sub("", line).strip() for line in lines]
-    for line in reversed(clean):
-        m = _OWN_ERROR.match(line)
-        if m:
-            return m.group(1)
+    for pattern in (_OWN_ERROR, _PY_ERROR):
+        for line in reversed(clean):
+            m = pattern.match(line)
+            if m:
+                return m.group(1) if pattern is _OWN_ERROR else line
     for line in reversed(clean):
         if line:
             return line

@@ -32,19 +32,21 @@ Example::
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
+import re
 import time
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 import torch
 from torch.utils.data import DataLoader
 
 from pantheon import console
-from pantheon.errors import DataError, ManifestError, PantheonError, UsageError, WeightsError
+from pantheon.errors import ManifestError, PantheonError, UsageError, WeightsError
 from pantheon.formats import store as st
 
 CHECKPOINT = "checkpoint.pt"
@@ -294,10 +296,17 @@ def _loaders(cfg: ConstructConfig, task: Any, d: Dist) -> Tuple[_TrainData, Data
     return _TrainData(splits["train"], sampler, kw), val, test
 
 
-def _reraise_data(exc: Exception) -> None:
-    """DataLoader workers re-raise a DataError with a traceback in the text: keep its last line."""
-    text = str(exc).strip().splitlines()
-    raise DataError(text[-1] if text else exc.__class__.__name__) from exc
+@contextlib.contextmanager
+def clean_worker_errors() -> Iterator[None]:
+    """A DataLoader worker re-raises our error with its traceback in the text: keep the message line."""
+    try:
+        yield
+    except PantheonError as exc:
+        text = str(exc.args[0]) if exc.args else ""
+        if "DataLoader worker" not in text:
+            raise
+        last = text.strip().splitlines()[-1]
+        raise type(exc)(re.sub(r"^[\w.]+(Error|Fault): ", "", last)) from exc
 
 
 # ---------------------------------------------------------------------------------------------
@@ -455,32 +464,26 @@ def _run(cfg: ConstructConfig, task: Any, pretrain: Optional[Path], inputs: Dict
             f"{cfg.max_epochs} epochs on {device}" + (f" x{d.world_size} ranks" if d.enabled else "")
         )
     steps = len(train.loader(0, cfg.seed))
-    try:
-        with console.progress() as bar:
-            job = bar.add_task(f"exits {task.name}", total=steps * (cfg.max_epochs - start))
-            for epoch in range(start, cfg.max_epochs):
-                t0 = time.perf_counter()
-                torch.manual_seed(cfg.seed * 1000 + epoch)  # dropout of epoch e depends on (seed, e) only
-                loss, seen = _train_epoch(task, mx, net, train.loader(epoch, cfg.seed), opt, device, bar, job)
-                t_train = time.perf_counter() - t0
-                sched.step()
-                _sync_buffers(mx, d)
-                val_acc = evaluate_exits(task, mx, val, device)
-                history.append({"epoch": epoch + 1, "loss": loss, "val": val_acc, "lr": opt.param_groups[0]["lr"],
-                                "samples": seen, "train_seconds": round(t_train, 3),
-                                "seconds": round(time.perf_counter() - t0, 3)})
-                if d.is_main:
-                    console.info(f"epoch {epoch + 1}/{cfg.max_epochs}: loss {loss:.4f}; val {task.metric_name} "
-                                 f"per exit: {_fmt(val_acc)}")
-                    _write(run_dir, cfg, task, inputs, mx, opt, sched, epoch, history, shapes, complete=False)
-                _barrier(d)
-    except PantheonError:
-        raise
-    except RuntimeError as exc:
-        if "DataLoader worker" in str(exc) or "DataError" in str(exc):
-            _reraise_data(exc)
-        raise
-    test_acc = evaluate_exits(task, mx, test, device)
+    with clean_worker_errors(), console.progress() as bar:
+        job = bar.add_task(f"exits {task.name}", total=steps * (cfg.max_epochs - start))
+        for epoch in range(start, cfg.max_epochs):
+            t0 = time.perf_counter()
+            torch.manual_seed(cfg.seed * 1000 + epoch)  # dropout of epoch e depends on (seed, e) only
+            loss, seen = _train_epoch(task, mx, net, train.loader(epoch, cfg.seed), opt, device, bar, job)
+            t_train = time.perf_counter() - t0
+            sched.step()
+            _sync_buffers(mx, d)
+            val_acc = evaluate_exits(task, mx, val, device)
+            history.append({"epoch": epoch + 1, "loss": loss, "val": val_acc, "lr": opt.param_groups[0]["lr"],
+                            "samples": seen, "train_seconds": round(t_train, 3),
+                            "seconds": round(time.perf_counter() - t0, 3)})
+            if d.is_main:
+                console.info(f"epoch {epoch + 1}/{cfg.max_epochs}: loss {loss:.4f}; val {task.metric_name} "
+                             f"per exit: {_fmt(val_acc)}")
+                _write(run_dir, cfg, task, inputs, mx, opt, sched, epoch, history, shapes, complete=False)
+            _barrier(d)
+    with clean_worker_errors():
+        test_acc = evaluate_exits(task, mx, test, device)
     checksums = _gather_checksums(state_checksum(mx.exit_state()), d)
     if d.is_main:
         extra = {"test": test_acc, "val": history[-1]["val"] if history else [],

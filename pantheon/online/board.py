@@ -275,8 +275,9 @@ def image_compatible(host_release: Optional[str], image_release: Optional[str]) 
 
 def compatibility_problem(host_release: Optional[str], image_release: Optional[str], image: str) -> Optional[str]:
     """None when compatible, else one line naming the mismatch and the base to build from."""
-    if image_release is None:
-        return f"image {image} carries no {L4T_LABEL} label: rebuild it with pantheon-deploy build"
+    if not image_release or release_tuple(image_release) is None:
+        return (f"image {image} carries no {L4T_LABEL} label (built FROM a base without an L4T release): "
+                f"rebuild it on the board with pantheon-deploy build --board")
     if host_release is None:
         return None  # not a Jetson: the caller decides (CPU trials)
     if image_compatible(host_release, image_release):

@@ -217,9 +217,9 @@ _TASKS: List[Task] = [
         exit_channels=64,
     ),
     _cls(
-        "digits_googlenet", "Digits (demo) on GoogLeNet", "googlenet", (3, 32, 32), 10,
+        "digits_googlenet", "Digits (demo) on GoogLeNet", "googlenet", (3, 48, 48), 10,
         _DIGITS_EXITS, "digits", "digits", group="demo", notes=_DIGITS_NOTE,
-        pretrain=PretrainDefaults(learning_rate=0.02, batch_size=64, weight_decay=5e-4, epochs=5),  # 0.05 diverges early
+        pretrain=PretrainDefaults(learning_rate=0.02, batch_size=64, weight_decay=5e-4, epochs=4),  # 0.05 diverges early
         exit_channels=64,
     ),
     _cls(
