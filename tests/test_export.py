@@ -44,7 +44,7 @@ def test_variants_directory_follows_the_contract(variants, run_dir):
     B = info["num_blocks"]
     assert B >= 6 and info["original_exit"] == B - 1
     assert info["task"] == TASK and info["arch"] == "googlenet" and info["kind"] == "classification"
-    assert info["input_shape"] == [3, 32, 32] and info["num_classes"] == 10
+    assert info["input_shape"] == list(get_task(TASK).input_shape) and info["num_classes"] == 10
     assert len(info["block_out_shapes"]) == B
     expected = {f"block_{j:02d}.pt" for j in range(B)} | {f"branch_{j:02d}.pt" for j in range(B)}
     assert expected | {"variants.json"} == set(manifest.files)
@@ -56,7 +56,7 @@ def test_variants_directory_follows_the_contract(variants, run_dir):
 def test_files_load_without_pantheon_and_reproduce_the_eager_exits(variants, run_dir, tmp_path):
     info = json.loads((variants / "variants.json").read_text())
     B = info["num_blocks"]
-    x = torch.randn(3, 3, 32, 32, generator=torch.Generator().manual_seed(5))
+    x = torch.randn(3, *get_task(TASK).input_shape, generator=torch.Generator().manual_seed(5))
     torch.save(x, tmp_path / "x.pt")
     script = (
         "import sys, torch\n"

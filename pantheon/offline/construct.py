@@ -14,6 +14,9 @@ The seed's ``offline/construct.py`` (appendix Table 2), re-done as a library cal
    ``config.json``; ``history.json``; manifest of kind ``run``); at the end measure
    every exit on the held-out test split (``metrics.json``).
 
+With an in-memory dataset (digits) the frozen blocks run once and their outputs are
+cached, so each epoch only runs the exits (:class:`FeatureCache`).
+
 Deterministic with ``--seed``: the exits' initialisation, the shuffling and dropout of
 epoch ``e`` are seeded from ``(seed, e)``, so a resumed run ends with the same weights
 as an uninterrupted one. Launched by ``torchrun`` (``WORLD_SIZE`` > 1) it trains with
@@ -53,6 +56,7 @@ CHECKPOINT = "checkpoint.pt"
 RUN_KIND = "run"
 CHECKPOINT_FORMAT = 1
 MOMENTUM = 0.9
+FEATURE_CACHE_BYTES = 2 << 30  # cache the frozen blocks' outputs when they fit in 2 GiB
 
 
 @dataclass
@@ -339,6 +343,71 @@ def _train_epoch(task: Any, model: Any, net: Any, loader: DataLoader, opt: Any, 
     return total / max(1, batches), samples
 
 
+class FeatureCache:
+    """Every block's output over a dataset, computed once.
+
+    The backbone is frozen and in eval mode, so a block's output for an image never
+    changes: with an in-memory dataset and no augmentation (the digits demo) the exits
+    can train on cached features instead of re-running the backbone every epoch.
+    """
+
+    def __init__(self, mx: Any, dataset: Any, device: torch.device, batch_size: int = 256) -> None:
+        feats: List[List[torch.Tensor]] = [[] for _ in range(mx.num_blocks)]
+        labels = []
+        mx.eval()
+        with torch.no_grad():
+            for images, targets in DataLoader(dataset, batch_size=batch_size, shuffle=False):
+                x = images.to(device)
+                for j, block in enumerate(mx.blocks):
+                    x = block(x)
+                    feats[j].append(x)
+                labels.append(targets.to(device))
+        self.feats = [torch.cat(f) for f in feats]
+        self.labels = torch.cat(labels)
+
+    def __len__(self) -> int:
+        return int(self.labels.shape[0])
+
+    @staticmethod
+    def nbytes(shapes: List[List[int]], n: int) -> int:
+        per_image = sum(int(torch.tensor(s).prod()) for s in shapes)
+        return per_image * n * 4
+
+
+def _train_epoch_cached(task: Any, mx: Any, cache: FeatureCache, batch_size: int, epoch: int, seed: int, opt: Any,
+                        bar: Any, bar_task: Any) -> Tuple[float, int]:
+    from pantheon.offline.exits import task_loss
+
+    mx.train()
+    g = torch.Generator().manual_seed(seed * 1000 + epoch)  # same (seed, epoch) -> same batches
+    perm = torch.randperm(len(cache), generator=g).to(cache.labels.device)
+    total, batches = 0.0, 0
+    for i in range(0, len(cache), batch_size):
+        idx = perm[i : i + batch_size]
+        y = cache.labels[idx]
+        loss = sum(task_loss(task, mx.exits[j](cache.feats[j][idx]), y) for j in range(mx.num_blocks - 1))
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        total += float(loss.detach())
+        batches += 1
+        bar.advance(bar_task)
+    return total / max(1, batches), len(cache)
+
+
+@torch.no_grad()
+def _evaluate_cached(task: Any, mx: Any, cache: FeatureCache, batch_size: int) -> List[float]:
+    from pantheon.zoo.metrics import Top1
+
+    mx.eval()
+    metrics = [Top1() for _ in range(mx.num_blocks)]
+    for i in range(0, len(cache), batch_size):
+        y = cache.labels[i : i + batch_size]
+        for j, m in enumerate(metrics):
+            m.update(mx.exits[j](cache.feats[j][i : i + batch_size]), y)
+    return [m.compute() for m in metrics]
+
+
 def task_loss_at(task: Any, model: Any, outs: List[Any], targets: Any, j: int) -> torch.Tensor:
     from pantheon.offline.exits import task_loss
 
@@ -463,19 +532,30 @@ def _run(cfg: ConstructConfig, task: Any, pretrain: Optional[Path], inputs: Dict
             f"lr {cfg.learning_rate:g}, batch {cfg.batch_size}, wd {cfg.weight_decay:g}, "
             f"{cfg.max_epochs} epochs on {device}" + (f" x{d.world_size} ranks" if d.enabled else "")
         )
-    steps = len(train.loader(0, cfg.seed))
+    n_train = len(train.dataset)
+    cache = None
+    if (not d.enabled and task.data_format == "digits"  # in memory, no augmentation
+            and FeatureCache.nbytes(shapes, n_train + len(val.dataset)) <= FEATURE_CACHE_BYTES):
+        cache = (FeatureCache(mx, train.dataset, device), FeatureCache(mx, val.dataset, device))
+        if d.is_main:
+            console.info("construct: the frozen blocks' outputs are computed once and cached (in-memory dataset)")
+    steps = len(train.loader(0, cfg.seed)) if cache is None else -(-n_train // cfg.batch_size)
     with clean_worker_errors(), console.progress() as bar:
         job = bar.add_task(f"exits {task.name}", total=steps * (cfg.max_epochs - start))
         for epoch in range(start, cfg.max_epochs):
             t0 = time.perf_counter()
             torch.manual_seed(cfg.seed * 1000 + epoch)  # dropout of epoch e depends on (seed, e) only
-            loss, seen = _train_epoch(task, mx, net, train.loader(epoch, cfg.seed), opt, device, bar, job)
+            if cache is None:
+                loss, seen = _train_epoch(task, mx, net, train.loader(epoch, cfg.seed), opt, device, bar, job)
+            else:
+                loss, seen = _train_epoch_cached(task, mx, cache[0], cfg.batch_size, epoch, cfg.seed, opt, bar, job)
             t_train = time.perf_counter() - t0
             sched.step()
             _sync_buffers(mx, d)
-            val_acc = evaluate_exits(task, mx, val, device)
+            val_acc = evaluate_exits(task, mx, val, device) if cache is None else \
+                _evaluate_cached(task, mx, cache[1], cfg.batch_size)
             history.append({"epoch": epoch + 1, "loss": loss, "val": val_acc, "lr": opt.param_groups[0]["lr"],
-                            "samples": seen, "train_seconds": round(t_train, 3),
+                            "samples": seen, "train_seconds": round(t_train, 3), "feature_cache": cache is not None,
                             "seconds": round(time.perf_counter() - t0, 3)})
             if d.is_main:
                 console.info(f"epoch {epoch + 1}/{cfg.max_epochs}: loss {loss:.4f}; val {task.metric_name} "
