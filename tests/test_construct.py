@@ -82,22 +82,36 @@ def test_same_seed_same_weights_other_seed_other_weights(backbone, tmp_path):
     assert all(not torch.equal(init[k], sa[k]) for k in init if k.endswith(".weight"))
 
 
+def test_feature_cache_trains_the_same_exits_as_running_the_backbone(backbone, tmp_path, monkeypatch):
+    cached = construct(_cfg(backbone, tmp_path / "cached", max_epochs=2))
+    assert all(h["feature_cache"] for h in json.loads((cached / "history.json").read_text()))
+    monkeypatch.setattr(con, "FEATURE_CACHE_BYTES", 0)  # too small: run the frozen blocks every step
+    direct = construct(_cfg(backbone, tmp_path / "direct", max_epochs=2))
+    assert not any(h["feature_cache"] for h in json.loads((direct / "history.json").read_text()))
+    a, b = _exit_state(cached), _exit_state(direct)
+    # same batches in the same order; only float rounding of the block outputs differs
+    assert all(torch.allclose(a[k].float(), b[k].float(), atol=1e-4, rtol=1e-4) for k in a)
+
+
 def test_interrupted_run_resumes_to_the_same_weights(backbone, tmp_path, monkeypatch):
     straight = construct(_cfg(backbone, tmp_path / "straight", max_epochs=2))
-    real = con._train_epoch
     calls = {"n": 0}
 
-    def interrupt_second_epoch(*args, **kwargs):
-        calls["n"] += 1
-        if calls["n"] == 2:
-            raise KeyboardInterrupt
-        return real(*args, **kwargs)
+    def interrupting(real):
+        def second_epoch_raises(*args, **kwargs):
+            calls["n"] += 1
+            if calls["n"] == 2:
+                raise KeyboardInterrupt  # Ctrl-C during epoch 2
+            return real(*args, **kwargs)
 
-    monkeypatch.setattr(con, "_train_epoch", interrupt_second_epoch)
+        return second_epoch_raises
+
+    for name in ("_train_epoch", "_train_epoch_cached"):  # whichever path the run takes
+        monkeypatch.setattr(con, name, interrupting(getattr(con, name)))
     cfg = _cfg(backbone, tmp_path / "resumed", max_epochs=2)
     with pytest.raises(KeyboardInterrupt):
         construct(cfg)
-    monkeypatch.setattr(con, "_train_epoch", real)
+    monkeypatch.undo()
     run_dir = next((tmp_path / "resumed" / TASK).iterdir())
     half = st.verify(run_dir, kind="run")
     assert half.meta["epoch"] == 1 and not half.meta["complete"]

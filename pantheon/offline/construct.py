@@ -277,8 +277,15 @@ class _TrainData:
         if self.sampler is not None:
             self.sampler.set_epoch(epoch)
             return DataLoader(self.dataset, sampler=self.sampler, **self.loader_kw)
-        g = torch.Generator().manual_seed(seed * 1000 + epoch)  # the shuffle of epoch e depends on (seed, e) only
-        return DataLoader(self.dataset, shuffle=True, generator=g, **self.loader_kw)
+        order = epoch_order(len(self.dataset), epoch, seed)
+        # a private generator: the loader's own seed draw must not consume the global RNG (dropout uses it)
+        return DataLoader(self.dataset, sampler=order.tolist(), generator=torch.Generator().manual_seed(seed),
+                          **self.loader_kw)
+
+
+def epoch_order(n: int, epoch: int, seed: int) -> torch.Tensor:
+    """The shuffle of epoch ``epoch``: a permutation that depends on ``(seed, epoch)`` only."""
+    return torch.randperm(n, generator=torch.Generator().manual_seed(seed * 1000 + epoch))
 
 
 def _loaders(cfg: ConstructConfig, task: Any, d: Dist) -> Tuple[_TrainData, DataLoader, DataLoader]:
@@ -379,8 +386,7 @@ def _train_epoch_cached(task: Any, mx: Any, cache: FeatureCache, batch_size: int
     from pantheon.offline.exits import task_loss
 
     mx.train()
-    g = torch.Generator().manual_seed(seed * 1000 + epoch)  # same (seed, epoch) -> same batches
-    perm = torch.randperm(len(cache), generator=g).to(cache.labels.device)
+    perm = epoch_order(len(cache), epoch, seed).to(cache.labels.device)  # the batches of the uncached path
     total, batches = 0.0, 0
     for i in range(0, len(cache), batch_size):
         idx = perm[i : i + batch_size]

@@ -198,6 +198,10 @@ def export(
             "source_run": str(run_dir),
         }
         (tmp / VARIANTS_JSON).write_text(json.dumps(info, indent=2) + "\n")
+    rows = [[j, "x".join(map(str, shapes[j])), modes[b] + "/" + modes[e],
+             "" if accuracy is None else f"{accuracy[j]:.3f}"] for j, (b, e) in enumerate(names)]
+    console.print_table(f"{t.name}: exported exits (exit {B - 1} = original head)",
+                        ["exit", "block output", "block/branch", f"test {t.metric_name}"], rows)
     traced = sorted(k for k, v in modes.items() if v == "trace")
     console.info(
         f"export {t.name}: {B} blocks + {B} exits -> {dest} (round trip max abs diff {max(diffs):.2g}"
