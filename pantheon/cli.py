@@ -240,6 +240,9 @@ def profiler_server_cmd(
     max_bytes: int = typer.Option(1 << 30, "--max-bytes", help="Largest accepted message (bytes)."),
     idle_timeout: float = typer.Option(300.0, "--idle-timeout", help="Seconds an idle connection stays open."),
     read_timeout: float = typer.Option(60.0, "--read-timeout", help="Seconds to receive one announced message."),
+    threads: Optional[int] = typer.Option(
+        None, "--threads", envvar="PANTHEON_CPU_THREADS", help="CPU intra-op threads (default 1, as the runtime)."
+    ),
 ) -> None:
     """Time TorchScript chunks sent by `pantheon profile` (run this on the board).
 
@@ -248,7 +251,7 @@ def profiler_server_cmd(
     from pantheon.online.profiler_server import ServerConfig, serve
 
     cfg = ServerConfig(host=host, port=port, warmup=warmup, repeat=repeat, token=token or None,
-                       max_bytes=max_bytes, idle_timeout=idle_timeout, read_timeout=read_timeout)
+                       max_bytes=max_bytes, idle_timeout=idle_timeout, read_timeout=read_timeout, threads=threads)
     serve(cfg, ready=lambda h, p: print(f"listening on {h}:{p}", flush=True))
 
 
@@ -370,6 +373,9 @@ def runtime_cmd(
     drop_late: bool = typer.Option(True, "--drop-late/--no-drop-late", help="Drop jobs that can no longer meet their deadline."),
     time_scale: float = typer.Option(1.0, "--time-scale", help="Stretch every workload time by this factor."),
     max_inflight: int = typer.Option(2, "--max-inflight", help="CUDA chunks queued on the stream at once."),
+    threads: Optional[int] = typer.Option(
+        None, "--threads", envvar="PANTHEON_CPU_THREADS", help="CPU intra-op threads (default 1, as the profiler server)."
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print the run summary as JSON."),
 ) -> None:
     """Replay a workload live on the device with the preemptive scheduler; write the event log.
@@ -379,7 +385,7 @@ def runtime_cmd(
     from pantheon.online.runtime import runtime_command
 
     summary = runtime_command(repo, workload, log, policy, device, best_effort or [], telemetry, drop_late,
-                              time_scale, max_inflight, as_json)
+                              time_scale, max_inflight, as_json, threads)
     if summary.get("interrupted"):
         raise typer.Exit(130)
 

@@ -45,7 +45,9 @@ def test_digits_demo_app():
     assert all(0.03 <= lim.max_delta_accuracy <= 0.05 for lim in app.tasks.values())
     # CPU speed varies: the demo's streams are multiples of each task's full-model latency
     assert all(s.period_x and s.deadline_x and s.deadline_x <= s.period_x for s in app.streams)
-    assert sum(1 / s.period_x for s in app.streams) >= 0.9  # a load where exits matter
+    # A load where exits matter: >= 50% of the CPU by the (hot, isolated) profiles, which live
+    # chained CPU execution exceeds by 1.3-2x (see the comment in digits.yaml).
+    assert sum(1 / s.period_x for s in app.streams) >= 0.5
 
 
 @pytest.mark.parametrize("name", ["traffic", "robot", "uav", "digits"])

@@ -340,7 +340,10 @@ def remote_timer(client: ProfilerClient, warmup: int = 0, repeat: int = 0) -> Ti
 
 def local_timer(warmup: int = 10, repeat: int = 100) -> Timer:
     """Time in this process with the server's own :func:`time_module` (same code path)."""
+    from pantheon.online.repository import configure_cpu_threads
+
     device = ps.pick_device()
+    configure_cpu_threads(device.type)
 
     def run(item: Item) -> ps.Timing:
         module = ps.load_torchscript(item.path.read_bytes(), device)

@@ -210,6 +210,7 @@ class ServerConfig:
     max_bytes: int = DEFAULT_MAX_BYTES
     idle_timeout: float = 300.0  # s without a new request before a connection is closed
     read_timeout: float = 60.0  # s to receive one announced message
+    threads: Optional[int] = None  # CPU intra-op threads (default 1, as the runtime: configure_cpu_threads)
 
 
 class RequestFailed(Exception):
@@ -375,6 +376,9 @@ def serve(cfg: ServerConfig, *, ready: Optional[Callable[[str, int], None]] = No
     """
     log = log or (lambda s: print(s, file=sys.stderr, flush=True))
     check_server_config(cfg)
+    from pantheon.online.repository import configure_cpu_threads
+
+    configure_cpu_threads(pick_device().type, cfg.threads)
     try:
         server = ProfilerServer(cfg, log=log)
     except OSError as exc:

@@ -54,6 +54,7 @@ from pantheon.online.memory import MemoryManager
 from pantheon.online.repository import (
     LoadedTask,
     Repository,
+    configure_cpu_threads,
     load_modules,
     read_repository,
     resolve_device,
@@ -249,6 +250,8 @@ class Runtime:
         warmup: warm-up runs per exit path at start.
         cuda_priorities: ``(real-time, best-effort)`` stream priorities instead of the highest
             and lowest of ``torch.cuda.Stream.priority_range()`` (for control experiments).
+        threads: CPU intra-op threads (default 1 or ``$PANTHEON_CPU_THREADS``, the profiler
+            server's default too; see :func:`~pantheon.online.repository.configure_cpu_threads`).
         start_fields: extra fields for the ``start`` event.
     """
 
@@ -267,6 +270,7 @@ class Runtime:
         warmup: int = 3,
         start_fields: Optional[Dict[str, Any]] = None,
         cuda_priorities: Optional[Tuple[int, int]] = None,
+        threads: Optional[int] = None,
     ) -> None:
         self.repo = repo if isinstance(repo, Repository) else read_repository(repo)
         self.policy = check_policy(policy)
@@ -282,6 +286,7 @@ class Runtime:
         self.max_inflight = max_inflight
         self.warmup = warmup
         self.cuda_priorities = cuda_priorities
+        self.threads = threads
         self.start_fields = dict(start_fields or {})
         self._log_arg = log
         self.log: Optional[EventLog] = None
@@ -315,6 +320,7 @@ class Runtime:
         self._tthread: Any = None
         self._tel: Any = None
         self.clock = Clock()
+        self._spin_us = 0
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -325,11 +331,16 @@ class Runtime:
         import torch
 
         self._torch = torch
+        configure_cpu_threads(self.device, self.threads)
         self.models = load_modules(self.repo, self.device, warmup=self.warmup)
         self._inputs = {n: torch.randn(*self.repo.dims(n), device=self.device) for n in self.repo.names}
         if self.device.startswith("cuda"):
             torch.cuda.synchronize()  # the inputs exist before other streams read them
         self.clock = Clock()
+        # The release thread's final spin (time.sleep(0) in a loop) hands the GIL back and forth
+        # with the worker: on a CPU device that slowed chained chunks by up to 50% while it ran,
+        # so there it only sleeps (timer slack ~60 us); on CUDA the worker waits on the GPU.
+        self._spin_us = 200 if self.device.startswith("cuda") else 0
         if self.device.startswith("cuda"):
             self.executor: Any = CudaExecutor(self.clock, torch, self.max_inflight, self.device,
                                               self.cuda_priorities)
@@ -620,7 +631,7 @@ class Runtime:
                     seq += 1
                     nxt += period
                 if not pending:
-                    _sleep_until(clock, nxt, lambda: self._closing)
+                    _sleep_until(clock, nxt, lambda: self._closing, self._spin_us)
                     continue
                 jid, rel = pending.popleft()
                 if cuda:
@@ -664,7 +675,7 @@ class Runtime:
             clock = self.clock
             for s in jobs:
                 rel = origin + int(s.release * time_scale)
-                _sleep_until(clock, rel, lambda: self._closing)
+                _sleep_until(clock, rel, lambda: self._closing, self._spin_us)
                 if self._closing:
                     break
                 self._admit(s.index, s.task, rel, origin + int(s.deadline * time_scale), self._inputs[s.task], None)
@@ -791,7 +802,8 @@ def summary_line(s: Dict[str, Any]) -> str:
 
 def run(repo: PathLike, workload: PathLike, log: PathLike, *, policy: str = "pantheon", device: str = "auto",
         best_effort: Sequence[str] = (), telemetry: str = "off", drop_late: bool = True, time_scale: float = 1.0,
-        progress: bool = True, handle_signals: bool = True, max_inflight: int = 2) -> Dict[str, Any]:
+        progress: bool = True, handle_signals: bool = True, max_inflight: int = 2,
+        threads: Optional[int] = None) -> Dict[str, Any]:
     """``pantheon runtime``: validate everything, replay ``workload`` live, write the log.
 
     Every input is checked before a job runs (policy, repository manifest and chunks,
@@ -807,7 +819,7 @@ def run(repo: PathLike, workload: PathLike, log: PathLike, *, policy: str = "pan
     jobs = validate(ws, repository, where=str(workload))
     apply_timing(repository, jobs)
     rt = Runtime(repository, device=device, policy=policy, drop_late=drop_late, log=log, best_effort=be,
-                 telemetry=telemetry, max_inflight=max_inflight,
+                 telemetry=telemetry, max_inflight=max_inflight, threads=threads,
                  start_fields={"workload": str(workload), "time_scale": time_scale, "jobs": len(jobs)})
     stop = threading.Event()
     old: Dict[int, Any] = {}
@@ -825,12 +837,13 @@ def run(repo: PathLike, workload: PathLike, log: PathLike, *, policy: str = "pan
 
 def runtime_command(repo: PathLike, workload: PathLike, log: PathLike, policy: str, device: str,
                     best_effort: Sequence[str], telemetry: str, drop_late: bool, time_scale: float,
-                    max_inflight: int, as_json: bool) -> Dict[str, Any]:
+                    max_inflight: int, as_json: bool, threads: Optional[int] = None) -> Dict[str, Any]:
     """``pantheon runtime``: run, then print the summary (JSON or one line)."""
     from pantheon import console
 
     summary = run(repo, workload, log, policy=policy, device=device, best_effort=best_effort, telemetry=telemetry,
-                  drop_late=drop_late, time_scale=time_scale, max_inflight=max_inflight, progress=not as_json)
+                  drop_late=drop_late, time_scale=time_scale, max_inflight=max_inflight, progress=not as_json,
+                  threads=threads)
     if as_json:
         print(json.dumps(summary, indent=2, default=str))
     else:
