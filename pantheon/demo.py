@@ -39,7 +39,6 @@ from pantheon.errors import ProfilerError
 from pantheon.formats import store as st
 
 APP = "digits"
-DEMO_PORT = 18765  # fixed so that re-runs recognise an unchanged profile (the port is part of its inputs)
 
 
 @dataclass
@@ -113,11 +112,8 @@ class ProfilerProcess:
 
 @contextlib.contextmanager
 def profiler_server(log_dir: Path) -> Iterator[ProfilerProcess]:
-    """A server on the demo's fixed port, or on a free one when that port is taken."""
-    try:
-        server = ProfilerProcess(DEMO_PORT, log_dir)
-    except ProfilerError:
-        server = ProfilerProcess(0, log_dir)
+    """A profiler server on a free port of 127.0.0.1, stopped when the block ends."""
+    server = ProfilerProcess(0, log_dir)
     try:
         yield server
     finally:
@@ -149,7 +145,7 @@ def _workload(app: Any, repo_dir: Path, s: DemoSettings, force: bool, store: st.
     from pantheon.online.repository import read_repository
     from pantheon.online.workload import generate
 
-    dest = store.app_dir(app.name) / f"workload-demo-{int(s.duration_s)}s"
+    dest = store.app_dir(app.name) / f"workload-demo-{s.duration_s:g}s"
     inputs = {"app": st.fingerprint(Path(app.source)) if app.source else app.name,
               "repository": st.sha256_file(repo_dir / st.MANIFEST), "seed": app.seed, "duration_s": s.duration_s}
     if not force and st.is_complete(dest, inputs):
@@ -206,7 +202,7 @@ def _policy_plot(rows: Sequence[Dict[str, Any]], folder: Path) -> Optional[str]:
     axes[1].bar(names, [100 * r["relative_accuracy"] for r in rows], color="#4f81bd")
     axes[1].set_ylabel("relative accuracy (%)")
     for ax in axes:
-        ax.tick_params(axis="x", rotation=35)
+        plt.setp(ax.get_xticklabels(), rotation=30, ha="right")
         ax.grid(axis="y", alpha=0.3)
     fig.suptitle("digits demo: the same workload under every policy (live, CPU)")
     fig.tight_layout()
@@ -243,7 +239,7 @@ def _report(rows: List[Dict[str, Any]], logs: Dict[str, Path], workload: Path, p
                  "Three digit classifiers (ResNet18, MobileNetV2, GoogLeNet) share the CPU. The same workload",
                  "was replayed live under every policy; accuracies were measured on held-out digits.", "",
                  "## Policies", "", rp.compare_markdown(rows),
-                 "## Backbones (held-out test accuracy)", "", "| task | stage | accuracy |", "|---|---|---|"]
+                 "## Backbones (held-out test accuracy)", "", "| task | this run | accuracy |", "|---|---|---|"]
         lines += [f"| {a} | {b} | {c} |" for a, b, c in pretrain_rows]
         lines += ["", f"## The `{main}` run in detail", "", rp.markdown(summaries[main], title=f"{main} policy")]
         lines += ["## Plots", ""] + [f"![{Path(p).stem}]({p})" for p in plots]
@@ -257,7 +253,7 @@ def _mkdir(p: Path) -> Path:
 
 
 def demo(out: Optional[Path] = None, *, quick: bool = False, force: bool = False,
-         policies: Optional[Sequence[str]] = None) -> DemoResult:
+         policies: Optional[Sequence[str]] = None, settings: Optional[DemoSettings] = None) -> DemoResult:
     """Run the whole digits demo; see the module docstring.
 
     Args:
@@ -265,6 +261,8 @@ def demo(out: Optional[Path] = None, *, quick: bool = False, force: bool = False
         quick: fewer epochs and a shorter workload (about 3 minutes once installed).
         force: redo every stage even when its inputs are unchanged.
         policies: policies to compare (default: every policy of the scheduler).
+        settings: epochs, workload length and sample limit instead of ``quick``'s (tests use
+            the smallest sizes).
     """
     from pantheon.formats.app import load_app
     from pantheon.offline.pipeline import PipelineOptions, pipeline
@@ -275,7 +273,7 @@ def demo(out: Optional[Path] = None, *, quick: bool = False, force: bool = False
         os.environ[st.ENV_ROOT] = str(Path(out).resolve())
     store = st.Store()
     chosen = [check_policy(p) for p in (policies or POLICIES)]
-    settings = DemoSettings.for_mode(quick)
+    settings = settings or DemoSettings.for_mode(quick)
     app = load_app(APP)
     tasks = list(app.tasks)
     console.info(f"[bold]Pantheon demo[/bold] ({'quick' if quick else 'full'}): app {app.name}, tasks "

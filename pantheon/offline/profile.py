@@ -516,7 +516,9 @@ def read_profile_csv(path: Path, num_blocks: Optional[int] = None) -> List[Profi
 def profile_inputs(v: Variants, source: str, warmup: int, repeat: int, max_samples: Optional[int]) -> Dict[str, Any]:
     """What a profile depends on (the pipeline re-profiles when this changes)."""
     files = {name: e.sha256 for name, e in store.read_manifest(v.path).files.items() if name.endswith(".pt")}
-    return {"files": store.fingerprint(files), "source": source, "warmup": warmup, "repeat": repeat, "max_samples": max_samples}
+    # The board, not the port its server happened to listen on, decides whether a profile is current.
+    where = source if source == "local" else source.rsplit(":", 1)[0]
+    return {"files": store.fingerprint(files), "source": where, "warmup": warmup, "repeat": repeat, "max_samples": max_samples}
 
 
 def profile(
