@@ -14,6 +14,7 @@ in the containers). Layout (every artifact directory carries ``manifest.json``):
       logs/<app>/<run-id>/                  runtime/simulator: events.jsonl, run.json
       reports/<app>/<run-id>/               report: report.md, report.json, *.png
       bench/<name>/<run-id>/                benchmark results
+      deploy/<board>/<run-id>-<verb>/       pantheon-deploy: commands.sh, result.json
 
 Writing is atomic: :func:`write_artifact` yields a temporary directory beside the
 destination; when the block ends without error, the manifest (schema version,
