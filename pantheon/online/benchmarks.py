@@ -580,6 +580,8 @@ def preemption_wait(block_depths: Sequence[int] = (1, 2, 4, 8), urgent_jobs: int
                 pending = [rt.submit("long", xl, deadline_us=600_000_000) for _ in range(2)]
                 futs = []
                 for _ in range(urgent_jobs):
+                    if futs:  # one urgent job at a time: its wait is the long task's chunk, not a queue of urgents
+                        futs[-1].result(60)
                     time.sleep(rng.uniform(0.5, 3.0) * chunk / 1e6)
                     futs.append(rt.submit("urgent", xu, deadline_us=300_000_000))
                     pending = [f for f in pending if not f.done()]
