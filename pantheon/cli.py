@@ -376,6 +376,9 @@ def runtime_cmd(
     threads: Optional[int] = typer.Option(
         None, "--threads", envvar="PANTHEON_CPU_THREADS", help="CPU intra-op threads (default 1, as the profiler server)."
     ),
+    calibrate: bool = typer.Option(
+        True, "--calibrate/--no-calibrate", help="Scale profiled latencies by the measured ones as the run goes."
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print the run summary as JSON."),
 ) -> None:
     """Replay a workload live on the device with the preemptive scheduler; write the event log.
@@ -385,7 +388,7 @@ def runtime_cmd(
     from pantheon.online.runtime import runtime_command
 
     summary = runtime_command(repo, workload, log, policy, device, best_effort or [], telemetry, drop_late,
-                              time_scale, max_inflight, as_json, threads)
+                              time_scale, max_inflight, as_json, threads, calibrate)
     if summary.get("interrupted"):
         raise typer.Exit(130)
 

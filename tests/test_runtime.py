@@ -310,3 +310,37 @@ def test_sigint_stops_the_run_cleanly(repo_dir, tmp_path):
     assert released == ended and 0 < len(released) < 1000
     assert (log / "run.json").is_file() and (log / "manifest.json").is_file()
     assert repo.tasks["short"].full_latency > 0
+
+
+def test_calibration_learns_that_chunks_run_slower_than_profiled(tmp_path):
+    """A repository whose config.pbtxt claims 1/4 of the measured latencies: the live run measures
+    its blocks, logs `calibrate` events and plans with a scale well above 1; --no-calibrate does not."""
+    spec = {"long": TaskSpec(widths=[32] * 4, depth=[2] * 4, exits={1: 0.8, 3: 0.9}, input=(3, 48, 48))}
+    measured = build_repository(tmp_path / "measured", spec)
+    blocks = read_repository(measured).tasks["long"].blocks
+    spec["long"].latencies = [max(1, b // 4) for b in blocks]
+    spec["long"].exit_latencies = {1: 1, 3: 1}
+    repo_dir = build_repository(tmp_path / "optimistic", spec)
+    full = sum(blocks)
+    wl = write_workload(tmp_path / "w.bin", [("long", i * 3 * full, i * 3 * full + 20 * full) for i in range(80)],
+                        dims={"long": [1, 3, 48, 48]})
+    for cal in (True, False):
+        rt = Runtime(repo_dir, device="cpu", log=tmp_path / f"run-{cal}", calibrate=cal)
+        rt.start()
+        rt.run_workload(read_workloads_jobs(repo_dir, wl))
+        evs = [e for e in read_events(tmp_path / f"run-{cal}") if e["ev"] == "calibrate"]
+        if cal:
+            assert evs, "no calibrate events"
+            assert evs[-1]["task"] == "long" and evs[-1]["scale"] > 2.0, evs[-1]
+            assert rt.repo.tasks["long"].scale == pytest.approx(evs[-1]["scale"], rel=1e-3)
+        else:
+            assert evs == [] and rt.repo.tasks["long"].scale == 1.0
+
+
+def read_workloads_jobs(repo_dir, wl):
+    from pantheon.online.workload import apply_timing, validate
+
+    repo = read_repository(repo_dir)
+    jobs = validate(read_workloads(wl), repo, where=str(wl))
+    apply_timing(repo, jobs)
+    return jobs

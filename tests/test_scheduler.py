@@ -379,3 +379,28 @@ def test_no_downgrade_when_edf_with_original_exits_is_feasible(q):
     if feasible:
         assert s.downgrades == 0 and list(s.dropped) == []
         assert all(j.exit == j.task.top for j in jobs)
+
+
+def test_rescale_scales_every_latency_table_and_keeps_accuracies():
+    t = TaskProfile("a", blocks=[3000, 3000, 4000], exits=[(1, 500, 0.90), (2, 800, 0.95)])
+    assert (t.full, t.delta, t.remaining(1, 1)) == ([6500, 10800], [0, 4300], 7800)
+    t.rescale(1.5)
+    assert t.blocks == [4500, 4500, 6000] and t.exit_lat == [750, 1200]
+    assert t.prefix == [0, 4500, 9000, 15000]
+    assert t.full == [9750, 16200] and t.delta == [0, 6450]
+    assert t.remaining(1, 1) == 11700 and t.full_latency == 16200
+    assert t.rel_acc == [0.90 / 0.95, 1.0] and t.loss[1] == pytest.approx(1 - 0.90 / 0.95)
+    t.rescale(1.0)
+    assert t.full == [6500, 10800] and t.base_blocks == [3000, 3000, 4000]
+
+
+def test_a_rescaled_task_changes_the_decision():
+    """A deadline the profile says the original exit meets; at 1.5x the same queue needs a downgrade."""
+    t = TaskProfile("a", blocks=[3000, 3000, 4000], exits=[(1, 500, 0.90), (2, 800, 0.95)])
+    s = Scheduler([t], "pantheon")
+    s.arrive(Job(0, t, release=0, deadline=12_000), now=0)
+    assert s.queue[0].exit == 1  # 10.8 ms fits 12 ms
+    t.rescale(1.5)
+    s2 = Scheduler([t], "pantheon")
+    s2.arrive(Job(1, t, release=0, deadline=12_000), now=0)
+    assert s2.queue[0].exit == 0  # 16.2 ms does not; exit 0 at 9.75 ms does

@@ -170,6 +170,7 @@ def analyze(log: PathLike, workload: Optional[PathLike] = None) -> Dict[str, Any
     be_t: List[Tuple[int, str, int]] = []
     telemetry: List[Dict[str, Any]] = []
     preemptions = 0
+    calibration: Dict[str, float] = {}
     for ev in read_events(path):
         kind = ev["ev"]
         if kind == "release":
@@ -196,6 +197,8 @@ def analyze(log: PathLike, workload: Optional[PathLike] = None) -> Dict[str, Any
             be_t.append((ev["t"], ev["task"], ev["response"]))
         elif kind == "telemetry":
             telemetry.append(ev)
+        elif kind == "calibrate":
+            calibration[ev["task"]] = ev["scale"]
         elif kind == "start":
             start = ev
         elif kind == "end":
@@ -220,6 +223,8 @@ def analyze(log: PathLike, workload: Optional[PathLike] = None) -> Dict[str, Any
     summary["complete"] = end is not None
     if lost_unreleased:
         summary["unreleased"] = lost_unreleased
+    if calibration:  # measured / profiled latency the scheduler ended up planning with, per task
+        summary["calibration"] = {t: round(v, 3) for t, v in sorted(calibration.items())}
     if telemetry:
         try:
             from pantheon.online.telemetry import summarize as tsum
@@ -279,6 +284,11 @@ def markdown(summary: Dict[str, Any], title: str = "Pantheon run report", plots:
         lines += ["", "## Best-effort tasks", "", "| task | completed | response p50 (ms) |", "|---|---|---|"]
         for t, v in summary["best_effort"].items():
             lines.append(f"| {t} | {v['jobs']} | {ms(v['response_p50_us'])} |")
+    cal = summary.get("calibration")
+    if cal:
+        lines += ["", "## Latency calibration", "",
+                  "Measured / profiled block latency the scheduler planned with at the end of the run:", "",
+                  "| task | scale |", "|---|---|"] + [f"| {t} | {v} |" for t, v in cal.items()]
     tel = summary.get("telemetry")
     if tel:
         lines += ["", "## Telemetry", "", "| " + " | ".join(tel) + " |", "|" + "---|" * len(tel),

@@ -36,6 +36,9 @@ ids are CONTRIBUTING.md's (exit ``j`` follows block ``j``).
 ``be``                  best-effort completion: ``task``, ``job``, ``response`` (us)
 ``telemetry``           a sample of :mod:`pantheon.online.telemetry` (``gpu_load_pct``,
                         ``power_mw``, ``cpu_pct``, ...)
+``calibrate``           live runs: ``task``, ``scale`` (measured / profiled block latency,
+                        smoothed; the scheduler now plans with profile x scale), ``n``
+                        (blocks measured so far)
 ``end``                 ``summary``: ``{"jobs", "met", "missed", "dropped", "dmr",
                         "relative_accuracy", ...}``
 ======================  =============================================================
@@ -65,7 +68,8 @@ from pantheon.errors import FormatError
 PathLike = Union[str, "os.PathLike[str]"]
 
 EVENTS = (
-    "start", "release", "schedule", "dispatch", "done", "exit", "drop", "preempt", "be", "telemetry", "end",
+    "start", "release", "schedule", "dispatch", "done", "exit", "drop", "preempt", "be", "telemetry", "calibrate",
+    "end",
 )
 
 
@@ -196,6 +200,9 @@ class EventLog:
     def best_effort(self, t: int, task: str, job: int, response: int) -> None:
         self._put(f'{{"t":{t},"ev":"be","task":{self._task(task)},"job":{job},"response":{response}}}\n')
 
+    def calibrate(self, t: int, task: str, scale: float, n: int) -> None:
+        self._put(f'{{"t":{t},"ev":"calibrate","task":{self._task(task)},"scale":{scale:.4f},"n":{n}}}\n')
+
     def telemetry(self, t: int, sample: Dict[str, Any]) -> None:
         d: Dict[str, Any] = {"t": int(t), "ev": "telemetry"}
         d.update(sample)
@@ -255,6 +262,9 @@ class NullLog(EventLog):
         pass
 
     def preempt(self, t: int, job: int, by: int) -> None:
+        pass
+
+    def calibrate(self, t: int, task: str, scale: float, n: int) -> None:
         pass
 
     def exit(self, t: int, job: int, task: str, exit_block: int, acc: float, rel: float, response: int,

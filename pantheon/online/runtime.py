@@ -64,6 +64,9 @@ from pantheon.online.scheduler import BLOCK, DROPPED, EXIT, Job, Scheduler, chec
 from pantheon.online.workload import JobSpec, apply_timing, validate
 
 PathLike = Union[str, Path]
+
+CAL_EVERY = 32  # blocks of a task between two calibration updates
+CAL_ALPHA = 0.3  # weight of the newest measured/profiled ratio
 TELEMETRY = ("off", "auto", "jtop", "sysfs", "nvml", "psutil")
 
 
@@ -252,6 +255,8 @@ class Runtime:
             and lowest of ``torch.cuda.Stream.priority_range()`` (for control experiments).
         threads: CPU intra-op threads (default 1 or ``$PANTHEON_CPU_THREADS``, the profiler
             server's default too; see :func:`~pantheon.online.repository.configure_cpu_threads`).
+        calibrate: scale the profiled latencies the scheduler plans with by the measured
+            ones as the run goes (``calibrate`` events in the log); see :meth:`_observe`.
         start_fields: extra fields for the ``start`` event.
     """
 
@@ -271,6 +276,7 @@ class Runtime:
         start_fields: Optional[Dict[str, Any]] = None,
         cuda_priorities: Optional[Tuple[int, int]] = None,
         threads: Optional[int] = None,
+        calibrate: bool = True,
     ) -> None:
         self.repo = repo if isinstance(repo, Repository) else read_repository(repo)
         self.policy = check_policy(policy)
@@ -287,6 +293,9 @@ class Runtime:
         self.warmup = warmup
         self.cuda_priorities = cuda_priorities
         self.threads = threads
+        self.calibrate = calibrate
+        self._cal: Dict[str, List[Any]] = {}
+        self._last_end = 0
         self.start_fields = dict(start_fields or {})
         self._log_arg = log
         self.log: Optional[EventLog] = None
@@ -332,6 +341,8 @@ class Runtime:
 
         self._torch = torch
         configure_cpu_threads(self.device, self.threads)
+        for tp in self.repo.tasks.values():  # every run starts from the profile
+            tp.rescale(1.0)
         self.models = load_modules(self.repo, self.device, warmup=self.warmup)
         self._inputs = {n: torch.randn(*self.repo.dims(n), device=self.device) for n in self.repo.names}
         if self.device.startswith("cuda"):
@@ -574,14 +585,14 @@ class Runtime:
                 lt = models[job.task.name]
                 if kind == BLOCK:
                     log.dispatch_block(t, job.id, idx)  # type: ignore[union-attr]
-                    y, done = ex.launch(lt.blocks[idx], x, (BLOCK, job, idx))
+                    y, done = ex.launch(lt.blocks[idx], x, (BLOCK, job, idx, t))
                     mem.store(job.id, y)  # before any later chunk of this job can be taken
                     if job.state == DROPPED:  # dropped by a decision while its block ran
                         mem.release(job.id)
                     del y
                 else:
                     log.dispatch_exit(t, job.id, job.task.exit_blocks[idx])  # type: ignore[union-attr]
-                    _y, done = ex.launch(lt.exits[idx], x, (EXIT, job, idx))
+                    _y, done = ex.launch(lt.exits[idx], x, (EXIT, job, idx, t))
                     del _y
                 del x
                 self._completed(done)
@@ -590,9 +601,13 @@ class Runtime:
 
     def _completed(self, done: Sequence[Tuple[Any, Any, int]]) -> None:
         log = self.log
-        for (kind, job, idx), out, t_end in done:
+        for (kind, job, idx, t_disp), out, t_end in done:
+            start = t_disp if t_disp > self._last_end else self._last_end  # device busy until the last end
+            self._last_end = t_end
             if kind == BLOCK:
                 log.done(t_end, job.id, idx)  # type: ignore[union-attr]
+                if self.calibrate:
+                    self._observe(job.task, idx, t_end - start, t_end)
                 continue
             tp = job.task
             resp = t_end - job.release
@@ -605,6 +620,32 @@ class Runtime:
                          ("met" if met else "late", eb, acc, rel if met else 0.0, resp))
         if done and not self.executor.pending():
             self.sched.idle(done[-1][2])
+
+    def _observe(self, tp: Any, idx: int, dur: int, t: int) -> None:
+        """Online calibration: plan with the profile scaled by the measured/profiled block latency.
+
+        Profiles time each chunk alone and hot; live, chained and with caches cooled between
+        jobs, chunks run slower (1.3-2x on a CPU), and a scheduler that believes the profile
+        downgrades too little. Every ``CAL_EVERY`` blocks of a task its scale moves towards
+        the measured ratio (exponential smoothing), clamped to [0.25, 8].
+        """
+        base = tp.base_blocks[idx]
+        if base <= 0:
+            return
+        c = self._cal.setdefault(tp.name, [0.0, 0.0, 0, 0])
+        c[0] += dur
+        c[1] += base
+        c[2] += 1
+        c[3] += 1
+        if c[2] < CAL_EVERY:
+            return
+        ratio = c[0] / c[1]
+        scale = ratio if c[3] <= CAL_EVERY else (1.0 - CAL_ALPHA) * tp.scale + CAL_ALPHA * ratio
+        scale = min(max(scale, 0.25), 8.0)
+        c[0], c[1], c[2] = 0.0, 0.0, 0
+        with self._cv:
+            tp.rescale(scale)
+        self.log.calibrate(t, tp.name, scale, c[3])  # type: ignore[union-attr]
 
     # -- best effort ----------------------------------------------------------------------
 
@@ -803,7 +844,7 @@ def summary_line(s: Dict[str, Any]) -> str:
 def run(repo: PathLike, workload: PathLike, log: PathLike, *, policy: str = "pantheon", device: str = "auto",
         best_effort: Sequence[str] = (), telemetry: str = "off", drop_late: bool = True, time_scale: float = 1.0,
         progress: bool = True, handle_signals: bool = True, max_inflight: int = 2,
-        threads: Optional[int] = None) -> Dict[str, Any]:
+        threads: Optional[int] = None, calibrate: bool = True) -> Dict[str, Any]:
     """``pantheon runtime``: validate everything, replay ``workload`` live, write the log.
 
     Every input is checked before a job runs (policy, repository manifest and chunks,
@@ -819,7 +860,7 @@ def run(repo: PathLike, workload: PathLike, log: PathLike, *, policy: str = "pan
     jobs = validate(ws, repository, where=str(workload))
     apply_timing(repository, jobs)
     rt = Runtime(repository, device=device, policy=policy, drop_late=drop_late, log=log, best_effort=be,
-                 telemetry=telemetry, max_inflight=max_inflight, threads=threads,
+                 telemetry=telemetry, max_inflight=max_inflight, threads=threads, calibrate=calibrate,
                  start_fields={"workload": str(workload), "time_scale": time_scale, "jobs": len(jobs)})
     stop = threading.Event()
     old: Dict[int, Any] = {}
@@ -837,13 +878,14 @@ def run(repo: PathLike, workload: PathLike, log: PathLike, *, policy: str = "pan
 
 def runtime_command(repo: PathLike, workload: PathLike, log: PathLike, policy: str, device: str,
                     best_effort: Sequence[str], telemetry: str, drop_late: bool, time_scale: float,
-                    max_inflight: int, as_json: bool, threads: Optional[int] = None) -> Dict[str, Any]:
+                    max_inflight: int, as_json: bool, threads: Optional[int] = None,
+                    calibrate: bool = True) -> Dict[str, Any]:
     """``pantheon runtime``: run, then print the summary (JSON or one line)."""
     from pantheon import console
 
     summary = run(repo, workload, log, policy=policy, device=device, best_effort=best_effort, telemetry=telemetry,
                   drop_late=drop_late, time_scale=time_scale, max_inflight=max_inflight, progress=not as_json,
-                  threads=threads)
+                  threads=threads, calibrate=calibrate)
     if as_json:
         print(json.dumps(summary, indent=2, default=str))
     else:

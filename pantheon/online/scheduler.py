@@ -110,7 +110,7 @@ class TaskProfile:
     __slots__ = (
         "name", "index", "dims", "blocks", "exit_blocks", "exit_lat", "exit_acc", "prefix", "full",
         "top", "loss", "delta", "lo_for_nb", "rel_acc", "period_us", "rel_deadline_us", "static_exit",
-        "priority",
+        "priority", "base_blocks", "base_exit_lat", "scale",
     )
 
     def __init__(
@@ -139,22 +139,16 @@ class TaskProfile:
         self.name = name
         self.index = int(index)
         self.dims = list(dims) if dims is not None else []
-        self.blocks = [int(x) for x in blocks]
+        self.base_blocks = [int(x) for x in blocks]
         self.exit_blocks = ids
-        self.exit_lat = [e[1] for e in exits]
+        self.base_exit_lat = [e[1] for e in exits]
         self.exit_acc = [e[2] for e in exits]
-        self.prefix = [0]
-        for lat in self.blocks:
-            self.prefix.append(self.prefix[-1] + lat)
-        # full[m]: latency of blocks 0..exit_blocks[m] plus exit m, from scratch.
-        self.full = [self.prefix[b + 1] + lat for b, lat in zip(self.exit_blocks, self.exit_lat)]
         self.top = len(exits) - 1
         a_top = self.exit_acc[-1]
         self.rel_acc = [a / a_top for a in self.exit_acc]
         # loss[m]: relative accuracy lost (vs the original) by moving from exit m down to m-1.
         self.loss = [INF] + [1.0 - self.exit_acc[m - 1] / a_top for m in range(1, len(exits))]
-        # delta[m]: latency saved by moving from exit m down to m-1.
-        self.delta = [0] + [self.full[m] - self.full[m - 1] for m in range(1, len(exits))]
+        self.rescale(1.0)
         # lo_for_nb[nb]: smallest exit a job whose first undispatched block is nb may use.
         self.lo_for_nb = []
         for nb in range(self.exit_blocks[-1] + 2):
@@ -166,6 +160,24 @@ class TaskProfile:
         self.rel_deadline_us: Optional[float] = None
         self.static_exit = self.top
         self.priority = 0
+
+    def rescale(self, factor: float) -> None:
+        """Plan with the profiled latencies times ``factor`` (the runtime's online calibration).
+
+        Recomputes the latency tables (blocks, exits, prefix sums, full latency per exit,
+        downgrade deltas); accuracies and exit eligibility do not change. Not thread-safe:
+        the runtime calls it under the lock that guards scheduling decisions.
+        """
+        self.scale = float(factor)
+        self.blocks = [int(round(x * factor)) for x in self.base_blocks]
+        self.exit_lat = [int(round(x * factor)) for x in self.base_exit_lat]
+        self.prefix = [0]
+        for lat in self.blocks:
+            self.prefix.append(self.prefix[-1] + lat)
+        # full[m]: latency of blocks 0..exit_blocks[m] plus exit m, from scratch.
+        self.full = [self.prefix[b + 1] + lat for b, lat in zip(self.exit_blocks, self.exit_lat)]
+        # delta[m]: latency saved by moving from exit m down to m-1.
+        self.delta = [0] + [self.full[m] - self.full[m - 1] for m in range(1, len(self.exit_blocks))]
 
     def remaining(self, next_block: int, m: int) -> int:
         """Latency (us) of a job at ``next_block`` still to run through exit index ``m``."""
