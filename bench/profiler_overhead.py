@@ -20,13 +20,9 @@ from __future__ import annotations
 
 import argparse
 import io
-import os
-import re
 import statistics
-import subprocess
 import sys
 import tempfile
-import time
 import warnings
 from pathlib import Path
 from typing import Any, Dict, List
@@ -77,20 +73,8 @@ def chunks() -> List[Dict[str, Any]]:
 
 
 def start_server(log_dir: Path, threads: int) -> Any:
-    out = log_dir / "server.out"
-    env = dict(os.environ, OMP_NUM_THREADS=str(threads))
-    with open(out, "wb") as fo, open(log_dir / "server.err", "wb") as fe:
-        proc = subprocess.Popen([sys.executable, "-m", "pantheon.cli", "profiler-server", "--port", "0"],
-                                stdout=fo, stderr=fe, env=env)
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        m = re.search(r"listening on [\d.]+:(\d+)", out.read_text())
-        if m:
-            return proc, int(m.group(1))
-        if proc.poll() is not None:
-            raise RuntimeError((log_dir / "server.err").read_text())
-        time.sleep(0.05)
-    raise RuntimeError("server did not start")
+    srv = ps.ServerProcess(log_dir, "--threads", str(threads), env={"OMP_NUM_THREADS": str(threads)})
+    return srv.proc, srv.port
 
 
 def compare(it: Dict[str, Any], remote: List[ps.Timing], local: List[ps.Timing]) -> Dict[str, Any]:

@@ -24,19 +24,17 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import re
-import signal
-import subprocess
-import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Dict, Iterator, List, Optional, Sequence
 
 from pantheon import __version__, console
-from pantheon.errors import ProfilerError
 from pantheon.formats import store as st
+
+if TYPE_CHECKING:
+    from pantheon.online.profiler_server import ServerProcess
 
 APP = "digits"
 
@@ -72,48 +70,12 @@ class DemoResult:
 # -- the profiler server as a separate process ---------------------------------------------
 
 
-class ProfilerProcess:
-    """``pantheon profiler-server`` in a child process on 127.0.0.1."""
-
-    def __init__(self, port: int, log_dir: Path) -> None:
-        log_dir.mkdir(parents=True, exist_ok=True)
-        self.out = log_dir / "profiler-server.out"
-        self.err = log_dir / "profiler-server.log"
-        cmd = [sys.executable, "-m", "pantheon.cli", "profiler-server", "--host", "127.0.0.1", "--port", str(port)]
-        env = dict(os.environ, PYTHONUNBUFFERED="1")
-        env.pop("PANTHEON_TOKEN", None)
-        with open(self.out, "wb") as out, open(self.err, "wb") as err:
-            self.proc = subprocess.Popen(cmd, stdout=out, stderr=err, env=env)
-        self.port = self._wait_port()
-
-    def _wait_port(self, timeout: float = 120.0) -> int:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            m = re.search(r"listening on [\d.]+:(\d+)", self.out.read_text())
-            if m:
-                return int(m.group(1))
-            if self.proc.poll() is not None:
-                last = (self.err.read_text().strip().splitlines() or ["(no output)"])[-1]
-                raise ProfilerError(f"the profiler server exited with code {self.proc.returncode}: {last}")
-            time.sleep(0.05)
-        self.stop()
-        raise ProfilerError(f"the profiler server did not start within {timeout:.0f} s (see {self.err})")
-
-    def stop(self, timeout: float = 20.0) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        return self.proc.returncode
-
-
 @contextlib.contextmanager
-def profiler_server(log_dir: Path) -> Iterator[ProfilerProcess]:
-    """A profiler server on a free port of 127.0.0.1, stopped when the block ends."""
-    server = ProfilerProcess(0, log_dir)
+def profiler_server(log_dir: Path) -> Iterator[ServerProcess]:
+    """A profiler server process on a free port of 127.0.0.1, stopped when the block ends."""
+    from pantheon.online.profiler_server import ServerProcess
+
+    server = ServerProcess(log_dir)
     try:
         yield server
     finally:

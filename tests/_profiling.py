@@ -5,12 +5,6 @@ from __future__ import annotations
 import contextlib
 import io
 import json
-import os
-import re
-import signal
-import subprocess
-import sys
-import time
 import warnings
 from pathlib import Path
 from typing import Iterator, List, Optional, Sequence, Tuple
@@ -19,6 +13,7 @@ import torch
 from torch import nn
 
 from pantheon.formats import store
+from pantheon.online.profiler_server import ServerProcess as _LibServerProcess
 
 
 def script_bytes(module: nn.Module) -> bytes:
@@ -90,42 +85,11 @@ def param_mb(module: nn.Module) -> float:
     return n / float(1 << 20)
 
 
-class ServerProcess:
+class ServerProcess(_LibServerProcess):
     """A real ``pantheon profiler-server`` subprocess on 127.0.0.1 with a free port."""
 
     def __init__(self, log_dir: Path, *args: str, env: Optional[dict] = None) -> None:
-        self.log = log_dir / f"server-{os.getpid()}-{time.monotonic_ns()}.log"
-        self.out = log_dir / (self.log.name + ".out")
-        cmd = [sys.executable, "-m", "pantheon.cli", "profiler-server", "--host", "127.0.0.1", "--port", "0", *args]
-        full_env = {k: v for k, v in os.environ.items() if k != "PANTHEON_TOKEN"}  # only an explicit token
-        full_env.update(PYTHONUNBUFFERED="1", **(env or {}))
-        with open(self.out, "wb") as out, open(self.log, "wb") as err:
-            self.proc = subprocess.Popen(cmd, stdout=out, stderr=err, env=full_env)
-        self.port = self._wait_port()
-
-    def _wait_port(self, timeout: float = 60.0) -> int:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            m = re.search(r"listening on [\d.]+:(\d+)", self.out.read_text())
-            if m:
-                return int(m.group(1))
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"server exited with {self.proc.returncode}: {self.log.read_text()}")
-            time.sleep(0.05)
-        raise RuntimeError("server did not start")
-
-    def logs(self) -> str:
-        return self.log.read_text()
-
-    def stop(self, sig: int = signal.SIGTERM, timeout: float = 20.0) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(sig)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        return self.proc.returncode
+        super().__init__(log_dir, *args, env=env, timeout=60.0)
 
 
 @contextlib.contextmanager

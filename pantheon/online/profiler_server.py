@@ -29,17 +29,21 @@ import hashlib
 import hmac
 import io
 import math
+import os
 import platform
+import re
 import signal
 import socket
 import socketserver
 import struct
+import subprocess
 import sys
 import threading
 import time
 import warnings
 from dataclasses import dataclass
-from typing import Any, Callable, List, Optional, Sequence, Tuple
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from google.protobuf import message as _message
 
@@ -419,3 +423,57 @@ def check_server_config(cfg: ServerConfig) -> None:
         raise UsageError(f"--max-bytes must be at least 1024, got {cfg.max_bytes}")
     if cfg.idle_timeout <= 0 or cfg.read_timeout <= 0:
         raise UsageError("timeouts must be positive")
+
+
+class ServerProcess:
+    """``pantheon profiler-server`` in a child process on ``host`` (a free port by default).
+
+    The demo profiles through one, and the tests and benchmarks start them the same way.
+    ``port`` is the port it listens on once started; :meth:`stop` sends ``sig`` and waits.
+
+    Example::
+
+        srv = ServerProcess(Path("/tmp/logs"), "--repeat", "50")
+        ...  # ProfilerClient("127.0.0.1", srv.port)
+        srv.stop()
+    """
+
+    def __init__(self, log_dir: Path, *args: str, host: str = "127.0.0.1", port: int = 0,
+                 env: Optional[Dict[str, str]] = None, timeout: float = 120.0) -> None:
+        log_dir = Path(log_dir)
+        log_dir.mkdir(parents=True, exist_ok=True)
+        stem = f"profiler-server-{os.getpid()}-{time.monotonic_ns()}"
+        self.out = log_dir / f"{stem}.out"
+        self.log = log_dir / f"{stem}.log"
+        cmd = [sys.executable, "-m", "pantheon.cli", "profiler-server", "--host", host, "--port", str(port), *args]
+        full_env = {k: v for k, v in os.environ.items() if k != "PANTHEON_TOKEN"}  # only an explicit token
+        full_env.update(PYTHONUNBUFFERED="1", **(env or {}))
+        with open(self.out, "wb") as out, open(self.log, "wb") as err:
+            self.proc = subprocess.Popen(cmd, stdout=out, stderr=err, env=full_env)
+        self.port = self._wait_port(timeout)
+
+    def _wait_port(self, timeout: float) -> int:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            m = re.search(r"listening on [\d.]+:(\d+)", self.out.read_text())
+            if m:
+                return int(m.group(1))
+            if self.proc.poll() is not None:
+                last = (self.logs().strip().splitlines() or ["(no output)"])[-1]
+                raise ProfilerError(f"the profiler server exited with code {self.proc.returncode}: {last}")
+            time.sleep(0.05)
+        self.stop()
+        raise ProfilerError(f"the profiler server did not start within {timeout:.0f} s (see {self.log})")
+
+    def logs(self) -> str:
+        return self.log.read_text()
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 20.0) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        return self.proc.returncode
