@@ -42,26 +42,7 @@ from _common import emit
 from pantheon import console
 from pantheon.offline import slice as sl
 
-ARCHS = [
-    "resnet18",
-    "resnet34",
-    "resnet50",
-    "vgg11",
-    "vgg11_bn",
-    "vgg16",
-    "vgg16_bn",
-    "mobilenet_v2",
-    "mobilenet_v3_large",
-    "mobilenet_v3_small",
-    "googlenet",
-    "densenet121",
-    "efficientnet_b0",
-    "regnet_x_400mf",
-    "shufflenet_v2_x1_0",
-    "squeezenet1_0",
-    "alexnet",
-    "ssdlite",
-]
+ARCHS = sl.CHECKED_ARCHS
 KS = (4, 8, 12)
 PAPER_REDUCTION = 0.607  # GoogLeNet, per-chunk memory, critical-node vs uniform slicing (paper)
 GOAL = {"arch": "googlenet", "min_reduction": 0.40}

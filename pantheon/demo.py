@@ -151,10 +151,7 @@ def _run_policies(repo_dir: Path, workload: Path, policies: Sequence[str], force
 
 def _policy_plot(rows: Sequence[Dict[str, Any]], folder: Path) -> Optional[str]:
     try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
+        from pantheon.analysis.plots import plt, save_figure  # pyplot on the Agg backend
     except ImportError:
         return None
     names = [r["policy"] for r in rows]
@@ -167,11 +164,7 @@ def _policy_plot(rows: Sequence[Dict[str, Any]], folder: Path) -> Optional[str]:
         plt.setp(ax.get_xticklabels(), rotation=30, ha="right")
         ax.grid(axis="y", alpha=0.3)
     fig.suptitle("digits demo: the same workload under every policy (live, CPU)")
-    fig.tight_layout()
-    name = "policies.png"
-    fig.savefig(folder / name, dpi=110)
-    plt.close(fig)
-    return name
+    return save_figure(fig, folder, "policies.png")
 
 
 def _report(rows: List[Dict[str, Any]], logs: Dict[str, Path], workload: Path, pretrain_rows: List[List[str]],

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import psutil
 import pytest
-from _deploy import board_args, make_app, ssh_settings
+from _deploy import board_args, make_app
 from typer.testing import CliRunner
 
 from pantheon.deploy.cli import app as deploy_app
@@ -21,11 +21,6 @@ from pantheon.formats.store import Store, sha256_file, verify
 
 runner = CliRunner()
 pytestmark = pytest.mark.ssh
-
-
-@pytest.fixture
-def ssh():
-    return ssh_settings()
 
 
 @pytest.fixture

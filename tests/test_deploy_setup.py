@@ -14,18 +14,13 @@ import tempfile
 from pathlib import Path
 
 import pytest
-from _deploy import board_args, conn_args, ssh_settings, stand_in_board_root, write_inventory
+from _deploy import board_args, conn_args, stand_in_board_root, write_inventory
 from typer.testing import CliRunner
 
 from pantheon.deploy.cli import app as deploy_app
 
 runner = CliRunner()
 pytestmark = pytest.mark.ssh
-
-
-@pytest.fixture
-def ssh():
-    return ssh_settings()
 
 
 @pytest.fixture

@@ -4,6 +4,7 @@ import subprocess
 import sys
 
 import pytest
+from _wire import reference_workloads
 
 from pantheon.errors import FormatError
 from pantheon.formats import (
@@ -26,30 +27,8 @@ def test_committed_pb2_matches_proto(proto):
 
 
 def _reference_workload_bytes() -> bytes:
-    """Encode a Workload by hand from the reference field numbers (no generated code)."""
-
-    def varint(n):
-        out = bytearray()
-        while True:
-            b = n & 0x7F
-            n >>= 7
-            out.append(b | (0x80 if n else 0))
-            if not n:
-                return bytes(out)
-
-    def field(num, wt, payload):
-        return varint((num << 3) | wt) + payload
-
-    name = b"sign_recognition"
-    shape = b"".join(varint(x) for x in (1, 3, 32, 32))
-    job = (
-        field(1, 2, varint(len(name)) + name)
-        + field(2, 0, varint(123456))
-        + field(3, 0, varint(154456))
-        + field(5, 2, varint(len(shape)) + shape)
-        + field(6, 0, varint(1))
-    )
-    return field(1, 2, varint(len(job)) + job) * 2
+    """Two identical jobs encoded by hand from the reference field numbers (no generated code)."""
+    return reference_workloads([("sign_recognition", 123456, 154456, (1, 3, 32, 32), 1)] * 2)
 
 
 def test_reference_workload_bin_parses(tmp_path):

@@ -13,26 +13,7 @@ import torch.fx
 from pantheon.errors import ModelError
 from pantheon.offline import slice as sl
 
-ARCHS = [
-    "resnet18",
-    "resnet34",
-    "resnet50",
-    "vgg11",
-    "vgg11_bn",
-    "vgg16",
-    "vgg16_bn",
-    "mobilenet_v2",
-    "mobilenet_v3_large",
-    "mobilenet_v3_small",
-    "googlenet",
-    "densenet121",
-    "efficientnet_b0",
-    "regnet_x_400mf",
-    "shufflenet_v2_x1_0",
-    "squeezenet1_0",
-    "alexnet",
-    "ssdlite",
-]
+ARCHS = sl.CHECKED_ARCHS
 SIDE = {"alexnet": 64}  # smallest input each model accepts, to keep the file fast; default 32
 
 

@@ -8,6 +8,7 @@ import statistics
 
 import pytest
 from _repo import TaskSpec, build_repository
+from _wire import reference_workloads
 from typer.testing import CliRunner
 
 from pantheon.cli import app
@@ -126,28 +127,9 @@ def test_validate_refuses_bad_jobs(repo_dir):
         validate(Workloads(), repo)
 
 
-def _varint(n):
-    out = bytearray()
-    while True:
-        b = n & 0x7F
-        n >>= 7
-        out.append(b | (0x80 if n else 0))
-        if not n:
-            return bytes(out)
-
-
 def test_cli_show_reads_a_reference_encoded_bin(repo_dir, tmp_path):
     """Bytes laid out from the reference field numbers by hand (no generated code)."""
-
-    def field(num, wt, payload):
-        return _varint((num << 3) | wt) + payload
-
-    def job(name, rel, dl, tid):
-        shape = b"".join(_varint(x) for x in (1, 3, 16, 16))
-        return (field(1, 2, _varint(len(name)) + name) + field(2, 0, _varint(rel)) + field(3, 0, _varint(dl))
-                + field(5, 2, _varint(len(shape)) + shape) + field(6, 0, _varint(tid)))
-
-    data = b"".join(field(1, 2, _varint(len(j)) + j) for j in (job(b"det", 0, 20000, 0), job(b"sign", 100, 31100, 1)))
+    data = reference_workloads([("det", 0, 20000, (1, 3, 16, 16), 0), ("sign", 100, 31100, (1, 3, 16, 16), 1)])
     path = tmp_path / "ref.bin"
     path.write_bytes(data)
     res = runner.invoke(app, ["workload", "--show", str(path), "--repo", str(repo_dir), "--json"])

@@ -35,6 +35,14 @@ def draw_all(data: Dict[str, Any], folder: Path) -> List[str]:
     return out
 
 
+def save_figure(fig: Any, folder: Path, name: str) -> str:
+    """Write ``fig`` as ``folder/name`` and release it; the file name, for the report."""
+    fig.tight_layout()
+    fig.savefig(folder / name, dpi=110)
+    plt.close(fig)
+    return name
+
+
 def _jobs_by_task(data: Dict[str, Any]) -> Dict[str, List[Any]]:
     by: Dict[str, List[Any]] = {}
     for row in data["series"]["jobs"]:
@@ -66,10 +74,7 @@ def response_time(data: Dict[str, Any], folder: Path) -> str:
         ax.legend(fontsize=7, loc="upper right")
     axes[-1, 0].set_xlabel("release time (s)")
     fig.suptitle("Response time per task")
-    fig.tight_layout()
-    fig.savefig(folder / "response_time.png", dpi=110)
-    plt.close(fig)
-    return "response_time.png"
+    return save_figure(fig, folder, "response_time.png")
 
 
 def accuracy_over_time(data: Dict[str, Any], folder: Path, window: int = 50) -> str:
@@ -90,10 +95,7 @@ def accuracy_over_time(data: Dict[str, Any], folder: Path, window: int = 50) -> 
     ax.set_xlabel("release time (s)")
     ax.set_ylabel("relative accuracy")
     ax.set_title(f"Relative accuracy (rolling mean over {window} jobs; a missed job counts 0)")
-    fig.tight_layout()
-    fig.savefig(folder / "accuracy.png", dpi=110)
-    plt.close(fig)
-    return "accuracy.png"
+    return save_figure(fig, folder, "accuracy.png")
 
 
 def exit_usage(data: Dict[str, Any], folder: Path) -> str:
@@ -110,10 +112,7 @@ def exit_usage(data: Dict[str, Any], folder: Path) -> str:
         ax.set_title(task, fontsize=9)
     axes[0, 0].set_ylabel("jobs")
     fig.suptitle("Exit usage")
-    fig.tight_layout()
-    fig.savefig(folder / "exit_usage.png", dpi=110)
-    plt.close(fig)
-    return "exit_usage.png"
+    return save_figure(fig, folder, "exit_usage.png")
 
 
 def scheduler_latency(data: Dict[str, Any], folder: Path) -> str:
@@ -135,10 +134,7 @@ def scheduler_latency(data: Dict[str, Any], folder: Path) -> str:
     ax.set_ylabel("CDF")
     ax.set_title("Scheduler decision latency")
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(folder / "scheduler_latency.png", dpi=110)
-    plt.close(fig)
-    return "scheduler_latency.png"
+    return save_figure(fig, folder, "scheduler_latency.png")
 
 
 def telemetry(data: Dict[str, Any], folder: Path) -> str:
@@ -154,7 +150,4 @@ def telemetry(data: Dict[str, Any], folder: Path) -> str:
         ax.set_ylabel(labels[k], fontsize=8)
     axes[-1, 0].set_xlabel("time since start (s)")
     fig.suptitle("Telemetry")
-    fig.tight_layout()
-    fig.savefig(folder / "telemetry.png", dpi=110)
-    plt.close(fig)
-    return "telemetry.png"
+    return save_figure(fig, folder, "telemetry.png")

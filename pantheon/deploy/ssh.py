@@ -367,21 +367,8 @@ class Session:
         remote = self.wrap(script)
         if not self.recorder.add(self.display(remote), mutating=mutating, note=note):
             return Result(0, "", "", ran=False)
-        self.connect()
-        try:
-            proc = subprocess.run(self.argv(remote), input=input_bytes if input_bytes is not None else b"",
-                                  capture_output=True, timeout=timeout)
-        except subprocess.TimeoutExpired:
-            raise SSHError(f"board {self.board.name}: {what or 'command'} did not finish in {timeout:.0f} s") from None
-        res = Result(proc.returncode, proc.stdout.decode(errors="replace"), proc.stderr.decode(errors="replace"))
-        if res.returncode == 255 and not res.stdout:
-            raise classify_ssh_failure(self.board, res.stderr)
-        if check and res.returncode != 0:
-            raise DeployError(
-                f"board {self.board.name}: {what or script.splitlines()[0][:80]} failed "
-                f"(exit {res.returncode}): {last_line(res.stderr) or last_line(res.stdout) or 'no output'}"
-            )
-        return res
+        stdin = input_bytes if input_bytes is not None else b""
+        return self._exec(remote, stdin, timeout, check, what or "command", what or script.splitlines()[0][:80])
 
     def run_script(self, script: str, *, mutating: bool = True, check: bool = True, timeout: float = 300.0,
                    note: str = "", what: str = "") -> Result:
@@ -390,17 +377,22 @@ class Session:
         shown = f"{self.display(remote)} <<'PANTHEON_EOF'\n{script.rstrip()}\nPANTHEON_EOF"
         if not self.recorder.add(shown, mutating=mutating, note=note):
             return Result(0, "", "", ran=False)
+        return self._exec(remote, script.encode(), timeout, check, what or "script", what or "script")
+
+    def _exec(self, remote: str, stdin: bytes, timeout: float, check: bool, waiting: str, failing: str) -> Result:
+        """Run ``remote`` over ssh; a timeout (named ``waiting``), ssh's own failure (exit 255) and, when
+        ``check``, a non-zero exit (named ``failing``) become one-line errors."""
         self.connect()
         try:
-            proc = subprocess.run(self.argv(remote), input=script.encode(), capture_output=True, timeout=timeout)
+            proc = subprocess.run(self.argv(remote), input=stdin, capture_output=True, timeout=timeout)
         except subprocess.TimeoutExpired:
-            raise SSHError(f"board {self.board.name}: {what or 'script'} did not finish in {timeout:.0f} s") from None
+            raise SSHError(f"board {self.board.name}: {waiting} did not finish in {timeout:.0f} s") from None
         res = Result(proc.returncode, proc.stdout.decode(errors="replace"), proc.stderr.decode(errors="replace"))
         if res.returncode == 255 and not res.stdout:
             raise classify_ssh_failure(self.board, res.stderr)
         if check and res.returncode != 0:
             raise DeployError(
-                f"board {self.board.name}: {what or 'script'} failed (exit {res.returncode}): "
+                f"board {self.board.name}: {failing} failed (exit {res.returncode}): "
                 f"{last_line(res.stderr) or last_line(res.stdout) or 'no output'}"
             )
         return res

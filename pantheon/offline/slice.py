@@ -713,6 +713,28 @@ def slice_model(
 # Model lookup for the CLI: torchvision names, ``ssdlite``, ``package.module:factory``
 # ------------------------------------------------------------------------------------------------
 
+# The architectures whose slicing is checked exactly in the tests and measured by bench/slicing.py.
+CHECKED_ARCHS = (
+    "resnet18",
+    "resnet34",
+    "resnet50",
+    "vgg11",
+    "vgg11_bn",
+    "vgg16",
+    "vgg16_bn",
+    "mobilenet_v2",
+    "mobilenet_v3_large",
+    "mobilenet_v3_small",
+    "googlenet",
+    "densenet121",
+    "efficientnet_b0",
+    "regnet_x_400mf",
+    "shufflenet_v2_x1_0",
+    "squeezenet1_0",
+    "alexnet",
+    "ssdlite",
+)
+
 # Builders whose defaults slow down or break slicing: no aux heads, no input transform.
 _BUILD_KWARGS: Dict[str, Dict[str, Any]] = {
     "googlenet": {"aux_logits": False, "transform_input": False, "init_weights": False},

@@ -175,9 +175,15 @@ def _det(name: str, title: str, classes: Tuple[str, ...], table3: Tuple[float, i
 # Demo tasks: small inputs, fast pretraining (seconds per epoch on 2 CPU cores); 64-channel exit
 # adapters keep the 31 exits of MobileNetV2 cheap to train on a CPU. GoogLeNet reads 48x48 so the
 # three models differ in latency (batch 1, one CPU thread: ~6, ~9, ~14 ms) as well as in depth.
-_DIGITS_PRE = PretrainDefaults(learning_rate=0.05, batch_size=64, weight_decay=5e-4, epochs=4)
-_DIGITS_EXITS = (0.05, 64, 5e-4, 4)
-_DIGITS_NOTE = "scikit-learn's bundled 8x8 digits upscaled, 60/20/20 stratified split (seed 0), no download"
+def _digits(arch: str, title: str, shape: Tuple[int, int, int], pretrain_lr: float = 0.05) -> Task:
+    """A demo task on scikit-learn's digits; 64-channel exit adapters."""
+    return _cls(
+        f"digits_{arch}", f"Digits (demo) on {title}", arch, shape, 10, (0.05, 64, 5e-4, 4), "digits", "digits",
+        group="demo", exit_channels=64,
+        pretrain=PretrainDefaults(learning_rate=pretrain_lr, batch_size=64, weight_decay=5e-4, epochs=4),
+        notes="scikit-learn's bundled 8x8 digits upscaled, 60/20/20 stratified split (seed 0), no download",
+    )
+
 
 _TASKS: List[Task] = [
     _det("object_detection", "Traffic light detection", ("red", "green"), (1e-3, 24, 5e-4, 50), "traffic_lights"),
@@ -207,22 +213,9 @@ _TASKS: List[Task] = [
         "scene_recognition", "Scene recognition", "resnet34", (1, 128, 128), 15,
         (1e-2, 256, 1e-2, 100), "imagefolder", "scene15",
     ),
-    _cls(
-        "digits_resnet18", "Digits (demo) on ResNet18", "resnet18", (3, 32, 32), 10,
-        _DIGITS_EXITS, "digits", "digits", group="demo", pretrain=_DIGITS_PRE, notes=_DIGITS_NOTE,
-        exit_channels=64,
-    ),
-    _cls(
-        "digits_mobilenet_v2", "Digits (demo) on MobileNetV2", "mobilenet_v2", (3, 32, 32), 10,
-        _DIGITS_EXITS, "digits", "digits", group="demo", pretrain=_DIGITS_PRE, notes=_DIGITS_NOTE,
-        exit_channels=64,
-    ),
-    _cls(
-        "digits_googlenet", "Digits (demo) on GoogLeNet", "googlenet", (3, 48, 48), 10,
-        _DIGITS_EXITS, "digits", "digits", group="demo", notes=_DIGITS_NOTE,
-        pretrain=PretrainDefaults(learning_rate=0.02, batch_size=64, weight_decay=5e-4, epochs=4),  # 0.05 diverges early
-        exit_channels=64,
-    ),
+    _digits("resnet18", "ResNet18", (3, 32, 32)),
+    _digits("mobilenet_v2", "MobileNetV2", (3, 32, 32)),
+    _digits("googlenet", "GoogLeNet", (3, 48, 48), pretrain_lr=0.02),  # 0.05 diverges early
     _cls(
         "alexnet", "Best-effort ImageNet classifier", "alexnet", (3, 224, 224), 1000,
         (1e-2, 128, 5e-4, 90), "imagefolder", "imagenet", group="best-effort",
