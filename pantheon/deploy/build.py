@@ -89,7 +89,7 @@ def build_remote(ctx: Ctx, session: Session, engine: RemoteEngine, target: str, 
             raise
         except Exception as exc:
             raise DockerError(f"build of {spec.tag} on board {session.board.name} failed: "
-                              f"{' '.join(str(exc).split())}") from exc
+                              f"{exc}") from exc
     img = engine.client.images.get(spec.tag)
     return {"tag": spec.tag, "id": img.id, "where": "board", "base": base, "l4t": l4t,
             "seconds": round(time.monotonic() - t0, 1)}
@@ -140,7 +140,7 @@ def load_image(ctx: Ctx, engine: RemoteEngine, tag: str) -> Dict[str, Any]:
                 raise
             except Exception as exc:
                 raise DockerError(f"docker load of {tag} on board {engine.session.board.name} failed: "
-                                  f"{' '.join(str(exc).split())}") from exc
+                                  f"{exc}") from exc
     remote = engine.client.images.get(tag)
     if remote.id != img.id:
         raise DockerError(f"after loading, {tag} on board {engine.session.board.name} has id {remote.id}, not {img.id}")

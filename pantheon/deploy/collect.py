@@ -15,7 +15,6 @@ knows (container output and exit code).
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 import shutil
@@ -25,9 +24,9 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
 from pantheon.deploy.fleet import Ctx
-from pantheon.deploy.ssh import Session, check_name, q
+from pantheon.deploy.ssh import SHA256_TREE, Session, check_name, q, sha256sum_line
 from pantheon.errors import ArtifactError, DeployError
-from pantheon.formats.store import MANIFEST, Manifest, Store, write_artifact
+from pantheon.formats.store import MANIFEST, Manifest, Store, sha256_file, write_artifact
 
 REMOTE_MANIFEST = "board-manifest.json"
 
@@ -35,17 +34,12 @@ REMOTE_MANIFEST = "board-manifest.json"
 def remote_sums(session: Session, remote_dir: str) -> Optional[Dict[str, str]]:
     """``rel -> sha256`` of every file under ``remote_dir`` on the board; None when it does not exist."""
     res = session.run(
-        f"cd {q(remote_dir)} 2>/dev/null || {{ echo MISSING; exit 0; }}; find . -type f -print0 | xargs -0 -r sha256sum",
+        f"cd {q(remote_dir)} 2>/dev/null || {{ echo MISSING; exit 0; }}; {SHA256_TREE}",
         what=f"hashing {remote_dir}",
     )
     if res.stdout.strip() == "MISSING":
         return None
-    sums = {}
-    for line in res.stdout.splitlines():
-        if len(line) > 66 and not line.startswith("\\"):
-            rel = line[66:]
-            sums[rel[2:] if rel.startswith("./") else rel] = line[:64]
-    return sums
+    return dict(filter(None, map(sha256sum_line, res.stdout.splitlines())))
 
 
 def fetch_dir(session: Session, remote_dir: str, dest: Path) -> int:
@@ -81,26 +75,17 @@ def fetch_dir(session: Session, remote_dir: str, dest: Path) -> int:
     return total
 
 
-def _sha(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def check_fetched(tmp: Path, sums: Dict[str, str], where: str) -> Optional[Manifest]:
     """Every fetched file must match the board's sha256 and the run's own manifest (when it has one)."""
     for rel, sha in sums.items():
         p = tmp / rel
-        if not p.is_file() or _sha(p) != sha:
+        if not p.is_file() or sha256_file(p) != sha:
             raise DeployError(f"collected {rel} from {where} does not match its sha256 on the board: re-run collect")
     manifest = None
     if (tmp / MANIFEST).is_file():
         manifest = Manifest.from_json((tmp / MANIFEST).read_text(), where=f"{where}/{MANIFEST}")
-        for rel, entry in manifest.files.items():
-            p = tmp / rel
-            if not p.is_file() or _sha(p) != entry.sha256:
+        for rel, entry in manifest.files.items():  # `sums` were just checked against the fetched files
+            if sums.get(rel) != entry.sha256:
                 raise DeployError(f"{where}: {rel} differs from the run's manifest (changed after the run wrote it)")
         (tmp / MANIFEST).rename(tmp / REMOTE_MANIFEST)
     return manifest
@@ -186,9 +171,9 @@ def collect_runs(ctx: Ctx, session: Session, run_id: Optional[str] = None, app: 
 def collect_command(ctx: Ctx, session: Session, run_id: Optional[str], app: Optional[str]) -> Tuple[str, Dict[str, Any]]:
     """``pantheon-deploy collect`` on one board."""
     from pantheon.deploy.remote import read_facts
+    from pantheon.deploy.setup import board_state
 
-    facts = read_facts(session)
-    extras = {"board.json": {"board": session.board.name, "address": session.board.address, **facts.as_dict()}}
+    extras = {"board.json": board_state(session, read_facts(session))}
     runs = collect_runs(ctx, session, run_id, app, extras=extras)
     if not runs:
         return "nothing new to collect", {"runs": []}

@@ -147,6 +147,7 @@ class RemoteEngine:
         self._bridge: Optional[_DialStdioBridge] = None
         self._client: Any = None
         self.info: Dict[str, Any] = {}
+        self.version = ""  # the engine's version, from the probe that opens the client
 
     # The docker CLI equivalent of an SDK call, for --dry-run and commands.sh.
     def cli(self, *args: str) -> str:
@@ -180,7 +181,7 @@ class RemoteEngine:
         if self._client is None:
             docker = _import_docker()
             self.session.connect()
-            self.probe()
+            self.version = self.probe()
             self._bridge = _DialStdioBridge(self.session)
             try:
                 self._client = docker.DockerClient(base_url=f"unix://{self._bridge.path}", timeout=self.timeout)
@@ -240,7 +241,7 @@ def local_client(timeout: int = 120) -> Any:
         return client
     except Exception as exc:
         raise DockerError(
-            f"the local Docker engine does not answer ({' '.join(str(exc).split())}): start docker or set DOCKER_HOST"
+            f"the local Docker engine does not answer ({exc}): start docker or set DOCKER_HOST"
         ) from exc
 
 

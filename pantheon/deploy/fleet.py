@@ -87,7 +87,7 @@ def load_inventory(path: Path, conn: Optional[Connection] = None) -> List[Board]
     except OSError as exc:
         raise UsageError(f"cannot read inventory {path}: {exc.strerror or exc}") from exc
     except yaml.YAMLError as exc:
-        raise FormatError(f"inventory {path} is not valid YAML: {' '.join(str(exc).split())}") from exc
+        raise FormatError(f"inventory {path} is not valid YAML: {exc}") from exc
     if not isinstance(data, dict) or "boards" not in data:
         raise FormatError(f"inventory {path}: expected a mapping with a 'boards' list")
     defaults = data.get("defaults") or {}

@@ -85,7 +85,7 @@ class BuildSpec:
         """:meth:`argv` as one copy-pasteable shell line."""
         import shlex
 
-        return " ".join(shlex.quote(a) for a in self.argv(docker))
+        return shlex.join(self.argv(docker))
 
 
 def l4t_of_base(base_image: str) -> Optional[str]:

@@ -41,11 +41,11 @@ import tarfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 from pantheon import __version__, console
 from pantheon.deploy.fleet import Ctx
-from pantheon.deploy.ssh import Session, check_name, last_line, q
+from pantheon.deploy.ssh import SHA256_TREE, Session, check_name, last_line, q, qjoin, sha256sum_line
 from pantheon.errors import ArtifactError, DeployError, UsageError
 from pantheon.formats.store import MANIFEST, FileEntry, Manifest, Store, sha256_file, verify
 
@@ -82,13 +82,13 @@ class Bundle:
         return {f.rel: f for f in self.files}
 
 
-def _files_of(directory: Path, prefix: str) -> List[BundleFile]:
-    out = []
-    for p in sorted(directory.rglob("*")):
-        if p.is_file():
-            rel = f"{prefix}/{p.relative_to(directory).as_posix()}"
-            out.append(BundleFile(rel, sha256_file(p), p.stat().st_size, src=p))
-    return out
+def _files_of(directory: Path, prefix: str, manifest: Manifest) -> List[BundleFile]:
+    """The files of a verified artifact directory: its manifest's entries (sums already checked) and
+    the manifest itself; a file the manifest does not list is not part of the bundle."""
+    out = [BundleFile(f"{prefix}/{rel}", e.sha256, e.size, src=directory / rel) for rel, e in manifest.files.items()]
+    m = directory / MANIFEST
+    out.append(BundleFile(f"{prefix}/{MANIFEST}", sha256_file(m), m.stat().st_size, src=m))
+    return sorted(out, key=lambda f: f.rel)
 
 
 def local_bundle(app: str, store: Optional[Store] = None) -> Bundle:
@@ -111,14 +111,14 @@ def local_bundle(app: str, store: Optional[Store] = None) -> Bundle:
             )
     try:
         repo_manifest = verify(repo)
-        verify(workload)
+        workload_manifest = verify(workload)
     except ArtifactError as exc:
         raise DeployError(f"the deployment bundle of app {app} is damaged: {exc}") from exc
     try:
         app_file = resolve_app_path(app)
     except UsageError as exc:
         raise DeployError(f"app {app}: no application file to send ({exc})") from exc
-    files = _files_of(repo, "repository") + _files_of(workload, "workload")
+    files = _files_of(repo, "repository", repo_manifest) + _files_of(workload, "workload", workload_manifest)
     app_bytes = app_file.read_bytes()
     files.append(BundleFile("app.yaml", hashlib.sha256(app_bytes).hexdigest(), len(app_bytes), src=app_file))
     for f in files:
@@ -172,7 +172,7 @@ for d in "$cur" {q(p.final)} {q(p.stage)}; do
   seen="$seen$d "
   if [ -n "$d" ] && [ -d "$d" ]; then
     echo "DIR $d"
-    (cd "$d" && find . -type f -print0 | xargs -0 -r sha256sum)
+    (cd "$d" && {SHA256_TREE})
   fi
 done
 """
@@ -194,9 +194,8 @@ def parse_probe(text: str) -> RemoteState:
         elif line.startswith("DIR "):
             d = line[4:].strip()
             st.sums.setdefault(d, {})
-        elif d is not None and len(line) > 66 and not line.startswith("\\"):
-            rel = line[66:]
-            st.sums[d][rel[2:] if rel.startswith("./") else rel] = line[:64]
+        elif d is not None and (entry := sha256sum_line(line)):
+            st.sums[d][entry[0]] = entry[1]
     return st
 
 
@@ -258,10 +257,10 @@ def _stage_script(p: RemotePaths, plan: Plan, bundle: Bundle) -> str:
     dirs = sorted({f.rel.rsplit("/", 1)[0] for f in bundle.files if "/" in f.rel})
     lines = ["set -e", f"mkdir -p {q(p.stage)}", f"cd {q(p.stage)}"]
     if dirs:
-        lines.append("mkdir -p " + " ".join(q(d) for d in dirs))
+        lines.append("mkdir -p " + qjoin(dirs))
     stale = plan.remove + [rel for _, rel in plan.link] + [f.rel for f in plan.send]
     for i in range(0, len(stale), 200):
-        lines.append("rm -f -- " + " ".join(q(r) for r in stale[i : i + 200]))
+        lines.append("rm -f -- " + qjoin(stale[i : i + 200]))
     for src, rel in plan.link:
         lines.append(f"ln -- {q(src)} {q(rel)} 2>/dev/null || cp -p -- {q(src)} {q(rel)}")
     return "\n".join(lines) + "\n"
@@ -293,25 +292,6 @@ def _switch_script(p: RemotePaths, app: str, from_stage: bool) -> str:
     return "\n".join(lines) + "\n"
 
 
-class _Counting(io.RawIOBase):
-    """A write-only file object that counts bytes into a progress bar."""
-
-    def __init__(self, raw: BinaryIO, on_bytes: Any) -> None:
-        self.raw = raw
-        self.on_bytes = on_bytes
-        self.count = 0
-
-    def writable(self) -> bool:
-        return True
-
-    def write(self, b: Any) -> int:
-        n = self.raw.write(b)
-        n = len(b) if n is None else n
-        self.count += n
-        self.on_bytes(n)
-        return n
-
-
 def _send(ctx: Ctx, session: Session, p: RemotePaths, bundle: Bundle, files: List[BundleFile], prelude: str) -> int:
     """Run ``prelude`` (staging) then stream ``files`` as a tar archive into the partial upload.
 
@@ -319,7 +299,7 @@ def _send(ctx: Ctx, session: Session, p: RemotePaths, bundle: Bundle, files: Lis
     """
     import subprocess
 
-    shown_files = " ".join(q(f.rel) for f in files) or "(no files)"
+    shown_files = qjoin([f.rel for f in files]) or "(no files)"
     proc = session.popen(
         f"{prelude}tar -x -f - --no-same-owner -C {q(p.stage)}",
         note=f"fed by: tar -c -f - {shown_files} (from {bundle.sources.get('repository', '')}/..)",
@@ -331,13 +311,8 @@ def _send(ctx: Ctx, session: Session, p: RemotePaths, bundle: Bundle, files: Lis
     sent = 0
     with console.progress(transient=True) as bar:
         task = bar.add_task(f"sending {len(files)} files", total=total, visible=ctx.show_progress)
-
-        def tick(n: int) -> None:
-            bar.advance(task, n)
-
         try:
-            sink = _Counting(proc.stdin, lambda n: None)  # type: ignore[arg-type]
-            with tarfile.open(fileobj=sink, mode="w|", format=tarfile.PAX_FORMAT) as tar:
+            with tarfile.open(fileobj=proc.stdin, mode="w|", format=tarfile.PAX_FORMAT) as tar:
                 for f in files:
                     info = tarfile.TarInfo(f.rel)
                     info.size, info.mode, info.mtime = f.size, 0o644, int(time.time())
@@ -347,7 +322,7 @@ def _send(ctx: Ctx, session: Session, p: RemotePaths, bundle: Bundle, files: Lis
                         with open(f.src, "rb") as fh:  # type: ignore[arg-type]
                             tar.addfile(info, fh)
                     sent += f.size
-                    tick(f.size)
+                    bar.advance(task, f.size)
             proc.stdin.close()  # type: ignore[union-attr]
         except (BrokenPipeError, ConnectionResetError, ValueError, OSError) as exc:
             err = _finish(proc)

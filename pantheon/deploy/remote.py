@@ -23,7 +23,7 @@ from typing import Any, Dict, List, Optional, Sequence
 
 import yaml
 
-from pantheon.deploy.ssh import Result, Session, q
+from pantheon.deploy.ssh import Result, Session, q, qjoin
 from pantheon.errors import BoardError
 from pantheon.online import board as pb
 
@@ -148,7 +148,7 @@ def board_command(
     """Run a Jetson command (``nvpmodel``, ``jetson_clocks``) through ``sudo`` on the board."""
     exe = pb.command_path(name, session.board.board_root)
     argv = [*sudo, exe, *args]
-    return session.run(" ".join(q(a) for a in argv) + " </dev/null", mutating=mutating, check=check,
+    return session.run(qjoin(argv) + " </dev/null", mutating=mutating, check=check,
                        what=f"{name} {' '.join(args)}".strip())
 
 

@@ -33,25 +33,13 @@ from pantheon.deploy.collect import collect_dir
 from pantheon.deploy.engine import RemoteEngine
 from pantheon.deploy.fleet import STOP, Ctx
 from pantheon.deploy.remote import BoardFacts, read_facts
-from pantheon.deploy.setup import query_clocks, query_mode
+from pantheon.deploy.setup import board_state
 from pantheon.deploy.ssh import Session, check_name, last_line, q
 from pantheon.errors import BoardError, DeployError, DockerError
 from pantheon.formats.store import Store, new_run_id
 from pantheon.online import board as pb
 
 DEFAULT_IMAGE = "pantheon-jetson:latest"
-
-
-def board_state(session: Session, facts: BoardFacts) -> Dict[str, Any]:
-    """Board facts plus power mode and clocks (when readable), for ``board.json``."""
-    state: Dict[str, Any] = {"board": session.board.name, "address": session.board.address, **facts.as_dict()}
-    if facts.is_jetson:
-        sudo = ["sudo", "-n"] if facts.sudo == "ok" else []
-        mode = query_mode(session, sudo)
-        state["nvpmodel"] = {"id": mode.id, "name": mode.name} if mode else None
-        clocks = query_clocks(session, sudo) if (facts.sudo == "ok" or facts.uid == 0) else None
-        state["jetson_clocks"] = clocks.get("locked") if clocks else None
-    return state
 
 
 def check_image(engine: RemoteEngine, image: str, facts: BoardFacts) -> Any:
@@ -119,7 +107,8 @@ def cli_args(spec: Dict[str, Any]) -> List[str]:
     return args + [spec["image"], *spec["command"]]
 
 
-def _stream_logs(ctx: Ctx, container: Any, lines: List[str]) -> None:
+def _stream_logs(ctx: Ctx, container: Any) -> None:
+    """Echo the container's output as it comes (the full log is read once it has ended)."""
     buf = b""
     try:
         for chunk in container.logs(stream=True, follow=True):
@@ -127,7 +116,6 @@ def _stream_logs(ctx: Ctx, container: Any, lines: List[str]) -> None:
             while b"\n" in buf:
                 line, buf = buf.split(b"\n", 1)
                 text = line.decode(errors="replace").rstrip("\r")
-                lines.append(text)
                 if not ctx.fleet and not ctx.quiet:
                     console.err.print(f"  | {text}", markup=False, highlight=False)
     except Exception:  # the stream ends with the container; a broken stream must not fail the run
@@ -150,7 +138,7 @@ def _wait(ctx: Ctx, container: Any) -> Tuple[Optional[int], bool]:
                 failures += 1
                 if failures > 3:
                     raise DockerError(f"lost the engine of board {ctx.board.name} while waiting for the "
-                                      f"container: {' '.join(str(exc).split())}") from exc
+                                      f"container: {exc}") from exc
         if STOP.is_set() and not interrupted:
             interrupted = True
         if interrupted:
@@ -227,8 +215,7 @@ def run_container(
         t0 = time.monotonic()
         container = _start(engine, spec)
         ctx.log(f"{spec['name']} is running (Ctrl-C stops it and still collects what it wrote)")
-        lines: List[str] = []
-        streamer = threading.Thread(target=_stream_logs, args=(ctx, container, lines), daemon=True)
+        streamer = threading.Thread(target=_stream_logs, args=(ctx, container), daemon=True)
         streamer.start()
         code, interrupted = _wait(ctx, container)
         streamer.join(timeout=5)

@@ -30,7 +30,7 @@ from pantheon.deploy.remote import (
     require_jetson,
     sudo_prefix,
 )
-from pantheon.deploy.ssh import Session, q
+from pantheon.deploy.ssh import Session, q, qjoin
 from pantheon.errors import BoardError, UsageError
 from pantheon.online import board as pb
 
@@ -63,6 +63,23 @@ def query_mode(session: Session, sudo: List[str]) -> Optional[pb.PowerMode]:
 def query_clocks(session: Session, sudo: List[str]) -> Optional[Dict[str, Any]]:
     res = board_command(session, sudo, "jetson_clocks", ["--show"], check=False)
     return pb.parse_jetson_clocks_show(res.stdout) if res.ok else None
+
+
+def power_state(session: Session, facts: BoardFacts) -> Dict[str, Any]:
+    """Power mode and clocks lock of a Jetson (None where unreadable without sudo); {} off a Jetson."""
+    if not facts.is_jetson:
+        return {}
+    sudo = ["sudo", "-n"] if facts.sudo == "ok" else []
+    mode = query_mode(session, sudo)
+    clocks = query_clocks(session, sudo) if (facts.sudo == "ok" or facts.uid == 0) else None
+    return {"nvpmodel": {"id": mode.id, "name": mode.name} if mode else None,
+            "jetson_clocks": clocks.get("locked") if clocks else None}
+
+
+def board_state(session: Session, facts: BoardFacts) -> Dict[str, Any]:
+    """Board facts plus power mode and clocks, for a run's ``board.json``."""
+    return {"board": session.board.name, "address": session.board.address, **facts.as_dict(),
+            **power_state(session, facts)}
 
 
 def setup_board(
@@ -105,7 +122,7 @@ def setup_board(
 def _store_state(session: Session, sudo: List[str], state_dir: str, mode_file: str, clocks_file: str,
                  before: Optional[pb.PowerMode]) -> None:
     """Keep the state from before pantheon's first change (a second setup does not overwrite it)."""
-    s = " ".join(q(a) for a in sudo)
+    s = qjoin(sudo)
     exe = q(pb.command_path("jetson_clocks", session.board.board_root))
     mode = str(before.id) if before else ""
     session.run(
@@ -126,7 +143,7 @@ def _restore(session: Session, sudo: List[str], state_dir: str, mode_file: str, 
     if old.isdigit():
         board_command(session, sudo, "nvpmodel", ["-m", old], mutating=True)
         data["target"] = old
-    s = " ".join(q(a) for a in sudo)
+    s = qjoin(sudo)
     session.run(f"{s} rm -rf -- {q(state_dir)}", mutating=True, what="removing the stored state")
     data["restored"] = True
 

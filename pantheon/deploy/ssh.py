@@ -33,7 +33,7 @@ import tempfile
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence, Tuple
 
 from pantheon import console
 from pantheon.errors import DeployError, HostKeyError, SSHError, UsageError
@@ -417,4 +417,18 @@ def q(value: object) -> str:
 
 
 def qjoin(values: Sequence[object]) -> str:
+    """Shell-quote and join the words of a remote command."""
     return " ".join(q(v) for v in values)
+
+
+# Hashes every file below the current directory, one ``<sha256>  ./<rel>`` line each.
+SHA256_TREE = "find . -type f -print0 | xargs -0 -r sha256sum"
+
+
+def sha256sum_line(line: str) -> Optional[Tuple[str, str]]:
+    """``(rel, sha256)`` of one line of :data:`SHA256_TREE`'s output; None for anything else
+    (sha256sum escapes a name holding a newline or backslash and marks the line with a backslash)."""
+    if len(line) <= 66 or line.startswith("\\"):
+        return None
+    rel = line[66:]
+    return (rel[2:] if rel.startswith("./") else rel), line[:64]

@@ -15,7 +15,7 @@ from pantheon import console
 from pantheon.deploy.engine import RemoteEngine
 from pantheon.deploy.fleet import Ctx
 from pantheon.deploy.remote import BoardFacts, preset_for, read_facts
-from pantheon.deploy.setup import query_clocks, query_mode
+from pantheon.deploy.setup import power_state
 from pantheon.deploy.ssh import Session, q
 from pantheon.errors import PantheonError
 from pantheon.online import board as pb
@@ -70,20 +70,15 @@ def board_status(ctx: Ctx, session: Session) -> Tuple[str, Dict[str, Any]]:
     data["preset"] = preset["name"] if preset else None
     with RemoteEngine(session) as engine:
         try:
-            data["engine"] = engine.probe()
-            data["runtimes"] = engine.runtimes()
+            data["runtimes"] = engine.runtimes()  # opens the client: probes the engine
+            data["engine"] = engine.version
             data["nvidia_runtime"] = "nvidia" in data["runtimes"]
             data["images"] = _images(engine, facts)
         except PantheonError as exc:
             data["engine"] = None
             data["engine_error"] = str(exc)
             data["images"] = []
-    if facts.is_jetson:
-        sudo = ["sudo", "-n"] if facts.sudo == "ok" else []
-        mode = query_mode(session, sudo)
-        data["nvpmodel"] = {"id": mode.id, "name": mode.name} if mode else None
-        clocks = query_clocks(session, sudo) if (facts.sudo == "ok" or facts.uid == 0) else None
-        data["jetson_clocks"] = clocks.get("locked") if clocks else None
+    data.update(power_state(session, facts))
     data["bundles"] = _bundles(session)
     if not ctx.fleet and not ctx.quiet:
         print_status(session.board.name, data)

@@ -318,7 +318,7 @@ class JtopSampler(Sampler):
         try:
             self._jtop.start()
         except Exception as exc:  # JtopException: service inactive, version mismatch, permission
-            raise TelemetryError(f"jtop: {' '.join(str(exc).split())}") from exc
+            raise TelemetryError(f"jtop: {exc}") from exc
 
     def sample(self) -> Sample:
         return jtop_stats_to_sample(dict(self._jtop.stats))

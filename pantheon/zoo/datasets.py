@@ -205,7 +205,7 @@ def _imagefolder_samples(task: Any, root: Path, split: str) -> List[Tuple[str, i
     try:
         ds = ImageFolder(str(folder))
     except (FileNotFoundError, OSError) as exc:
-        raise DataError(f"{folder}: {' '.join(str(exc).split())}") from exc
+        raise DataError(f"{folder}: {exc}") from exc
     if len(ds.classes) != task.num_classes:
         raise DataError(
             f"{folder} has {len(ds.classes)} class folders, task {task.name} has {task.num_classes} classes"
