@@ -28,6 +28,7 @@ from pantheon.online.memory import MemoryManager
 from pantheon.online.repository import read_repository
 from pantheon.online.runtime import InflightWindow, Runtime, parse_best_effort
 from pantheon.online.simulate import simulate
+from pantheon.online.workload import validate
 
 runner = CliRunner()
 DIMS = {"long": [1, 3, 48, 48], "short": [1, 3, 16, 16]}
@@ -325,9 +326,12 @@ def test_calibration_learns_that_chunks_run_slower_than_profiled(tmp_path):
     wl = write_workload(tmp_path / "w.bin", [("long", i * 3 * full, i * 3 * full + 20 * full) for i in range(80)],
                         dims={"long": [1, 3, 48, 48]})
     for cal in (True, False):
-        rt = Runtime(repo_dir, device="cpu", log=tmp_path / f"run-{cal}", calibrate=cal)
+        callers = read_repository(repo_dir)
+        rt = Runtime(callers, device="cpu", log=tmp_path / f"run-{cal}", calibrate=cal)
         rt.start()
         rt.run_workload(read_workloads_jobs(repo_dir, wl))
+        # the runtime calibrates its own copy of the profiles, never the caller's repository
+        assert callers.tasks["long"].scale == 1.0 and callers.tasks["long"].blocks == spec["long"].latencies
         evs = [e for e in read_events(tmp_path / f"run-{cal}") if e["ev"] == "calibrate"]
         if cal:
             assert evs, "no calibrate events"
@@ -335,6 +339,36 @@ def test_calibration_learns_that_chunks_run_slower_than_profiled(tmp_path):
             assert rt.repo.tasks["long"].scale == pytest.approx(evs[-1]["scale"], rel=1e-3)
         else:
             assert evs == [] and rt.repo.tasks["long"].scale == 1.0
+
+
+def test_best_effort_runs_without_a_log(repo_dir):
+    """The Python API with no log (a NullLog inside): best-effort completions must not break it."""
+    with Runtime(repo_dir, device="cpu", best_effort=[("short", 200)]) as rt:
+        res = rt.submit("short", torch.zeros(*DIMS["short"]), deadline_us=60_000_000).result(60)
+        end = time.monotonic() + 30
+        while not rt._be_done and time.monotonic() < end:
+            time.sleep(0.01)
+    assert res.met
+    assert rt.summary["best_effort"]["short"]["jobs"] >= 1
+
+
+def test_static_policies_rank_tasks_by_the_replayed_workload(repo_dir, tmp_path):
+    """run_workload gives rms/dms the workload's periods and deadlines itself (no caller step):
+    long has the shorter period and deadline here, so it ranks first, against its longer latency."""
+    repo = read_repository(repo_dir)
+    full_long, full_short = repo.tasks["long"].full_latency, repo.tasks["short"].full_latency
+    p_long, p_short = 40 * full_long, 80 * full_long
+    jobs = [("long", k * p_long, k * p_long + 20 * full_long) for k in range(4)]
+    jobs += [("short", k * p_short, k * p_short + 30 * full_long + full_short) for k in range(2)]
+    wl = write_workload(tmp_path / "w.bin", sorted(jobs, key=lambda j: j[1]), dims=DIMS, ids={"long": 0, "short": 1})
+    specs = validate(read_workloads(wl), repo, where=str(wl))  # no apply_timing here
+    for policy in ("rms", "dms"):
+        rt = Runtime(repo, device="cpu", policy=policy)
+        assert rt.repo.tasks["long"].priority > rt.repo.tasks["short"].priority  # before: by latency
+        summary = rt.run_workload(specs)
+        assert summary["jobs"] == 6
+        assert rt.repo.tasks["long"].priority == 0 and rt.repo.tasks["short"].priority == 1, policy
+    assert repo.tasks["long"].period_us is None  # the caller's repository is left as it was
 
 
 def read_workloads_jobs(repo_dir, wl):

@@ -30,7 +30,6 @@ import json
 import math
 import socket
 import time
-import warnings
 import zipfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -151,15 +150,10 @@ def load_variants(path: Path) -> Variants:
 
 
 def load_module(path: Path, device: Any = "cpu") -> Any:
-    import torch
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", FutureWarning)
-        try:
-            module = torch.jit.load(str(path), map_location=device)
-        except Exception as exc:
-            raise ArtifactError(f"{path} is not a loadable TorchScript file: {exc}") from exc
-    return module.eval()
+    try:
+        return ps.load_torchscript(path, device)
+    except Exception as exc:
+        raise ArtifactError(f"{path} is not a loadable TorchScript file: {exc}") from exc
 
 
 def module_bytes(module: Any) -> int:

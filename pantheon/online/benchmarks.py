@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import gc
 import json
-import math
 import random
 import statistics
 import tempfile
@@ -31,6 +30,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
+from pantheon.analysis.report import percentile
 from pantheon.online.repository import Repository
 from pantheon.online.scheduler import POLICIES, QUEUED, Job, Scheduler, TaskProfile, reference_refresh
 
@@ -161,8 +161,8 @@ def scheduler_latency(tasks: Sequence[TaskProfile], queue_lengths: Sequence[int]
         times.sort()
         row = {
             "queue_length": n,
-            "p50_us": round(_pct(times, 50), 2),
-            "p99_us": round(_pct(times, 99), 2),
+            "p50_us": round(percentile(times, 50), 2),
+            "p99_us": round(percentile(times, 99), 2),
             "mean_us": round(statistics.fmean(times), 2),
             "downgrade_fraction": round(down / decisions, 3),
             "drop_fraction": round(drops / decisions, 3),
@@ -170,21 +170,12 @@ def scheduler_latency(tasks: Sequence[TaskProfile], queue_lengths: Sequence[int]
         }
         if ref_times:
             ref_times.sort()
-            row["reference_p50_us"] = round(_pct(ref_times, 50), 2)
-            row["reference_p99_us"] = round(_pct(ref_times, 99), 2)
+            row["reference_p50_us"] = round(percentile(ref_times, 50), 2)
+            row["reference_p99_us"] = round(percentile(ref_times, 99), 2)
         rows.append(row)
         if progress:
             progress()
     return rows
-
-
-def _pct(sorted_vals: Sequence[float], q: float) -> float:
-    if not sorted_vals:
-        return float("nan")
-    pos = (len(sorted_vals) - 1) * q / 100.0
-    lo = int(math.floor(pos))
-    hi = min(lo + 1, len(sorted_vals) - 1)
-    return sorted_vals[lo] + (sorted_vals[hi] - sorted_vals[lo]) * (pos - lo)
 
 
 # -- profiles of the paper apps ----------------------------------------------------------------
@@ -605,13 +596,13 @@ def preemption_wait(block_depths: Sequence[int] = (1, 2, 4, 8), urgent_jobs: int
                     long_chunks.append(ev["t"] - started[(ev["job"], ev["block"])])  # type: ignore[index]
         waits.sort()
         longest = max(long_chunks)
-        p99 = _pct(waits, 99)
+        p99 = percentile(waits, 99)
         rows.append({
             "block_depth": depth,
             "chunk_profile_us": chunk,
             "chunk_median_us": round(statistics.median(long_chunks), 1),
             "chunk_max_us": longest,
-            "wait_p50_us": round(_pct(waits, 50), 1),
+            "wait_p50_us": round(percentile(waits, 50), 1),
             "wait_p99_us": round(p99, 1),
             "wait_max_us": waits[-1],
             "target_us": longest + 200,

@@ -236,6 +236,7 @@ class NullLog(EventLog):
         self.closed = False
         self.lines = 0
         self.path = Path(os.devnull)
+        self._names = {}  # for any event method this class does not override
 
     def _put(self, line: str) -> None:
         pass
@@ -272,6 +273,12 @@ class NullLog(EventLog):
         pass
 
     def drop(self, t: int, job: int, task: str, reason: str, started: bool) -> None:
+        pass
+
+    def best_effort(self, t: int, task: str, job: int, response: int) -> None:
+        pass
+
+    def telemetry(self, t: int, sample: Dict[str, Any]) -> None:
         pass
 
     def close(self, t: Optional[int] = None, summary: Optional[Dict[str, Any]] = None) -> None:

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import io
 import math
 import os
 import platform
@@ -40,7 +39,6 @@ import subprocess
 import sys
 import threading
 import time
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
@@ -48,8 +46,10 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 from google.protobuf import message as _message
 
 from pantheon import __version__
+from pantheon.analysis.report import percentile
 from pantheon.errors import ConnectionLostError, ProfilerError, UsageError
 from pantheon.formats import profiler_pb2
+from pantheon.online.repository import load_torchscript as load_torchscript  # chunks arrive as bytes
 
 PROTOCOL_VERSION = 1
 HEADER = struct.Struct(">Q")  # 8-byte big-endian length prefix
@@ -116,16 +116,6 @@ class Timing:
     device: str
 
 
-def percentile(sorted_values: Sequence[float], q: float) -> float:
-    """Linear-interpolated ``q``-th percentile (0..100) of already sorted values."""
-    if not sorted_values:
-        raise ValueError("no values")
-    pos = (len(sorted_values) - 1) * q / 100.0
-    lo = math.floor(pos)
-    hi = min(lo + 1, len(sorted_values) - 1)
-    return sorted_values[lo] + (sorted_values[hi] - sorted_values[lo]) * (pos - lo)
-
-
 def stats_us(samples_ns: Sequence[int], warmup: int, device: str) -> Timing:
     values = sorted(s / 1000.0 for s in samples_ns)
     return Timing(
@@ -186,17 +176,6 @@ def time_module(module: Any, input_shape: Sequence[int], *, warmup: int = 10, re
             sync()
             samples.append(time.perf_counter_ns() - t0)
     return stats_us(samples, warmup, device_name(device))
-
-
-def load_torchscript(data: bytes, device: Any = None) -> Any:
-    """``torch.jit.load`` from bytes onto ``device``, in eval mode."""
-    import torch
-
-    with warnings.catch_warnings():  # torch >= 2.9 marks TorchScript deprecated; it is our format
-        warnings.simplefilter("ignore", FutureWarning)
-        module = torch.jit.load(io.BytesIO(data), map_location=device or pick_device())
-    module.eval()
-    return module
 
 
 # ------------------------------------------------------------------------------------------------

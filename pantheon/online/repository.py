@@ -253,18 +253,25 @@ class LoadedTask:
         return self.exits[m](x)
 
 
-def _load_one(path: Path, device: str) -> Any:
+def load_torchscript(source: Union[bytes, PathLike], device: Any = "cpu") -> Any:
+    """``torch.jit.load`` of a file or its bytes onto ``device``, in eval mode (torch's own errors
+    pass through: callers name the artifact)."""
+    import io
+
     import torch
 
+    with warnings.catch_warnings():  # torch >= 2.9 marks TorchScript deprecated; it is our format (and 2.0's)
+        warnings.simplefilter("ignore", FutureWarning)
+        mod = torch.jit.load(io.BytesIO(source) if isinstance(source, bytes) else str(source), map_location=device)
+    return mod.eval()
+
+
+def _load_one(path: Path, device: str) -> Any:
     try:
-        with warnings.catch_warnings():  # newer torch marks TorchScript deprecated; the board's 2.0 does not
-            warnings.simplefilter("ignore", FutureWarning)
-            mod = torch.jit.load(str(path), map_location=device)
+        return load_torchscript(path, device)
     except (RuntimeError, ValueError, OSError) as exc:
         msg = " ".join(str(exc).split())[:200]
         raise RepositoryError(f"{path} is not a loadable TorchScript file: {msg}") from exc
-    mod.eval()
-    return mod
 
 
 def load_modules(repo: Repository, device: str = "cpu", warmup: int = 3,

@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import copy
 import itertools
 import json
 import signal
@@ -44,11 +45,12 @@ import sys
 import threading
 import time
 from concurrent.futures import Future
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable, Deque, Dict, List, Optional, Sequence, Tuple, Union
 
 from pantheon.errors import PantheonError, RuntimeFault, UsageError
+from pantheon.online import telemetry as tm
 from pantheon.online.events import Clock, EventLog, events_path
 from pantheon.online.memory import MemoryManager
 from pantheon.online.repository import (
@@ -60,14 +62,14 @@ from pantheon.online.repository import (
     resolve_device,
     warm_up,
 )
-from pantheon.online.scheduler import BLOCK, DROPPED, EXIT, Job, Scheduler, check_policy
+from pantheon.online.scheduler import BLOCK, DROPPED, EXIT, Job, Scheduler, check_policy, configure_static
 from pantheon.online.workload import JobSpec, apply_timing, validate
 
 PathLike = Union[str, Path]
 
 CAL_EVERY = 32  # blocks of a task between two calibration updates
 CAL_ALPHA = 0.3  # weight of the newest measured/profiled ratio
-TELEMETRY = ("off", "auto", "jtop", "sysfs", "nvml", "psutil")
+TELEMETRY = ("off",) + tm.BACKENDS
 
 
 @dataclass
@@ -278,7 +280,10 @@ class Runtime:
         threads: Optional[int] = None,
         calibrate: bool = True,
     ) -> None:
-        self.repo = repo if isinstance(repo, Repository) else read_repository(repo)
+        repo = repo if isinstance(repo, Repository) else read_repository(repo)
+        # Its own copies of the task profiles: calibration, workload timing and static priorities
+        # change them, and must not leak into the caller's repository (or another runtime's).
+        self.repo = replace(repo, tasks=copy.deepcopy(repo.tasks))
         self.policy = check_policy(policy)
         if telemetry not in TELEMETRY:
             raise UsageError(f"unknown telemetry backend {telemetry!r}: choose one of {', '.join(TELEMETRY)}")
@@ -327,7 +332,6 @@ class Runtime:
         self.summary: Optional[Dict[str, Any]] = None
         self._sampler: Any = None
         self._tthread: Any = None
-        self._tel: Any = None
         self.clock = Clock()
         self._spin_us = 0
 
@@ -357,12 +361,10 @@ class Runtime:
                                               self.cuda_priorities)
         else:
             self.executor = CpuExecutor(self.clock)
-        self._tel = self._telemetry_module()
-        if self._tel is not None:  # an unavailable backend fails here, before the log exists
-            self._sampler = self._tel.open_sampler(self.telemetry)
+        if self.telemetry != "off":  # an unavailable backend fails here, before the log exists
+            self._sampler = tm.open_sampler(self.telemetry)
             self.start_fields.setdefault("telemetry_backend", getattr(self._sampler, "name", self.telemetry))
-            if hasattr(self._tel, "board_facts"):
-                self.start_fields.setdefault("board", self._tel.board_facts())  # into the start event
+            self.start_fields.setdefault("board", tm.board_facts())  # into the start event
         self._open_log()
         self._old_switch = sys.getswitchinterval()
         sys.setswitchinterval(0.0005)  # hand the GIL over quickly between release and worker
@@ -443,25 +445,11 @@ class Runtime:
         self.run_id = fields["run_id"]
         self.log.start(0, **fields)
 
-    def _telemetry_module(self) -> Any:
-        """:mod:`pantheon.online.telemetry`, or None when telemetry is off (or, for auto, missing)."""
-        if self.telemetry == "off":
-            return None
-        try:
-            from pantheon.online import telemetry as tel
-        except ImportError:
-            from pantheon import console
-
-            console.warn("pantheon.online.telemetry is not available: running without telemetry")
-            return None
-        return tel
-
     def _start_telemetry(self) -> None:
-        tel = self._tel
-        if tel is None:
+        if self._sampler is None:
             return
         log, clock = self.log, self.clock
-        self._tthread = tel.TelemetryThread(
+        self._tthread = tm.TelemetryThread(
             self._sampler, emit=lambda s: log.telemetry(clock.now(), s), interval_s=self.telemetry_interval_s
         )
         self._tthread.start()
@@ -632,7 +620,9 @@ class Runtime:
         base = tp.base_blocks[idx]
         if base <= 0:
             return
-        c = self._cal.setdefault(tp.name, [0.0, 0.0, 0, 0])
+        c = self._cal.get(tp.name)
+        if c is None:
+            c = self._cal[tp.name] = [0.0, 0.0, 0, 0]
         c[0] += dur
         c[1] += base
         c[2] += 1
@@ -678,9 +668,7 @@ class Runtime:
                 if cuda:
                     ex = self.executor
                     with torch.cuda.stream(ex.be):
-                        y = x0
-                        for c in chunks:
-                            y = c(y)
+                        lt.run_exit(x0, top)
                         ev = torch.cuda.Event()
                         ev.record(ex.be)
                     ev.synchronize()
@@ -708,6 +696,9 @@ class Runtime:
         """
         if time_scale <= 0:
             raise UsageError(f"--time-scale must be positive, got {time_scale}")
+        with self._cv:  # the periods and deadlines the static policies rank tasks by
+            apply_timing(self.repo, jobs)
+            configure_static(self.sched.tasks, self.policy)
         self.start()
         origin = self.clock.now() + lead_us
         replay_done = threading.Event()
@@ -858,7 +849,6 @@ def run(repo: PathLike, workload: PathLike, log: PathLike, *, policy: str = "pan
     repository = read_repository(repo)
     ws = read_workloads(workload)
     jobs = validate(ws, repository, where=str(workload))
-    apply_timing(repository, jobs)
     rt = Runtime(repository, device=device, policy=policy, drop_late=drop_late, log=log, best_effort=be,
                  telemetry=telemetry, max_inflight=max_inflight, threads=threads, calibrate=calibrate,
                  start_fields={"workload": str(workload), "time_scale": time_scale, "jobs": len(jobs)})

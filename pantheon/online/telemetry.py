@@ -44,8 +44,9 @@ from pathlib import Path
 from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple
 
 from pantheon.errors import TelemetryError
+from pantheon.online.board import ENV_BOARD_ROOT as ENV_BOARD_ROOT  # re-exported (stand-in roots)
+from pantheon.online.board import board_root
 
-ENV_BOARD_ROOT = "PANTHEON_BOARD_ROOT"
 BACKENDS = ("auto", "jtop", "sysfs", "nvml", "psutil")
 JTOP_SOCKET = "run/jtop.sock"
 # devfreq of_node names of the Jetson integrated GPUs (TX2, Xavier, Orin; "gpu" on newer kernels).
@@ -54,11 +55,6 @@ GPU_NODE_NAMES = ("gv11b", "gp10b", "ga10b", "gpu")
 TOTAL_RAILS = ("VDD_IN", "POM_5V_IN")
 
 Sample = Dict[str, float]
-
-
-def board_root() -> Path:
-    """The filesystem root that sysfs/proc/etc paths are read under (``$PANTHEON_BOARD_ROOT`` or ``/``)."""
-    return Path(os.environ.get(ENV_BOARD_ROOT) or "/")
 
 
 def board_path(rel: str) -> Path:
