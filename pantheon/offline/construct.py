@@ -331,13 +331,14 @@ def _fmt(values: List[float]) -> str:
 
 def _train_epoch(task: Any, model: Any, net: Any, loader: DataLoader, opt: Any, device: torch.device,
                  bar: Any, bar_task: Any) -> Tuple[float, int]:
+    from pantheon.offline.exits import to_device
+
     model.train()
     total, batches, samples = 0.0, 0, 0
     n_trained = model.num_blocks - 1
     for images, targets in loader:
         images = images.to(device)
-        targets = targets.to(device) if isinstance(targets, torch.Tensor) else [
-            {k: v.to(device) for k, v in t.items()} for t in targets]
+        targets = to_device(targets, device)
         outs = net(images)
         loss = sum(task_loss_at(task, model, outs, targets, j) for j in range(n_trained))
         opt.zero_grad(set_to_none=True)

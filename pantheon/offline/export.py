@@ -37,16 +37,10 @@ import torch
 from pantheon import console
 from pantheon.errors import ArtifactExistsError, ModelError, UsageError
 from pantheon.formats import store as st
+from pantheon.offline.profile import VARIANTS_JSON, file_name
 
 KIND = "variants"
-VARIANTS_JSON = "variants.json"
 FORMAT = 1
-
-
-def file_name(prefix: str, j: int, num_blocks: int) -> str:
-    """``block_07.pt``: two digits, three when there are more than 100 blocks."""
-    width = 3 if num_blocks > 100 else 2
-    return f"{prefix}_{j:0{width}d}.pt"
 
 
 def _compile(module: torch.nn.Module, example: torch.Tensor) -> Tuple[Any, str]:
@@ -208,9 +202,3 @@ def export(
         + (f"; traced: {', '.join(traced)}" if traced else "; all scripted") + ")"
     )
     return dest
-
-
-def read_variants(path: Any) -> Dict[str, Any]:
-    """``variants.json`` of a verified variants directory."""
-    st.verify(path, kind=KIND, required=[VARIANTS_JSON])
-    return json.loads((Path(path) / VARIANTS_JSON).read_text())

@@ -51,8 +51,10 @@ def _manifest_text(directory: Path) -> Optional[str]:
 
 
 def parse_board(board: str) -> Tuple[str, int]:
-    """``"192.168.55.1:8765"`` -> ``("192.168.55.1", 8765)``; a bare host gets port 8765."""
-    host, _, port = board.rpartition(":") if ":" in board else (board, "", "8765")
+    """``"192.168.55.1:8765"`` -> ``("192.168.55.1", 8765)``; a bare host gets the server's default port."""
+    from pantheon.online.profiler_server import DEFAULT_PORT
+
+    host, _, port = board.rpartition(":") if ":" in board else (board, "", str(DEFAULT_PORT))
     try:
         p = int(port)
     except ValueError:

@@ -45,7 +45,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 from pantheon import console
-from pantheon.errors import InfeasibleError, PlanError, UsageError
+from pantheon.errors import ArtifactExistsError, InfeasibleError, PlanError, UsageError
 from pantheon.formats import ModelBlockProfile, ModelConfig, model_config_to_text, store
 from pantheon.formats.app import App, load_app
 
@@ -533,13 +533,15 @@ def plan(
         "max_memory": app.max_memory,
         "solver": {"exhaustive": exhaustive, "ga_gen": generations, "pop": pop_size, "seed": seed},
     }
-    if not force and store.is_complete(dest, inputs) and (dest / "plan.json").is_file():
-        res = PlanResult.from_json(json.loads((dest / "plan.json").read_text()))
-        res.repository = dest
-        console.info(f"plan {app.name}: skipped (up to date): {dest}")
-        if show:
-            print_plan(res)
-        return res
+    if dest.exists() and not force:  # decided before the solver runs
+        if store.is_complete(dest, inputs) and (dest / "plan.json").is_file():
+            res = PlanResult.from_json(json.loads((dest / "plan.json").read_text()))
+            res.repository = dest
+            console.info(f"plan {app.name}: skipped (up to date): {dest}")
+            if show:
+                print_plan(res)
+            return res
+        raise ArtifactExistsError(f"{dest} already exists; pass --force to replace it")
     res = optimise(tasks, app.max_memory, generations=generations, pop_size=pop_size, seed=seed, exhaustive=exhaustive, app=app.name)
     res.repository = write_repository(res, tasks, dest, inputs=inputs, force=force)
     if show:

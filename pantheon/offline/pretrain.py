@@ -45,12 +45,6 @@ def _evaluate(task: Any, model: torch.nn.Module, loader: DataLoader, anchors: An
     return metric.compute()
 
 
-def _loss(task: Any, out: Any, targets: Any, anchors: Any) -> torch.Tensor:
-    from pantheon.offline.exits import task_loss
-
-    return task_loss(task, out, targets, anchors)
-
-
 def pretrain(
     task: str,
     data_dir: Optional[str] = None,
@@ -78,7 +72,7 @@ def pretrain(
     Raises:
         UnknownTaskError, DataError (missing/corrupt dataset), UsageError (bad epochs).
     """
-    from pantheon.offline.exits import pick_device, set_threads, to_device
+    from pantheon.offline.exits import pick_device, set_threads, task_loss, to_device
     from pantheon.zoo import get_task
     from pantheon.zoo.datasets import check_sample, collate, fingerprint_inputs, subset
 
@@ -132,7 +126,7 @@ def pretrain(
             model.train()
             total = 0.0
             for images, targets in DataLoader(splits["train"], shuffle=True, generator=g, **kw):
-                loss = _loss(t, model(images.to(device)), to_device(targets, device), anchors)
+                loss = task_loss(t, model(images.to(device)), to_device(targets, device), anchors)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()

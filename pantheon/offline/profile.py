@@ -51,6 +51,14 @@ from pantheon.online import profiler_server as ps
 PROFILE_CSV = "profile.csv"
 PROFILE_JSON = "profile.json"
 VARIANTS_JSON = "variants.json"
+
+
+def file_name(prefix: str, j: int, num_blocks: int) -> str:
+    """``block_07.pt``: two digits, three when there are more than 100 blocks."""
+    width = 3 if num_blocks > 100 else 2
+    return f"{prefix}_{j:0{width}d}.pt"
+
+
 COLUMNS = ("block latency", "branch latency", "block mem", "branch mem", "accuracy")
 MB = float(1 << 20)
 
@@ -74,15 +82,11 @@ class Variants:
     original_exit: int
     meta: Dict[str, Any] = field(default_factory=dict)
 
-    @property
-    def width(self) -> int:
-        return 3 if self.num_blocks > 100 else 2
-
     def block_name(self, j: int) -> str:
-        return f"block_{j:0{self.width}d}.pt"
+        return file_name("block", j, self.num_blocks)
 
     def branch_name(self, j: int) -> str:
-        return f"branch_{j:0{self.width}d}.pt"
+        return file_name("branch", j, self.num_blocks)
 
     def block(self, j: int) -> Path:
         return self.path / self.block_name(j)
@@ -398,7 +402,7 @@ def exit_anchors(v: Variants) -> List[Any]:
         return [None] * v.num_blocks
     import torch
 
-    names = v.meta.get("anchors") or [f"anchors_{j:0{v.width}d}.pt" for j in range(v.num_blocks)]
+    names = v.meta.get("anchors") or [file_name("anchors", j, v.num_blocks) for j in range(v.num_blocks)]
     if len(names) != v.num_blocks:
         raise FormatError(f"{v.path / VARIANTS_JSON} lists {len(names)} anchor files for {v.num_blocks} exits")
     out = []
