@@ -167,8 +167,8 @@ def _policy_plot(rows: Sequence[Dict[str, Any]], folder: Path) -> Optional[str]:
     return save_figure(fig, folder, "policies.png")
 
 
-def _report(rows: List[Dict[str, Any]], logs: Dict[str, Path], workload: Path, pretrain_rows: List[List[str]],
-            store: st.Store) -> Path:
+def _report(rows: List[Dict[str, Any]], logs: Dict[str, Path], analyses: Dict[str, Dict[str, Any]],
+            pretrain_rows: List[List[str]], store: st.Store) -> Path:
     from pantheon.analysis import report as rp
 
     dest = store.report_dir(APP, "demo")
@@ -179,14 +179,14 @@ def _report(rows: List[Dict[str, Any]], logs: Dict[str, Path], workload: Path, p
         if name:
             plots.append(name)
         main = "pantheon" if "pantheon" in logs else next(iter(logs))
-        data = rp.analyze(logs[main], workload)
+        data = analyses[main]
         try:
             from pantheon.analysis import plots as P
 
             plots += [f"{main}/{p}" for p in P.draw_all(data, _mkdir(tmp / main))]
         except ImportError:
             console.warn("matplotlib is not installed: the report has no PNG plots")
-        summaries = {p: rp.analyze(log, workload)["summary"] for p, log in logs.items()}
+        summaries = {p: a["summary"] for p, a in analyses.items()}
         (tmp / "report.json").write_text(json.dumps(
             {"app": APP, "version": __version__, "pretrain": pretrain_rows, "comparison": rows,
              "summaries": summaries}, indent=2, default=str) + "\n")
@@ -249,10 +249,11 @@ def demo(out: Optional[Path] = None, *, quick: bool = False, force: bool = False
     logs = _run_policies(repo_dir, workload, chosen, force, store)
 
     console.info("[bold]6. report[/bold]")
-    from pantheon.analysis.report import COMPARE_COLUMNS, compare, compare_rows
+    from pantheon.analysis.report import COMPARE_COLUMNS, analyze, compare_row, compare_rows
 
-    rows = compare([logs[p] for p in chosen], workload)
-    report = _report(rows, logs, workload, pretrain_rows, store)
+    analyses = {p: analyze(logs[p], workload) for p in chosen}  # each log read once
+    rows = [compare_row(analyses[p]["summary"], logs[p]) for p in chosen]
+    report = _report(rows, logs, analyses, pretrain_rows, store)
     console.print_table(f"digits demo: {rows[0]['jobs']} jobs, live on the CPU", COMPARE_COLUMNS, compare_rows(rows))
     secs = time.monotonic() - t0
     console.out.print(f"report: {report / 'report.md'} (plots: {report}/*.png)")

@@ -344,20 +344,21 @@ def _plots(data: Dict[str, Any], folder: Path) -> List[str]:
 
 def compare(logs: Sequence[PathLike], workload: Optional[PathLike] = None) -> List[Dict[str, Any]]:
     """One row per log: policy, DMR, relative accuracy, preempted jobs, p99 response (us)."""
-    rows = []
-    for log in logs:
-        s = analyze(log, workload)["summary"]
-        rows.append({
-            "policy": s.get("policy", "?"),
-            "mode": s.get("mode", "?"),
-            "jobs": s["jobs"],
-            "dmr": s["dmr"],
-            "relative_accuracy": s["relative_accuracy"],
-            "preempted_jobs": s["preempted_jobs"],
-            "response_p99_us": s["response_p99_us"],
-            "log": str(log),
-        })
-    return rows
+    return [compare_row(analyze(log, workload)["summary"], log) for log in logs]
+
+
+def compare_row(s: Dict[str, Any], log: PathLike) -> Dict[str, Any]:
+    """The :func:`compare` row of one run's summary."""
+    return {
+        "policy": s.get("policy", "?"),
+        "mode": s.get("mode", "?"),
+        "jobs": s["jobs"],
+        "dmr": s["dmr"],
+        "relative_accuracy": s["relative_accuracy"],
+        "preempted_jobs": s["preempted_jobs"],
+        "response_p99_us": s["response_p99_us"],
+        "log": str(log),
+    }
 
 
 COMPARE_COLUMNS = ("policy", "jobs", "DMR", "relative accuracy", "preempted jobs", "p99 response (ms)")

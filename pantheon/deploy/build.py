@@ -163,10 +163,10 @@ def ensure_image(ctx: Ctx, session: Session, engine: RemoteEngine, tag: str, sou
         raise UsageError(f"unknown --image-source {source!r}: choose {', '.join(IMAGE_SOURCES)}")
     if source == "skip":
         return {"image": tag, "action": "skipped"}
-    engine.record("image", "inspect", tag, mutating=False)
-    remote = _get(engine.client, tag)
     if source == "build":
         return build_remote(ctx, session, engine, "jetson", None, tag, wheelhouse, facts)
+    engine.record("image", "inspect", tag, mutating=False)
+    remote = _get(engine.client, tag)
     local = None
     try:
         local = _get(local_client(), tag)

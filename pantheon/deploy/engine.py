@@ -146,6 +146,7 @@ class RemoteEngine:
         self.timeout = timeout
         self._bridge: Optional[_DialStdioBridge] = None
         self._client: Any = None
+        self._long: Any = None
         self.info: Dict[str, Any] = {}
         self.version = ""  # the engine's version, from the probe that opens the client
 
@@ -193,11 +194,13 @@ class RemoteEngine:
         return self._client
 
     def long_client(self) -> Any:
-        """A second client with a long read timeout, for image loads and builds."""
-        docker = _import_docker()
-        _ = self.client
-        assert self._bridge is not None
-        return docker.DockerClient(base_url=f"unix://{self._bridge.path}", timeout=LONG_TIMEOUT)
+        """A second client with a long read timeout, for image loads and builds (closed with the engine)."""
+        if self._long is None:
+            docker = _import_docker()
+            _ = self.client
+            assert self._bridge is not None
+            self._long = docker.DockerClient(base_url=f"unix://{self._bridge.path}", timeout=LONG_TIMEOUT)
+        return self._long
 
     def runtimes(self) -> List[str]:
         _ = self.client
@@ -215,12 +218,13 @@ class RemoteEngine:
         return normalize_arch(str(self.info.get("Architecture", "")))
 
     def close(self) -> None:
-        if self._client is not None:
-            try:
-                self._client.close()
-            except Exception:  # closing a half-open client must not hide the real error
-                pass
-            self._client = None
+        for client in (self._long, self._client):
+            if client is not None:
+                try:
+                    client.close()
+                except Exception:  # closing a half-open client must not hide the real error
+                    pass
+        self._client = self._long = None
         if self._bridge is not None:
             self._bridge.close()
             self._bridge = None
