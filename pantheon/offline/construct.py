@@ -290,12 +290,9 @@ def epoch_order(n: int, epoch: int, seed: int) -> torch.Tensor:
 
 def _loaders(cfg: ConstructConfig, task: Any, d: Dist) -> Tuple[_TrainData, DataLoader, DataLoader]:
     """Training data (DistributedSampler under torchrun), validation and test loaders."""
-    from pantheon.zoo.datasets import check_sample, collate, subset
+    from pantheon.zoo.datasets import load_splits
 
-    splits = {s: subset(task.load_split(s, cfg.data_dir), cfg.limit) for s in ("train", "val", "test")}
-    check_sample(task, splits["train"])
-    workers = 0 if task.data_format == "digits" else cfg.num_workers  # in memory: workers only add overhead
-    kw: Dict[str, Any] = {"batch_size": cfg.batch_size, "num_workers": workers, "collate_fn": collate(task)}
+    splits, kw = load_splits(task, cfg.data_dir, cfg.limit, cfg.batch_size, cfg.num_workers)
     sampler = None
     if d.enabled:
         from torch.utils.data.distributed import DistributedSampler

@@ -122,7 +122,7 @@ def _profile(task: str, variants: Path, o: PipelineOptions) -> Tuple[Path, bool]
     if not o.force and PROFILE_CSV in m.files and m.meta.get("profile", {}).get("inputs") == inputs:
         return variants, True
     profile(task, variants, data_dir=Path(o.data_dir) if o.data_dir else None, host=host, port=port, local=not o.board,
-            token=o.token, retries=o.retries, warmup=o.warmup, repeat=o.repeat, max_samples=o.limit)
+            token=o.token, retries=o.retries, warmup=o.warmup, repeat=o.repeat, max_samples=o.limit, variants=v)
     return variants, False
 
 

@@ -74,7 +74,7 @@ def pretrain(
     """
     from pantheon.offline.exits import pick_device, set_threads, task_loss, to_device
     from pantheon.zoo import get_task
-    from pantheon.zoo.datasets import check_sample, collate, fingerprint_inputs, subset
+    from pantheon.zoo.datasets import fingerprint_inputs, load_splits
 
     set_threads()
     t = get_task(task)
@@ -98,10 +98,7 @@ def pretrain(
         acc = json.loads((dest / "metrics.json").read_text()).get("test")
         console.info(f"pretrain {t.name}: skipped: up to date (test {t.metric_name} {acc:.3f}, {dest})")
         return dest
-    splits = {sp: subset(t.load_split(sp, data_dir), limit) for sp in ("train", "val", "test")}
-    check_sample(t, splits["train"])
-    workers = 0 if t.data_format == "digits" else num_workers
-    kw: Dict[str, Any] = {"batch_size": d.batch_size, "num_workers": workers, "collate_fn": collate(t)}
+    splits, kw = load_splits(t, data_dir, limit, d.batch_size, num_workers)
 
     torch.manual_seed(seed)
     device = pick_device(gpu_id)

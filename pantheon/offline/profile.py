@@ -537,6 +537,7 @@ def profile(
     max_samples: Optional[int] = None,
     accuracies: Optional[Sequence[float]] = None,
     show: bool = True,
+    variants: Optional[Variants] = None,
 ) -> ProfileResult:
     """Profile the variants of ``task`` (in ``weights`` or the store) and write ``profile.csv``.
 
@@ -548,6 +549,7 @@ def profile(
         warmup, repeat: 0 = the server's defaults (10, 100).
         max_samples: evaluate accuracy on at most this many test samples.
         accuracies: library use only: known exit accuracies (skip the evaluation).
+        variants: library use only: ``weights`` as :func:`load_variants` just read (and verified) it.
 
     Returns: the :class:`ProfileResult`; ``profile.csv`` and ``profile.json`` are in the
     variants directory and its manifest is updated.
@@ -556,7 +558,7 @@ def profile(
         if task is None:
             raise UsageError("pass --task or --weights")
         weights = store.Store().variants_dir(task)
-    v = load_variants(Path(weights))
+    v = variants if variants is not None and variants.path == Path(weights) else load_variants(Path(weights))
     if task is not None and task != v.task:
         raise UsageError(f"--task {task} but {weights} holds variants of {v.task}")
     task = v.task

@@ -394,6 +394,16 @@ def fingerprint_inputs(task: Any, data_dir: Optional[str]) -> Dict[str, Any]:
     return {"dataset": str(base.resolve()), "files": count, "bytes": total, "mtime": latest}
 
 
+def load_splits(task: Any, data_dir: Optional[str], limit: Optional[int], batch_size: int,
+                num_workers: int) -> Tuple[Dict[str, Dataset], Dict[str, Any]]:
+    """The task's train/val/test splits (each cut to ``limit`` samples; the first sample checked
+    against the task's input shape) and the ``DataLoader`` options that suit them."""
+    splits = {s: subset(task.load_split(s, data_dir), limit) for s in ("train", "val", "test")}
+    check_sample(task, splits["train"])
+    workers = 0 if task.data_format == "digits" else num_workers  # in memory: workers only add overhead
+    return splits, {"batch_size": batch_size, "num_workers": workers, "collate_fn": collate(task)}
+
+
 def subset(ds: Dataset, n: Optional[int]) -> Dataset:
     """The first ``n`` samples (all when ``n`` is None): quick runs and tests."""
     if n is None or n >= len(ds):  # type: ignore[arg-type]
