@@ -224,6 +224,9 @@ class SysfsSampler(Sampler):
         self.gpu_load = find_gpu_load_file(root)
         self.rails = find_power_rails(root)
         self.zones = find_thermal_zones(root)
+        # sample keys worked out once: sample() runs every 20 ms beside the real-time worker
+        self._rail_keys = {label: (f"power_{_key(label)}_mw", label.upper() in TOTAL_RAILS) for label in self.rails}
+        self._zone_keys = {kind: f"temp_{_key(kind.replace('-therm', ''))}_c" for kind in self.zones}
         if self.gpu_load is None and not self.rails:
             raise TelemetryError(
                 f"no Jetson GPU load node or INA3221 power monitor under {root / 'sys'}: "
@@ -244,21 +247,23 @@ class SysfsSampler(Sampler):
             load = _read_num(self.gpu_load)
             if load is not None:
                 out["gpu_load_pct"] = load / 10.0  # the file is per mille
-        total = None
+        total, rails_sum, rails_read = None, 0.0, False
         for label, (how, files) in self.rails.items():
             mw = self._rail_mw(how, files)
             if mw is None:
                 continue
-            out[f"power_{_key(label)}_mw"] = round(mw, 1)
-            if label.upper() in TOTAL_RAILS:
+            key, is_total = self._rail_keys[label]
+            out[key] = round(mw, 1)
+            rails_sum += out[key]
+            rails_read = True
+            if is_total:
                 total = mw
-        rails_mw = [v for k, v in out.items() if k.startswith("power_")]
-        if rails_mw:
-            out["power_mw"] = round(total if total is not None else sum(rails_mw), 1)
+        if rails_read:
+            out["power_mw"] = round(total if total is not None else rails_sum, 1)
         for kind, path in self.zones.items():
             milli = _read_num(path)
             if milli is not None:
-                out[f"temp_{_key(kind.replace('-therm', ''))}_c"] = milli / 1000.0
+                out[self._zone_keys[kind]] = milli / 1000.0
         return out
 
 
