@@ -37,8 +37,10 @@ def warn(msg: str) -> None:
 
 
 def error_line(msg: str) -> None:
-    """The one red line a failing command prints."""
-    err.print(f"[bold red]error:[/bold red] {msg}", markup=True, highlight=False)
+    """The one red line a failing command prints; ``msg`` is plain text (``[fe80::1]`` is no markup)."""
+    from rich.text import Text
+
+    err.print(Text.assemble(("error:", "bold red"), " ", msg), highlight=False)
 
 
 def progress(transient: bool = False) -> Progress:

@@ -98,8 +98,27 @@ def test_no_bundle(ssh, apps_dir, tmp_path):
     r = runner.invoke(deploy_app, ["push", "--app", "nosuchapp", "--image-source", "skip",
                                    *board_args(ssh, tmp_path / "b")])
     assert r.exit_code == 1
-    assert "app nosuchapp has no deployment bundle" in r.output and "pantheon plan nosuchapp" in r.output
+    assert "app nosuchapp has no deployment bundle" in r.output and "pantheon plan --setting nosuchapp" in r.output
     assert "Traceback" not in r.output
+
+
+def test_push_as_typed_takes_the_only_app(ssh, apps_dir, isolated_store, tmp_path, monkeypatch):
+    """`pantheon-deploy push --board HOST` (no --app): the store's only app, named on stderr."""
+    monkeypatch.delenv("PANTHEON_APP", raising=False)
+    remote = tmp_path / "board-data"
+    make_app(isolated_store, apps_dir)
+    r = runner.invoke(deploy_app, ["push", "--image-source", "skip", *board_args(ssh, remote)])
+    assert r.exit_code == 0, r.output
+    assert "app tinyapp (the only app in" in r.output
+    verify(remote / "apps" / "tinyapp", kind="bundle")
+    # --data-root names another store: its only app is taken.
+    other = tmp_path / "other-store"
+    make_app(other, apps_dir, "otherapp")
+    r = runner.invoke(deploy_app, ["--data-root", str(other), "push", "--image-source", "skip",
+                                   *board_args(ssh, remote)])
+    assert r.exit_code == 0, r.output
+    assert "app otherapp (the only app in" in r.output
+    verify(remote / "apps" / "otherapp", kind="bundle")
 
 
 def _partial_dirs(remote: Path):

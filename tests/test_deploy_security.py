@@ -121,3 +121,55 @@ def test_unreachable_board_is_quick_and_clear(tmp_path):
                                    "--known-hosts", ssh["known_hosts"], "--identity", ssh["key"]])
     assert r.exit_code == 1 and "cannot reach board 192.0.2.1" in r.output
     assert time.monotonic() - t0 < 15
+
+
+@pytest.mark.parametrize("spec", ["10.0.0.1\n", "nvidia\n@10.0.0.1", "10.0.0.1:22\n", "host\n", "10.0.0.1:22.7",
+                                  "10.0.0.1:0", "10.0.0.1:65536"])
+def test_trailing_newlines_and_bad_ports_are_refused(spec, tmp_path):
+    """``$`` alone matches before a final newline: every pattern is a full match (issue 13, item 15)."""
+    with pytest.raises(UsageError):
+        parse_board(spec)
+    r = runner.invoke(deploy_app, ["status", "--board", spec, "--known-hosts", str(tmp_path / "kh")])
+    assert r.exit_code == 2 and "Traceback" not in r.output, r.output
+
+
+def test_inventory_values_are_checked(tmp_path):
+    from _deploy import write_inventory
+
+    from pantheon.deploy.fleet import load_inventory
+
+    for entry, fragment in (({"host": "10.0.0.1", "env": {"FOO\n": "x"}}, "bad environment variable name"),
+                            ({"host": "10.0.0.1", "port": 22.7}, "bad port 22.7"),
+                            ({"host": "10.0.0.1", "port": True}, "bad port True"),
+                            ({"host": "10.0.0.1", "port": "22\n"}, "bad port"),
+                            ({"host": "10.0.0.1", "user": "nvidia\n"}, "refusing user"),
+                            ({"host": "10.0.0.1", "remote_root": "/data\n"}, "bad remote path"),
+                            ({"host": "10.0.0.1", "name": "nx\n"}, "bad board name")):
+        inv = write_inventory(tmp_path / "boards.yaml", [entry])
+        with pytest.raises(UsageError, match=fragment):
+            load_inventory(inv)
+    # A whole-number port from YAML stays an int, and ssh gets exactly that.
+    inv = write_inventory(tmp_path / "boards.yaml", [{"host": "10.0.0.1", "port": "2222"}])
+    (b,) = load_inventory(inv)
+    assert b.port == 2222 and Session(b).argv("true")[Session(b).argv("true").index("-p") + 1] == "2222"
+
+
+@pytest.mark.parametrize("value", ["-1", "0", "3601"])
+def test_connect_timeout_is_checked(value, tmp_path):
+    r = runner.invoke(deploy_app, ["status", "--board", "10.0.0.1", "--connect-timeout", value,
+                                   "--known-hosts", str(tmp_path / "kh")])
+    assert r.exit_code == 2 and "bad --connect-timeout" in r.output, r.output
+
+
+def test_ipv6_boards():
+    b = parse_board("::1")
+    assert (b.host, b.name, b.address) == ("::1", "ipv6__1", "[::1]")
+    b = parse_board("nvidia@[fe80::1]:22")
+    assert (b.user, b.host, b.port, b.address) == ("nvidia", "fe80::1", 22, "nvidia@[fe80::1]:22")
+    argv = Session(b).argv("true")
+    assert argv[argv.index("--") + 1] == "fe80::1"
+    # The address survives the terminal (rich would read "[fe80::1]" as a markup tag).
+    r = runner.invoke(deploy_app, ["status", "--board", "nvidia@[fe80::1]:22", "--connect-timeout", "1",
+                                   "--known-hosts", "/nonexistent/kh", "--accept-new-host-key"])
+    assert r.exit_code == 1
+    assert "nvidia@[fe80::1]:22" in r.output and "nvidia@:22" not in r.output, r.output

@@ -24,8 +24,9 @@ app = typer.Typer(
     name="pantheon-deploy",
     help="Build, push and run Pantheon containers on Jetson boards over SSH.",
     no_args_is_help=True,
-    add_completion=False,
     pretty_exceptions_enable=False,
+    # Help text is plain: "[user@]host[:port]" must not be read as rich markup.
+    rich_markup_mode=None,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 
@@ -41,6 +42,10 @@ def _main(
     version: bool = typer.Option(
         False, "--version", callback=_version_callback, is_eager=True, help="Print the version and exit."
     ),
+    data_root: Optional[Path] = typer.Option(
+        None, "--data-root", envvar="PANTHEON_DATA",
+        help="Local artifact store (default ./pantheon-data, where `docker compose up trainer` writes).",
+    ),
 ) -> None:
     """Build, push and run Pantheon containers on Jetson boards over SSH.
 
@@ -48,12 +53,18 @@ def _main(
 
       pantheon-deploy build --board nvidia@192.168.55.1
 
-      pantheon-deploy push --board nvidia@192.168.55.1 --app digits
+      pantheon-deploy push --board nvidia@192.168.55.1
 
       pantheon-deploy setup --board nvidia@192.168.55.1 --nvpmodel 8 --jetson-clocks
 
-      pantheon-deploy run --board nvidia@192.168.55.1 --app digits
+      pantheon-deploy run --board nvidia@192.168.55.1
+
+    The app defaults to --app, else $PANTHEON_APP, else the only app in the local store.
     """
+    if data_root is not None:
+        import os
+
+        os.environ["PANTHEON_DATA"] = str(data_root)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -61,11 +72,11 @@ def _main(
 # ---------------------------------------------------------------------------------------------
 
 BOARD = typer.Option([], "--board", "-b", help="Board as [user@]host[:port]; repeat for several boards.")
-INVENTORY = typer.Option(None, "--inventory", "-i", help="Inventory YAML of boards (host, user, port, identity, labels).")
+INVENTORY = typer.Option(None, "--inventory", "-I", help="Inventory YAML of boards (host, user, port, identity, labels).")
 LABEL = typer.Option([], "--label", "-l", help="Only inventory boards with this KEY=VALUE label; repeatable.")
 USER = typer.Option(None, "--user", "-u", help="SSH user (default: from the board spec or your ssh config).")
 PORT = typer.Option(None, "--port", "-p", help="SSH port (default 22 or your ssh config).")
-IDENTITY = typer.Option(None, "--identity", help="Private key file (ssh -i); else your agent and default keys.")
+IDENTITY = typer.Option(None, "--identity", "-i", help="Private key file (ssh -i); else your agent and default keys.")
 KNOWN_HOSTS = typer.Option(None, "--known-hosts", help="known_hosts file to check host keys against (default ssh's).")
 ACCEPT_NEW = typer.Option(False, "--accept-new-host-key", help="Record the host key of a board seen for the first time.")
 TIMEOUT = typer.Option(5, "--connect-timeout", help="Seconds to wait for a board to answer.")
@@ -73,6 +84,20 @@ REMOTE_ROOT = typer.Option(None, "--remote-root", help="Data root on the board, 
 JOBS = typer.Option(4, "--jobs", "-j", help="Boards worked on at once.")
 DRY_RUN = typer.Option(False, "--dry-run", help="Print every action as its ssh/docker command instead of running it.")
 IMAGE = typer.Option("pantheon-jetson:latest", "--image", help="Runtime image tag on the board.")
+
+
+APP_HELP = "App (store apps/<app>/); default $PANTHEON_APP, else the only app in the local store."
+
+
+def _app(app_name: Optional[str]) -> str:
+    """``--app``, ``$PANTHEON_APP`` or the store's only app; says which when it chose."""
+    from pantheon import console
+    from pantheon.deploy.push import resolve_app
+
+    name, how = resolve_app(app_name)
+    if how:
+        console.info(f"app {name} ({how})")
+    return name
 
 
 class Target(str, enum.Enum):
@@ -171,7 +196,7 @@ def build_cmd(
 @app.command("push")
 @handle_errors
 def push_cmd(
-    app_name: str = typer.Option(..., "--app", "-a", help="App whose deployment bundle to send (store apps/<app>/)."),
+    app_name: Optional[str] = typer.Option(None, "--app", "-a", help=APP_HELP),
     image: str = IMAGE,
     image_source: ImageSource = typer.Option(ImageSource.auto, "--image-source",
                                              help="auto, load (docker save|load), build (on the board) or skip."),
@@ -197,7 +222,7 @@ def push_cmd(
 
     common = _common(board, inventory, label, user, port, identity, known_hosts, accept_new_host_key,
                      connect_timeout, remote_root, jobs, dry_run)
-    bundle = push.local_bundle(app_name)
+    bundle = push.local_bundle(_app(app_name))
     _on_boards("push", common, lambda ctx, s: push.push_to_board(ctx, s, bundle, image, image_source.value),
                as_json=as_json)
 
@@ -237,7 +262,7 @@ def setup_cmd(
 @app.command("run")
 @handle_errors
 def run_cmd(
-    app_name: str = typer.Option(..., "--app", "-a", help="App to run (pushed before)."),
+    app_name: Optional[str] = typer.Option(None, "--app", "-a", help=APP_HELP),
     policy: str = typer.Option("pantheon", "--policy", help="Scheduling policy (pantheon, edf, fifo, rms, dms, ...)."),
     duration: Optional[float] = typer.Option(None, "--duration", help="Seconds of workload (default: the pushed workload)."),
     telemetry: Telemetry = typer.Option(Telemetry.auto, "--telemetry", help="Telemetry backend in the container."),
@@ -267,7 +292,8 @@ def run_cmd(
 
     common = _common(board, inventory, label, user, port, identity, known_hosts, accept_new_host_key,
                      connect_timeout, remote_root, jobs, dry_run)
-    _on_boards("run", common, lambda ctx, s: run.run_app(ctx, s, app_name, policy=policy, duration=duration,
+    name = _app(app_name)
+    _on_boards("run", common, lambda ctx, s: run.run_app(ctx, s, name, policy=policy, duration=duration,
                                                          telemetry=telemetry.value, image=image, nvidia=nvidia_runtime,
                                                          device=device), as_json=as_json)
 
@@ -304,7 +330,7 @@ def collect_cmd(
 @app.command("bench")
 @handle_errors
 def bench_cmd(
-    app_name: str = typer.Option(..., "--app", "-a", help="App to benchmark (pushed before)."),
+    app_name: Optional[str] = typer.Option(None, "--app", "-a", help=APP_HELP),
     policies: List[str] = typer.Option([], "--policies", "--policy", help="Policies to compare; repeatable (default all)."),
     duration: Optional[float] = typer.Option(None, "--duration", help="Seconds of workload per policy (default: the app's)."),
     seed: int = typer.Option(0, "--seed", help="Seed of the workload and the scheduler microbenchmark."),
@@ -331,8 +357,9 @@ def bench_cmd(
 
     common = _common(board, inventory, label, user, port, identity, known_hosts, accept_new_host_key,
                      connect_timeout, remote_root, jobs, dry_run)
+    name = _app(app_name)
     _on_boards("bench", common, lambda ctx, s: run.bench_app(
-        ctx, s, app_name, policies=policies, image=image, nvidia=nvidia_runtime, device=device,
+        ctx, s, name, policies=policies, image=image, nvidia=nvidia_runtime, device=device,
         telemetry=telemetry.value, duration=duration, seed=seed), as_json=as_json)
 
 
@@ -363,17 +390,19 @@ def status_cmd(
 @app.command("boards")
 @handle_errors
 def boards_cmd(
-    inventory: Path = typer.Option(..., "--inventory", "-i", help="Inventory YAML of boards."),
+    inventory: Path = typer.Option(..., "--inventory", "-I", help="Inventory YAML of boards."),
     label: List[str] = LABEL,
 ) -> None:
     """List the boards of an inventory as they will be reached (no connection is made).
 
     Example: pantheon-deploy boards --inventory boards.yaml --label site=lab
     """
+    from rich.markup import escape
+
     from pantheon import console
     from pantheon.deploy.fleet import Connection, select_boards
 
-    rows = [(b.name, b.address, b.identity or "", b.remote_root, ",".join(f"{k}={v}" for k, v in b.labels.items()),
+    rows = [(b.name, escape(b.address), b.identity or "", b.remote_root, ",".join(f"{k}={v}" for k, v in b.labels.items()),
              b.preset or "") for b in select_boards([], inventory, Connection(), label)]
     console.print_table("boards", ["name", "address", "identity", "remote root", "labels", "preset"], rows)
 

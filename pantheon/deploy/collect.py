@@ -140,7 +140,7 @@ def list_remote_runs(session: Session) -> List[Tuple[str, str]]:
     out = []
     for line in res.stdout.splitlines():
         parts = line.strip().strip("/").split("/")
-        if len(parts) == 2 and all(_RUN_RE.match(p) for p in parts):
+        if len(parts) == 2 and all(_RUN_RE.fullmatch(p) for p in parts):
             out.append((parts[0], parts[1]))
     return sorted(out, key=lambda x: x[1])
 

@@ -157,7 +157,9 @@ class Ctx:
     quiet: bool = False  # --json: no tables on stdout
 
     def log(self, msg: str) -> None:
-        console.info(f"[{self.board.name}] {msg}" if self.fleet else msg)
+        from rich.markup import escape  # "[nx-1]" would otherwise be read as a markup tag and vanish
+
+        console.info(f"{escape(f'[{self.board.name}]')} {msg}" if self.fleet else msg)
 
     @property
     def show_progress(self) -> bool:
@@ -242,7 +244,10 @@ def _save_record(ctx: Ctx, name: str, res: BoardResult) -> None:
 
 def print_results(verb: str, results: Sequence[BoardResult], *, to_stderr: bool = False) -> None:
     """The per-board table that ends a fleet command."""
-    rows = [(r.board.name, r.board.address, "ok" if r.ok else "FAILED", f"{r.seconds:.1f}", r.summary) for r in results]
+    from rich.markup import escape  # addresses ("[fe80::1]") and messages are text, not markup
+
+    rows = [(r.board.name, escape(r.board.address), "ok" if r.ok else "FAILED", f"{r.seconds:.1f}", escape(r.summary))
+            for r in results]
     console.print_table(f"pantheon-deploy {verb}", ["board", "address", "result", "s", "summary"], rows,
                         to_stderr=to_stderr)
 
@@ -277,5 +282,7 @@ def execute(name: str, common: Common, verb: Verb, *, as_json: bool = False) -> 
     elif len(results) > 1:
         print_results(name, results)
     else:
-        console.info(results[0].summary)
+        from rich.markup import escape
+
+        console.info(escape(results[0].summary))
     return exit_code(results)

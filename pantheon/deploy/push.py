@@ -91,6 +91,44 @@ def _files_of(directory: Path, prefix: str, manifest: Manifest) -> List[BundleFi
     return sorted(out, key=lambda f: f.rel)
 
 
+ENV_APP = "PANTHEON_APP"  # the same variable compose.yaml's trainer reads
+
+
+def store_apps(store: Optional[Store] = None) -> List[str]:
+    """The apps of the local store that have a model repository (``<root>/apps/<app>/repository``)."""
+    apps = (store or Store()).root / "apps"
+    if not apps.is_dir():
+        return []
+    return sorted(d.name for d in apps.iterdir()
+                  if not d.name.startswith(".") and (d / "repository" / MANIFEST).is_file())
+
+
+def resolve_app(app: Optional[str], store: Optional[Store] = None) -> Tuple[str, str]:
+    """The app a command acts on and why: ``--app``, else ``$PANTHEON_APP``, else the only app in the store.
+
+    Returns ``(app, how)`` where ``how`` is empty for ``--app``. Raises :class:`UsageError` with one
+    line listing the store's apps when there are none or several.
+    """
+    import os
+
+    if app:
+        return check_name("app", app), ""
+    env = os.environ.get(ENV_APP, "").strip()
+    if env:
+        return check_name("app", env), f"from ${ENV_APP}"
+    store = store or Store()
+    apps = store_apps(store)
+    if len(apps) == 1:
+        return apps[0], f"the only app in {store.root / 'apps'}"
+    if not apps:
+        raise UsageError(
+            f"no app in the store {store.root / 'apps'}: make one on the desktop first "
+            f"(docker compose up trainer, or pantheon pipeline --app digits), or name the store with --data-root"
+        )
+    raise UsageError(f"several apps in {store.root / 'apps'} ({', '.join(apps)}): pass --app NAME "
+                     f"(or set {ENV_APP})")
+
+
 def local_bundle(app: str, store: Optional[Store] = None) -> Bundle:
     """Collect and verify app ``app``'s deployment bundle from the local artifact store.
 
@@ -102,8 +140,8 @@ def local_bundle(app: str, store: Optional[Store] = None) -> Bundle:
     check_name("app", app)
     store = store or Store()
     repo, workload = store.repository_dir(app), store.workload_dir(app)
-    for what, d, how in (("model repository", repo, f"pantheon plan {app}"),
-                         ("workload", workload, f"pantheon workload --app {app}")):
+    for what, d, how in (("model repository", repo, f"pantheon plan --setting {app}"),
+                         ("workload", workload, f"pantheon workload --spec {app} --repo {repo}")):
         if not (d / MANIFEST).is_file():
             raise DeployError(
                 f"app {app} has no deployment bundle: its {what} {d} is missing; make it on the desktop "
@@ -122,7 +160,7 @@ def local_bundle(app: str, store: Optional[Store] = None) -> Bundle:
     app_bytes = app_file.read_bytes()
     files.append(BundleFile("app.yaml", hashlib.sha256(app_bytes).hexdigest(), len(app_bytes), src=app_file))
     for f in files:
-        if not _SAFE_REL.match(f.rel):
+        if not _SAFE_REL.fullmatch(f.rel):
             raise DeployError(f"refusing to push {f.rel!r}: bundle file names must be plain (letters, digits, ._+-)")
     # Deterministic bundle manifest: same files -> same bytes -> same id (a re-push moves nothing).
     manifest = Manifest(

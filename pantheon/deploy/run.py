@@ -52,12 +52,12 @@ def check_image(engine: RemoteEngine, image: str, facts: BoardFacts) -> Any:
     except docker.errors.ImageNotFound:
         raise DockerError(
             f"image {image} is not on board {engine.session.board.name}: "
-            f"pantheon-deploy push --board {engine.session.board.address} --app APP --image {image} "
-            f"(or pantheon-deploy build --board ...)"
+            f"pantheon-deploy push {engine.session.board.cli} --image {q(image)} "
+            f"(or pantheon-deploy build {engine.session.board.cli} --tag {q(image)})"
         ) from None
     if facts.is_jetson:
         l4t = (img.labels or {}).get(pb.L4T_LABEL) or None
-        problem = pb.compatibility_problem(facts.l4t, l4t, image)
+        problem = pb.compatibility_problem(facts.l4t, l4t, image, board=engine.session.board.cli)
         if problem:
             raise BoardError(f"refusing to run on board {engine.session.board.name}: {problem}")
     return img
@@ -69,7 +69,7 @@ def _bundle_present(session: Session, app: str) -> None:
     if res.returncode != 0:
         raise DeployError(
             f"app {app} has no bundle on board {session.board.name} ({path} is missing): "
-            f"pantheon-deploy push --board {session.board.address} --app {app}"
+            f"pantheon-deploy push {session.board.cli} --app {app}"
         )
 
 

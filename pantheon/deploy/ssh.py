@@ -46,6 +46,8 @@ _IPV6_RE = re.compile(r"^[0-9A-Fa-f:.]+$")
 _USER_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]*$")
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 _ENV_KEY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_PORT_RE = re.compile(r"[0-9]{1,5}")
+# Every pattern here is used with fullmatch: ``$`` alone would accept a trailing newline.
 
 
 # --------------------------------------------------------------------------------------------
@@ -58,7 +60,7 @@ def check_host(host: str) -> str:
     if not host or host.startswith("-"):
         raise UsageError(f"refusing board {host!r}: a host name may not be empty or start with '-'")
     bare = host[1:-1] if host.startswith("[") and host.endswith("]") else host
-    if not (_HOST_RE.match(bare) or (":" in bare and _IPV6_RE.match(bare))):
+    if not (_HOST_RE.fullmatch(bare) or (":" in bare and _IPV6_RE.fullmatch(bare))):
         raise UsageError(
             f"refusing board {host!r}: a host is a name or an IP address (letters, digits, '.', '-', '_')"
         )
@@ -67,7 +69,7 @@ def check_host(host: str) -> str:
 
 def check_name(kind: str, value: str) -> str:
     """App names, run ids, inventory names: used in paths on both sides, so kept plain."""
-    if not value or not _NAME_RE.match(value) or ".." in value:
+    if not value or not _NAME_RE.fullmatch(value) or ".." in value:
         raise UsageError(f"bad {kind} {value!r}: use letters, digits, '.', '-', '_' (not starting with them)")
     return value
 
@@ -77,11 +79,35 @@ _REMOTE_PATH_RE = re.compile(r"^/[A-Za-z0-9_./+@~-]*$")
 
 def check_remote_path(path: str) -> str:
     """An absolute board path of plain characters (no spaces, no '..'): quoted anyway, kept readable."""
-    if not _REMOTE_PATH_RE.match(path or "") or "/../" in path + "/":
+    if not _REMOTE_PATH_RE.fullmatch(path or "") or "/../" in path + "/":
         raise UsageError(
             f"bad remote path {path!r}: it must be absolute, of letters, digits and ._+@~-/ only, without '..'"
         )
     return path.rstrip("/") or "/"
+
+
+def default_name(host: str) -> str:
+    """A board's name from its host: ``fe80::1`` -> ``fe80__1``, ``::1`` -> ``ipv6__1``."""
+    name = host.replace(":", "_")
+    return name if name[:1].isalnum() else "ipv6" + name
+
+
+def check_port(value: object, where: str) -> int:
+    """An integer port 1..65535 (``22`` or ``"22"``); ``22.7``, ``True`` or ``"22\n"`` are refused."""
+    text = str(value)
+    if isinstance(value, bool) or not (isinstance(value, int) or (isinstance(value, str) and _PORT_RE.fullmatch(text))):
+        raise UsageError(f"bad port {value!r} for {where}: a whole number from 1 to 65535")
+    port = int(text)
+    if not 0 < port < 65536:
+        raise UsageError(f"bad port {value!r} for {where}: a whole number from 1 to 65535")
+    return port
+
+
+def check_timeout(value: object) -> int:
+    """``--connect-timeout``: whole seconds, 1 to 3600."""
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 3600:
+        raise UsageError(f"bad --connect-timeout {value!r}: whole seconds from 1 to 3600")
+    return value
 
 
 @dataclass
@@ -103,13 +129,14 @@ class Board:
 
     def __post_init__(self) -> None:
         self.host = check_host(self.host)
-        self.name = check_name("board name", self.name or self.host.replace(":", "_"))
-        if self.user is not None and not _USER_RE.match(self.user):
+        self.name = check_name("board name", self.name or default_name(self.host))
+        if self.user is not None and not _USER_RE.fullmatch(self.user):
             raise UsageError(f"refusing user {self.user!r} for board {self.name}: not a plain user name")
-        if self.port is not None and not 0 < int(self.port) < 65536:
-            raise UsageError(f"bad port {self.port} for board {self.name}")
+        if self.port is not None:
+            self.port = check_port(self.port, f"board {self.name}")
+        self.connect_timeout = check_timeout(self.connect_timeout)
         for key in self.env:
-            if not _ENV_KEY_RE.match(key):
+            if not _ENV_KEY_RE.fullmatch(key):
                 raise UsageError(f"bad environment variable name {key!r} for board {self.name}")
         self.remote_root = check_remote_path(self.remote_root)
         if self.identity is not None:
@@ -126,6 +153,12 @@ class Board:
         user = f"{self.user}@" if self.user else ""
         port = f":{self.port}" if self.port else ""
         return f"{user}{host}{port}"
+
+    @property
+    def cli(self) -> str:
+        """``--board ADDRESS`` (and ``--remote-root`` when not the default) for commands in hints."""
+        out = f"--board {q(self.address)}"
+        return out + (f" --remote-root {q(self.remote_root)}" if self.remote_root != DEFAULT_REMOTE_ROOT else "")
 
     @property
     def board_root(self) -> str:
@@ -145,15 +178,15 @@ def parse_board(spec: str, **kwargs: object) -> Board:
     rest = spec
     if "@" in rest:
         user, rest = rest.rsplit("@", 1)
-    m = re.match(r"^\[([^\]]+)\](?::(\d+))?$", rest)
+    m = re.fullmatch(r"\[([^\]]+)\](?::(\d+))?", rest)
     if m:
         host, port = m.group(1), m.group(2)
     elif rest.count(":") == 1:
         host, port = rest.split(":")
     else:
         host = rest
-    if port is not None and not str(port).isdigit():
-        raise UsageError(f"bad port in board {spec!r}")
+    if port is not None and not _PORT_RE.fullmatch(str(port)):
+        raise UsageError(f"bad port in board {spec!r}: a whole number from 1 to 65535")
     values = dict(kwargs)
     if user:  # what the spec spells out wins over --user/--port and inventory defaults
         values["user"] = user
@@ -200,10 +233,12 @@ def classify_ssh_failure(board: Board, stderr: str) -> DeployError:
     text = " ".join(stderr.split())
     where = f"{board.name} ({board.address})"
     known = board.known_hosts or "~/.ssh/known_hosts"
+    kh_host = f"[{board.host}]:{board.port}" if board.port and board.port != 22 else board.host
     if "REMOTE HOST IDENTIFICATION HAS CHANGED" in stderr or "Host key for" in stderr and "has changed" in stderr:
         return HostKeyError(
             f"the host key of board {where} CHANGED since it was recorded in {known}: refusing to connect "
-            f"(a reinstalled board? then remove the old key with ssh-keygen -R and connect again)"
+            f"(a reinstalled board? then remove the old key with ssh-keygen -R {q(kh_host)}"
+            f"{' -f ' + q(known) if board.known_hosts else ''} and connect again)"
         )
     if "Host key verification failed" in stderr or "host key is known" in stderr:
         return HostKeyError(

@@ -32,7 +32,8 @@ def _images(engine: RemoteEngine, facts: BoardFacts) -> List[Dict[str, Any]]:
             continue
         labels = (img.attrs.get("Config") or {}).get("Labels") or {}
         l4t = labels.get(pb.L4T_LABEL)
-        problem = pb.compatibility_problem(facts.l4t, l4t, tags[0]) if facts.is_jetson else None
+        problem = (pb.compatibility_problem(facts.l4t, l4t, tags[0], board=engine.session.board.cli)
+                   if facts.is_jetson else None)
         out.append({
             "tags": tags,
             "id": img.id,

@@ -273,18 +273,25 @@ def image_compatible(host_release: Optional[str], image_release: Optional[str]) 
     return h == i
 
 
-def compatibility_problem(host_release: Optional[str], image_release: Optional[str], image: str) -> Optional[str]:
-    """None when compatible, else one line naming the mismatch and the base to build from."""
+def compatibility_problem(host_release: Optional[str], image_release: Optional[str], image: str,
+                          board: str = "--board BOARD") -> Optional[str]:
+    """None when compatible, else one line naming the mismatch and the base to build from.
+
+    ``board`` is the ``--board ...`` part of the suggested ``pantheon-deploy build`` command.
+    """
+    import shlex
+
+    build = f"pantheon-deploy build {board} --tag {shlex.quote(image)}"
     if not image_release or release_tuple(image_release) is None:
         return (f"image {image} carries no {L4T_LABEL} label (built FROM a base without an L4T release): "
-                f"rebuild it on the board with pantheon-deploy build --board")
+                f"rebuild it on the board with {build}")
     if host_release is None:
         return None  # not a Jetson: the caller decides (CPU trials)
     if image_compatible(host_release, image_release):
         return None
     try:
         base = l4t_pytorch_base_for(host_release)
-        fix = f"rebuild on the board with pantheon-deploy build --board (base {base})"
+        fix = f"rebuild on the board with {build} (base {base})"
     except BoardError as exc:
         fix = str(exc)
     return (
