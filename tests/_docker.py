@@ -112,12 +112,31 @@ def make_image(target: str, base_image: str, tag: str, wheelhouse: Optional[Path
     return subprocess.run(args, cwd=REPO, env=docker_env(), capture_output=True, text=True, timeout=timeout)
 
 
+# What a JetPack 6 base (dustynv/l4t-pytorch:r36.x) carries: pip pointed at an index of its own, here one
+# that is down. The jetson test image is built FROM the local base plus these, so every jetson image
+# test also checks that Dockerfile.jetson's build ignores a base's pip index (issue 12).
+DEAD_PIP_INDEX = {"PIP_INDEX_URL": "http://127.0.0.1:9/jp6/cu126", "PIP_EXTRA_INDEX_URL": "http://127.0.0.1:9/extra",
+                  "PIP_TRUSTED_HOST": "127.0.0.1"}
+
+
+@functools.lru_cache(maxsize=None)
+def jetson_test_base() -> str:
+    """The local base plus a dead pip index in its environment (an ENV-only layer: no filesystem copy)."""
+    client = require_docker()
+    base = local_base_image()
+    env = " ".join(f"{k}={v}" for k, v in DEAD_PIP_INDEX.items())
+    tag = f"{base.split(':')[0]}:dead-pip-index"
+    client.images.build(fileobj=io.BytesIO(f"FROM {base}\nENV {env}\n".encode()), tag=tag, rm=True,
+                        network_mode="host")
+    return tag
+
+
 @functools.lru_cache(maxsize=None)
 def _built(target: str, tag: str) -> Tuple[str, str, Tuple[str, ...]]:
     from pantheon.deploy.images import git_commit
 
     client = require_docker()
-    base, wh = local_base_image(), test_wheelhouse()
+    base, wh = (jetson_test_base() if target == "jetson" else local_base_image()), test_wheelhouse()
     old = _image_id(client, tag)
     t0 = time.monotonic()
     before = git_commit(REPO)

@@ -24,7 +24,7 @@ from pantheon.cli import app as cli_app
 from pantheon.deploy.images import DEFAULT_BASES, TARGETS, build_args
 
 SCHEMA = Path(__file__).parent / "fixtures" / "compose-spec.json"
-DESKTOP = {"trainer", "trainer-cpu"}
+DESKTOP = {"trainer", "trainer-cpu", "deploy"}
 BOARD = {"profiler", "runtime", "bench"}
 CPU = {"trainer-cpu", "profiler-cpu", "runtime-cpu", "bench-cpu"}
 
@@ -65,13 +65,43 @@ def test_schema_catches_a_broken_service(validator, compose):
     assert any("devices/0/count" in e for e in errors)
 
 
-def test_every_service_mounts_the_shared_volume_at_data(compose):
-    assert compose["volumes"]["pantheon-data"]["name"] == "pantheon-data"
+def test_one_data_root_for_the_whole_journey(compose):
+    """Desktop services bind ./pantheon-data (what pantheon-deploy push reads), board services bind
+    /var/lib/pantheon/data (where push puts bundles and run mounts them); no named volume."""
+    from pantheon.deploy.ssh import DEFAULT_REMOTE_ROOT
+    from pantheon.formats.store import DEFAULT_ROOT
+
+    assert "volumes" not in compose
     assert set(compose["services"]) == DESKTOP | BOARD | CPU
-    for name, svc in compose["services"].items():
+    for name in compose["services"]:
+        svc = compose_service(name)
         mounts = [v for v in svc["volumes"] if v["target"] == "/data"]
-        assert mounts == [{"type": "volume", "source": "pantheon-data", "target": "/data"}], name
+        source = DEFAULT_REMOTE_ROOT if name in BOARD else f"./{DEFAULT_ROOT}"
+        assert mounts == [{"type": "bind", "source": source, "target": "/data",
+                           "bind": {"create_host_path": True}}], name
         assert svc["environment"]["PANTHEON_DATA"] == "/data", name
+    # Both folders are configurable.
+    env = {"PANTHEON_DATA_DIR": "/srv/pd", "PANTHEON_BOARD_DATA": "/mnt/ssd/pantheon"}
+    assert compose_service("trainer", env)["volumes"][0]["source"] == "/srv/pd"
+    assert compose_service("runtime", env)["volumes"][0]["source"] == "/mnt/ssd/pantheon"
+
+
+def test_deploy_service_has_ssh_keys_read_only_and_the_agent(compose):
+    svc = compose_service("deploy", {"HOME": "/home/alice", "SSH_AUTH_SOCK": "/tmp/ssh-X/agent.1"})
+    assert svc["entrypoint"] == ["pantheon-deploy"] and svc["network_mode"] == "host"
+    by_target = {v["target"]: v for v in svc["volumes"]}
+    keys = by_target["/home/pantheon/.ssh"]
+    assert keys["source"] == "/home/alice/.ssh" and keys["read_only"] is True
+    assert keys["bind"]["create_host_path"] is False
+    assert by_target["/run/ssh-agent.sock"]["source"] == "/tmp/ssh-X/agent.1"
+    assert svc["environment"]["SSH_AUTH_SOCK"] == "/run/ssh-agent.sock"
+    # No agent: a harmless placeholder instead of a bind of an empty path.
+    assert {v["target"]: v for v in compose_service("deploy", {"HOME": "/h"})["volumes"]}[
+        "/run/ssh-agent.sock"]["source"] == "/dev/null"
+    # The command line a user types after `docker compose run --rm deploy` parses.
+    from _clitree import check_argv
+
+    check_argv(["pantheon-deploy", "push", "--board", "nvidia@192.168.55.1"])
 
 
 def test_trainer_reserves_the_nvidia_gpu_and_runs_the_pipeline(compose):
@@ -107,14 +137,14 @@ def test_cpu_variants_need_no_nvidia_runtime_gpu_or_host_files(compose):
     for name in CPU:
         svc = compose["services"][name]
         assert "runtime" not in svc and "deploy" not in svc, name
-        assert [v["type"] for v in svc["volumes"]] == ["volume"], name
+        assert [v["target"] for v in svc["volumes"]] == ["/data"], name
         twin = compose["services"][name[: -len("-cpu")]]
         assert svc["command"] == twin["command"] and svc["image"] == twin["image"], name
 
 
 def test_every_service_has_a_profile_so_a_bare_up_starts_nothing_foreign(compose):
     profiles = {name: svc.get("profiles") for name, svc in compose["services"].items()}
-    assert {n for n, p in profiles.items() if p == ["desktop"]} == {"trainer"}
+    assert {n for n, p in profiles.items() if p == ["desktop"]} == {"trainer", "deploy"}
     assert {n for n, p in profiles.items() if p == ["jetson"]} == BOARD
     assert {n for n, p in profiles.items() if p == ["cpu"]} == CPU
 
@@ -140,7 +170,7 @@ def _parse(argv):
         return sub.make_context(argv[0], list(argv[1:]), parent=ctx).params
 
 
-@pytest.mark.parametrize("service", sorted(DESKTOP | BOARD))
+@pytest.mark.parametrize("service", sorted((DESKTOP - {"deploy"}) | BOARD))
 def test_service_commands_are_valid_pantheon_invocations(service):
     argv = compose_service(service)["command"]
     try:

@@ -134,10 +134,32 @@ def test_dockerignore_is_an_allowlist_of_what_the_dockerfiles_copy():
     rules = [ln.strip() for ln in (REPO / ".dockerignore").read_text().splitlines() if ln.strip() and not ln.startswith("#")]
     assert rules[0] == "*"
     allowed = {r[1:].rstrip("/") for r in rules if r.startswith("!")}
-    assert allowed == {"pyproject.toml", "README.md", "pantheon", "deploy/apps", "deploy/wheelhouse"}
+    assert allowed == {"pyproject.toml", "README.md", "pantheon", "deploy/apps", "deploy/boards", "deploy/wheelhouse"}
     for dockerfile in ("Dockerfile.jetson", "Dockerfile.desktop"):
         text = (REPO / dockerfile).read_text()
         assert "COPY . /src/" in text and "/src/deploy/wheelhouse" in text and "/src/deploy/apps" in text
+    # The package data's links (pantheon/deploy/data) resolve inside the context, or `pip install /src`
+    # in the build would ship a wheel without presets and app files. The Dockerfiles themselves are
+    # linked too (package data for installs) but a build never needs them inside /src.
+    links = sorted(p for p in (REPO / "pantheon/deploy/data").iterdir() if p.is_symlink())
+    assert {p.name for p in links} >= {"boards", "apps", "Dockerfile.jetson", "pyproject.toml", "README.md"}
+    for link in links:
+        target = link.resolve().relative_to(REPO).as_posix()
+        assert target in allowed | {"Dockerfile.jetson", "Dockerfile.desktop"}, (link, target)
+
+
+def test_a_base_images_own_pip_index_is_ignored():
+    """JetPack 6 bases set PIP_INDEX_URL & co. to an index that is often down: the build uses PIP_INDEX."""
+    for dockerfile in ("Dockerfile.jetson", "Dockerfile.desktop"):
+        text = (REPO / dockerfile).read_text()
+        build_stage = text[text.index("FROM base AS build"):]
+        first_run = build_stage[build_stage.index("RUN "):]
+        assert first_run.index('PIP_CONFIG_FILE=/dev/null PIP_INDEX_URL="${PIP_INDEX}"') < first_run.index("pip install")
+        assert first_run.index("unset PIP_EXTRA_INDEX_URL PIP_TRUSTED_HOST") < first_run.index("pip install")
+        assert "ARG PIP_INDEX=https://pypi.org/simple" in build_stage
+    spec = images.build_args("jetson", "b:1", "t:1", pip_index="http://mirror.lan/simple", commit="c")
+    assert spec.buildargs["PIP_INDEX"] == "http://mirror.lan/simple"
+    assert "PIP_INDEX" not in images.build_args("jetson", "b:1", "t:1", commit="c").buildargs
 
 
 REQUIRES = ["torch>=2.0", "numpy>=1.21", "rich>=12", 'torchvision>=0.15; extra == "offline"',

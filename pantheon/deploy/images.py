@@ -17,8 +17,9 @@ from a checkout without installing anything)::
     PYTHONPATH=. python3 -m pantheon.deploy.images jetson --base-image IMG --tag TAG --wheelhouse DIR
 
 Build arguments: ``BASE_IMAGE``, ``L4T_VERSION`` (jetson; the ``org.pantheon.l4t`` label that
-``pantheon-deploy`` compares with the board) and ``PANTHEON_GIT_COMMIT`` (baked in for the bench
-manifest). Builds use ``--network host``: engines without a bridge network (CI's) need it, and
+``pantheon-deploy`` compares with the board), ``PANTHEON_GIT_COMMIT`` (baked in for the bench
+manifest) and ``PIP_INDEX`` (the one package index of the build; a base's own pip settings, like
+the often-down index of JetPack 6 bases, are ignored). Builds use ``--network host``: engines without a bridge network (CI's) need it, and
 it changes nothing elsewhere.
 """
 
@@ -37,7 +38,7 @@ from typing import Any, Dict, Iterator, List, Optional, Sequence
 
 from pantheon.errors import DockerError, UsageError
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[2]  # the checkout, when pantheon runs from one
 TARGETS = {"jetson": "Dockerfile.jetson", "desktop": "Dockerfile.desktop"}
 DEFAULT_TAGS = {"jetson": "pantheon-jetson:latest", "desktop": "pantheon-desktop:latest"}
 # The Dockerfiles' own defaults (kept here to infer the L4T label when no base is given).
@@ -47,6 +48,58 @@ DEFAULT_BASES = {
 }
 WHEELHOUSE_DIR = "deploy/wheelhouse"  # inside the build context; see its README
 _L4T_TAG_RE = re.compile(r":r(\d+\.\d+(?:\.\d+)?)")
+
+
+def data_dir() -> Path:
+    """pantheon-deploy's package data (``pantheon/deploy/data``): board presets, app files, the Dockerfiles
+    and what a build context needs. Symlinks to the originals in a checkout, copies in a wheel."""
+    try:
+        from importlib.resources import files  # Python 3.9+
+    except ImportError:  # 3.8: a regular (non-zip) install has its data beside the modules
+        return Path(__file__).resolve().parent / "data"
+    return Path(str(files("pantheon.deploy") / "data"))
+
+
+def is_checkout(path: Path) -> bool:
+    """Whether ``path`` is a pantheon source tree (what ``docker build`` needs as its context)."""
+    return all((path / f).is_file() for f in ("pyproject.toml", *TARGETS.values())) and \
+        (path / "pantheon" / "__init__.py").is_file()
+
+
+_CONTEXTS: Dict[str, Path] = {}
+
+
+def default_context() -> Path:
+    """The build context: this checkout, or (pantheon installed from a wheel, e.g. in the desktop image)
+    one assembled once per process from the installed package and its data, in a temporary folder.
+
+    The assembled context has what the Dockerfiles COPY: ``pyproject.toml``, ``README.md``, ``pantheon/``
+    (without caches), ``deploy/apps``, ``deploy/boards`` and an empty ``deploy/wheelhouse``.
+    """
+    if is_checkout(REPO):
+        return REPO
+    if "ctx" in _CONTEXTS and is_checkout(_CONTEXTS["ctx"]):
+        return _CONTEXTS["ctx"]
+    import atexit
+    import tempfile
+
+    data = data_dir()
+    missing = [f for f in ("pyproject.toml", "README.md", *TARGETS.values()) if not (data / f).is_file()]
+    if missing:
+        raise UsageError(f"this pantheon install has no {', '.join(missing)} in {data}: reinstall it from a "
+                         f"wheel or source tree (pip install pantheon[deploy]), or run from a checkout")
+    ctx = Path(tempfile.mkdtemp(prefix="pantheon-build-context-"))
+    atexit.register(shutil.rmtree, str(ctx), True)
+    package = Path(__file__).resolve().parents[1]
+    shutil.copytree(package, ctx / "pantheon", ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    for f in ("pyproject.toml", "README.md", *TARGETS.values()):
+        shutil.copy2(data / f, ctx / f)
+    for d in ("apps", "boards"):
+        shutil.copytree(data / d, ctx / "deploy" / d)
+    (ctx / WHEELHOUSE_DIR).mkdir(parents=True)
+    (ctx / WHEELHOUSE_DIR / "README.md").write_text("Wheels offered to pip in the image build.\n")
+    _CONTEXTS["ctx"] = ctx
+    return ctx
 
 
 @dataclass
@@ -122,6 +175,7 @@ def build_args(
     l4t: Optional[str] = None,
     commit: Optional[str] = None,
     context: Optional[os.PathLike] = None,
+    pip_index: Optional[str] = None,
 ) -> BuildSpec:
     """The build of image ``target`` (``jetson`` or ``desktop``).
 
@@ -133,14 +187,16 @@ def build_args(
         l4t: jetson only, the L4T release of the base; inferred from an ``:rXX.Y.Z`` tag, else empty
             (a non-L4T base, e.g. the CI's Debian one: the image then carries no L4T).
         commit: ``PANTHEON_GIT_COMMIT`` (default: :func:`git_commit` of the context).
-        context: the build context (default: this checkout).
+        context: the build context (default: this checkout, else :func:`default_context`).
+        pip_index: ``PIP_INDEX``, the only package index pip uses in the build (default: the
+            Dockerfile's, PyPI); a base image's own index settings are ignored either way.
 
     Raises:
         UsageError: unknown target, or a wheelhouse that is not a folder.
     """
     if target not in TARGETS:
         raise UsageError(f"unknown image target {target!r}: choose {' or '.join(TARGETS)}")
-    ctx = Path(context) if context else REPO
+    ctx = Path(context) if context else default_context()
     if not (ctx / TARGETS[target]).is_file():
         raise UsageError(f"{ctx / TARGETS[target]} not found: the build context must be a pantheon checkout")
     wh = Path(wheelhouse).expanduser().resolve() if wheelhouse else None
@@ -152,6 +208,8 @@ def build_args(
     if target == "jetson":
         buildargs["L4T_VERSION"] = l4t or l4t_of_base(base_image or DEFAULT_BASES["jetson"]) or ""
     buildargs["PANTHEON_GIT_COMMIT"] = commit or git_commit(ctx)
+    if pip_index:
+        buildargs["PIP_INDEX"] = pip_index
     return BuildSpec(
         target=target,
         dockerfile=TARGETS[target],
@@ -327,11 +385,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     p.add_argument("--tag", default="", help="image tag (default pantheon-<target>:latest)")
     p.add_argument("--wheelhouse", default="", help="folder of wheels offered to pip in the build")
     p.add_argument("--l4t", default="", help="L4T release of the base (jetson; default: from the base's tag)")
+    p.add_argument("--pip-index", default="", help="PIP_INDEX: the package index of the build (default PyPI)")
     p.add_argument("--dry-run", action="store_true", help="print the docker command and stop")
     args = p.parse_args(argv)
     try:
         spec = build_args(args.target, args.base_image or None, args.tag or None, args.wheelhouse or None,
-                          l4t=args.l4t or None)
+                          l4t=args.l4t or None, pip_index=args.pip_index or None)
         if args.dry_run:
             print(spec.shell(os.environ.get("DOCKER", "docker")))
             return 0

@@ -158,7 +158,11 @@ def board_command(
 
 
 def presets_dir() -> Path:
-    return Path(__file__).resolve().parents[2] / "deploy" / "boards"
+    """The board presets: package data (``pantheon/deploy/data/boards``, a link to ``deploy/boards`` in a
+    checkout), so an installed pantheon-deploy (pip, the desktop image) has them too."""
+    from pantheon.deploy.images import data_dir
+
+    return data_dir() / "boards"
 
 
 def load_presets(directory: Optional[Path] = None) -> Dict[str, Dict[str, Any]]:

@@ -82,6 +82,7 @@ def app_search_dirs() -> List[Path]:
         dirs.extend(Path(p) for p in env.split(os.pathsep) if p)
     dirs.append(Path.cwd() / "deploy" / "apps")
     dirs.append(Path(__file__).resolve().parents[2] / "deploy" / "apps")
+    dirs.append(Path(__file__).resolve().parents[1] / "deploy" / "data" / "apps")  # package data (pip installs)
     return dirs
 
 
