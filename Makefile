@@ -11,6 +11,7 @@ BASE_IMAGE ?=
 TAG ?=
 WHEELHOUSE ?=
 PIP_INDEX ?=
+JETSON_STATS_VERSION ?=
 
 .PHONY: venv test lint pytest demo demo-quick bench proto clean image-desktop image-jetson test-images
 
@@ -55,7 +56,8 @@ clean:
 #   make image-desktop TAG=pantheon-desktop:latest
 image-jetson image-desktop: image-%:
 	PYTHONPATH=$(CURDIR) $(PYTHON) -m pantheon.deploy.images $* --base-image "$(BASE_IMAGE)" --tag "$(TAG)" \
-		--wheelhouse "$(WHEELHOUSE)" --pip-index "$(PIP_INDEX)" $(if $(L4T_VERSION),--l4t "$(L4T_VERSION)")
+		--wheelhouse "$(WHEELHOUSE)" --pip-index "$(PIP_INDEX)" \
+		--jetson-stats "$(JETSON_STATS_VERSION)" $(if $(L4T_VERSION),--l4t "$(L4T_VERSION)")
 
 # The container tests against a Docker engine (source .ci/docker.sh first for a local engine + base),
 # including the slow desktop-image build that CI skips.

@@ -200,3 +200,18 @@ def test_failed_smoke_test_reason_is_the_python_exception():
              "\x1b[0m\x1b[91mRuntimeError: operator torchvision::nms does not exist",
              "\x1b[0mThe command '/bin/sh -c export ...' returned a non-zero code: 1"]
     assert images._reason(lines) == "RuntimeError: operator torchvision::nms does not exist"
+
+
+def test_jetson_stats_is_pinned_to_the_boards_jtop_service():
+    spec = images.build_args("jetson", "b:1", "t:1", commit="c", jetson_stats="4.2.9")
+    assert spec.buildargs["JETSON_STATS_VERSION"] == "4.2.9"
+    assert "JETSON_STATS_VERSION" not in images.build_args("desktop", "b:1", "t:1", commit="c",
+                                                           jetson_stats="4.2.9").buildargs
+    with pytest.raises(UsageError, match="bad jetson-stats version"):
+        images.build_args("jetson", "b:1", "t:1", commit="c", jetson_stats="4.2; rm -rf /")
+    text = (REPO / "Dockerfile.jetson").read_text()
+    assert 'pip install "jetson-stats==${JETSON_STATS_VERSION}"' in text
+    from pantheon.deploy.remote import parse_facts
+
+    assert parse_facts("JTOP yes\nJTOPV 4.2.9\n").jtop_version == "4.2.9"
+    assert parse_facts("JTOP no\nJTOPV \n").jtop_version is None

@@ -295,3 +295,86 @@ def test_board_facts_for_the_run_manifest(board):
     assert facts["model"] == "NVIDIA Jetson Xavier NX Developer Kit"
     assert facts["l4t"] == "35.3.1"  # parsed from the stand-in's etc/nv_tegra_release
     assert facts["jtop_socket"] is False
+
+
+# --- jtop used as its documentation says (while jetson.ok(), the service's interval, versions) ----------
+# jetson-stats' client needs its service, which only runs on a Jetson: a stand-in module with the same
+# surface (jtop(interval), start(), ok(), stats, interval) plays the service; the socket is a real one.
+
+
+class _StandInJtop:
+    """``jtop.jtop`` as the sampler uses it; ``script`` drives what the "service" does."""
+
+    script: dict = {}
+
+    def __init__(self, interval=0.5):
+        self.requested = interval
+        self.interval = max(interval, self.script.get("service_interval", 0.5))
+        self.calls = 0
+
+    def start(self):
+        if "start_error" in self.script:
+            raise RuntimeError(self.script["start_error"])
+
+    def ok(self):
+        self.calls += 1
+        if self.calls > self.script.get("updates", 10**9):
+            return False
+        return True
+
+    @property
+    def stats(self):
+        return {"GPU": 10.0 * self.calls, "Power TOT": 5000}
+
+    def close(self):
+        pass
+
+
+class _StandInModule:
+    __version__ = "4.2.12"
+    jtop = _StandInJtop
+
+
+@pytest.fixture
+def live_jtop_socket(board):
+    path = board / "run/jtop.sock"
+    path.parent.mkdir(parents=True)
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    server.bind(str(path))
+    server.listen(4)
+    yield path
+    server.close()
+
+
+def test_jtop_version_mismatch_names_the_fix_and_falls_back(live_jtop_socket, monkeypatch):
+    import sys
+
+    _StandInJtop.script = {"start_error": "Mismatch version jtop service: [4.2.9] and client: [4.2.12]. "
+                                          "Please run:\nsudo systemctl restart jtop.service"}
+    monkeypatch.setitem(sys.modules, "jtop", _StandInModule)
+    warnings = []
+    with tm.open_sampler("auto", warn=warnings.append) as s:
+        assert s.name == "sysfs"
+    assert len(warnings) == 1
+    assert "jetson-stats 4.2.12 here does not match the board's jtop service 4.2.9" in warnings[0]
+    assert "pip install jetson-stats==4.2.9" in warnings[0] and "falling back to sysfs" in warnings[0]
+    with pytest.raises(TelemetryError, match="JETSON_STATS_VERSION=4.2.9"):
+        tm.open_sampler("jtop")
+
+
+def test_jtop_samples_at_the_service_interval_and_stops_loudly_when_it_dies(live_jtop_socket):
+    _StandInJtop.script = {"service_interval": 0.2, "updates": 3}
+    sampler = tm.CombinedSampler(tm.JtopSampler(interval_s=0.02, module=_StandInModule), tm.PsutilSampler())
+    assert sampler.name == "jtop" and sampler.min_interval_s == pytest.approx(0.2)
+    rows, warnings = [], []
+    thread = tm.TelemetryThread(sampler, emit=rows.append, interval_s=0.02, warn=warnings.append)
+    assert thread.interval_s == pytest.approx(0.2)  # not 20 ms: the service has nothing newer
+    thread.start()
+    deadline = time.monotonic() + 5
+    while thread.error is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    thread.stop()
+    # Three updates, each a fresh reading; then ok() is False: an error and one warning, no frozen repeats.
+    assert [r["gpu_load_pct"] for r in rows] == [10.0, 20.0, 30.0]
+    assert isinstance(thread.error, TelemetryError) and "jetson.ok() is False" in str(thread.error)
+    assert len(warnings) == 1 and warnings[0].startswith("telemetry stopped after 3 samples")

@@ -65,7 +65,9 @@ def build_remote(ctx: Ctx, session: Session, engine: RemoteEngine, target: str, 
     """Build on the board's engine over SSH; the build context travels through the Docker SDK."""
     facts = facts or read_facts(session)
     base, l4t = choose_base(facts, base_image, session.board.name) if target == "jetson" else (base_image, None)
-    spec = images.build_args(target, base, tag, wheelhouse, l4t=l4t)
+    # jetson-stats in the image must be the host jtop service's version (its client refuses any other).
+    jtop_v = facts.jtop_version if target == "jetson" else None
+    spec = images.build_args(target, base, tag, wheelhouse, l4t=l4t, jetson_stats=jtop_v)
     ctx.log(f"building {spec.tag} on {session.board.name} FROM {base or 'the Dockerfile default'}"
             + (f" (L4T r{l4t})" if l4t else ""))
     argv = spec.argv()

@@ -176,6 +176,7 @@ def build_args(
     commit: Optional[str] = None,
     context: Optional[os.PathLike] = None,
     pip_index: Optional[str] = None,
+    jetson_stats: Optional[str] = None,
 ) -> BuildSpec:
     """The build of image ``target`` (``jetson`` or ``desktop``).
 
@@ -190,6 +191,8 @@ def build_args(
         context: the build context (default: this checkout, else :func:`default_context`).
         pip_index: ``PIP_INDEX``, the only package index pip uses in the build (default: the
             Dockerfile's, PyPI); a base image's own index settings are ignored either way.
+        jetson_stats: jetson only, ``JETSON_STATS_VERSION``: pin jetson-stats to the board's jtop
+            service version (its client refuses any other).
 
     Raises:
         UsageError: unknown target, or a wheelhouse that is not a folder.
@@ -210,6 +213,10 @@ def build_args(
     buildargs["PANTHEON_GIT_COMMIT"] = commit or git_commit(ctx)
     if pip_index:
         buildargs["PIP_INDEX"] = pip_index
+    if jetson_stats and target == "jetson":
+        if not re.fullmatch(r"[0-9][0-9A-Za-z.+-]*", jetson_stats):
+            raise UsageError(f"bad jetson-stats version {jetson_stats!r}")
+        buildargs["JETSON_STATS_VERSION"] = jetson_stats
     return BuildSpec(
         target=target,
         dockerfile=TARGETS[target],
@@ -386,11 +393,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     p.add_argument("--wheelhouse", default="", help="folder of wheels offered to pip in the build")
     p.add_argument("--l4t", default="", help="L4T release of the base (jetson; default: from the base's tag)")
     p.add_argument("--pip-index", default="", help="PIP_INDEX: the package index of the build (default PyPI)")
+    p.add_argument("--jetson-stats", default="", help="JETSON_STATS_VERSION: the board's jtop service version")
     p.add_argument("--dry-run", action="store_true", help="print the docker command and stop")
     args = p.parse_args(argv)
     try:
         spec = build_args(args.target, args.base_image or None, args.tag or None, args.wheelhouse or None,
-                          l4t=args.l4t or None, pip_index=args.pip_index or None)
+                          l4t=args.l4t or None, pip_index=args.pip_index or None,
+                          jetson_stats=args.jetson_stats or None)
         if args.dry_run:
             print(spec.shell(os.environ.get("DOCKER", "docker")))
             return 0

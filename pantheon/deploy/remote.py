@@ -38,6 +38,7 @@ class BoardFacts:
     user: str = ""
     sudo: str = "missing"  # ok | password | missing
     jtop: bool = False
+    jtop_version: Optional[str] = None  # jetson-stats on the host (the service's version), if importable
     arch: str = ""
     disk_free_kb: Optional[int] = None
     extra: Dict[str, Any] = field(default_factory=dict)
@@ -52,7 +53,8 @@ class BoardFacts:
 
     def as_dict(self) -> Dict[str, Any]:
         return {"model": self.model, "l4t": self.l4t, "jetpack": self.jetpack, "user": self.user,
-                "sudo": self.sudo, "jtop": self.jtop, "arch": self.arch, "disk_free_kb": self.disk_free_kb}
+                "sudo": self.sudo, "jtop": self.jtop, "jtop_version": self.jtop_version, "arch": self.arch,
+                "disk_free_kb": self.disk_free_kb}
 
 
 def _facts_script(root: str, remote_root: str) -> str:
@@ -69,6 +71,7 @@ if command -v sudo >/dev/null 2>&1; then
   if sudo -n true >/dev/null 2>&1; then echo "SUDO ok"; else echo "SUDO password"; fi
 else echo "SUDO missing"; fi
 if [ -S {jtop} ]; then echo "JTOP yes"; else echo "JTOP no"; fi
+echo "JTOPV $(python3 -c 'import jtop; print(jtop.__version__)' 2>/dev/null)"
 echo "ARCH $(uname -m)"
 d={q(remote_root)}; while [ ! -d "$d" ] && [ "$d" != / ]; do d=$(dirname "$d") || break; done
 echo "DF $(df -Pk "$d" | tail -n 1)"
@@ -95,6 +98,8 @@ def parse_facts(text: str) -> BoardFacts:
             f.sudo = value
         elif key == "JTOP":
             f.jtop = value == "yes"
+        elif key == "JTOPV":
+            f.jtop_version = value or None
         elif key == "ARCH":
             f.arch = value
         elif key == "DF":

@@ -83,6 +83,9 @@ class Sampler:
     """A telemetry source. ``sample()`` returns one reading; keys a backend lacks are absent."""
 
     name = "base"
+    # The shortest useful sampling period: a source that updates every 0.5 s (the jtop service)
+    # gives nothing new when polled every 20 ms; :class:`TelemetryThread` never samples faster.
+    min_interval_s = 0.0
 
     def sample(self) -> Sample:
         raise NotImplementedError
@@ -301,27 +304,63 @@ def check_jtop_socket(path: Optional[Path] = None) -> None:
         s.close()
 
 
+_JTOP_VERSIONS = re.compile(r"service[^\[]*\[([^\]]+)\][^\[]*client[^\[]*\[([^\]]+)\]", re.I | re.S)
+
+
+def jtop_start_problem(message: str, client_version: Optional[str]) -> str:
+    """One line for a failed ``jtop.start()``; a client/service version mismatch names the fix.
+
+    jetson-stats refuses a client whose version differs from the host service's ("Mismatch version
+    jtop service: [4.2.9] and client: [4.2.12]"): the image must carry the service's version.
+    """
+    text = " ".join(str(message).split())
+    m = _JTOP_VERSIONS.search(text)
+    if m or "mismatch version" in text.lower():
+        service, client = (m.group(1), m.group(2)) if m else ("?", client_version or "?")
+        return (f"jetson-stats {client} here does not match the board's jtop service {service}: install the "
+                f"same version (pip install jetson-stats=={service}; images: make image-jetson "
+                f"JETSON_STATS_VERSION={service})")
+    return f"jtop: {text}"
+
+
 class JtopSampler(Sampler):
-    """Stats from the jetson-stats service (``from jtop import jtop``)."""
+    """Stats from the jetson-stats service, read as its documentation says: each sample waits for
+    the service's next update (``jetson.ok()``), so samples come at the service's own interval
+    (``min_interval_s``), never faster; ``ok()`` returning False (the service stopped or hangs)
+    ends the telemetry with an error instead of repeating the last values."""
 
     name = "jtop"
 
-    def __init__(self, interval_s: float = 0.1) -> None:
+    def __init__(self, interval_s: float = 0.1, module: Any = None) -> None:
         check_jtop_socket()
-        try:
-            from jtop import jtop  # AGPL-3.0: imported only here, only when asked for
-        except ImportError as exc:
-            raise TelemetryError(
-                "the jtop socket exists but jetson-stats is not installed in this environment "
-                "(pip install 'pantheon[jetson]', same version as the host's jtop service)"
-            ) from exc
-        self._jtop = jtop(interval=max(interval_s, 0.1))
+        if module is None:
+            try:
+                import jtop as module  # AGPL-3.0: imported only here, only when asked for
+            except ImportError as exc:
+                raise TelemetryError(
+                    "the jtop socket exists but jetson-stats is not installed in this environment "
+                    "(pip install 'pantheon[jetson]', same version as the host's jtop service)"
+                ) from exc
+        self.client_version = getattr(module, "__version__", None)
+        self._jtop = module.jtop(interval=max(interval_s, 0.1))
         try:
             self._jtop.start()
         except Exception as exc:  # JtopException: service inactive, version mismatch, permission
-            raise TelemetryError(f"jtop: {exc}") from exc
+            raise TelemetryError(jtop_start_problem(str(exc), self.client_version)) from exc
+        # The period the service really runs at (the first client sets it; later ones share it).
+        periods = [getattr(self._jtop, a, None) for a in ("interval", "_server_interval")]
+        self.min_interval_s = max([float(p) for p in periods if isinstance(p, (int, float)) and p > 0] or [0.1])
 
     def sample(self) -> Sample:
+        try:
+            alive = self._jtop.ok()
+        except Exception as exc:  # the client thread's error (lost connection), re-raised by ok()
+            raise TelemetryError(f"jtop: lost the jetson-stats service ({' '.join(str(exc).split())})") from exc
+        if not alive:
+            raise TelemetryError(
+                f"jtop: no update from the jetson-stats service in {3 * self.min_interval_s:.1f} s "
+                f"(jetson.ok() is False): it stopped or hangs (sudo systemctl restart jtop.service)"
+            )
         return jtop_stats_to_sample(dict(self._jtop.stats))
 
     def close(self) -> None:
@@ -408,6 +447,7 @@ class CombinedSampler(Sampler):
     def __init__(self, device: Optional[Sampler], host: PsutilSampler) -> None:
         self.device, self.host = device, host
         self.name = device.name if device is not None else host.name
+        self.min_interval_s = device.min_interval_s if device is not None else host.min_interval_s
 
     def sample(self) -> Sample:
         out = self.host.sample()
@@ -479,9 +519,11 @@ class TelemetryThread:
     """Samples ``sampler`` every ``interval_s`` seconds on a monotonic schedule and calls ``emit``.
 
     Ticks fall at ``start + k * interval_s``; a tick that is already past when the previous
-    one finishes is skipped rather than run late (no bursts). ``emit`` gets the sample dict
+    one finishes is skipped rather than run late (no bursts). The period is never shorter than
+    the sampler's ``min_interval_s`` (jtop: the service's interval). ``emit`` gets the sample dict
     (the runtime adds ``t`` and ``ev``). An exception in ``emit`` or ``sample`` stops the
-    thread and is kept in ``error``.
+    thread, is kept in ``error`` and is reported once through ``warn`` (default: the console's
+    warning line), so a dead source is never silent.
 
     Example::
 
@@ -489,10 +531,13 @@ class TelemetryThread:
         t.start(); time.sleep(1); t.stop()
     """
 
-    def __init__(self, sampler: Sampler, emit: Callable[[Sample], None], interval_s: float = 0.02) -> None:
-        if interval_s <= 0:
+    def __init__(self, sampler: Sampler, emit: Callable[[Sample], None], interval_s: float = 0.02,
+                 warn: Optional[Callable[[str], None]] = None) -> None:
+        if not interval_s > 0:
             raise TelemetryError(f"telemetry interval must be positive, got {interval_s}")
-        self.sampler, self.emit, self.interval_s = sampler, emit, float(interval_s)
+        self.sampler, self.emit = sampler, emit
+        self.interval_s = max(float(interval_s), float(getattr(sampler, "min_interval_s", 0.0) or 0.0))
+        self.warn = warn
         self.error: Optional[BaseException] = None
         self.count = 0
         self.skipped = 0
@@ -522,6 +567,7 @@ class TelemetryThread:
                 self.emit(self.sampler.sample())
             except BaseException as exc:  # keep it for the caller; a dead sensor must not kill the run
                 self.error = exc
+                self._report(exc)
                 return
             self.count += 1
             k += 1
@@ -531,6 +577,18 @@ class TelemetryThread:
                 self.skipped += behind + 1
                 k += behind + 1
             self._stop.wait(max(0.0, t0 + k * self.interval_s - time.monotonic()))
+
+
+    def _report(self, exc: BaseException) -> None:
+        warn = self.warn
+        if warn is None:
+            from pantheon import console
+
+            warn = console.warn
+        try:
+            warn(f"telemetry stopped after {self.count} samples: {' '.join(str(exc).split()) or type(exc).__name__}")
+        except Exception:  # reporting must not raise in the sampling thread
+            pass
 
 
 def board_facts() -> Dict[str, Any]:
