@@ -125,3 +125,42 @@ def test_status_reports_the_jetson_side(ssh, jetson, tmp_path):
     # The table form names the same facts.
     r = runner.invoke(deploy_app, ["status", "--inventory", str(inv), *conn_args(ssh, tmp_path / "u")])
     assert r.exit_code == 0 and "MODE_20W_6CORE (8)" in r.stdout and "r35.3.1 / 5.1.1" in r.stdout
+
+
+STAND_IN_JTOP = Path(__file__).parent / "fixtures" / "stand-in-jtop"
+
+
+def test_setup_through_the_jtop_service_needs_no_sudo(ssh, jetson, tmp_path):
+    """With the jtop service on the board, mode and clocks go through jetson-stats (the stand-in client
+    keeps the stand-in scripts' state), as the user WITHOUT sudo rights; --restore undoes it."""
+    import socket
+
+    if not ssh.get("nosudo_user"):
+        pytest.skip("the loopback sshd has no unprivileged user")
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    (jetson / "run").mkdir(exist_ok=True)
+    sock.bind(str(jetson / "run" / "jtop.sock"))  # the service's socket (facts check it with -S)
+    home = jetson.parent / "home"
+    for d in (jetson / "var/lib/stand-in", home):
+        d.mkdir(parents=True, exist_ok=True)
+        os.chmod(d, 0o777)
+    entry = {"name": "nx", "host": ssh["host"], "port": int(ssh["port"]), "user": ssh["nosudo_user"],
+             "env": {"PANTHEON_BOARD_ROOT": str(jetson), "PYTHONPATH": str(STAND_IN_JTOP), "HOME": str(home)},
+             "remote_root": str(jetson.parent / "data")}
+    inv = write_inventory(tmp_path / "boards-jtop.yaml", [entry])
+    try:
+        r = setup(tmp_path, ssh, inv, "--nvpmodel", "bench", "--jetson-clocks", "--json")
+        assert r.exit_code == 0, r.output
+        data = json.loads(r.stdout)
+        assert data["via"] == "jtop 4.2.12" and data["after"] == "MODE_20W_6CORE (8)" and data["clocks_locked"] is True
+        assert state(jetson, "nvpmodel") == "8" and state(jetson, "jetson_clocks") == "1"
+        assert (home / ".local/state/pantheon-setup/nvpmodel.id").read_text().strip() == "2"
+        record = sorted(Path(os.environ["PANTHEON_DATA"], "deploy", "nx").rglob("commands.sh"))[-1].read_text()
+        assert "nvpmodel -m" not in record and "sudo -n " + str(jetson) not in record and "j.nvpmodel = MODE" in record
+        r = setup(tmp_path, ssh, inv, "--restore", "--json")
+        assert r.exit_code == 0, r.output
+        assert json.loads(r.stdout)["after"] == "MODE_15W_6CORE (2)"
+        assert state(jetson, "nvpmodel") == "2" and state(jetson, "jetson_clocks") == "0"
+        assert not (home / ".local/state/pantheon-setup").exists()
+    finally:
+        sock.close()

@@ -13,6 +13,11 @@ Steps on the board (each recorded as its shell command):
 ``--restore`` undoes it: ``jetson_clocks --restore FILE``, ``nvpmodel -m <stored id>``, and
 removes the stored state. ``--nvpmodel bench`` takes the board preset's benchmark mode
 (``deploy/boards/*.yaml``, matched by the board model).
+
+With the jetson-stats service on the board (``/run/jtop.sock`` and its ``jtop`` package importable
+by the host's ``python3``), steps 4-6 go through jtop instead (``jetson.nvpmodel = ID``,
+``jetson.jetson_clocks = True``, waited for with ``jetson.ok()``): no sudo is needed, the state
+before the first change is kept in ``~/.local/state/pantheon-setup`` and restored the same way.
 """
 
 from __future__ import annotations
@@ -92,7 +97,9 @@ def setup_board(
     """Set (or restore) the power mode and clocks; return the summary line and what was found."""
     facts = read_facts(session)
     require_jetson(session, facts, "setup")
-    sudo = sudo_prefix(session, facts)
+    use_jtop = facts.jtop and facts.jtop_version is not None
+    # Through jtop, sudo is only used where it is there anyway (the mode list and query need no root).
+    sudo = sudo_prefix(session, facts) if not use_jtop or facts.sudo == "ok" else []
     modes = pb.parse_nvpmodel_modes(board_command(session, sudo, "nvpmodel", ["-p", "--verbose"]).stdout)
     before = query_mode(session, sudo)
     state_dir, mode_file, clocks_file = _state_paths(session)
@@ -101,6 +108,9 @@ def setup_board(
                             "before": str(before) if before else None}
     if not ctx.fleet:
         _print_modes(session, facts, modes, before)
+    if use_jtop:
+        data["via"] = f"jtop {facts.jtop_version}"
+        return _setup_with_jtop(ctx, session, modes, before, nvpmodel, jetson_clocks, restore, facts, data)
     if restore:
         _restore(session, sudo, state_dir, mode_file, clocks_file, data)
     elif nvpmodel is not None or jetson_clocks:
@@ -117,6 +127,89 @@ def setup_board(
     if ctx.dry_run:
         return f"dry run: {len(ctx.recorder.commands)} actions listed", data
     return _verify(session, sudo, data, nvpmodel is not None and not restore, jetson_clocks and not restore)
+
+
+# Board-side (the host's python3 with jetson-stats): set what is asked through the jtop service, wait for it
+# with jetson.ok() (30 s at most), print the state reached as one JSON line.
+_JTOP_CONTROL = """import json, time
+from jtop import jtop
+MODE, CLOCKS = {mode!r}, {clocks!r}
+with jtop() as j:
+    if MODE is not None and j.nvpmodel is not None and j.nvpmodel.id != MODE:
+        j.nvpmodel = MODE
+    if CLOCKS is not None and j.jetson_clocks is not None and bool(j.jetson_clocks) != CLOCKS:
+        j.jetson_clocks = CLOCKS
+    deadline = time.monotonic() + 30
+    while j.ok() and time.monotonic() < deadline:
+        if (MODE is None or j.nvpmodel.id == MODE) and (CLOCKS is None or bool(j.jetson_clocks) == CLOCKS):
+            break
+    nvp, jc = j.nvpmodel, j.jetson_clocks
+    print(json.dumps({{"nvpmodel": None if nvp is None else [nvp.id, str(nvp.name)],
+                      "jetson_clocks": None if jc is None else bool(jc)}}))
+"""
+_JTOP_STATE = '"$HOME/.local/state/pantheon-setup"'  # user-writable: the jtop path needs no sudo
+
+
+def _jtop(session: Session, mode: Optional[int], clocks: Optional[bool], mutating: bool) -> Dict[str, Any]:
+    import json
+
+    script = _JTOP_CONTROL.format(mode=mode, clocks=clocks)
+    res = session.run(f"python3 - <<'PANTHEON_JTOP'\n{script}PANTHEON_JTOP", mutating=mutating,
+                      what="jtop (jetson-stats service) control")
+    if not res.ran:
+        return {}
+    try:
+        return json.loads(res.stdout.strip().splitlines()[-1])
+    except (ValueError, IndexError):
+        raise BoardError(f"board {session.board.name}: jtop printed no state "
+                         f"({res.stdout.strip()[-200:] or 'nothing'})") from None
+
+
+def _setup_with_jtop(ctx: Ctx, session: Session, modes: pb.PowerModes, before: Optional[pb.PowerMode],
+                     nvpmodel: Optional[str], jetson_clocks: bool, restore: bool, facts: BoardFacts,
+                     data: Dict[str, Any]) -> Tuple[str, Dict[str, Any]]:
+    """Steps 4-6 through the jtop service (see the module docstring)."""
+    mode_id: Optional[int] = None
+    clocks: Optional[bool] = None
+    if restore:
+        res = session.run(f"cat {_JTOP_STATE}/nvpmodel.id {_JTOP_STATE}/jetson_clocks 2>/dev/null", check=False,
+                          what="reading the stored power mode")
+        parts = res.stdout.split()
+        if not res.ok or len(parts) != 2:
+            raise BoardError(f"board {session.board.name}: nothing to restore (no ~/.local/state/pantheon-setup: "
+                             f"setup never changed it through jtop)")
+        mode_id, clocks = (int(parts[0]) if parts[0].isdigit() else None), parts[1] == "1"
+        data["target"] = str(mode_id) if mode_id is not None else None
+    elif nvpmodel is not None or jetson_clocks:
+        target = _choose_mode(modes, nvpmodel, facts, session.board.preset) if nvpmodel is not None else None
+        now = _jtop(session, None, None, mutating=False)  # the clocks before the first change
+        was = "1" if now.get("jetson_clocks") else "0"
+        session.run(f"d={_JTOP_STATE}; if [ ! -f \"$d/nvpmodel.id\" ]; then mkdir -p \"$d\" && "
+                    f"echo {q(str(before.id) if before else '')} > \"$d/nvpmodel.id\" && echo {was} > \"$d/jetson_clocks\"; fi",
+                    mutating=True, what="storing the current power mode and clocks")
+        mode_id = target.id if target is not None else None
+        clocks = True if jetson_clocks else None
+        data["target"] = str(target) if target else None
+    else:
+        mode_id = None
+    state = _jtop(session, mode_id, clocks, mutating=restore or mode_id is not None or clocks is not None)
+    if ctx.dry_run:
+        return f"dry run: {len(ctx.recorder.commands)} actions listed", data
+    nvp = state.get("nvpmodel")
+    after = pb.PowerMode(int(nvp[0]), str(nvp[1])) if nvp else None
+    data["after"], data["clocks_locked"] = (str(after) if after else None), state.get("jetson_clocks")
+    if mode_id is not None and (after is None or after.id != mode_id):
+        raise BoardError(f"board {session.board.name}: jtop reports {after or 'no mode'} after setting mode {mode_id} "
+                         f"(a mode change may need a reboot: sudo reboot, then run setup again)")
+    if clocks is not None and data["clocks_locked"] is not clocks:
+        raise BoardError(f"board {session.board.name}: jtop reports jetson_clocks "
+                         f"{'off' if clocks else 'on'} after asking for {'on' if clocks else 'off'}")
+    if restore:
+        session.run(f"rm -rf -- {_JTOP_STATE}", mutating=True, what="removing the stored state")
+        data["restored"] = True
+    pinned = {True: "clocks pinned", False: "clocks not pinned", None: "clocks unknown"}[data["clocks_locked"]]
+    verb = "restored" if restore else ("set" if mode_id is not None or clocks else "is in")
+    return f"{verb} {after or 'unknown mode'}, {pinned} (through jtop)", data
 
 
 def _store_state(session: Session, sudo: List[str], state_dir: str, mode_file: str, clocks_file: str,
