@@ -176,3 +176,41 @@ def test_stand_in_scripts_are_labelled_and_speak_the_documented_format(tmp_path)
     assert pb.parse_jetson_clocks_show(run("usr/bin/jetson_clocks", "--show"))["locked"] is False
     run("usr/bin/jetson_clocks")
     assert pb.parse_jetson_clocks_show(run("usr/bin/jetson_clocks", "--show"))["locked"] is True
+
+
+def test_facts_in_a_container_without_the_host_tools(tmp_path, monkeypatch):
+    """What compose's bench service sees: no nvpmodel/jetson_clocks, /proc/device-tree masked; the host's
+    files mounted at /run/pantheon/host, clock values from /sys (issue 12, item 6)."""
+    root = stand_in_board_root(tmp_path / "root")
+    for f in ("usr/sbin/nvpmodel", "usr/bin/jetson_clocks", "proc/device-tree/model"):
+        (root / f).unlink()
+    for env in (pb.ENV_L4T, "L4T_VERSION", pb.ENV_MODEL, pb.ENV_NVPMODEL, pb.ENV_CLOCKS):
+        monkeypatch.delenv(env, raising=False)
+    monkeypatch.setenv(pb.ENV_BOARD_ROOT, str(root))
+    assert pb.board_facts()["model"] is None and pb.board_facts()["nvpmodel"] is None
+    host = root / pb.HOST_FACTS_DIR.lstrip("/")
+    host.mkdir(parents=True)
+    (host / "device-tree-model").write_text("NVIDIA Jetson Xavier NX Developer Kit\x00")
+    (host / "nvpmodel-status").write_text("pmode:0008 fmode:quiet\n")  # /var/lib/nvpmodel/status
+    (host / "nvpmodel.conf").write_text("< POWER_MODEL ID=2 NAME=MODE_15W_6CORE >\n"
+                                        "< POWER_MODEL ID=8 NAME=MODE_20W_6CORE >\n")
+    for cpu, (lo, hi) in {"cpu0": (1907200, 1907200), "cpu1": (1907200, 1907200)}.items():
+        d = root / "sys/devices/system/cpu" / cpu / "cpufreq"
+        d.mkdir(parents=True)
+        for k, v in (("cur", hi), ("min", lo), ("max", hi)):
+            (d / f"scaling_{k}_freq").write_text(f"{v}\n")
+    gpu = root / "sys/class/devfreq/17000000.gv11b"
+    for k, v in (("cur", 1109250000), ("min", 1109250000), ("max", 1109250000)):
+        (gpu / f"{k}_freq").write_text(f"{v}\n")
+    monkeypatch.setenv("PANTHEON_GIT_COMMIT", "0123456789ab")
+    facts = pb.board_facts()
+    assert facts["model"] == "NVIDIA Jetson Xavier NX Developer Kit"
+    assert facts["nvpmodel"] == {"id": 8, "name": "MODE_20W_6CORE"}
+    assert facts["jetson_clocks"] is True  # every min == max, read from /sys
+    assert facts["clock_values"]["gpu"] == {"cur": 1109250000, "min": 1109250000, "max": 1109250000}
+    assert facts["clock_values"]["cpus"]["cpu1"]["cur"] == 1907200
+    # Unpinned GPU: not locked.
+    (gpu / "min_freq").write_text("114750000\n")
+    assert pb.board_facts()["jetson_clocks"] is False
+    sw = facts["software"]
+    assert sw["kernel"] and sw["python"] and sw["packages"]["pyyaml"] and sw["image"]["commit"] == "0123456789ab"

@@ -207,3 +207,16 @@ def test_docker_compose_config_when_a_compose_cli_exists(tmp_path):
     out = subprocess.run(["docker", "compose", "-f", "compose.yaml", "--profile", "cpu", "config", "--quiet"],
                          cwd=REPO, capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
+
+
+def test_board_services_see_the_hosts_facts_read_only_and_never_create_them(compose):
+    """runtime and bench record board model and power mode like pantheon-deploy bench does."""
+    from pantheon.online import board as pb
+
+    for name in ("runtime", "bench"):
+        by_target = {v["target"]: v for v in compose["services"][name]["volumes"]}
+        for source, target in (("/proc/device-tree/model", pb.HOST_MODEL),
+                               ("/var/lib/nvpmodel/status", pb.HOST_NVPMODEL_STATUS),
+                               ("/etc/nvpmodel.conf", pb.HOST_NVPMODEL_CONF)):
+            v = by_target[target]
+            assert v["source"] == source and v["read_only"] is True and v["bind"]["create_host_path"] is False

@@ -215,3 +215,15 @@ def test_jetson_stats_is_pinned_to_the_boards_jtop_service():
 
     assert parse_facts("JTOP yes\nJTOPV 4.2.9\n").jtop_version == "4.2.9"
     assert parse_facts("JTOP no\nJTOPV \n").jtop_version is None
+
+
+def test_base_digest_is_recorded():
+    spec = images.build_args("jetson", "b:1", "t:1", commit="c", base_digest="b@sha256:" + "0" * 64)
+    assert spec.buildargs["BASE_DIGEST"] == "b@sha256:" + "0" * 64
+    assert images.base_digest_of("b@sha256:" + "1" * 64) == "b@sha256:" + "1" * 64  # pinned: as given
+    assert images.base_digest_of("no-such-image:never", docker="/nonexistent/docker") is None
+    for dockerfile in ("Dockerfile.jetson", "Dockerfile.desktop"):
+        text = (REPO / dockerfile).read_text()
+        final = text[text.rindex("\nFROM base\n"):]
+        assert "ARG BASE_DIGEST=" in final and 'org.opencontainers.image.base.digest="${BASE_DIGEST}"' in final
+        assert "PANTHEON_BASE_DIGEST=${BASE_DIGEST}" in final

@@ -67,7 +67,8 @@ def build_remote(ctx: Ctx, session: Session, engine: RemoteEngine, target: str, 
     base, l4t = choose_base(facts, base_image, session.board.name) if target == "jetson" else (base_image, None)
     # jetson-stats in the image must be the host jtop service's version (its client refuses any other).
     jtop_v = facts.jtop_version if target == "jetson" else None
-    spec = images.build_args(target, base, tag, wheelhouse, l4t=l4t, jetson_stats=jtop_v)
+    spec = images.build_args(target, base, tag, wheelhouse, l4t=l4t, jetson_stats=jtop_v,
+                             base_digest=None if ctx.dry_run else _base_digest(engine, base or images.DEFAULT_BASES[target]))
     ctx.log(f"building {spec.tag} on {session.board.name} FROM {base or 'the Dockerfile default'}"
             + (f" (L4T r{l4t})" if l4t else ""))
     argv = spec.argv()
@@ -95,6 +96,16 @@ def build_remote(ctx: Ctx, session: Session, engine: RemoteEngine, target: str, 
     img = engine.client.images.get(spec.tag)
     return {"tag": spec.tag, "id": img.id, "where": "board", "base": base, "l4t": l4t,
             "seconds": round(time.monotonic() - t0, 1)}
+
+
+def _base_digest(engine: RemoteEngine, base: str) -> Optional[str]:
+    """The base's ``repo@sha256`` on the board's engine when it is there (recorded in the image)."""
+    try:
+        img = engine.client.images.get(base)
+    except Exception:  # not pulled yet: the build pulls it; the digest is then unknown
+        return None
+    digests = img.attrs.get("RepoDigests") or []
+    return digests[0] if digests else None
 
 
 class _ReadProgress:

@@ -177,6 +177,7 @@ def build_args(
     context: Optional[os.PathLike] = None,
     pip_index: Optional[str] = None,
     jetson_stats: Optional[str] = None,
+    base_digest: Optional[str] = None,
 ) -> BuildSpec:
     """The build of image ``target`` (``jetson`` or ``desktop``).
 
@@ -193,6 +194,7 @@ def build_args(
             Dockerfile's, PyPI); a base image's own index settings are ignored either way.
         jetson_stats: jetson only, ``JETSON_STATS_VERSION``: pin jetson-stats to the board's jtop
             service version (its client refuses any other).
+        base_digest: ``BASE_DIGEST``, the base's ``repo@sha256:...`` (label and environment of the image).
 
     Raises:
         UsageError: unknown target, or a wheelhouse that is not a folder.
@@ -213,6 +215,8 @@ def build_args(
     buildargs["PANTHEON_GIT_COMMIT"] = commit or git_commit(ctx)
     if pip_index:
         buildargs["PIP_INDEX"] = pip_index
+    if base_digest:
+        buildargs["BASE_DIGEST"] = base_digest
     if jetson_stats and target == "jetson":
         if not re.fullmatch(r"[0-9][0-9A-Za-z.+-]*", jetson_stats):
             raise UsageError(f"bad jetson-stats version {jetson_stats!r}")
@@ -255,8 +259,29 @@ def staged_wheelhouse(spec: BuildSpec) -> Iterator[List[Path]]:
                 p.unlink()
 
 
+def base_digest_of(image: str, docker: str = "docker") -> Optional[str]:
+    """``repo@sha256:...`` of a base already in the local engine (``docker image inspect``); None otherwise
+    (not pulled yet, built locally without a registry digest, or no docker CLI)."""
+    if "@sha256:" in image:
+        return image
+    try:
+        out = subprocess.run([docker, "image", "inspect", "-f", "{{json .RepoDigests}}", image],
+                             capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    try:
+        import json
+
+        digests = json.loads(out.stdout) if out.returncode == 0 else []
+    except ValueError:
+        return None
+    return digests[0] if digests else None
+
+
 def build(spec: BuildSpec, docker: Optional[str] = None, quiet: bool = False) -> None:
     """Run ``docker build`` for ``spec`` with the wheelhouse staged; docker's output passes through.
+
+    ``BASE_DIGEST`` is filled from the local engine when the spec has none and the base is there.
 
     Raises:
         DockerError: the docker CLI is missing or the build failed (naming the last error line).
@@ -264,6 +289,11 @@ def build(spec: BuildSpec, docker: Optional[str] = None, quiet: bool = False) ->
     docker = docker or os.environ.get("DOCKER", "docker")
     if shutil.which(docker) is None:
         raise DockerError(f"{docker} not found: install the Docker CLI (apt-get install docker.io)")
+    base = spec.buildargs.get("BASE_IMAGE") or DEFAULT_BASES.get(spec.target, "")
+    if "BASE_DIGEST" not in spec.buildargs and base:
+        digest = base_digest_of(base, docker)
+        if digest:
+            spec.buildargs["BASE_DIGEST"] = digest
     with staged_wheelhouse(spec):
         print("+ " + spec.shell(docker), file=sys.stderr, flush=True)
         proc = subprocess.Popen(spec.argv(docker), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)

@@ -178,8 +178,12 @@ def board_model() -> Optional[str]:
     value = os.environ.get(ENV_MODEL)
     if value:
         return value
-    text = _read(DEVICE_TREE_MODEL)
-    return parse_device_tree_model(text) if text is not None else None
+    for path in (DEVICE_TREE_MODEL, HOST_MODEL):  # the second: the host's, mounted by compose
+        text = _read(path)
+        model = parse_device_tree_model(text) if text is not None else None
+        if model:
+            return model
+    return None
 
 
 def is_jetson() -> bool:
@@ -495,19 +499,130 @@ def clocks() -> Optional[Dict[str, Any]]:
     return parse_jetson_clocks_show(text) if text else None
 
 
+# Host files a container cannot see where the host has them (Docker masks /proc/device-tree, and nvpmodel
+# is not in the image): compose's bench/runtime services mount them read-only here (see compose.yaml).
+HOST_FACTS_DIR = "/run/pantheon/host"
+HOST_MODEL = HOST_FACTS_DIR + "/device-tree-model"  # <- /proc/device-tree/model
+HOST_NVPMODEL_STATUS = HOST_FACTS_DIR + "/nvpmodel-status"  # <- /var/lib/nvpmodel/status ("pmode:0008 ...")
+HOST_NVPMODEL_CONF = HOST_FACTS_DIR + "/nvpmodel.conf"  # <- /etc/nvpmodel.conf (mode names)
+
+_PMODE_RE = re.compile(r"pmode:\s*0*(\d+)")
+_CONF_MODE_RE = re.compile(r"<\s*POWER_MODEL\s+ID=(\d+)\s+NAME=(\S+?)\s*>")
+
+
+def host_power_mode() -> Optional[PowerMode]:
+    """The host's mode from its mounted ``/var/lib/nvpmodel/status`` (+ names from ``/etc/nvpmodel.conf``)."""
+    status = _read(HOST_NVPMODEL_STATUS)
+    m = _PMODE_RE.search(status or "")
+    if not m:
+        return None
+    names = dict(_CONF_MODE_RE.findall(_read(HOST_NVPMODEL_CONF) or ""))
+    return PowerMode(int(m.group(1)), names.get(m.group(1), f"mode {int(m.group(1))}"))
+
+
+def _sysfs_khz(path: Path) -> Optional[int]:
+    try:
+        return int(path.read_text().strip())
+    except (OSError, ValueError):
+        return None
+
+
+def clock_values() -> Dict[str, Any]:
+    """The clocks as they are (sysfs, readable without root and inside containers): per online CPU and
+    for the GPU ``{"cur", "min", "max"}`` (CPU kHz, GPU Hz); ``locked`` when every min equals its max."""
+    root = board_root()
+    out: Dict[str, Any] = {"cpus": {}, "gpu": {}}
+    for d in sorted((root / "sys/devices/system/cpu").glob("cpu[0-9]*/cpufreq")):
+        vals = {k: _sysfs_khz(d / f"scaling_{k}_freq") for k in ("cur", "min", "max")}
+        if any(v is not None for v in vals.values()):
+            out["cpus"][d.parent.name] = vals
+    gpu = find_gpu_devfreq(root)
+    if gpu is not None:
+        out["gpu"] = {k: _sysfs_khz(gpu / f"{k}_freq") for k in ("cur", "min", "max")}
+    entries = list(out["cpus"].values()) + ([out["gpu"]] if out["gpu"] else [])
+    out["locked"] = (all(e.get("min") is not None and e.get("min") == e.get("max") for e in entries)
+                     if entries else None)
+    return out
+
+
+def find_gpu_devfreq(root: Path) -> Optional[Path]:
+    """The GPU's devfreq folder (``gv11b``/``gp10b``/``ga10b``/``gpu`` in its name or of_node)."""
+    for d in sorted((root / "sys/class/devfreq").glob("*")):
+        name = d.name.split(".")[-1]
+        node = (_read_text(d / "device/of_node/name") or "").strip("\x00\n ")
+        if name in ("gv11b", "gp10b", "ga10b", "gpu") or node in ("gv11b", "gp10b", "ga10b", "gpu"):
+            return d
+    return None
+
+
+def _read_text(path: Path) -> Optional[str]:
+    try:
+        return path.read_text(errors="replace")
+    except OSError:
+        return None
+
+
+def software_versions() -> Dict[str, Any]:
+    """Kernel, Python, torch (+ its CUDA and cuDNN), CUDA toolkit, TensorRT and every installed Python
+    distribution (a ``pip freeze``, from package metadata). Never raises; absent pieces are None."""
+    import platform
+    import sys
+
+    try:
+        from importlib import metadata
+    except ImportError:  # pragma: no cover - Python < 3.8
+        metadata = None  # type: ignore[assignment]
+    out: Dict[str, Any] = {"kernel": platform.release(), "python": platform.python_version()}
+    torch = sys.modules.get("torch")  # only when the caller already imported it (it is slow to import)
+    out["torch"] = getattr(torch, "__version__", None) if torch else None
+    out["torch_cuda"] = getattr(getattr(torch, "version", None), "cuda", None) if torch else None
+    try:
+        out["cudnn"] = torch.backends.cudnn.version() if torch and torch.backends.cudnn.is_available() else None
+    except Exception:  # a broken CUDA install must not break a manifest
+        out["cudnn"] = None
+    cuda = _read("/usr/local/cuda/version.json") or _read("/usr/local/cuda/version.txt")
+    m = re.search(r'"cuda"\s*:\s*\{[^}]*"version"\s*:\s*"([^"]+)"|CUDA Version (\S+)', cuda or "")
+    out["cuda"] = (m.group(1) or m.group(2)) if m else None
+    packages: Dict[str, str] = {}
+    if metadata is not None:
+        for dist in metadata.distributions():
+            name = (dist.metadata.get("Name") if dist.metadata else None) or ""
+            if name:
+                packages[name.lower()] = dist.version
+    out["tensorrt"] = packages.get("tensorrt")
+    out["packages"] = dict(sorted(packages.items()))
+    # The image, as baked in by the Dockerfiles (and the digest pantheon-deploy/compose pass at run time).
+    out["image"] = {key: os.environ.get(env) or None for key, env in (
+        ("base", "PANTHEON_BASE_IMAGE"), ("base_digest", "PANTHEON_BASE_DIGEST"),
+        ("commit", "PANTHEON_GIT_COMMIT"), ("digest", "PANTHEON_IMAGE_DIGEST"))}
+    return out
+
+
 def board_facts() -> Dict[str, Any]:
-    """Everything above in one JSON-able dict, for run and bench manifests. Never raises."""
+    """Everything above in one JSON-able dict, for run and bench manifests. Never raises.
+
+    In a container, what the host alone can tell comes from pantheon-deploy's environment variables
+    (``PANTHEON_BOARD_MODEL``, ``PANTHEON_NVPMODEL``, ``PANTHEON_JETSON_CLOCKS``) or, under compose,
+    from the host files mounted at ``/run/pantheon/host``; clock values come from sysfs either way.
+    """
     try:
         release = l4t_release()
     except UsageError:
         release = None
-    mode = power_mode() if release else None
-    clk = clocks() if release else None
+    try:
+        mode = (power_mode() or host_power_mode()) if release else None
+        clk = clocks() if release else None
+        values = clock_values() if release else None
+    except Exception:  # never raises: a manifest without these beats no manifest
+        mode, clk, values = None, None, None
+    locked = clk.get("locked") if clk else (values or {}).get("locked")
     return {
         "model": board_model(),
         "l4t": release,
         "jetpack": jetpack_for(release),
         "nvpmodel": {"id": mode.id, "name": mode.name} if mode else None,
-        "jetson_clocks": clk.get("locked") if clk else None,
+        "jetson_clocks": locked,
+        "clock_values": values,
         "jtop_socket": jtop_socket() is not None,
+        "software": software_versions(),
     }
