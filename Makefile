@@ -6,7 +6,7 @@ PY := $(BIN)/python
 PIP := $(PY) -m pip
 STAMP := $(VENV)/.installed
 
-# Container images (see README "Container images").
+# Container images (see docs/containers.md).
 BASE_IMAGE ?=
 TAG ?=
 WHEELHOUSE ?=

@@ -28,8 +28,13 @@ def _app(prog: str):
     return app
 
 
-def check_argv(argv: Sequence[str]) -> None:
-    """Parse ``argv`` (program first) against its CLI without running anything."""
+def check_argv(argv: Sequence[str], name_only: bool = False) -> None:
+    """Parse ``argv`` (program first) against its CLI without running anything.
+
+    ``name_only``: ``argv`` names a command (``pantheon export``) or only the program's own options
+    (``pantheon-deploy --data-root DIR``): the command must exist and the options must parse, but a
+    command's required options may be left out.
+    """
     from typer.main import get_command
 
     prog, args = argv[0], list(argv[1:])
@@ -37,18 +42,24 @@ def check_argv(argv: Sequence[str]) -> None:
     name, parent = prog, None
     try:
         while True:
+            if name_only and parent is not None:
+                return  # the command exists (resolve_command found it)
             ctx = cmd.make_context(name, list(args), parent=parent)
             rest = [*(getattr(ctx, "_protected_args", None) or getattr(ctx, "protected_args", None) or []),
                     *ctx.args]
             if not hasattr(cmd, "resolve_command"):
                 return
             if not rest:
+                if name_only:
+                    return
                 raise AssertionError(f"`{shlex.join(argv)}` names no command of {prog}")
             name, cmd, args = cmd.resolve_command(ctx, rest)
             parent = ctx
     except AssertionError:
         raise
     except Exception as exc:  # click's UsageError/BadParameter/MissingParameter/NoSuchOption
+        if type(exc).__name__ == "Exit" and getattr(exc, "exit_code", 1) == 0:  # --help, --version
+            return
         msg = exc.format_message() if hasattr(exc, "format_message") else str(exc)
         raise AssertionError(f"`{shlex.join(argv)}` does not parse: {msg}") from None
 

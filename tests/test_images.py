@@ -8,7 +8,7 @@ of compose.yaml on a named volume holding a small real repository; the ``runtime
 container of its own (with the vfs storage driver every container copies the whole image).
 Without an engine every test here is skipped with the reason (failed under
 ``PANTHEON_REQUIRE_DOCKER=1``). Dockerfile.desktop's build is opt-in
-(``PANTHEON_TEST_DESKTOP_IMAGE=1`` / ``make test-images``): see the README for why.
+(``PANTHEON_TEST_DESKTOP_IMAGE=1`` / ``make test-images``): see docs/containers.md for why.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """The system ``ssh`` as pantheon-deploy uses it: board addresses, host-key policy, quoting, errors.
 
-Security model (README "Security"):
+Security model (docs/deploy.md "Security model"):
 
 * host keys are always checked: ``StrictHostKeyChecking=yes`` against ``--known-hosts``
   (default: ssh's own, ``~/.ssh/known_hosts``); a board seen for the first time needs
