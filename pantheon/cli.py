@@ -295,6 +295,10 @@ def plan_cmd(
     seed: int = typer.Option(0, "--seed", help="GA seed."),
     exhaustive: bool = typer.Option(False, "--exhaustive", help="Enumerate all placements (<= 20 candidate exits)."),
     force: bool = typer.Option(False, "--force", help="Replace an existing repository."),
+    min_chunk_us: Optional[float] = typer.Option(
+        None, "--min-chunk-us",
+        help="Merge adjacent blocks into chunks of at least this profiled latency (default: the measured dispatch overhead).",
+    ),
 ) -> None:
     """Choose the exits of every task of an app (pymoo GA) and write the deployment model repository.
 
@@ -302,7 +306,8 @@ def plan_cmd(
     """
     from pantheon.offline.plan import plan
 
-    plan(setting, base=base, save=save, generations=ga_gen, pop_size=pop, seed=seed, exhaustive=exhaustive, force=force)
+    plan(setting, base=base, save=save, generations=ga_gen, pop_size=pop, seed=seed, exhaustive=exhaustive, force=force,
+         min_chunk_us=min_chunk_us)
 
 
 @app.command("pipeline")
@@ -317,6 +322,9 @@ def pipeline_cmd(
     limit: Optional[int] = typer.Option(None, "--limit", help="At most N samples per split (quick runs)."),
     token: Optional[str] = typer.Option(None, "--token", envvar="PANTHEON_TOKEN", help="Shared secret of the profiler server."),
     repeat: int = typer.Option(0, "--repeat", help="Timed runs per chunk (0: the profiler's default)."),
+    min_chunk_us: Optional[float] = typer.Option(
+        None, "--min-chunk-us", help="Plan: merge blocks into chunks of at least this latency (default: the dispatch overhead)."
+    ),
 ) -> None:
     """construct -> export -> profile -> plan (-> workload) for every task of an app; up-to-date stages are skipped.
 
@@ -327,7 +335,7 @@ def pipeline_cmd(
     if board_profiler and local:
         raise UsageError("pass either --board-profiler HOST:PORT or --local, not both")
     pipeline(app_name, PipelineOptions(data_dir=data_dir, board=board_profiler, force=force, epochs=epochs, limit=limit,
-                                       token=token, repeat=repeat))
+                                       token=token, repeat=repeat, min_chunk_us=min_chunk_us))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -377,7 +385,14 @@ def runtime_cmd(
         None, "--threads", envvar="PANTHEON_CPU_THREADS", help="CPU intra-op threads (default 1, as the profiler server)."
     ),
     calibrate: bool = typer.Option(
-        True, "--calibrate/--no-calibrate", help="Scale profiled latencies by the measured ones as the run goes."
+        True, "--calibrate/--no-calibrate",
+        help="Fit chunk latency = dispatch overhead + scale x profile to the measured chunks as the run goes.",
+    ),
+    cuda_graphs: bool = typer.Option(
+        True, "--cuda-graphs/--no-cuda-graphs", help="On CUDA, replay chunks as CUDA graphs captured at start."
+    ),
+    dispatch_us: Optional[float] = typer.Option(
+        None, "--dispatch-us", help="Per-chunk dispatch overhead to plan with (default: measured at start)."
     ),
     as_json: bool = typer.Option(False, "--json", help="Print the run summary as JSON."),
 ) -> None:
@@ -388,7 +403,7 @@ def runtime_cmd(
     from pantheon.online.runtime import runtime_command
 
     summary = runtime_command(repo, workload, log, policy, device, best_effort or [], telemetry, drop_late,
-                              time_scale, max_inflight, as_json, threads, calibrate)
+                              time_scale, max_inflight, as_json, threads, calibrate, cuda_graphs, dispatch_us)
     if summary.get("interrupted"):
         raise typer.Exit(130)
 
@@ -405,6 +420,9 @@ def simulate_cmd(
     log: Optional[Path] = typer.Option(None, "--log", help="Write the event log here (.jsonl file or folder)."),
     out: Optional[Path] = typer.Option(None, "--out", help="Also write the report folder here."),
     as_json: bool = typer.Option(False, "--json", help="Print the summary (dmr, relative_accuracy, ...) as JSON."),
+    dispatch_us: Optional[float] = typer.Option(
+        None, "--dispatch-us", help="Per-chunk dispatch overhead (default: the one the repository was profiled with)."
+    ),
 ) -> None:
     """Replay a workload in the discrete-event simulator with the runtime's scheduler.
 
@@ -412,7 +430,7 @@ def simulate_cmd(
     """
     from pantheon.online.simulate import simulate_command
 
-    simulate_command(repo, workload, policy, jitter, seed, drop_late, log, out, as_json)
+    simulate_command(repo, workload, policy, jitter, seed, drop_late, log, out, as_json, dispatch_us)
 
 
 @app.command("report")
@@ -475,15 +493,16 @@ def demo_cmd(
     policies: Optional[List[str]] = typer.Option(
         None, "--policy", help="Compare only these policies (repeatable; default: all)."
     ),
+    device: str = typer.Option("auto", "--device", help="auto (the GPU when present), cuda or cpu."),
 ) -> None:
-    """Run the whole pipeline on the CPU with the bundled digits app: pretrain, slice, exits,
-    export, profile through a real profiler server, plan, live runtime under every policy, report.
+    """Run the whole pipeline with the bundled digits app: pretrain, slice, exits, export, profile
+    through a real profiler server, plan, live runtime under every policy next to the simulator, report.
 
     Example: pantheon demo --quick
     """
     from pantheon.demo import demo
 
-    demo(out, quick=quick, force=force, policies=policies)
+    demo(out, quick=quick, force=force, policies=policies, device=device)
 
 
 def main() -> None:

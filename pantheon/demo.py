@@ -1,4 +1,4 @@
-"""``pantheon demo``: the whole pipeline on the CPU with the bundled ``digits`` application.
+"""``pantheon demo``: the whole pipeline with the bundled ``digits`` application (CPU, or the GPU when present).
 
 Stages (each recorded in the artifact store with its manifest; a re-run skips the stages
 whose inputs are unchanged and says so, ``force`` redoes them):
@@ -8,10 +8,14 @@ whose inputs are unchanged and says so, ``force`` redoes them):
 3. start ``pantheon profiler-server`` on 127.0.0.1 as a separate process and profile every
    chunk and exit through it (real TCP), then stop it;
 4. plan the exits with ``deploy/apps/digits.yaml`` (pymoo);
-5. generate the workload and run the live runtime on the CPU with ``pantheon`` and every
-   baseline policy (same workload, same repository);
-6. print one table (policy, DMR, relative accuracy, preempted jobs, p99 response) and write
-   the report folder (PNG plots, markdown, JSON).
+5. generate the workload and run the live runtime (``device``: the GPU when one is present
+   with ``auto``, else the CPU) with ``pantheon`` and every baseline policy (same workload,
+   same repository), and simulate the same workload under each policy;
+6. print one table (policy, live DMR next to the simulated one, relative accuracy,
+   preempted jobs, p99 response) and write the report folder (PNG plots, markdown, JSON).
+
+The profiler server times the chunks on the device the runtime then uses (on ``cpu`` its
+process is started with no visible GPU), so plan, simulator and live run share one cost model.
 
 Example::
 
@@ -71,11 +75,12 @@ class DemoResult:
 
 
 @contextlib.contextmanager
-def profiler_server(log_dir: Path) -> Iterator[ServerProcess]:
-    """A profiler server process on a free port of 127.0.0.1, stopped when the block ends."""
+def profiler_server(log_dir: Path, device: str = "auto") -> Iterator[ServerProcess]:
+    """A profiler server process on a free port of 127.0.0.1, stopped when the block ends
+    (``device="cpu"``: started with no visible GPU, so it times on the CPU)."""
     from pantheon.online.profiler_server import ServerProcess
 
-    server = ServerProcess(log_dir)
+    server = ServerProcess(log_dir, env={"CUDA_VISIBLE_DEVICES": ""} if device == "cpu" else None)
     try:
         yield server
     finally:
@@ -122,8 +127,9 @@ def _workload(app: Any, repo_dir: Path, s: DemoSettings, force: bool, store: st.
 
 
 def _run_policies(repo_dir: Path, workload: Path, policies: Sequence[str], force: bool,
-                  store: st.Store) -> Dict[str, Path]:
-    """One live CPU run per policy; a run whose repository, workload and policy are unchanged is reused."""
+                  store: st.Store, device: str = "cpu") -> Dict[str, Path]:
+    """One live run per policy on ``device``; a run whose repository, workload, policy and device are
+    unchanged is reused."""
     from pantheon.online.runtime import run
 
     logs: Dict[str, Path] = {}
@@ -133,14 +139,14 @@ def _run_policies(repo_dir: Path, workload: Path, policies: Sequence[str], force
         for policy in policies:
             dest = base / policy
             inputs = {"repository": st.sha256_file(repo_dir / st.MANIFEST), "workload": st.sha256_file(workload),
-                      "policy": policy, "version": __version__}
+                      "policy": policy, "version": __version__, "device": device}
             bar.update(t, description=f"live run: {policy}")
             if not force and st.is_complete(dest, inputs):
                 console.info(f"runtime {policy}: skipped (up to date) -> {dest}")
             else:
                 with st.write_artifact(dest, kind="demo-run", inputs=inputs, force=True,
-                                       meta={"policy": policy, "device": "cpu"}) as tmp:
-                    summary = run(repo_dir, workload, tmp / "run", policy=policy, device="cpu",
+                                       meta={"policy": policy, "device": device}) as tmp:
+                    summary = run(repo_dir, workload, tmp / "run", policy=policy, device=device,
                                   telemetry="psutil", progress=False, handle_signals=False)
                 console.info(f"runtime {policy}: DMR {100 * summary['dmr']:.2f}%, "
                              f"relative accuracy {100 * summary['relative_accuracy']:.2f}%")
@@ -163,12 +169,12 @@ def _policy_plot(rows: Sequence[Dict[str, Any]], folder: Path) -> Optional[str]:
     for ax in axes:
         plt.setp(ax.get_xticklabels(), rotation=30, ha="right")
         ax.grid(axis="y", alpha=0.3)
-    fig.suptitle("digits demo: the same workload under every policy (live, CPU)")
+    fig.suptitle("digits demo: the same workload under every policy (live)")
     return save_figure(fig, folder, "policies.png")
 
 
 def _report(rows: List[Dict[str, Any]], logs: Dict[str, Path], analyses: Dict[str, Dict[str, Any]],
-            pretrain_rows: List[List[str]], store: st.Store) -> Path:
+            pretrain_rows: List[List[str]], store: st.Store, device: str = "cpu") -> Path:
     from pantheon.analysis import report as rp
 
     dest = store.report_dir(APP, "demo")
@@ -190,9 +196,11 @@ def _report(rows: List[Dict[str, Any]], logs: Dict[str, Path], analyses: Dict[st
         (tmp / "report.json").write_text(json.dumps(
             {"app": APP, "version": __version__, "pretrain": pretrain_rows, "comparison": rows,
              "summaries": summaries}, indent=2, default=str) + "\n")
-        lines = ["# Pantheon demo: digits on the CPU", "",
-                 "Three digit classifiers (ResNet18, MobileNetV2, GoogLeNet) share the CPU. The same workload",
-                 "was replayed live under every policy; accuracies were measured on held-out digits.", "",
+        where = "the CPU" if device == "cpu" else f"the GPU ({device})"
+        lines = [f"# Pantheon demo: digits on {where}", "",
+                 f"Three digit classifiers (ResNet18, MobileNetV2, GoogLeNet) share {where}. The same workload",
+                 "was replayed live under every policy and simulated with the plan's cost model (profiled",
+                 "latency + measured dispatch overhead per chunk); accuracies were measured on held-out digits.", "",
                  "## Policies", "", rp.compare_markdown(rows),
                  "## Backbones (held-out test accuracy)", "", "| task | this run | accuracy |", "|---|---|---|"]
         lines += [f"| {a} | {b} | {c} |" for a, b, c in pretrain_rows]
@@ -208,7 +216,8 @@ def _mkdir(p: Path) -> Path:
 
 
 def demo(out: Optional[Path] = None, *, quick: bool = False, force: bool = False,
-         policies: Optional[Sequence[str]] = None, settings: Optional[DemoSettings] = None) -> DemoResult:
+         policies: Optional[Sequence[str]] = None, settings: Optional[DemoSettings] = None,
+         device: str = "auto") -> DemoResult:
     """Run the whole digits demo; see the module docstring.
 
     Args:
@@ -218,12 +227,16 @@ def demo(out: Optional[Path] = None, *, quick: bool = False, force: bool = False
         policies: policies to compare (default: every policy of the scheduler).
         settings: epochs, workload length and sample limit instead of ``quick``'s (tests use
             the smallest sizes).
+        device: where the chunks are profiled and run live: ``auto`` (the GPU when present),
+            ``cuda`` or ``cpu``.
     """
     from pantheon.formats.app import load_app
     from pantheon.offline.pipeline import PipelineOptions, pipeline
+    from pantheon.online.repository import resolve_device
     from pantheon.online.scheduler import POLICIES, check_policy
 
     t0 = time.monotonic()
+    device = resolve_device(device)
     if out is not None:
         os.environ[st.ENV_ROOT] = str(Path(out).resolve())
     store = st.Store()
@@ -232,29 +245,35 @@ def demo(out: Optional[Path] = None, *, quick: bool = False, force: bool = False
     app = load_app(APP)
     tasks = list(app.tasks)
     console.info(f"[bold]Pantheon demo[/bold] ({'quick' if quick else 'full'}): app {app.name}, tasks "
-                 f"{', '.join(tasks)}; artifact store {store.root}")
+                 f"{', '.join(tasks)}, device {device}; artifact store {store.root}")
 
     console.info("[bold]1. pretrain the backbones[/bold]")
     pretrain_rows = _pretrain_all(tasks, settings, force, store)
 
     console.info("[bold]2-4. slice, train exits, export, profile through the profiler server, plan[/bold]")
-    with tempfile.TemporaryDirectory(prefix="pantheon-demo-") as tmp, profiler_server(Path(tmp)) as server:
+    with tempfile.TemporaryDirectory(prefix="pantheon-demo-") as tmp, profiler_server(Path(tmp), device) as server:
         console.info(f"profiler server (pid {server.proc.pid}) listening on 127.0.0.1:{server.port}")
         stages = pipeline(app.name, PipelineOptions(board=f"127.0.0.1:{server.port}", force=force,
                                                     epochs=settings.construct_epochs, limit=settings.limit))
     repo_dir = store.repository_dir(app.name)
 
-    console.info("[bold]5. live runtime on the CPU, every policy, the same workload[/bold]")
+    console.info(f"[bold]5. live runtime on {device}, every policy, the same workload (and simulated)[/bold]")
     workload = _workload(app, repo_dir, settings, force, store)
-    logs = _run_policies(repo_dir, workload, chosen, force, store)
+    logs = _run_policies(repo_dir, workload, chosen, force, store, device)
 
     console.info("[bold]6. report[/bold]")
-    from pantheon.analysis.report import COMPARE_COLUMNS, analyze, compare_row, compare_rows
+    from pantheon.analysis.report import analyze, columns, compare_row, compare_rows, with_simulated
+    from pantheon.formats import read_workloads
+    from pantheon.online.repository import read_repository
+    from pantheon.online.simulate import simulate
 
     analyses = {p: analyze(logs[p], workload) for p in chosen}  # each log read once
-    rows = [compare_row(analyses[p]["summary"], logs[p]) for p in chosen]
-    report = _report(rows, logs, analyses, pretrain_rows, store)
-    console.print_table(f"digits demo: {rows[0]['jobs']} jobs, live on the CPU", COMPARE_COLUMNS, compare_rows(rows))
+    ws = read_workloads(workload)
+    rows = [with_simulated(compare_row(analyses[p]["summary"], logs[p]), simulate(read_repository(repo_dir), ws, p))
+            for p in chosen]
+    report = _report(rows, logs, analyses, pretrain_rows, store, device)
+    console.print_table(f"digits demo: {rows[0]['jobs']} jobs, live on {device} (and simulated)", columns(rows),
+                        compare_rows(rows))
     secs = time.monotonic() - t0
     console.out.print(f"report: {report / 'report.md'} (plots: {report}/*.png)")
     console.info(f"demo finished in {secs:.0f} s")

@@ -235,3 +235,51 @@ def test_missing_profile_csv_says_run_profile(tmp_path):
     make_variants(base / "ta", "ta", n_blocks=3)  # no profile.csv
     with pytest.raises(PlanError, match="pantheon profile --task ta"):
         plan(str(s), base=base, save=tmp_path / "repo", show=False)
+
+
+def _profile_overhead(variants_dir, overhead_us):
+    """Give a variants dir the profile.json a profiler writes (with its measured dispatch overhead)."""
+    store.update_artifact(variants_dir, {"profile.json": json.dumps({"dispatch_overhead_us": overhead_us})})
+
+
+def test_blocks_below_the_dispatch_overhead_are_merged_into_one_chunk(tmp_path):
+    """ta's blocks are profiled at 1000 us; with a 2500 us dispatch overhead measured with the profiles,
+    blocks 0 and 1 become one chunk (exit 1 follows it), block 2 stays (an exit follows it); the merged
+    chunk computes what the two blocks compute, and the runtime's reader charges the overhead per chunk."""
+    import torch
+
+    from pantheon.online.repository import load_torchscript, read_repository
+
+    base, s = _setup(tmp_path)
+    for t in ("ta", "tb"):
+        _profile_overhead(base / t, 2500.0 if t == "ta" else 40.0)
+    res = plan(str(s), base=base, save=tmp_path / "repo", show=False)
+    assert res.dispatch_overhead_us == 2500.0 and res.min_chunk_us == 2500.0
+    assert res.chunks == {"ta": [[0, 1], [2]], "tb": [[0], [1]]}  # tb: every block is followed by a kept exit
+    repo = tmp_path / "repo"
+    cfg = read_model_config(repo / "ta" / "config.pbtxt")
+    assert [(b.id, b.latency) for b in cfg.block_profile] == [(0, 2000), (1, 1000)]
+    assert [(e.id, e.latency) for e in cfg.exit_profile] == [(0, 200), (1, 300)]
+    files = store.verify(repo, kind="repository").files
+    assert "ta/model_files/block_02.pt" not in files and "ta/model_files/branch_00.pt" in files
+    x = torch.randn(1, 3, 16, 16)
+    merged = load_torchscript(repo / "ta/model_files/block_00.pt")
+    b0, b1 = (load_torchscript(base / f"ta/block_0{j}.pt") for j in (0, 1))
+    with torch.no_grad():
+        assert torch.allclose(merged(x), b1(b0(x)), atol=1e-6)
+    r = read_repository(repo)
+    assert r.dispatch_us == 2500.0
+    assert r.tasks["ta"].blocks == [4500, 3500] and r.tasks["ta"].full == [4500 + 2700, 8000 + 2800]
+    assert json.loads((repo / "plan.json").read_text())["chunks"]["ta"] == [[0, 1], [2]]
+
+
+def test_min_chunk_us_zero_keeps_every_block_and_bad_values_are_one_line(tmp_path):
+    base, s = _setup(tmp_path)
+    _profile_overhead(base / "ta", 2500.0)
+    res = plan(str(s), base=base, save=tmp_path / "repo", show=False, min_chunk_us=0)
+    assert res.chunks["ta"] == [[0], [1], [2]] and res.dispatch_overhead_us == 2500.0
+    for bad in ("-1", "nan"):
+        r = CliRunner().invoke(cli, ["plan", "--setting", str(s), "--base", str(base), "--save", str(tmp_path / "r2"),
+                                     "--min-chunk-us", bad])
+        assert r.exit_code != 0 and "--min-chunk-us" in r.output and "Traceback" not in r.output
+        assert not (tmp_path / "r2").exists()

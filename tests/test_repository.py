@@ -45,7 +45,7 @@ def test_profiles_follow_config_and_plan_order(repo_dir):
     assert z.exit_acc == [0.7, 0.75] and z.rel_acc[-1] == 1.0
     d = repo.describe()["alpha"]
     assert d == {"index": 1, "dims": [1, 1, 12, 12], "exits": [0, 1], "acc": [0.5, 0.6], "blocks": [50, 60],
-                 "exit_lat": [5, 6], "original": 1, "full_us": 116}
+                 "exit_lat": [5, 6], "original": 1, "full_us": 116, "dispatch_us": 0.0}
 
 
 def test_loaded_chunks_reproduce_the_eager_modules(repo_dir):

@@ -141,16 +141,23 @@ def test_inflight_window_bounds_outstanding_chunks():
             self.synced = True
             self.done = True
 
-    w = InflightWindow(2, stamp=lambda ev: 1)
+    released = []
+    w = InflightWindow(2, stamp=lambda ev: 1, release=released.append)
     evs = [StandInEvent() for _ in range(5)]
-    assert w.push(evs[0], "a", None) == [] and w.push(evs[1], "b", None) == []
-    done = w.push(evs[2], "c", None)  # third outstanding: waits for the oldest
+    assert w.make_room() == []
+    w.push(evs[0], "a", None)
+    assert w.make_room() == []
+    w.push(evs[1], "b", None)
+    done = w.make_room()  # a third launch must first wait for the oldest: never 3 outstanding
     assert [t for t, _, _ in done] == ["a"] and evs[0].synced and not evs[1].synced
+    w.push(evs[2], "c", None)
+    assert w.max_seen == 2 and released == [evs[0]]  # the completed event went back to its pool
     evs[1].done = True
     assert [t for t, _, _ in w.poll()] == ["b"]
-    assert [t for t, _, _ in w.drain()] == ["c"] and w.max_seen == 3 - 0
-    with pytest.raises(UsageError):
-        InflightWindow(0, stamp=lambda ev: 0)
+    assert [t for t, _, _ in w.drain()] == ["c"] and w.max_seen == 2 and released == evs[:3]
+    for bad in (0, -1):
+        with pytest.raises(UsageError, match="--max-inflight"):
+            InflightWindow(bad, stamp=lambda ev: 0)
 
 
 def test_parse_best_effort():
@@ -378,3 +385,55 @@ def read_workloads_jobs(repo_dir, wl):
     jobs = validate(read_workloads(wl), repo, where=str(wl))
     apply_timing(repo, jobs)
     return jobs
+
+
+def test_a_task_whose_scale_makes_it_unschedulable_recovers(repo_dir, tmp_path):
+    """A wrong calibration (scale 40: every job of `short` looks hopeless) used to starve the task for the
+    whole run, since dropped jobs are never measured. Its scale now decays back towards the profile while
+    its jobs are dropped, jobs run again, and the measured chunks pull the scale down."""
+    log = tmp_path / "run"
+    with Runtime(repo_dir, device="cpu", log=log) as rt:
+        tp = rt.repo.tasks["short"]
+        rel = 6 * tp.full_latency  # a deadline the task meets easily at its real cost
+        with rt._lock:
+            tp.rescale(40.0)
+        assert tp.full[0] > rel  # planned as hopeless
+        results = [rt.submit("short", torch.randn(*DIMS["short"]), deadline_us=rel).result(60) for _ in range(60)]
+    assert results[0].dropped and results[0].reason == "unschedulable"
+    assert all(r.met for r in results[-10:]), [r.reason or r.met for r in results]
+    evs = [e for e in read_events(log) if e["ev"] == "calibrate" and e["task"] == "short"]
+    assert evs and evs[0]["why"] == "decay" and evs[0]["scale"] < 40.0
+    assert rt.repo.tasks["short"].scale <= 8.0  # down from 40: the fitted range tops out at 8
+
+
+def test_a_task_that_cannot_fit_even_alone_is_reported_starved(repo_dir, tmp_path):
+    log = tmp_path / "run"
+    with Runtime(repo_dir, device="cpu", log=log, dispatch_overhead_us=0.0) as rt:
+        tp = rt.repo.tasks["short"]
+        futs = [rt.submit("short", torch.randn(*DIMS["short"]), deadline_us=max(1, tp.full[0] // 2)) for _ in range(3)]
+        assert all(f.result(60).dropped for f in futs)
+    starved = [e for e in read_events(log) if e["ev"] == "starved"]
+    assert len(starved) == 1 and starved[0]["task"] == "short" and starved[0]["smallest_us"] > starved[0]["deadline"]
+    assert rt.summary["starved"] == {"short": 3} and rt.summary["dispatch_overhead_us"] == 0.0
+
+
+def test_the_dispatch_overhead_is_measured_at_start_logged_and_planned_with(repo_dir, tmp_path):
+    log = tmp_path / "run"
+    with Runtime(repo_dir, device="cpu", log=log) as rt:
+        o = rt.dispatch_us
+        tp = rt.repo.tasks["short"]
+        assert o > 0 and tp.blocks == [round(o + b) for b in tp.base_blocks]
+    start = next(iter(read_events(log)))
+    assert start["dispatch_overhead_us"] == round(o, 1) and start["profile_dispatch_overhead_us"] == 0.0
+    assert start["tasks"]["short"]["dispatch_us"] == pytest.approx(o)  # what the scheduler plans with
+
+
+@pytest.mark.parametrize("args, match", [(["--max-inflight", "0"], "--max-inflight"),
+                                         (["--dispatch-us", "-3"], "--dispatch-us"),
+                                         (["--time-scale", "nan"], "--time-scale"),
+                                         (["--best-effort", "short:nan"], "TASK:RATE")])
+def test_bad_runtime_numbers_are_one_line_errors(repo_dir, tmp_path, args, match):
+    wl = write_workload(tmp_path / "w.bin", [("short", 0, 10_000_000)], dims=DIMS, ids={"short": 1})
+    r = runner.invoke(app, ["runtime", str(repo_dir), str(wl), str(tmp_path / "log"), "--device", "cpu", *args])
+    assert r.exit_code != 0 and match in r.output and "Traceback" not in r.output, r.output
+    assert not (tmp_path / "log").exists()

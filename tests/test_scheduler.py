@@ -404,3 +404,19 @@ def test_a_rescaled_task_changes_the_decision():
     s2 = Scheduler([t], "pantheon")
     s2.arrive(Job(1, t, release=0, deadline=12_000), now=0)
     assert s2.queue[0].exit == 0  # 16.2 ms does not; exit 0 at 9.75 ms does
+
+
+def test_the_dispatch_overhead_is_charged_once_per_chunk():
+    """Cost model: chunk = overhead + scale x profile, for blocks and exit branches alike."""
+    t = TaskProfile("a", blocks=[3000, 3000, 4000], exits=[(1, 500, 0.90), (2, 800, 0.95)], dispatch_us=100)
+    assert t.blocks == [3100, 3100, 4100] and t.exit_lat == [600, 900]
+    assert t.full == [6800, 11200]  # exit 1: 2 blocks + branch = 3 dispatches; exit 2: 4 dispatches
+    t.rescale(2.0)  # keeps the overhead
+    assert t.blocks == [6100, 6100, 8100] and t.exit_lat == [1100, 1700] and t.dispatch_us == 100
+    t.rescale(1.0, 0)
+    assert t.full == [6500, 10800]
+    for bad in (float("nan"), -1.0):
+        with pytest.raises(UsageError):
+            t.rescale(1.0, bad)
+    with pytest.raises(UsageError):
+        t.rescale(float("inf"))

@@ -13,6 +13,7 @@ from typer.testing import CliRunner
 
 from pantheon.analysis.report import analyze
 from pantheon.cli import app
+from pantheon.errors import UsageError
 from pantheon.formats import Workloads
 from pantheon.online.events import EventLog, NullLog, read_events
 from pantheon.online.repository import Repository
@@ -260,3 +261,39 @@ def test_fast_path_without_a_log_gives_the_same_run(policy):
     for key in ("dmr", "relative_accuracy", "preempted_jobs", "response_p50_us", "response_p99_us", "per_task",
                 "downgrades", "preemptions"):
         assert fast[key] == slow[key], key
+
+
+def test_the_simulator_charges_the_dispatch_overhead_per_chunk():
+    """A per-chunk overhead turns the overloaded mix worse for EDF, is logged, and leaves the caller's
+    repository as it was."""
+    repo, ws = _overloaded()
+    base = simulate(repo, ws, "edf")
+    heavy = simulate(repo, ws, "edf", dispatch_us=300)
+    assert heavy["response_p50_us"] > base["response_p50_us"] + 300
+    assert heavy["dispatch_overhead_us"] == 300 and base["dispatch_overhead_us"] == 0
+    assert all(t.dispatch_us == 0 for t in repo.tasks.values())
+    same = simulate(repo.with_dispatch_overhead(300), ws, "edf")
+    assert (same["dmr"], same["response_p50_us"]) == (heavy["dmr"], heavy["response_p50_us"])
+    with pytest.raises(UsageError, match="--dispatch-us"):
+        simulate(repo, ws, "edf", dispatch_us=float("nan"))
+
+
+@pytest.mark.parametrize("logged", [False, True])
+def test_a_pipelined_executor_overlaps_launch_and_execution(tmp_path, logged):
+    """On CUDA the runtime launches the next chunk while the GPU runs the current one: only the chunk
+    that starts an idle device pays overhead + latency; chunks that follow back to back take
+    max(overhead, latency). The scheduler still plans with overhead + latency. Both simulator paths
+    (with a log, and the fast path without one) agree."""
+    t = TaskProfile("a", [300, 50, 300], [(2, 200, 0.9)], index=0, dispatch_us=100)
+    repo = Repository(Path("."), {"a": t}, app="pipe", dispatch_us=100, pipelined=True)
+    ws = _workloads([("a", 0, 100_000), ("a", 50_000, 150_000)])
+    log = EventLog(tmp_path / "e.jsonl") if logged else None
+    piped = simulate(repo, ws, "edf", log=log)
+    if log is not None:
+        log.close()
+    serial = simulate(repo, ws, "edf", pipelined=False)
+    # serial: 4 chunks at overhead + latency = 400 + 150 + 400 + 300
+    assert serial["response_p50_us"] == 1250 and not serial["pipelined"]
+    # pipelined: 400 (idle device) + max(100, 50) + max(100, 300) + max(100, 200)
+    assert piped["response_p50_us"] == 400 + 100 + 300 + 200 and piped["pipelined"]
+    assert all(tp.full_latency == 1250 for tp in repo.tasks.values())  # what the scheduler plans with

@@ -357,28 +357,44 @@ def compare_row(s: Dict[str, Any], log: PathLike) -> Dict[str, Any]:
         "relative_accuracy": s["relative_accuracy"],
         "preempted_jobs": s["preempted_jobs"],
         "response_p99_us": s["response_p99_us"],
+        "starved": dict(s.get("starved") or {}),
         "log": str(log),
     }
 
 
+def with_simulated(row: Dict[str, Any], sim: Dict[str, Any]) -> Dict[str, Any]:
+    """``row`` plus the simulated DMR and relative accuracy of the same workload (``sim``: a summary)."""
+    return {**row, "sim_dmr": sim["dmr"], "sim_relative_accuracy": sim["relative_accuracy"]}
+
+
 COMPARE_COLUMNS = ("policy", "jobs", "DMR", "relative accuracy", "preempted jobs", "p99 response (ms)")
+SIM_COLUMNS = COMPARE_COLUMNS[:3] + ("simulated DMR", "live - simulated") + COMPARE_COLUMNS[3:]
+
+
+def columns(rows: Sequence[Dict[str, Any]]) -> Sequence[str]:
+    """:data:`SIM_COLUMNS` when every row carries a simulated DMR, else :data:`COMPARE_COLUMNS`."""
+    return SIM_COLUMNS if rows and all("sim_dmr" in r for r in rows) else COMPARE_COLUMNS
 
 
 def compare_rows(rows: Sequence[Dict[str, Any]]) -> List[List[str]]:
     """Rows of :func:`compare` as display strings (for ``console.print_table``)."""
+    sim = columns(rows) is SIM_COLUMNS
     out = []
     for r in rows:
         p99 = r.get("response_p99_us")
-        out.append([
-            str(r["policy"]), str(r["jobs"]), f"{100 * r['dmr']:.2f}%", f"{100 * r['relative_accuracy']:.2f}%",
-            f"{100 * r['preempted_jobs']:.2f}%", "-" if p99 is None else f"{p99 / 1000:.2f}",
-        ])
+        row = [str(r["policy"]), str(r["jobs"]), f"{100 * r['dmr']:.2f}%"]
+        if sim:
+            row += [f"{100 * r['sim_dmr']:.2f}%", f"{100 * (r['dmr'] - r['sim_dmr']):+.2f} pt"]
+        row += [f"{100 * r['relative_accuracy']:.2f}%", f"{100 * r['preempted_jobs']:.2f}%",
+                "-" if p99 is None else f"{p99 / 1000:.2f}"]
+        out.append(row)
     return out
 
 
 def compare_markdown(rows: Sequence[Dict[str, Any]]) -> str:
     """A markdown table of :func:`compare` rows."""
-    lines = ["| " + " | ".join(COMPARE_COLUMNS) + " |", "|" + "---|" * len(COMPARE_COLUMNS)]
+    cols = columns(rows)
+    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     lines += ["| " + " | ".join(r) + " |" for r in compare_rows(rows)]
     return "\n".join(lines) + "\n"
 

@@ -75,6 +75,7 @@ class PipelineOptions:
     warmup: int = 0
     repeat: int = 0
     retries: int = 3
+    min_chunk_us: Optional[float] = None  # plan: merge blocks below this latency (None: the dispatch overhead)
 
 
 def _pretrain(task: str, o: PipelineOptions, s: st.Store) -> Tuple[Path, bool]:
@@ -133,9 +134,9 @@ def _plan(app: App, o: PipelineOptions, s: st.Store) -> Tuple[Path, bool]:
     before = _manifest_text(dest)
     setting = str(app.source)
     try:
-        res = plan(setting, force=o.force)
+        res = plan(setting, force=o.force, min_chunk_us=o.min_chunk_us)
     except ArtifactExistsError:  # a repository planned from older profiles or limits
-        res = plan(setting, force=True)
+        res = plan(setting, force=True, min_chunk_us=o.min_chunk_us)
     assert res.repository is not None
     return res.repository, before is not None and before == _manifest_text(res.repository)
 

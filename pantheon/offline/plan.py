@@ -411,11 +411,16 @@ class PlanResult:
     solver: str
     per_task: Dict[str, Dict[str, Any]]
     repository: Optional[Path] = None
+    dispatch_overhead_us: Optional[float] = None  # measured where the chunks were profiled
+    min_chunk_us: float = 0.0  # blocks were merged into chunks of at least this profiled latency
+    chunks: Dict[str, List[List[int]]] = field(default_factory=dict)  # deployed chunk -> original blocks
+    profile_device: Optional[str] = None  # where the profiles were measured ("cuda (...)", "cpu (...)")
 
     @classmethod
     def from_json(cls, d: Dict[str, Any]) -> PlanResult:
         names = ("app", "exits", "candidates", "objective_ms", "memory_mb", "max_memory", "solver", "per_task")
-        return cls(**{k: d[k] for k in names})
+        extra = {k: d[k] for k in ("dispatch_overhead_us", "min_chunk_us", "chunks", "profile_device") if k in d}
+        return cls(**{k: d[k] for k in names}, **extra)
 
     def to_json(self) -> Dict[str, Any]:
         d = asdict(self)
@@ -460,38 +465,117 @@ def optimise(
     return PlanResult(app, exits, cands, sol.objective_ms, sol.memory_mb, max_memory, sol.solver, per_task)
 
 
-def model_config(t: TaskProfile, exits: Sequence[int]) -> ModelConfig:
-    """``config.pbtxt`` of task ``t`` with the kept ``exits`` (latencies in us)."""
-    cfg = ModelConfig(name=t.name, dims=[1, *t.input_shape])
-    last = max(exits)
+def chunk_groups(t: TaskProfile, exits: Sequence[int], min_chunk_us: float) -> List[List[int]]:
+    """Blocks ``0..max(exits)`` grouped into deployed chunks of at least ``min_chunk_us``.
+
+    Adjacent blocks are merged while their profiled latency together is below
+    ``min_chunk_us``, so that no chunk costs more to dispatch than to run. A chunk always
+    ends at a kept exit (a job can only leave between chunks) and at the last block; the
+    last chunk of a run may stay shorter. ``min_chunk_us = 0`` keeps every block alone.
+    """
+    kept = set(int(j) for j in exits)
+    last = max(kept)
+    groups: List[List[int]] = []
+    cur: List[int] = []
+    acc = 0.0
     for j in range(last + 1):
-        cfg.block_profile.append(ModelBlockProfile(id=j, latency=int(round(t.block_ms[j] * 1000))))
+        cur.append(j)
+        acc += float(t.block_ms[j]) * 1000.0
+        if j in kept or acc >= min_chunk_us or j == last:
+            groups.append(cur)
+            cur, acc = [], 0.0
+    return groups
+
+
+def model_config(t: TaskProfile, exits: Sequence[int], groups: Optional[Sequence[Sequence[int]]] = None) -> ModelConfig:
+    """``config.pbtxt`` of task ``t`` with the kept ``exits`` (latencies in us).
+
+    With ``groups`` (:func:`chunk_groups`), block ``g`` of the config is the merged chunk
+    ``groups[g]`` (its latency the sum of its blocks') and an exit's id is the chunk it follows.
+    """
+    groups = groups or [[j] for j in range(max(exits) + 1)]
+    cfg = ModelConfig(name=t.name, dims=[1, *t.input_shape])
+    for g, blocks in enumerate(groups):
+        lat = sum(int(round(t.block_ms[j] * 1000)) for j in blocks)
+        cfg.block_profile.append(ModelBlockProfile(id=g, latency=lat))
+    chunk_of = {grp[-1]: g for g, grp in enumerate(groups)}
     for j in sorted(exits):
         cfg.exit_profile.append(
-            ModelBlockProfile(id=j, latency=int(round(t.branch_ms[j] * 1000)), accuracy=float(t.accuracy[j]))
+            ModelBlockProfile(id=chunk_of[j], latency=int(round(t.branch_ms[j] * 1000)), accuracy=float(t.accuracy[j]))
         )
     return cfg
 
 
-def write_repository(res: PlanResult, tasks: Sequence[TaskProfile], dest: Path, *, inputs: Dict[str, Any], force: bool) -> Path:
-    """Write the deployment model repository (config.pbtxt, model_files/, plan.json, manifest)."""
-    from pantheon.offline.profile import load_variants
+def merge_chunks(paths: Sequence[Path], dest: Path) -> None:
+    """Save the TorchScript blocks ``paths`` as one TorchScript chunk that runs them in order."""
+    import torch
 
-    with store.write_artifact(dest, kind="repository", inputs=inputs, meta={"app": res.app, "tasks": list(res.exits)}, force=force) as tmp:
+    from pantheon.online.repository import load_torchscript
+
+    mods = [load_torchscript(p, "cpu") for p in paths]
+    torch.jit.save(torch.jit.script(torch.nn.Sequential(*mods)).eval(), str(dest))
+
+
+def write_repository(res: PlanResult, tasks: Sequence[TaskProfile], dest: Path, *, inputs: Dict[str, Any], force: bool) -> Path:
+    """Write the deployment model repository (config.pbtxt, model_files/, plan.json, manifest).
+
+    Blocks are merged per :attr:`PlanResult.chunks` (the merged chunk named after its
+    position in the repository); the manifest's ``meta`` carries the dispatch overhead the
+    profiles were measured with, which the scheduler and simulator charge per chunk.
+    """
+    from pantheon.offline.profile import load_variants
+    from pantheon.online.repository import chunk_file
+
+    meta = {"app": res.app, "tasks": list(res.exits), "dispatch_overhead_us": res.dispatch_overhead_us or 0.0,
+            "min_chunk_us": res.min_chunk_us, "profile_device": res.profile_device}
+    with store.write_artifact(dest, kind="repository", inputs=inputs, meta=meta, force=force) as tmp:
         for t in tasks:
             exits = res.exits[t.name]
+            groups = res.chunks.get(t.name) or [[j] for j in range(max(exits) + 1)]
             v = load_variants(t.variants) if t.variants else None
             files = tmp / t.name / "model_files"
             files.mkdir(parents=True)
-            (tmp / t.name / "config.pbtxt").write_text(model_config_to_text(model_config(t, exits)))
+            (tmp / t.name / "config.pbtxt").write_text(model_config_to_text(model_config(t, exits, groups)))
             if v is None:
                 continue
-            for j in range(max(exits) + 1):
-                shutil.copy2(v.block(j), files / v.block_name(j))
-            for j in exits:
-                shutil.copy2(v.branch(j), files / v.branch_name(j))
+            width = 3 if len(groups) > 100 else 2
+            for g, blocks in enumerate(groups):
+                out = files / f"block_{g:0{width}d}.pt"
+                if len(blocks) == 1:
+                    shutil.copy2(v.block(blocks[0]), out)
+                else:
+                    merge_chunks([v.block(j) for j in blocks], out)
+            for g, blocks in enumerate(groups):
+                if blocks[-1] in exits:
+                    shutil.copy2(v.branch(blocks[-1]), files / f"branch_{g:0{width}d}.pt")
+        for t in tasks:  # every deployed file is where the runtime looks for it
+            for g in range(len(res.chunks.get(t.name) or [])):
+                if t.variants and chunk_file(tmp / t.name / "model_files", "block", g) is None:
+                    raise PlanError(f"{t.name}: chunk {g} was not written")
         (tmp / "plan.json").write_text(json.dumps(res.to_json(), indent=2) + "\n")
     return dest
+
+
+def profile_facts(tasks: Sequence[TaskProfile]) -> Tuple[Optional[float], Optional[str]]:
+    """The per-chunk dispatch overhead measured with the tasks' profiles (the largest; None:
+    unknown) and the device they were measured on (the first recorded)."""
+    found: List[float] = []
+    devices: List[str] = []
+    for t in tasks:
+        if t.variants is None or not (t.variants / "profile.json").is_file():
+            continue
+        try:
+            record = json.loads((t.variants / "profile.json").read_text())
+        except (OSError, ValueError):
+            continue
+        if not isinstance(record, dict):
+            continue
+        v = record.get("dispatch_overhead_us")
+        if isinstance(v, (int, float)) and math.isfinite(v) and v >= 0:
+            found.append(float(v))
+        if isinstance(record.get("device"), str):
+            devices.append(record["device"])
+    return (max(found) if found else None), (devices[0] if devices else None)
 
 
 def plan(
@@ -505,6 +589,7 @@ def plan(
     exhaustive: bool = False,
     force: bool = False,
     show: bool = True,
+    min_chunk_us: Optional[float] = None,
 ) -> PlanResult:
     """Plan the exits of application ``setting`` (name, YAML app file or reference settings JSON).
 
@@ -515,6 +600,9 @@ def plan(
         generations, pop_size, seed: the GA; ``exhaustive`` enumerates instead.
         force: replace an existing repository made from other inputs (one made from the
             same variants, profiles, limits and solver options is kept: "skipped (up to date)").
+        min_chunk_us: merge adjacent blocks into deployed chunks of at least this profiled
+            latency (:func:`chunk_groups`); default: the per-dispatch overhead measured with
+            the profiles (0 when they carry none), so no chunk costs more to launch than to run.
 
     Returns: the :class:`PlanResult` (``repository`` = where it was written).
     """
@@ -522,7 +610,11 @@ def plan(
     st = store.Store()
     base = Path(base) if base is not None else st.root / "variants"
     dest = Path(save) if save is not None else st.repository_dir(app.name)
+    if min_chunk_us is not None and (not math.isfinite(min_chunk_us) or min_chunk_us < 0):
+        raise UsageError(f"--min-chunk-us must be a finite number >= 0, got {min_chunk_us}")
     tasks = load_profiles(app, base)
+    overhead, device = profile_facts(tasks)
+    threshold = float(min_chunk_us) if min_chunk_us is not None else float(overhead or 0.0)
     inputs = {
         "app": app.name,
         "variants": {
@@ -532,6 +624,7 @@ def plan(
         "limits": {t.name: t.max_delta_accuracy for t in tasks},
         "max_memory": app.max_memory,
         "solver": {"exhaustive": exhaustive, "ga_gen": generations, "pop": pop_size, "seed": seed},
+        "min_chunk_us": threshold,
     }
     if dest.exists() and not force:  # decided before the solver runs
         if store.is_complete(dest, inputs) and (dest / "plan.json").is_file():
@@ -543,6 +636,10 @@ def plan(
             return res
         raise ArtifactExistsError(f"{dest} already exists; pass --force to replace it")
     res = optimise(tasks, app.max_memory, generations=generations, pop_size=pop_size, seed=seed, exhaustive=exhaustive, app=app.name)
+    res.dispatch_overhead_us = overhead
+    res.profile_device = device
+    res.min_chunk_us = threshold
+    res.chunks = {t.name: chunk_groups(t, res.exits[t.name], threshold) for t in tasks}
     res.repository = write_repository(res, tasks, dest, inputs=inputs, force=force)
     if show:
         print_plan(res)
@@ -553,11 +650,18 @@ def print_plan(res: PlanResult) -> None:
     rows = []
     for name, exits in res.exits.items():
         pt = res.per_task[name]
+        groups = res.chunks.get(name) or [[j] for j in range(max(exits) + 1)]
+        chunks = f"{max(exits) + 1} -> {len(groups)}"
         rows.append([name, " ".join(map(str, exits)), " ".join(map(str, res.candidates[name])),
                      " ".join(f"{pt['exit_accuracy'][str(j)]:.3f}" for j in exits), f"{pt['original_accuracy']:.3f}",
-                     f"{pt['objective_ms']:.3f}", f"{pt['memory_mb']:.2f}"])
+                     f"{pt['objective_ms']:.3f}", f"{pt['memory_mb']:.2f}", chunks])
     console.print_table(f"exit plan for {res.app} ({res.solver})",
-                        ["task", "kept exits", "candidates", "kept accuracy", "original", "objective ms", "memory MB"], rows)
+                        ["task", "kept exits", "candidates", "kept accuracy", "original", "objective ms", "memory MB",
+                         "chunks"], rows)
+    if res.dispatch_overhead_us is not None or res.min_chunk_us:
+        over = "unknown" if res.dispatch_overhead_us is None else f"{res.dispatch_overhead_us:.1f} us"
+        console.out.print(f"dispatch overhead {over} per chunk; blocks merged into chunks of >= "
+                          f"{res.min_chunk_us:.0f} us (chunks: blocks before -> deployed)")
     budget = "unlimited" if res.max_memory is None else f"{res.max_memory:g} MB"
     console.out.print(f"objective {res.objective_ms:.3f} ms; memory {res.memory_mb:.2f} MB of {budget}")
     if res.repository:

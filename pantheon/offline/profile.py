@@ -305,7 +305,9 @@ class ProfilerClient:
             repeat=repeat,
         )
         r = self.request(req)
-        return ps.Timing(r.mean_us, r.p50_us, r.p99_us, r.max_us, r.min_us, r.repeat, r.warmup, r.device)
+        return ps.Timing(r.mean_us, r.p50_us, r.p99_us, r.max_us, r.min_us, r.repeat, r.warmup, r.device,
+                         r.executor or "eager", r.fallback_reason,
+                         r.dispatch_overhead_us if r.dispatch_overhead_us > 0 else None)  # 0: an older server
 
     def time_file(self, path: Path, shape: Sequence[int], *, warmup: int = 0, repeat: int = 0) -> ps.Timing:
         return self.time_bytes(Path(path).read_bytes(), shape, name=Path(path).name, warmup=warmup, repeat=repeat)
@@ -339,14 +341,20 @@ def remote_timer(client: ProfilerClient, warmup: int = 0, repeat: int = 0) -> Ti
 def local_timer(warmup: int = 10, repeat: int = 100) -> Timer:
     """Time in this process with the server's own :func:`time_module` (same code path)."""
     from pantheon.online.repository import configure_cpu_threads
+    from pantheon.online.runtime import dispatch_overhead_here
 
     device = ps.pick_device()
     configure_cpu_threads(device.type)
+    overhead: List[float] = []
 
     def run(item: Item) -> ps.Timing:
         module = ps.load_torchscript(item.path.read_bytes(), device)
         try:
-            return ps.time_module(module, item.shape, warmup=warmup or 10, repeat=repeat or 100, device=device)
+            t = ps.time_module(module, item.shape, warmup=warmup or 10, repeat=repeat or 100, device=device)
+            if not overhead:  # once, as a profiler server does
+                overhead.append(round(dispatch_overhead_here(device), 2))
+            t.dispatch_overhead_us = overhead[0]
+            return t
         except Exception as exc:
             raise ProfilerError(f"{item.path.name} fails on input {item.shape}: {exc}") from exc
 
@@ -461,6 +469,7 @@ class ProfileResult:
     source: str
     rows: List[ProfileRow]
     timings: Dict[str, Dict[str, Any]]
+    dispatch_overhead_us: Optional[float] = None  # the runtime's per-chunk cost where it was profiled
 
 
 def profile_csv_text(rows: Sequence[ProfileRow]) -> str:
@@ -594,7 +603,9 @@ def profile(
         for j in range(v.num_blocks)
     ]
     device = next(iter(timings.values())).device
-    result = ProfileResult(v.path, task, device, source, rows, {k: asdict(t) for k, t in timings.items()})
+    overheads = [t.dispatch_overhead_us for t in timings.values() if t.dispatch_overhead_us is not None]
+    result = ProfileResult(v.path, task, device, source, rows, {k: asdict(t) for k, t in timings.items()},
+                           max(overheads) if overheads else None)
     _write(v, result, profile_inputs(v, source, warmup, repeat, max_samples))
     if show:
         print_profile(result)
@@ -630,11 +641,14 @@ def _write(v: Variants, res: ProfileResult, inputs: Dict[str, Any]) -> None:
         "columns": list(COLUMNS),
         "units": {"latency": "ms (mean)", "mem": "MB (2**20 bytes, parameters + buffers)", "accuracy": "fraction"},
         "timings_us": res.timings,
+        "dispatch_overhead_us": res.dispatch_overhead_us,
+        "executors": sorted({str(t.get("executor", "eager")) for t in res.timings.values()}),
     }
     store.update_artifact(
         v.path,
         {PROFILE_CSV: profile_csv_text(res.rows), PROFILE_JSON: json.dumps(record, indent=2) + "\n"},
-        meta={"profile": {"device": res.device, "source": res.source, "inputs": inputs}},
+        meta={"profile": {"device": res.device, "source": res.source, "inputs": inputs,
+                          "dispatch_overhead_us": res.dispatch_overhead_us}},
     )
 
 
@@ -650,4 +664,8 @@ def print_profile(res: ProfileResult) -> None:
         ["exit", "block ms", "branch ms", "to exit ms", "block MB", "branch MB", "accuracy"],
         rows,
     )
+    if res.dispatch_overhead_us is not None:
+        execs = sorted({str(t.get("executor", "eager")) for t in res.timings.values()})
+        console.info(f"runtime dispatch overhead {res.dispatch_overhead_us:.1f} us per chunk; chunks timed as "
+                     f"{', '.join(execs)}")
     console.info(f"wrote {res.path / PROFILE_CSV}")

@@ -5,7 +5,9 @@ On the device, with fixed seeds:
 1. a workload generated from the app's streams (``--seed``, ``--duration``) over the deployed
    repository ``<root>/apps/<app>/repository``;
 2. the policy comparison: that workload replayed LIVE by :func:`pantheon.online.runtime.run`
-   under each policy, telemetry sampled into each log;
+   under each policy, telemetry sampled into each log, and the same workload in the
+   simulator (:func:`pantheon.online.simulate.simulate`, the repository's profiles and
+   dispatch overhead) so the table shows what the plan predicted next to what happened;
 3. the scheduler microbenchmark (:func:`pantheon.online.benchmarks.scheduler_latency`) and the
    runtime's dispatch overhead (:func:`pantheon.online.benchmarks.dispatch_overhead`).
 
@@ -120,6 +122,7 @@ def bench(
     from pantheon.online.events import read_events
     from pantheon.online.repository import read_repository, resolve_device
     from pantheon.online.runtime import run
+    from pantheon.online.simulate import simulate
     from pantheon.online.workload import generate
 
     spec = load_app(app)
@@ -150,6 +153,8 @@ def bench(
             run(repo_dir, tmp / "workload.bin", log, policy=policy, device=dev, telemetry=telemetry,
                 progress=False)
             summary = analyze(log, tmp / "workload.bin")["summary"]
+            sim = simulate(read_repository(repo_dir), ws, policy)
+            summary["simulated"] = {k: sim[k] for k in ("dmr", "relative_accuracy", "dispatch_overhead_us")}
             results["policies"][policy] = summary
             samples += [ev for ev in read_events(log) if ev.get("ev") == "telemetry"]
             logs.append(log)
@@ -175,13 +180,14 @@ def table_markdown(results: Dict[str, Any], logs: Sequence[str] = ()) -> str:
     """The results as markdown: policy comparison, scheduler latency, environment."""
     from pantheon.analysis.report import compare_markdown
 
-    rows = [{"policy": p, **s} for p, s in results["policies"].items()]
+    rows = _rows(results)
     env = results.get("environment", {})
     board = env.get("board") or {}
     tele = results.get("telemetry") or {}
     lines = [f"# Pantheon bench: {results['app']} ({results['run_id']})", "",
              f"seed {results['settings']['seed']}, {results['settings']['duration_s']} s of workload, "
-             f"device {results['settings']['device']}", "", "## Policies (live)", "", compare_markdown(rows)]
+             f"device {results['settings']['device']}", "", "## Policies (live, and simulated on the same workload)", "",
+             compare_markdown(rows)]
     if results.get("scheduler_latency"):
         lines += ["## Scheduler decision latency (pantheon policy)", "", "| queue length | p50 (us) | p99 (us) |",
                   "|---|---|---|"]
@@ -200,19 +206,30 @@ def table_markdown(results: Dict[str, Any], logs: Sequence[str] = ()) -> str:
     return "\n".join(lines)
 
 
+def _rows(results: Dict[str, Any]) -> List[Dict[str, Any]]:
+    rows = []
+    for p, s in results["policies"].items():
+        row = {"policy": p, **s}
+        if s.get("simulated"):
+            row["sim_dmr"] = s["simulated"]["dmr"]
+        rows.append(row)
+    return rows
+
+
 def bench_command(app: str, policies: Optional[List[str]], out: Optional[Path], duration: Optional[float], seed: int,
                   device: str, telemetry: str, decisions: int, force: bool, as_json: bool) -> Dict[str, Any]:
     """``pantheon bench``: run, then print the comparison table (or JSON) and the folder."""
     from pantheon import console
-    from pantheon.analysis.report import COMPARE_COLUMNS, compare_rows
+    from pantheon.analysis.report import columns, compare_rows
 
     res = bench(app, policies=policies, out=out, duration_s=duration, seed=seed, device=device,
                 telemetry=telemetry, decisions=decisions, force=force)
     if as_json:
         print(json.dumps(res, indent=2, default=str))
         return res
-    console.print_table(f"{res['app']}: policies live on {res['settings']['device']}", COMPARE_COLUMNS,
-                        compare_rows([{"policy": p, **s} for p, s in res["policies"].items()]))
+    rows = _rows(res)
+    console.print_table(f"{res['app']}: policies live on {res['settings']['device']} (and simulated)", columns(rows),
+                        compare_rows(rows))
     tele = res.get("telemetry") or {}
     if res.get("scheduler_latency"):
         by_n = {r["queue_length"]: r for r in res["scheduler_latency"]}

@@ -459,7 +459,7 @@ def build_conv_repository(dest: Path, tasks: Dict[str, Dict[str, Any]], device: 
 
 
 def dispatch_overhead(chunks: int = 8, jobs: int = 200, channels: int = 16, hw: int = 16, depth: int = 1,
-                      device: str = "cpu") -> Dict[str, Any]:
+                      device: str = "cpu", cuda_graphs: bool = True) -> Dict[str, Any]:
     """Per-chunk cost of the runtime over calling the same TorchScript chunks directly.
 
     One task of ``chunks`` blocks plus an exit. Direct: the chain called in a loop. Runtime:
@@ -469,6 +469,11 @@ def dispatch_overhead(chunks: int = 8, jobs: int = 200, channels: int = 16, hw: 
     chunk is the median over batch pairs of (median span - median direct time) / (chunks + 1),
     so drifting machine load cancels. ``gap_between_chunks`` is the worker's own time between
     one chunk's end and the next chunk's start (lock, decision, memory manager, log).
+
+    On CUDA the runtime replays CUDA graphs (``cuda_graphs``; eager otherwise) while the
+    direct chain calls the eager modules, as a user would; the same chain of graph replays
+    called directly is reported too (``direct_graph_chain_median_us``) with the overhead
+    over it.
     """
     import torch
 
@@ -484,7 +489,21 @@ def dispatch_overhead(chunks: int = 8, jobs: int = 200, channels: int = 16, hw: 
         lt = load_modules(repo, device)["chain"]
         x = torch.randn(*repo.dims("chain"), device=device)
         direct: List[float] = []
+        direct_graph: List[float] = []
         gaps: List[float] = []
+        cuda = device.startswith("cuda")
+        gchain: List[Any] = []
+        if cuda:
+            from pantheon.online import graphs as G
+
+            shapes, y = [], x
+            with torch.inference_mode():
+                for b in lt.blocks:
+                    shapes.append(list(y.shape))
+                    y = b(y)
+            gchain, _fb = G.compile_chunks([(f"b{i}", m, sh) for i, (m, sh) in enumerate(zip(lt.blocks, shapes))]
+                                           + [("exit", lt.exits[-1], list(y.shape))],
+                                           torch.cuda.graph_pool_handle())
         log = Path(d) / "events.jsonl"
         batch = 25
         rounds = max(1, jobs // batch)
@@ -497,11 +516,18 @@ def dispatch_overhead(chunks: int = 8, jobs: int = 200, channels: int = 16, hw: 
                     if device.startswith("cuda"):
                         torch.cuda.synchronize()
                     direct.append((time.perf_counter_ns() - t0) / 1000.0)
+                    if gchain:
+                        t0 = time.perf_counter_ns()
+                        y = x
+                        for c in gchain:
+                            y = c(y)
+                        torch.cuda.synchronize()
+                        direct_graph.append((time.perf_counter_ns() - t0) / 1000.0)
 
         threads = torch.get_num_threads()
         torch.set_num_threads(1)  # no intra-op pool hand-offs between the two callers
         try:
-            with Runtime(repo, device=device, log=log) as rt:
+            with Runtime(repo, device=device, log=log, cuda_graphs=cuda_graphs) as rt:
                 for _ in range(rounds):  # alternate batches so drifting machine load hits both
                     th = threading.Thread(target=direct_batch)
                     th.start()
@@ -537,6 +563,11 @@ def dispatch_overhead(chunks: int = 8, jobs: int = 200, channels: int = 16, hw: 
         "threads": 1,
         "gap_between_chunks_median_us": round(statistics.median(gaps), 1) if gaps else None,
         "chunk_profile_us": repo.tasks["chain"].blocks,
+        "cuda_graphs": bool(cuda and cuda_graphs),
+        "dispatch_overhead_measured_us": round(rt.dispatch_us or 0.0, 2),
+        **({"direct_graph_chain_median_us": round(statistics.median(direct_graph), 1),
+            "overhead_per_chunk_vs_graph_replay_us": round(
+                (s_med - statistics.median(direct_graph)) / (chunks + 1), 2)} if direct_graph else {}),
     }
 
 

@@ -36,9 +36,17 @@ ids are CONTRIBUTING.md's (exit ``j`` follows block ``j``).
 ``be``                  best-effort completion: ``task``, ``job``, ``response`` (us)
 ``telemetry``           a sample of :mod:`pantheon.online.telemetry` (``gpu_load_pct``,
                         ``power_mw``, ``cpu_pct``, ...)
-``calibrate``           live runs: ``task``, ``scale`` (measured / profiled block latency,
-                        smoothed; the scheduler now plans with profile x scale), ``n``
-                        (blocks measured so far)
+``calibrate``           live runs: ``task``, ``scale`` (the fitted ``s`` of the cost model
+                        ``chunk = dispatch overhead + s x profiled latency``, smoothed; the
+                        scheduler now plans with it), ``n`` (chunks measured so far),
+                        ``why`` ("fit": from measured chunks; "decay": moved back towards
+                        the profile because the task's jobs were all dropped meanwhile)
+``starved``             live runs: ``task`` cannot meet its relative deadline ``deadline``
+                        (us) even alone at its smallest exit (``smallest_us`` as planned
+                        now); logged when a task becomes starved, again if it recovers and
+                        starves anew
+``fallback``            live runs on CUDA: ``task``, ``chunk`` (file name) runs eager instead
+                        of as a CUDA graph, ``reason``; once per chunk at start
 ``end``                 ``summary``: ``{"jobs", "met", "missed", "dropped", "dmr",
                         "relative_accuracy", ...}``
 ======================  =============================================================
@@ -69,7 +77,7 @@ PathLike = Union[str, "os.PathLike[str]"]
 
 EVENTS = (
     "start", "release", "schedule", "dispatch", "done", "exit", "drop", "preempt", "be", "telemetry", "calibrate",
-    "end",
+    "starved", "fallback", "end",
 )
 
 
@@ -200,8 +208,9 @@ class EventLog:
     def best_effort(self, t: int, task: str, job: int, response: int) -> None:
         self._put(f'{{"t":{t},"ev":"be","task":{self._task(task)},"job":{job},"response":{response}}}\n')
 
-    def calibrate(self, t: int, task: str, scale: float, n: int) -> None:
-        self._put(f'{{"t":{t},"ev":"calibrate","task":{self._task(task)},"scale":{scale:.4f},"n":{n}}}\n')
+    def calibrate(self, t: int, task: str, scale: float, n: int, why: str = "fit") -> None:
+        self._put(f'{{"t":{t},"ev":"calibrate","task":{self._task(task)},"scale":{scale:.4f},"n":{n},'
+                  f'"why":"{why}"}}\n')
 
     def telemetry(self, t: int, sample: Dict[str, Any]) -> None:
         d: Dict[str, Any] = {"t": int(t), "ev": "telemetry"}
@@ -265,7 +274,7 @@ class NullLog(EventLog):
     def preempt(self, t: int, job: int, by: int) -> None:
         pass
 
-    def calibrate(self, t: int, task: str, scale: float, n: int) -> None:
+    def calibrate(self, t: int, task: str, scale: float, n: int, why: str = "fit") -> None:
         pass
 
     def exit(self, t: int, job: int, task: str, exit_block: int, acc: float, rel: float, response: int,

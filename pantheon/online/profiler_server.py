@@ -2,9 +2,10 @@
 
 The desktop (``pantheon profile``) sends one request per chunk or exit branch: the
 TorchScript file, its sha256 and the input shape. The server checks the sum, loads
-the module on CUDA when present (else CPU), warms it up, times ``repeat`` runs with
-the device synchronised around each call and answers mean/p50/p99/max latency in
-microseconds plus the device name (``pantheon/formats/profiler.proto``).
+the module on CUDA when present (else CPU), warms it up, times ``repeat`` runs the way
+the runtime runs chunks (:func:`time_module`) and answers mean/p50/p99/max latency in
+microseconds, the device name, how the chunk was run (CUDA graph or eager) and the
+runtime's per-dispatch overhead on this device (``pantheon/formats/profiler.proto``).
 
 Framing: an 8-byte big-endian length, then a serialized ``ProfileRequest`` /
 ``ProfileReply``. One reply per request, in order, on a connection that stays open
@@ -114,9 +115,13 @@ class Timing:
     repeat: int
     warmup: int
     device: str
+    executor: str = "eager"  # "cuda-graph" or "eager": how the chunk was run
+    fallback_reason: str = ""  # why a CUDA chunk ran eager
+    dispatch_overhead_us: Optional[float] = None  # the runtime's per-chunk cost on this device
 
 
-def stats_us(samples_ns: Sequence[int], warmup: int, device: str) -> Timing:
+def stats_us(samples_ns: Sequence[float], warmup: int, device: str, executor: str = "eager",
+             fallback_reason: str = "") -> Timing:
     values = sorted(s / 1000.0 for s in samples_ns)
     return Timing(
         mean_us=sum(values) / len(values),
@@ -127,6 +132,8 @@ def stats_us(samples_ns: Sequence[int], warmup: int, device: str) -> Timing:
         repeat=len(values),
         warmup=warmup,
         device=device,
+        executor=executor,
+        fallback_reason=fallback_reason,
     )
 
 
@@ -146,36 +153,90 @@ def device_name(device: Any = None) -> str:
     return f"cpu ({platform.machine()}, {torch.get_num_threads()} threads)"
 
 
-def time_module(module: Any, input_shape: Sequence[int], *, warmup: int = 10, repeat: int = 100, device: Any = None) -> Timing:
-    """Warm ``module`` up, then time ``repeat`` calls on a random input of ``input_shape``.
+def time_module(module: Any, input_shape: Sequence[int], *, warmup: int = 10, repeat: int = 100, device: Any = None,
+                cuda_graphs: bool = True) -> Timing:
+    """Warm ``module`` up, then time ``repeat`` runs on a random input of ``input_shape``,
+    the way the runtime runs chunks.
 
-    On CUDA the device is synchronised before and after every call so each sample is
-    the wall time of that call's kernels; on CPU a call is synchronous already.
+    On CUDA the module is captured as a CUDA graph (:func:`pantheon.online.graphs.capture`;
+    eager when capture fails or ``cuda_graphs`` is False) and run back to back on a
+    high-priority stream, each run bracketed by CUDA events: a graph's sample is its GPU
+    time (input copied in, replay, output copied out), since the runtime's CPU cost of
+    launching it is the separately measured dispatch overhead. The stream is held by a
+    spin kernel while the runs are queued so the CPU stays ahead of the GPU. An eager
+    run is timed without that hold: its launch cost is part of what it costs. On the
+    CPU each sample is the wall time of one call made with cold caches: the runtime runs
+    a chunk after other chunks (other tasks' weights) went through the caches, which made
+    live chunks 1.3-2x slower than back-to-back calls of the same chunk, so a buffer the
+    size of the last-level cache is written between samples (:func:`cache_flush_bytes`).
 
     Example::
 
         t = time_module(torch.jit.load("block_00.pt"), [1, 3, 32, 32], repeat=50)
-        t.mean_us, t.p99_us
+        t.mean_us, t.p99_us, t.executor
     """
     import torch
 
     device = device or pick_device()
     if repeat < 1:
         raise ValueError("repeat must be >= 1")
-    sync: Callable[[], None] = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
-    x = torch.randn(*[int(d) for d in input_shape], device=device)
+    shape = [int(d) for d in input_shape]
+    if device.type == "cuda":
+        return _time_cuda(module, shape, warmup, repeat, device, cuda_graphs)
+    x = torch.randn(*shape, device=device)
+    flush = torch.zeros(cache_flush_bytes(), dtype=torch.uint8)
     samples: List[int] = []
     with torch.inference_mode():
         for _ in range(max(0, warmup)):
             module(x)
-        sync()
         for _ in range(repeat):
-            sync()
+            flush.add_(1)  # evict the chunk's weights, as the chunks of other jobs do live
             t0 = time.perf_counter_ns()
             module(x)
-            sync()
             samples.append(time.perf_counter_ns() - t0)
     return stats_us(samples, warmup, device_name(device))
+
+
+def cache_flush_bytes() -> int:
+    """Bytes written between two CPU samples: the largest CPU cache (sysfs), 8-64 MiB."""
+    sizes = []
+    for f in Path("/sys/devices/system/cpu/cpu0/cache").glob("index*/size"):
+        try:
+            text = f.read_text().strip().upper()
+            sizes.append(int(text[:-1]) * {"K": 1 << 10, "M": 1 << 20}[text[-1]] if text[-1] in "KM" else int(text))
+        except (OSError, ValueError, KeyError, IndexError):
+            continue
+    return int(min(max(max(sizes, default=32 << 20), 8 << 20), 64 << 20))
+
+
+def _time_cuda(module: Any, shape: List[int], warmup: int, repeat: int, device: Any, cuda_graphs: bool) -> Timing:
+    import torch
+
+    from pantheon.online import graphs
+
+    chunk, executor, reason = module, "eager", "" if cuda_graphs else "cuda graphs off"
+    with torch.cuda.device(device):
+        if cuda_graphs:
+            try:
+                chunk, executor = graphs.capture(module, shape), "cuda-graph"
+            except Exception as exc:  # timed eager, as the runtime would run it
+                reason = f"{exc.__class__.__name__}: {(str(exc).strip().splitlines() or [''])[0][:200]}"
+        stream = torch.cuda.Stream(device=device, priority=torch.cuda.Stream.priority_range()[1])
+        x = torch.randn(*shape, device=device)
+        events = [torch.cuda.Event(enable_timing=True) for _ in range(repeat + 1)]
+        with torch.inference_mode(), torch.cuda.stream(stream):
+            for _ in range(max(1, warmup)):
+                chunk(x)
+            stream.synchronize()
+            if executor == "cuda-graph":
+                torch.cuda._sleep(int(2e7 + 5e4 * repeat))  # GPU spin (~25 us a run): the queue fills meanwhile
+            events[0].record(stream)
+            for i in range(repeat):
+                chunk(x)
+                events[i + 1].record(stream)
+            stream.synchronize()
+    samples = [events[i].elapsed_time(events[i + 1]) * 1e6 for i in range(repeat)]  # ms -> ns
+    return stats_us(samples, warmup, device_name(device), executor, reason)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -256,12 +317,22 @@ class ProfilerServer(socketserver.ThreadingMixIn, socketserver.TCPServer):
         self.device = pick_device()
         self.device_label = device_name(self.device)
         self.served = 0
+        self._dispatch_us: Optional[float] = None
         super().__init__((cfg.host, cfg.port), _Handler)
 
     @property
     def address(self) -> Tuple[str, int]:
         host, port = self.server_address[:2]
         return str(host), int(port)
+
+    def dispatch_overhead_us(self) -> float:
+        """The runtime's per-chunk dispatch overhead on this device, measured on first use."""
+        if self._dispatch_us is None:
+            from pantheon.online.runtime import dispatch_overhead_here
+
+            self._dispatch_us = round(dispatch_overhead_here(self.device), 2)
+            self.log(f"runtime dispatch overhead on {self.device_label}: {self._dispatch_us:.1f} us per chunk")
+        return self._dispatch_us
 
     def handle_request_msg(self, req: ProfileRequest) -> ProfileReply:
         """Answer one parsed request (never raises)."""
@@ -293,6 +364,9 @@ class ProfilerServer(socketserver.ThreadingMixIn, socketserver.TCPServer):
             warmup=t.warmup,
             version=PROTOCOL_VERSION,
             server_version=__version__,
+            executor=t.executor,
+            fallback_reason=t.fallback_reason,
+            dispatch_overhead_us=t.dispatch_overhead_us or 0.0,
         )
 
     def _measure(self, req: ProfileRequest, shape: List[int], warmup: int, repeat: int) -> Timing:
@@ -302,7 +376,9 @@ class ProfilerServer(socketserver.ThreadingMixIn, socketserver.TCPServer):
             except Exception as exc:
                 raise RequestFailed(ErrorKind.MODEL, f"{req.file_name or 'file'} is not a loadable TorchScript module: {exc}") from exc
             try:
-                return time_module(module, shape, warmup=warmup, repeat=repeat, device=self.device)
+                t = time_module(module, shape, warmup=warmup, repeat=repeat, device=self.device)
+                t.dispatch_overhead_us = self.dispatch_overhead_us()
+                return t
             except Exception as exc:
                 raise RequestFailed(ErrorKind.MODEL, f"{req.file_name or 'module'} fails on input {shape}: {exc}") from exc
             finally:

@@ -3,7 +3,8 @@
 Layout (CONTRIBUTING.md, kind ``repository``)::
 
     <repo>/manifest.json
-    <repo>/plan.json                       optional: app, chosen exits, task order
+    <repo>/plan.json                       optional: app, chosen exits, task order,
+                                           dispatch_overhead_us (also in the manifest's meta)
     <repo>/<task>/config.pbtxt             ModelConfig: name, dims [1,C,H,W], block_profile
                                            {id latency} for blocks 0..last kept exit,
                                            exit_profile {id latency accuracy} per kept exit
@@ -12,7 +13,9 @@ Layout (CONTRIBUTING.md, kind ``repository``)::
 
 :func:`read_repository` verifies the manifest and every config, and returns a
 :class:`Repository` of :class:`~pantheon.online.scheduler.TaskProfile` (what the
-simulator needs). :func:`load_modules` then loads the chunks onto a device and warms
+simulator needs). The profiles charge every chunk the per-dispatch overhead measured
+when the chunks were profiled (``dispatch_overhead_us`` in the manifest's ``meta``; 0
+when absent): the scheduler and the simulator plan with ``overhead + profiled latency``. :func:`load_modules` then loads the chunks onto a device and warms
 them up (what the runtime needs).
 
 Example::
@@ -54,6 +57,17 @@ class Repository:
     tasks: Dict[str, TaskProfile]
     app: str = ""
     plan: Dict[str, Any] = field(default_factory=dict)
+    dispatch_us: float = 0.0  # per-chunk dispatch overhead the profiles are charged with
+    pipelined: bool = False  # profiled on CUDA: the runtime overlaps a chunk's launch with the previous one
+
+    def with_dispatch_overhead(self, dispatch_us: float) -> Repository:
+        """A copy whose task profiles charge ``dispatch_us`` per chunk (this one is unchanged)."""
+        import copy
+
+        tasks = copy.deepcopy(self.tasks)
+        for t in tasks.values():
+            t.rescale(t.scale, dispatch_us)
+        return Repository(self.path, tasks, self.app, dict(self.plan), float(dispatch_us), self.pipelined)
 
     @property
     def names(self) -> List[str]:
@@ -87,6 +101,7 @@ class Repository:
                 "exit_lat": t.exit_lat,
                 "original": t.exit_blocks[-1],
                 "full_us": t.full_latency,
+                "dispatch_us": t.dispatch_us,
             }
         return out
 
@@ -105,7 +120,7 @@ def _task_order(repo: Path, names: Sequence[str], plan: Dict[str, Any]) -> List[
     return order
 
 
-def _profile(task_dir: Path, index: int) -> TaskProfile:
+def _profile(task_dir: Path, index: int, dispatch_us: float = 0.0) -> TaskProfile:
     from pantheon.formats import read_model_config
 
     cfg_path = task_dir / "config.pbtxt"
@@ -126,7 +141,7 @@ def _profile(task_dir: Path, index: int) -> TaskProfile:
         if not 0.0 <= acc <= 1.0:
             raise RepositoryError(f"{cfg_path}: exit {b} has accuracy {acc}, expected a fraction in [0, 1]")
     try:
-        return TaskProfile(name, [lat for _, lat in blocks], exits, index=index, dims=dims)
+        return TaskProfile(name, [lat for _, lat in blocks], exits, index=index, dims=dims, dispatch_us=dispatch_us)
     except RepositoryError as exc:
         raise RepositoryError(f"{cfg_path}: {exc}") from None
 
@@ -153,9 +168,10 @@ def read_repository(path: PathLike, *, verify: bool = True) -> Repository:
     repo = Path(path)
     if not repo.is_dir():
         raise RepositoryError(f"model repository {repo} does not exist (run `pantheon plan` to make one)")
+    meta: Dict[str, Any] = {}
     if verify:
         try:
-            store.verify(repo, kind="repository")
+            meta = store.verify(repo, kind="repository").meta
         except ArtifactError as exc:
             raise type(exc)(f"model repository rejected: {exc}") from None
     plan: Dict[str, Any] = {}
@@ -169,13 +185,30 @@ def read_repository(path: PathLike, *, verify: bool = True) -> Repository:
     names = [p.name for p in sorted(repo.iterdir()) if (p / "config.pbtxt").is_file()]
     if not names:
         raise RepositoryError(f"{repo} holds no task (no <task>/config.pbtxt)")
+    overhead = _dispatch_overhead(meta.get("dispatch_overhead_us", plan.get("dispatch_overhead_us")), repo)
     tasks: Dict[str, TaskProfile] = {}
     for i, name in enumerate(_task_order(repo, names, plan)):
-        t = _profile(repo / name, i)
+        t = _profile(repo / name, i, overhead)
         _check_files(repo, t)
         tasks[name] = t
     app = str(plan.get("app") or (repo.parent.name if repo.name == "repository" else repo.name))
-    return Repository(path=repo, tasks=tasks, app=app, plan=plan)
+    device = str(meta.get("profile_device", plan.get("profile_device")) or "")
+    return Repository(path=repo, tasks=tasks, app=app, plan=plan, dispatch_us=overhead,
+                      pipelined=device.startswith("cuda"))
+
+
+def _dispatch_overhead(value: Any, repo: Path) -> float:
+    import math
+
+    if value is None:
+        return 0.0
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        v = -1.0
+    if not math.isfinite(v) or v < 0:
+        raise RepositoryError(f"{repo}: dispatch_overhead_us must be a number >= 0, got {value!r}")
+    return v
 
 
 # -- torch side ------------------------------------------------------------------------------

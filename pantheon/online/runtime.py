@@ -19,10 +19,21 @@ Threads:
   best-effort chunk starts only while no real-time job is queued or running.
 * **telemetry** (optional): samples into the same log.
 
-On CUDA at most ``max_inflight`` real-time chunks are queued on the stream (CUDA events,
-wait for the oldest beyond that), so the worker regains control after every chunk and
-preemption stays chunk-granular. The CUDA-specific part is :class:`CudaExecutor`; the
-rest is the CPU-tested core.
+On CUDA every block and exit is captured once as a CUDA graph at start
+(:mod:`pantheon.online.graphs`; eager TorchScript for a chunk that cannot be captured,
+with ``cuda_graphs=False`` and on the CPU) and replayed on the high-priority stream. At
+most ``max_inflight`` real-time chunks are queued on the stream, counted at every launch
+(the worker waits for the oldest only when the window is full), so the worker regains
+control after every chunk and preemption stays chunk-granular. The CUDA-specific part is
+:class:`CudaExecutor`; the rest is the CPU-tested core.
+
+Cost model: a chunk takes ``dispatch overhead + s x profiled latency``. The overhead is
+the runtime's own fixed cost per dispatched chunk (scheduler step, memory manager, log
+line, launch, event), measured at start on a null chunk through the same code path
+(:meth:`Runtime._measure_dispatch`) and logged in the ``start`` event; ``s`` is fitted
+online per task (:meth:`Runtime._observe`). A task whose jobs are all dropped measures
+nothing, so its ``s`` decays back towards the profile until jobs run again; a task that
+cannot meet its deadline even alone at its smallest exit is reported ``starved``.
 
 Example::
 
@@ -40,6 +51,8 @@ import contextlib
 import copy
 import itertools
 import json
+import math
+import os
 import signal
 import sys
 import threading
@@ -67,8 +80,13 @@ from pantheon.online.workload import JobSpec, apply_timing, validate
 
 PathLike = Union[str, Path]
 
-CAL_EVERY = 32  # blocks of a task between two calibration updates
-CAL_ALPHA = 0.3  # weight of the newest measured/profiled ratio
+CAL_EVERY = 32  # chunks of a task between two calibration updates
+CAL_ALPHA = 0.3  # weight of the newest fitted scale
+SCALE_RANGE = (0.1, 8.0)  # a fitted scale is clamped to this range
+DECAY_AFTER = 8  # jobs of a task dropped in a row, with nothing measured, before its scale decays
+DECAY_KEEP = 0.5  # fraction of (scale - 1) kept by one decay step
+PROBE_JOBS = 24  # null jobs of the start-up dispatch-overhead measurement...
+PROBE_BLOCKS = 8  # ...each of this many null blocks plus an exit
 TELEMETRY = ("off",) + tm.BACKENDS
 
 
@@ -91,6 +109,17 @@ class JobResult:
     reason: str = ""
 
 
+def check_runtime_options(max_inflight: int, dispatch_overhead_us: Optional[float] = None,
+                          time_scale: float = 1.0) -> None:
+    """One-line usage errors for the runtime's numeric options (before anything loads)."""
+    if isinstance(max_inflight, bool) or not isinstance(max_inflight, int) or max_inflight < 1:
+        raise UsageError(f"--max-inflight must be an integer >= 1, got {max_inflight}")
+    if dispatch_overhead_us is not None and (not math.isfinite(dispatch_overhead_us) or dispatch_overhead_us < 0):
+        raise UsageError(f"--dispatch-us must be a finite number >= 0, got {dispatch_overhead_us}")
+    if not math.isfinite(time_scale) or time_scale <= 0:
+        raise UsageError(f"--time-scale must be a finite positive number, got {time_scale}")
+
+
 def parse_best_effort(items: Sequence[str]) -> List[Tuple[str, float]]:
     """``["alexnet:20"]`` -> ``[("alexnet", 20.0)]``; a bad item is a usage error."""
     out = []
@@ -100,7 +129,7 @@ def parse_best_effort(items: Sequence[str]) -> List[Tuple[str, float]]:
             r = float(rate)
         except ValueError:
             r = -1.0
-        if not sep or not task or r <= 0:
+        if not sep or not task or not math.isfinite(r) or r <= 0:
             raise UsageError(f"--best-effort expects TASK:RATE with a positive rate in jobs/s, got {item!r}")
         out.append((task, r))
     return out
@@ -138,48 +167,65 @@ class CpuExecutor:
 class InflightWindow:
     """At most ``limit`` launched items not known to be complete (CUDA events or stand-ins).
 
-    ``push`` returns the items it had to wait for (oldest first) once more than ``limit``
-    are outstanding; ``poll`` returns those already complete without waiting. Items are
-    ``(event, tag, output)``; an event needs ``query()`` and ``synchronize()``.
+    The launcher calls :meth:`make_room` before each launch (it waits for the oldest
+    items only while ``limit`` are outstanding, so the count never exceeds ``limit``),
+    then :meth:`push`. :meth:`poll` returns the items already complete without waiting.
+    Items are ``(event, tag, output)``; an event needs ``query()`` and ``synchronize()``.
+    A completed event is stamped, then handed to ``release`` (an event pool) when given.
     """
 
-    def __init__(self, limit: int, stamp: Callable[[Any], int]) -> None:
+    def __init__(self, limit: int, stamp: Callable[[Any], int],
+                 release: Optional[Callable[[Any], None]] = None) -> None:
         if limit < 1:
-            raise UsageError(f"max in-flight chunks must be >= 1, got {limit}")
+            raise UsageError(f"--max-inflight must be >= 1, got {limit}")
         self.limit = limit
         self.stamp = stamp
+        self.release = release
         self.items: Deque[Tuple[Any, Any, Any]] = collections.deque()
         self.max_seen = 0
 
-    def push(self, event: Any, tag: Any, out: Any) -> List[Tuple[Any, Any, int]]:
+    def _done(self, item: Tuple[Any, Any, Any]) -> Tuple[Any, Any, int]:
+        ev, tag, out = item
+        t = self.stamp(ev)
+        if self.release is not None:
+            self.release(ev)
+        return tag, out, t
+
+    def make_room(self) -> List[Tuple[Any, Any, int]]:
+        """Wait until fewer than ``limit`` items are outstanding; return those completed."""
+        done = self.poll()
+        while len(self.items) >= self.limit:
+            self.items[0][0].synchronize()
+            done.append(self._done(self.items.popleft()))
+        return done
+
+    def push(self, event: Any, tag: Any, out: Any) -> None:
+        """Count a launched item (after :meth:`make_room`)."""
         self.items.append((event, tag, out))
         if len(self.items) > self.max_seen:
             self.max_seen = len(self.items)
-        done = []
-        while len(self.items) > self.limit:
-            ev, t, o = self.items.popleft()
-            ev.synchronize()
-            done.append((t, o, self.stamp(ev)))
-        return done + self.poll()
 
     def poll(self) -> List[Tuple[Any, Any, int]]:
         done = []
         while self.items and self.items[0][0].query():
-            ev, t, o = self.items.popleft()
-            done.append((t, o, self.stamp(ev)))
+            done.append(self._done(self.items.popleft()))
         return done
 
     def drain(self) -> List[Tuple[Any, Any, int]]:
         done = []
         while self.items:
-            ev, t, o = self.items.popleft()
-            ev.synchronize()
-            done.append((t, o, self.stamp(ev)))
+            self.items[0][0].synchronize()
+            done.append(self._done(self.items.popleft()))
         return done
 
 
 class CudaExecutor:
-    """Real-time chunks on a high-priority CUDA stream, at most ``max_inflight`` outstanding."""
+    """Real-time chunks on a high-priority CUDA stream, at most ``max_inflight`` outstanding.
+
+    The worker thread makes :attr:`rt` its current stream once (:meth:`bind`); each
+    launch is then the chunk's call (a CUDA-graph replay or an eager module) plus one
+    event from a pool.
+    """
 
     name = "cuda"
 
@@ -195,25 +241,39 @@ class CudaExecutor:
         self.ref.record(self.rt)
         self.ref.synchronize()
         self.t_ref = clock.now()
-        self.window = InflightWindow(max_inflight, self._stamp)
+        self._free: List[Any] = [torch.cuda.Event(enable_timing=True) for _ in range(max_inflight + 2)]
+        self.events_made = len(self._free)
+        self.window = InflightWindow(max_inflight, self._stamp, self._free.append)
         self.rt_launches = 0
         self.rt_wrong_stream = 0
+        self.graphs = 0
+        self.eager = 0
 
     def _stamp(self, ev: Any) -> int:
         return self.t_ref + int(self.ref.elapsed_time(ev) * 1000.0)
 
+    def bind(self) -> None:
+        """Make the real-time stream the calling thread's current stream."""
+        self.torch.cuda.set_stream(self.rt)
+
+    def _event(self) -> Any:
+        if self._free:
+            return self._free.pop()
+        self.events_made += 1
+        return self.torch.cuda.Event(enable_timing=True)
+
     def launch(self, mod: Any, x: Any, tag: Any) -> Tuple[Any, List[Tuple[Any, Any, int]]]:
         """Queue ``mod(x)`` on the high-priority stream; return its (future) output and the
-        chunks now known complete (waiting for the oldest beyond ``max_inflight``)."""
-        torch = self.torch
-        with torch.cuda.stream(self.rt):
-            if torch.cuda.current_stream().priority != self.rt.priority:
-                self.rt_wrong_stream += 1
-            y = mod(x)
-            ev = torch.cuda.Event(enable_timing=True)
-            ev.record(self.rt)
+        chunks now known complete (waiting for the oldest only while the window is full)."""
+        done = self.window.make_room()
+        if self.rt_launches & 63 == 0 and self.torch.cuda.current_stream() != self.rt:
+            self.rt_wrong_stream += 1  # sampled: the check costs a stream object per call
+        y = mod(x)
+        ev = self._event()
+        ev.record(self.rt)
+        self.window.push(ev, tag, y)
         self.rt_launches += 1
-        return y, self.window.push(ev, tag, y)
+        return y, done
 
     def poll(self) -> List[Tuple[Any, Any, int]]:
         return self.window.poll()
@@ -234,6 +294,82 @@ class CudaExecutor:
             "be_stream_priority": self.be.priority,
             "max_inflight": self.window.limit,
         }
+
+
+def null_chunk(torch: Any) -> Any:
+    """The cheapest chunk there is (``x + 0`` as TorchScript): what the dispatch probe runs."""
+
+    cu = torch.jit.CompilationUnit("def null_chunk(x: Tensor) -> Tensor:\n    return x + 0\n")
+    return cu.null_chunk
+
+
+def measure_dispatch(ex: Any, torch: Any, device: str, *, cuda_graphs: bool = True, pool: Any = None,
+                     lock: Any = None) -> float:
+    """The runtime's fixed cost per dispatched chunk, in us, measured on null chunks.
+
+    ``PROBE_JOBS`` jobs of a probe task (``PROBE_BLOCKS`` blocks and an exit, each ``x + 0``,
+    a CUDA graph when ``ex`` is a :class:`CudaExecutor` and ``cuda_graphs``) go through the
+    worker's own per-chunk path (:meth:`Runtime._launch`): a scheduler decision under
+    ``lock``, the memory manager, a log line (formatted, written to the null device), the
+    launch and its event. The mean wall time per chunk is what every real chunk costs on
+    top of its own work. The profiler server calls this too, so a profile carries the
+    overhead of the board it was measured on.
+    """
+    from pantheon.online.scheduler import TaskProfile
+
+    cuda = isinstance(ex, CudaExecutor)
+    null = null_chunk(torch)
+    if cuda and cuda_graphs:
+        from pantheon.online import graphs as G
+
+        try:
+            null = G.capture(null, [1, 8], pool)
+        except Exception:  # measured eager then, like a chunk that could not be captured
+            pass
+    probe = TaskProfile("probe", [0] * PROBE_BLOCKS, [(PROBE_BLOCKS - 1, 0, 1.0)], dims=[1, 8])
+    chunks = {"probe": ([null] * PROBE_BLOCKS, [null])}
+    log = EventLog(os.devnull, buffer_lines=1 << 30, flush_interval_s=1e9)
+    x0 = torch.zeros(1, 8, device=device)
+    ctx = torch.cuda.stream(ex.rt) if cuda else contextlib.nullcontext()
+    lock = lock if lock is not None else threading.Lock()
+    per_chunk = []
+    try:
+        with ctx, torch.inference_mode():
+            for _ in range(2):  # the first round warms the path up
+                sched = Scheduler([probe], "edf", drop_late=False)
+                mem = MemoryManager()
+                for j in range(PROBE_JOBS):
+                    sched.arrive(Job(j, probe, 0, 1 << 60), 0)
+                    mem.store(j, x0)
+                n = 0
+                t0 = time.perf_counter_ns()
+                while True:
+                    with lock:
+                        act = sched.next_action(0)
+                        if act is None:
+                            break
+                        x = mem.consume(act[1].id)
+                    for (_k, job, idx, _t), _o, t_end in Runtime._launch(act, x, 0, log, mem, ex, chunks):
+                        log.done(t_end, job.id, idx)
+                    n += 1
+                ex.drain()
+                per_chunk.append((time.perf_counter_ns() - t0) / 1000.0 / max(1, n))
+    finally:
+        log.close()
+    if cuda:
+        ex.rt_launches = 0
+        ex.window.max_seen = 0
+    return float(per_chunk[-1])
+
+
+def dispatch_overhead_here(device: Any, cuda_graphs: bool = True) -> float:
+    """:func:`measure_dispatch` with a fresh executor on ``device`` (the profiler's use)."""
+    import torch
+
+    dev = str(device)
+    ex: Any = CudaExecutor(Clock(), torch, 2, dev) if dev.startswith("cuda") else CpuExecutor(Clock())
+    pool = torch.cuda.graph_pool_handle() if dev.startswith("cuda") and cuda_graphs else None
+    return measure_dispatch(ex, torch, dev, cuda_graphs=cuda_graphs, pool=pool)
 
 
 # -- the runtime -----------------------------------------------------------------------------
@@ -257,8 +393,12 @@ class Runtime:
             and lowest of ``torch.cuda.Stream.priority_range()`` (for control experiments).
         threads: CPU intra-op threads (default 1 or ``$PANTHEON_CPU_THREADS``, the profiler
             server's default too; see :func:`~pantheon.online.repository.configure_cpu_threads`).
-        calibrate: scale the profiled latencies the scheduler plans with by the measured
-            ones as the run goes (``calibrate`` events in the log); see :meth:`_observe`.
+        calibrate: fit the cost model's per-task scale to the measured chunk latencies as
+            the run goes (``calibrate`` events in the log); see :meth:`_observe`.
+        cuda_graphs: on CUDA, replay every chunk as a CUDA graph captured at start (False:
+            eager TorchScript everywhere).
+        dispatch_overhead_us: the per-chunk dispatch overhead to plan with instead of the
+            one measured at start (None: measure it).
         start_fields: extra fields for the ``start`` event.
     """
 
@@ -279,7 +419,10 @@ class Runtime:
         cuda_priorities: Optional[Tuple[int, int]] = None,
         threads: Optional[int] = None,
         calibrate: bool = True,
+        cuda_graphs: bool = True,
+        dispatch_overhead_us: Optional[float] = None,
     ) -> None:
+        check_runtime_options(max_inflight, dispatch_overhead_us)
         repo = repo if isinstance(repo, Repository) else read_repository(repo)
         # Its own copies of the task profiles: calibration, workload timing and static priorities
         # change them, and must not leak into the caller's repository (or another runtime's).
@@ -299,7 +442,14 @@ class Runtime:
         self.cuda_priorities = cuda_priorities
         self.threads = threads
         self.calibrate = calibrate
+        self.cuda_graphs = cuda_graphs
+        self.dispatch_us = dispatch_overhead_us
+        self.chunks: Dict[str, Tuple[List[Any], List[Any]]] = {}
+        self.fallbacks: List[Tuple[str, str, str]] = []  # (task, chunk file, reason)
         self._cal: Dict[str, List[Any]] = {}
+        self._unmeasured_drops: Dict[str, int] = {}
+        self._starved_now: set = set()
+        self._starved_jobs: Dict[str, int] = {}
         self._last_end = 0
         self.start_fields = dict(start_fields or {})
         self._log_arg = log
@@ -345,8 +495,6 @@ class Runtime:
 
         self._torch = torch
         configure_cpu_threads(self.device, self.threads)
-        for tp in self.repo.tasks.values():  # every run starts from the profile
-            tp.rescale(1.0)
         self.models = load_modules(self.repo, self.device, warmup=self.warmup)
         self._inputs = {n: torch.randn(*self.repo.dims(n), device=self.device) for n in self.repo.names}
         if self.device.startswith("cuda"):
@@ -361,6 +509,16 @@ class Runtime:
                                               self.cuda_priorities)
         else:
             self.executor = CpuExecutor(self.clock)
+        self._pool = None
+        self._compile_chunks()
+        measured = self._measure_dispatch()
+        if self.dispatch_us is None:
+            self.dispatch_us = measured
+        for tp in self.repo.tasks.values():  # every run starts from the profile, plus its own overhead
+            tp.rescale(1.0, self.dispatch_us)
+        self.start_fields.setdefault("dispatch_overhead_us", round(self.dispatch_us, 1))
+        self.start_fields.setdefault("dispatch_overhead_measured_us", round(measured, 1))
+        self.start_fields.setdefault("profile_dispatch_overhead_us", self.repo.dispatch_us)
         if self.telemetry != "off":  # an unavailable backend fails here, before the log exists
             self._sampler = tm.open_sampler(self.telemetry)
             self.start_fields.setdefault("telemetry_backend", getattr(self._sampler, "name", self.telemetry))
@@ -376,6 +534,50 @@ class Runtime:
         self._wait_ready()
         self._start_telemetry()
         return self
+
+    def _compile_chunks(self) -> None:
+        """The callables the worker dispatches: CUDA graphs on CUDA (eager where capture fails,
+        each fallback logged once), the TorchScript modules elsewhere."""
+        graphs = isinstance(self.executor, CudaExecutor) and self.cuda_graphs
+        if not graphs:
+            self.chunks = {n: (lt.blocks, lt.exits) for n, lt in self.models.items()}
+            if isinstance(self.executor, CudaExecutor):
+                self.fallbacks = [(n, "*", "--no-cuda-graphs") for n in self.repo.names]
+            return
+        from pantheon.online import graphs as G
+
+        torch = self._torch
+        self._pool = torch.cuda.graph_pool_handle()
+        for name, lt in self.models.items():
+            tp = lt.profile
+            shapes, x = [], torch.randn(*tp.dims, device=self.device)
+            with torch.inference_mode():
+                for blk in lt.blocks:  # each chunk's input shape: the previous block's output
+                    shapes.append(list(x.shape))
+                    x = blk(x)
+                    if not hasattr(x, "shape"):
+                        break
+                shapes += [[]] * (len(lt.blocks) - len(shapes))
+            items = [(f"block_{b:02d}", m, shapes[b]) for b, m in enumerate(lt.blocks)]
+            n_blocks = len(items)
+            items += [(f"branch_{e:02d}", lt.exits[k], shapes[e + 1] if e + 1 < len(shapes) else list(x.shape))
+                      for k, e in enumerate(tp.exit_blocks)]
+            items = [(n, m, sh if sh else [0]) for n, m, sh in items]
+            out, fb = G.compile_chunks(items, self._pool)
+            self.chunks[name] = (out[:n_blocks], out[n_blocks:])
+            self.fallbacks += [(name, f.name, f.reason) for f in fb]
+        ex = self.executor
+        ex.graphs = sum(G.is_graph(c) for b, e in self.chunks.values() for c in b + e)
+        ex.eager = len(self.fallbacks)
+        from pantheon import console
+
+        for task, chunk, reason in self.fallbacks:  # once per chunk, here and in the log
+            console.warn(f"{task}/{chunk} runs eager (no CUDA graph): {reason}")
+
+    def _measure_dispatch(self) -> float:
+        """This runtime's fixed cost per dispatched chunk (see :func:`measure_dispatch`)."""
+        return measure_dispatch(self.executor, self._torch, self.device, cuda_graphs=self.cuda_graphs,
+                                pool=self._pool, lock=self._cv)
 
     def _warm_here(self, names: Sequence[str], stream: Any) -> None:
         """Warm chunks up again in the calling thread, on its stream: cuDNN handles, the
@@ -444,6 +646,8 @@ class Runtime:
         fields.update(self.start_fields)
         self.run_id = fields["run_id"]
         self.log.start(0, **fields)
+        for task, chunk, reason in self.fallbacks:
+            self.log.event("fallback", 0, task=task, chunk=chunk, reason=reason)
 
     def _start_telemetry(self) -> None:
         if self._sampler is None:
@@ -518,6 +722,8 @@ class Runtime:
 
     def _dropped(self, jobs: Sequence[Job], now: int, reason: str) -> None:
         for job in jobs:
+            if reason != "shutdown":
+                self._after_drop(job, now)
             self.memory.release(job.id)
             self.log.drop(now, job.id, job.task.name, reason, job.started)  # type: ignore[union-attr]
             self._finish(job, JobResult(job.id, job.task.name, met=False, dropped=True, release_us=job.release,
@@ -538,9 +744,11 @@ class Runtime:
     def _worker(self) -> None:
         torch = self._torch
         sched, clock, log, mem, ex = self.sched, self.clock, self.log, self.memory, self.executor
-        models = self.models
+        chunks = self.chunks
         ready = self._ready[0]
         self._warm_here([n for n in self.repo.names if n not in dict(self.best_effort)], getattr(ex, "rt", None))
+        if isinstance(ex, CudaExecutor):
+            ex.bind()
         ready.set()
         with torch.inference_mode():
             while True:
@@ -570,34 +778,43 @@ class Runtime:
                     self._preemptions += 1
                     self._preempted.add(pre.id)
                     log.preempt(t, pre.id, job.id)  # type: ignore[union-attr]
-                lt = models[job.task.name]
-                if kind == BLOCK:
-                    log.dispatch_block(t, job.id, idx)  # type: ignore[union-attr]
-                    y, done = ex.launch(lt.blocks[idx], x, (BLOCK, job, idx, t))
-                    mem.store(job.id, y)  # before any later chunk of this job can be taken
-                    if job.state == DROPPED:  # dropped by a decision while its block ran
-                        mem.release(job.id)
-                    del y
-                else:
-                    log.dispatch_exit(t, job.id, job.task.exit_blocks[idx])  # type: ignore[union-attr]
-                    _y, done = ex.launch(lt.exits[idx], x, (EXIT, job, idx, t))
-                    del _y
+                done = self._launch(act, x, t, log, mem, ex, chunks)
                 del x
                 self._completed(done)
                 if self._abort:
                     return
+
+    @staticmethod
+    def _launch(act: Tuple[Any, ...], x: Any, t: int, log: Any, mem: MemoryManager, ex: Any,
+                chunks: Dict[str, Tuple[List[Any], List[Any]]]) -> List[Tuple[Any, Any, int]]:
+        """Dispatch one action taken from the scheduler; return the chunks known complete."""
+        kind, job, idx, _lat, _pre = act
+        blocks, exits = chunks[job.task.name]
+        if kind == BLOCK:
+            log.dispatch_block(t, job.id, idx)
+            y, done = ex.launch(blocks[idx], x, (BLOCK, job, idx, t))
+            mem.store(job.id, y)  # before any later chunk of this job can be taken
+            if job.state == DROPPED:  # dropped by a decision while its block ran
+                mem.release(job.id)
+            return done
+        log.dispatch_exit(t, job.id, job.task.exit_blocks[idx])
+        return ex.launch(exits[idx], x, (EXIT, job, idx, t))[1]
 
     def _completed(self, done: Sequence[Tuple[Any, Any, int]]) -> None:
         log = self.log
         for (kind, job, idx, t_disp), out, t_end in done:
             start = t_disp if t_disp > self._last_end else self._last_end  # device busy until the last end
             self._last_end = t_end
+            tp = job.task
             if kind == BLOCK:
                 log.done(t_end, job.id, idx)  # type: ignore[union-attr]
                 if self.calibrate:
-                    self._observe(job.task, idx, t_end - start, t_end)
+                    self._observe(tp, tp.base_blocks[idx], t_end - start, t_end)
                 continue
-            tp = job.task
+            if self.calibrate:
+                self._observe(tp, tp.base_exit_lat[idx], t_end - start, t_end)
+            if tp.name in self._starved_now and t_end <= job.deadline:
+                self._starved_now.discard(tp.name)
             resp = t_end - job.release
             met = t_end <= job.deadline
             acc, rel, eb = tp.exit_acc[idx], tp.rel_acc[idx], tp.exit_blocks[idx]
@@ -609,33 +826,56 @@ class Runtime:
         if done and not self.executor.pending():
             self.sched.idle(done[-1][2])
 
-    def _observe(self, tp: Any, idx: int, dur: int, t: int) -> None:
-        """Online calibration: plan with the profile scaled by the measured/profiled block latency.
+    def _observe(self, tp: Any, base: int, dur: int, t: int) -> None:
+        """Online calibration: fit ``s`` in ``chunk = overhead + s x profiled latency``.
 
         Profiles time each chunk alone and hot; live, chained and with caches cooled between
-        jobs, chunks run slower (1.3-2x on a CPU), and a scheduler that believes the profile
-        downgrades too little. Every ``CAL_EVERY`` blocks of a task its scale moves towards
-        the measured ratio (exponential smoothing), clamped to [0.25, 8].
+        jobs, chunks can run slower (1.3-2x on a CPU), and a scheduler that believes the
+        profile downgrades too little. Every ``CAL_EVERY`` chunks of a task, ``s`` moves
+        towards ``sum(measured - overhead) / sum(profiled)`` over those chunks (exponential
+        smoothing after the first window), clamped to ``SCALE_RANGE``. Chunks profiled at
+        0 us carry no information about ``s`` and are skipped.
         """
-        base = tp.base_blocks[idx]
+        self._unmeasured_drops[tp.name] = 0
         if base <= 0:
             return
         c = self._cal.get(tp.name)
         if c is None:
             c = self._cal[tp.name] = [0.0, 0.0, 0, 0]
-        c[0] += dur
+        c[0] += dur - self.dispatch_us  # type: ignore[operator]
         c[1] += base
         c[2] += 1
         c[3] += 1
         if c[2] < CAL_EVERY:
             return
-        ratio = c[0] / c[1]
-        scale = ratio if c[3] <= CAL_EVERY else (1.0 - CAL_ALPHA) * tp.scale + CAL_ALPHA * ratio
-        scale = min(max(scale, 0.25), 8.0)
+        fit = max(c[0], 0.0) / c[1]
+        scale = fit if c[3] <= CAL_EVERY else (1.0 - CAL_ALPHA) * tp.scale + CAL_ALPHA * fit
+        scale = min(max(scale, SCALE_RANGE[0]), SCALE_RANGE[1])
         c[0], c[1], c[2] = 0.0, 0.0, 0
         with self._cv:
             tp.rescale(scale)
         self.log.calibrate(t, tp.name, scale, c[3])  # type: ignore[union-attr]
+
+    def _after_drop(self, job: Job, now: int) -> None:
+        """A job was dropped: decay its task's scale when nothing of it ran for a while, and
+        report the task starved when not even its smallest exit fits its relative deadline."""
+        tp = job.task
+        k = self._unmeasured_drops.get(tp.name, 0) + 1
+        if k >= DECAY_AFTER and tp.scale > 1.0:  # its jobs are all dropped: nothing re-measures it
+            scale = 1.0 + (tp.scale - 1.0) * DECAY_KEEP
+            scale = 1.0 if scale < 1.02 else scale
+            with self._cv:
+                tp.rescale(scale)
+            self.log.calibrate(now, tp.name, scale, (self._cal.get(tp.name) or [0, 0, 0, 0])[3],  # type: ignore[union-attr]
+                               "decay")
+            k = 0
+        self._unmeasured_drops[tp.name] = k
+        rel = job.deadline - job.release
+        if tp.full[0] > rel:  # hopeless even alone, at the smallest exit, as planned now
+            self._starved_jobs[tp.name] = self._starved_jobs.get(tp.name, 0) + 1
+            if tp.name not in self._starved_now:
+                self._starved_now.add(tp.name)
+                self.log.event("starved", now, task=tp.name, deadline=rel, smallest_us=tp.full[0])  # type: ignore[union-attr]
 
     # -- best effort ----------------------------------------------------------------------
 
@@ -694,8 +934,7 @@ class Runtime:
         release stops, queued jobs are dropped ("shutdown") and the log is closed.
         Returns the run summary.
         """
-        if time_scale <= 0:
-            raise UsageError(f"--time-scale must be positive, got {time_scale}")
+        check_runtime_options(self.max_inflight, self.dispatch_us, time_scale)
         with self._cv:  # the periods and deadlines the static policies rank tasks by
             apply_timing(self.repo, jobs)
             configure_static(self.sched.tasks, self.policy)
@@ -795,10 +1034,15 @@ class Runtime:
         s["interrupted"] = self._interrupted
         s["memory_peak_bytes"] = self.memory.peak_bytes
         s["memory_peak_tensors"] = self.memory.peak_tensors
+        s["dispatch_overhead_us"] = None if self.dispatch_us is None else round(self.dispatch_us, 1)
+        s["starved"] = dict(sorted(self._starved_jobs.items()))
+        s["scales"] = {n: round(t.scale, 4) for n, t in sorted(self.repo.tasks.items())}
         if isinstance(self.executor, CudaExecutor):
-            s["cuda"] = {"rt_launches": self.executor.rt_launches,
-                         "rt_launches_off_high_priority_stream": self.executor.rt_wrong_stream,
-                         "max_inflight_seen": self.executor.window.max_seen}
+            ex = self.executor
+            s["cuda"] = {"rt_launches": ex.rt_launches,
+                         "rt_launches_off_high_priority_stream": ex.rt_wrong_stream,
+                         "max_inflight_seen": ex.window.max_seen, "max_inflight": ex.window.limit,
+                         "graph_chunks": ex.graphs, "eager_chunks": ex.eager, "events_made": ex.events_made}
         return s
 
     def _write_run_dir(self) -> None:
@@ -835,7 +1079,8 @@ def summary_line(s: Dict[str, Any]) -> str:
 def run(repo: PathLike, workload: PathLike, log: PathLike, *, policy: str = "pantheon", device: str = "auto",
         best_effort: Sequence[str] = (), telemetry: str = "off", drop_late: bool = True, time_scale: float = 1.0,
         progress: bool = True, handle_signals: bool = True, max_inflight: int = 2,
-        threads: Optional[int] = None, calibrate: bool = True) -> Dict[str, Any]:
+        threads: Optional[int] = None, calibrate: bool = True, cuda_graphs: bool = True,
+        dispatch_overhead_us: Optional[float] = None) -> Dict[str, Any]:
     """``pantheon runtime``: validate everything, replay ``workload`` live, write the log.
 
     Every input is checked before a job runs (policy, repository manifest and chunks,
@@ -845,12 +1090,14 @@ def run(repo: PathLike, workload: PathLike, log: PathLike, *, policy: str = "pan
     from pantheon.formats import read_workloads
 
     check_policy(policy)
+    check_runtime_options(max_inflight, dispatch_overhead_us, time_scale)
     be = parse_best_effort(best_effort)
     repository = read_repository(repo)
     ws = read_workloads(workload)
     jobs = validate(ws, repository, where=str(workload))
     rt = Runtime(repository, device=device, policy=policy, drop_late=drop_late, log=log, best_effort=be,
                  telemetry=telemetry, max_inflight=max_inflight, threads=threads, calibrate=calibrate,
+                 cuda_graphs=cuda_graphs, dispatch_overhead_us=dispatch_overhead_us,
                  start_fields={"workload": str(workload), "time_scale": time_scale, "jobs": len(jobs)})
     stop = threading.Event()
     old: Dict[int, Any] = {}
@@ -869,13 +1116,15 @@ def run(repo: PathLike, workload: PathLike, log: PathLike, *, policy: str = "pan
 def runtime_command(repo: PathLike, workload: PathLike, log: PathLike, policy: str, device: str,
                     best_effort: Sequence[str], telemetry: str, drop_late: bool, time_scale: float,
                     max_inflight: int, as_json: bool, threads: Optional[int] = None,
-                    calibrate: bool = True) -> Dict[str, Any]:
+                    calibrate: bool = True, cuda_graphs: bool = True,
+                    dispatch_overhead_us: Optional[float] = None) -> Dict[str, Any]:
     """``pantheon runtime``: run, then print the summary (JSON or one line)."""
     from pantheon import console
 
     summary = run(repo, workload, log, policy=policy, device=device, best_effort=best_effort, telemetry=telemetry,
                   drop_late=drop_late, time_scale=time_scale, max_inflight=max_inflight, progress=not as_json,
-                  threads=threads, calibrate=calibrate)
+                  threads=threads, calibrate=calibrate, cuda_graphs=cuda_graphs,
+                  dispatch_overhead_us=dispatch_overhead_us)
     if as_json:
         print(json.dumps(summary, indent=2, default=str))
     else:

@@ -105,12 +105,14 @@ class TaskProfile:
         exits: ``(block_id, latency_us, accuracy)`` per kept exit; sorted here by block id.
         index: the task's index (workload ``id``).
         dims: input dims (batch first), informational.
+        dispatch_us: fixed cost of dispatching one chunk (block or exit branch), charged on
+            top of every chunk's profiled latency (see :meth:`rescale`).
     """
 
     __slots__ = (
         "name", "index", "dims", "blocks", "exit_blocks", "exit_lat", "exit_acc", "prefix", "full",
         "top", "loss", "delta", "lo_for_nb", "rel_acc", "period_us", "rel_deadline_us", "static_exit",
-        "priority", "base_blocks", "base_exit_lat", "scale",
+        "priority", "base_blocks", "base_exit_lat", "scale", "dispatch_us",
     )
 
     def __init__(
@@ -120,6 +122,7 @@ class TaskProfile:
         exits: Sequence[Tuple[int, int, float]],
         index: int = 0,
         dims: Optional[Sequence[int]] = None,
+        dispatch_us: float = 0.0,
     ) -> None:
         if not exits:
             raise RepositoryError(f"task {name!r} has no exits")
@@ -148,7 +151,8 @@ class TaskProfile:
         self.rel_acc = [a / a_top for a in self.exit_acc]
         # loss[m]: relative accuracy lost (vs the original) by moving from exit m down to m-1.
         self.loss = [INF] + [1.0 - self.exit_acc[m - 1] / a_top for m in range(1, len(exits))]
-        self.rescale(1.0)
+        self.dispatch_us = 0.0
+        self.rescale(1.0, dispatch_us)
         # lo_for_nb[nb]: smallest exit a job whose first undispatched block is nb may use.
         self.lo_for_nb = []
         for nb in range(self.exit_blocks[-1] + 2):
@@ -161,16 +165,25 @@ class TaskProfile:
         self.static_exit = self.top
         self.priority = 0
 
-    def rescale(self, factor: float) -> None:
-        """Plan with the profiled latencies times ``factor`` (the runtime's online calibration).
+    def rescale(self, factor: float, dispatch_us: Optional[float] = None) -> None:
+        """Plan with ``dispatch_us + factor x profiled latency`` per chunk (the cost model).
 
-        Recomputes the latency tables (blocks, exits, prefix sums, full latency per exit,
-        downgrade deltas); accuracies and exit eligibility do not change. Not thread-safe:
-        the runtime calls it under the lock that guards scheduling decisions.
+        ``factor`` is the runtime's online calibration (1.0: the profile); ``dispatch_us``
+        the fixed per-chunk launch cost (None keeps the current one). Recomputes the latency
+        tables (blocks, exits, prefix sums, full latency per exit, downgrade deltas);
+        accuracies and exit eligibility do not change. Not thread-safe: the runtime calls
+        it under the lock that guards scheduling decisions.
         """
+        if dispatch_us is not None:
+            if not math.isfinite(dispatch_us) or dispatch_us < 0:
+                raise UsageError(f"the dispatch overhead must be a finite number >= 0 us, got {dispatch_us}")
+            self.dispatch_us = float(dispatch_us)
+        if not math.isfinite(factor) or factor <= 0:
+            raise UsageError(f"a latency scale must be finite and positive, got {factor}")
         self.scale = float(factor)
-        self.blocks = [int(round(x * factor)) for x in self.base_blocks]
-        self.exit_lat = [int(round(x * factor)) for x in self.base_exit_lat]
+        o = self.dispatch_us
+        self.blocks = [int(round(o + x * factor)) for x in self.base_blocks]
+        self.exit_lat = [int(round(o + x * factor)) for x in self.base_exit_lat]
         self.prefix = [0]
         for lat in self.blocks:
             self.prefix.append(self.prefix[-1] + lat)

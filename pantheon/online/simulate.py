@@ -7,6 +7,16 @@ arrival during a chunk is decided at its release time but can only take the devi
 the chunk ends (chunk-granular preemption). It writes the same event log as the runtime,
 so ``pantheon report`` reads both.
 
+Cost model: the scheduler plans with ``dispatch overhead + profiled latency`` per chunk,
+the runtime's model before it calibrates. The overhead is the one the repository's
+profiles were measured with (``Repository.dispatch_us``) unless ``dispatch_us`` replaces
+it (for example with the value a live run logged, to replay that run). The simulated
+device runs a chunk for that long, except on a pipelined executor (``pipelined``; the
+default for repositories profiled on CUDA, where the runtime keeps two chunks in flight):
+there the CPU launches the next chunk while the GPU runs the current one, so a chunk
+that follows another back to back takes ``max(overhead, profiled latency)``, and only a
+chunk that starts an idle device pays both.
+
 Noise model (``jitter``): every chunk's latency is multiplied by a log-normal factor with
 mean 1 and shape ``jitter`` (about ``jitter`` relative standard deviation), drawn from a
 ``random.Random(seed)``; the same seed gives the same run. The scheduler itself always
@@ -25,7 +35,7 @@ from __future__ import annotations
 import math
 import random
 import time
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Callable, Dict, List, Optional, Sequence
 
 from pantheon.analysis.report import summarize
 from pantheon.formats import Workloads
@@ -48,6 +58,8 @@ def simulate(
     log: Optional[EventLog] = None,
     start_fields: Optional[Dict[str, Any]] = None,
     jobs: Optional[Sequence[JobSpec]] = None,
+    dispatch_us: Optional[float] = None,
+    pipelined: Optional[bool] = None,
 ) -> Dict[str, Any]:
     """Simulate ``workload`` on ``repo`` under ``policy``; return the run summary.
 
@@ -61,6 +73,9 @@ def simulate(
         log: where to write events (default: nowhere).
         start_fields: extra fields for the ``start`` event.
         jobs: already validated jobs (skips validation).
+        dispatch_us: per-chunk dispatch overhead instead of the repository's.
+        pipelined: model the CUDA executor's overlap of launch and execution (default:
+            ``repo.pipelined``, True for repositories profiled on CUDA).
 
     Returns:
         The summary (:func:`pantheon.analysis.report.summarize`), with ``dmr`` and
@@ -71,19 +86,28 @@ def simulate(
         from pantheon.errors import UsageError
 
         raise UsageError(f"--jitter must be >= 0, got {jitter}")
+    if dispatch_us is not None:
+        if not math.isfinite(dispatch_us) or dispatch_us < 0:
+            from pantheon.errors import UsageError
+
+            raise UsageError(f"--dispatch-us must be a finite number >= 0, got {dispatch_us}")
+        repo = repo.with_dispatch_overhead(dispatch_us)
     specs = list(jobs) if jobs is not None else validate(workload, repo)
     apply_timing(repo, specs)
     sched = Scheduler(list(repo.tasks.values()), policy, drop_late=drop_late)
     log = log or NullLog()
     meta = {"mode": "sim", "policy": policy, "device": "simulated", "app": repo.app, "drop_late": drop_late}
+    pipe = repo.pipelined if pipelined is None else bool(pipelined)
     log.start(0, **meta, repository=str(repo.path), jitter=jitter, seed=seed, tasks=repo.describe(),
-              **(start_fields or {}))
+              dispatch_overhead_us=repo.dispatch_us, pipelined=pipe, **(start_fields or {}))
     wall0, cpu0 = time.perf_counter(), time.process_time()
-    res = _run(sched, repo, specs, log, jitter, seed)
+    res = _run(sched, repo, specs, log, jitter, seed, pipe)
     wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
     records, decisions, preemptions, downgrades, t_end = res
     summary = summarize(records, decisions, (), preemptions, meta)
     summary["downgrades"] = downgrades
+    summary["dispatch_overhead_us"] = repo.dispatch_us
+    summary["pipelined"] = pipe
     summary["sim_wall_s"] = round(wall, 4)
     summary["sim_cpu_s"] = round(cpu, 4)
     summary["jobs_per_s"] = round(len(specs) / wall, 1) if wall > 0 else None
@@ -93,7 +117,7 @@ def simulate(
 
 
 def _run(sched: Scheduler, repo: Repository, specs: Sequence[JobSpec], log: EventLog, jitter: float,
-         seed: int):
+         seed: int, pipelined: bool = False):
     rng = random.Random(seed)
     gauss = rng.gauss
     sigma = float(jitter)
@@ -116,6 +140,16 @@ def _run(sched: Scheduler, repo: Repository, specs: Sequence[JobSpec], log: Even
 
     def noise(lat: int) -> int:
         return int(lat * exp(mu + sigma * gauss(0.0, 1.0)))
+
+    def chained(o: float) -> Callable[[int], int]:
+        """Duration of a chunk launched while the previous one still runs (pipelined executor)."""
+        def cost(lat: int) -> int:
+            d = noise(lat) if sigma else lat
+            return int(max(o, d - o))
+        return cost
+
+    costs = {name: chained(t.dispatch_us) for name, t in tasks.items()} if pipelined else {}
+    prev_end = -1  # end of the last chunk: a chunk starting then follows it back to back
 
     preemptions = 0
     downgrades = 0
@@ -164,12 +198,15 @@ def _run(sched: Scheduler, repo: Repository, specs: Sequence[JobSpec], log: Even
             preempted[pre.id] = True
             if logging:
                 log.preempt(t, pre.id, job.id)
-        if sigma:
+        if pipelined and t == prev_end:
+            lat = costs[job.task.name](lat)
+        elif sigma:
             lat = noise(lat)
         end = t + lat
         if kind == BLOCK and not logging and (i >= n or rel[i] > end):
             # nothing arrives before this block ends: the job keeps the device for its next blocks
-            end = run_ahead(job, end, rel[i] if i < n else INF, noise if sigma else None)
+            step = costs[job.task.name] if pipelined else (noise if sigma else None)
+            end = run_ahead(job, end, rel[i] if i < n else INF, step)
         if logging:
             if kind == BLOCK:
                 log.dispatch_block(t, job.id, idx)
@@ -179,6 +216,7 @@ def _run(sched: Scheduler, repo: Repository, specs: Sequence[JobSpec], log: Even
             downgrades += admit(i, rel[i])
             i += 1
         t = end
+        prev_end = end
         sched.busy_until = t  # the device is free again
         if kind == BLOCK:
             if logging:
@@ -202,7 +240,8 @@ def _run(sched: Scheduler, repo: Repository, specs: Sequence[JobSpec], log: Even
 
 
 def simulate_command(repo_dir: Any, workload: Any, policy: str, jitter: float, seed: int, drop_late: bool,
-                     log: Optional[Any], out: Optional[Any], as_json: bool) -> Dict[str, Any]:
+                     log: Optional[Any], out: Optional[Any], as_json: bool,
+                     dispatch_us: Optional[float] = None) -> Dict[str, Any]:
     """``pantheon simulate``: validate inputs, simulate, optionally log and report, print."""
     import json
 
@@ -221,7 +260,7 @@ def simulate_command(repo_dir: Any, workload: Any, policy: str, jitter: float, s
     elog = EventLog(events_path(log)) if log is not None else None
     try:
         summary = simulate(repo, ws, policy, jitter=jitter, seed=seed, drop_late=drop_late, log=elog, jobs=jobs,
-                           start_fields={"workload": str(workload), "run_id": run_id})
+                           dispatch_us=dispatch_us, start_fields={"workload": str(workload), "run_id": run_id})
     finally:
         if elog is not None:
             elog.close()
