@@ -423,6 +423,9 @@ def simulate_cmd(
     dispatch_us: Optional[float] = typer.Option(
         None, "--dispatch-us", help="Per-chunk dispatch overhead (default: the one the repository was profiled with)."
     ),
+    pipelined: bool = typer.Option(
+        False, "--pipelined", help="Chunks after the first of a busy period take max(overhead, latency) (ideal CUDA overlap)."
+    ),
 ) -> None:
     """Replay a workload in the discrete-event simulator with the runtime's scheduler.
 
@@ -430,7 +433,7 @@ def simulate_cmd(
     """
     from pantheon.online.simulate import simulate_command
 
-    simulate_command(repo, workload, policy, jitter, seed, drop_late, log, out, as_json, dispatch_us)
+    simulate_command(repo, workload, policy, jitter, seed, drop_late, log, out, as_json, dispatch_us, pipelined)
 
 
 @app.command("report")

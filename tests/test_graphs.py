@@ -43,6 +43,12 @@ def test_a_chunk_that_cannot_be_captured_stays_eager_with_one_reason():
     assert fallbacks[0].reason == "RuntimeError: operation not permitted when stream is capturing"
 
 
+def test_a_torchscript_failure_is_reported_by_its_last_line():
+    exc = RuntimeError("The following operation failed in the TorchScript interpreter.\nTraceback of TorchScript:\n"
+                       "  x.item()\nRuntimeError: called a synchronizing CUDA operation\n")
+    assert graphs.reason(exc) == "RuntimeError: RuntimeError: called a synchronizing CUDA operation"
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA (run on a GPU machine)")
 def test_a_captured_chunk_matches_eager_and_survives_other_replays():
     conv = torch.nn.Conv2d(3, 8, 3).cuda().eval()

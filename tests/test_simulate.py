@@ -280,18 +280,17 @@ def test_the_simulator_charges_the_dispatch_overhead_per_chunk():
 
 @pytest.mark.parametrize("logged", [False, True])
 def test_a_pipelined_executor_overlaps_launch_and_execution(tmp_path, logged):
-    """On CUDA the runtime launches the next chunk while the GPU runs the current one: only the chunk
-    that starts an idle device pays overhead + latency; chunks that follow back to back take
-    max(overhead, latency). The scheduler still plans with overhead + latency. Both simulator paths
-    (with a log, and the fast path without one) agree."""
+    """The pipelined model: only the chunk that starts an idle device pays overhead + latency; chunks
+    that follow back to back take max(overhead, latency). The scheduler still plans with overhead +
+    latency. Both simulator paths (with a log, and the fast path without one) agree."""
     t = TaskProfile("a", [300, 50, 300], [(2, 200, 0.9)], index=0, dispatch_us=100)
-    repo = Repository(Path("."), {"a": t}, app="pipe", dispatch_us=100, pipelined=True)
+    repo = Repository(Path("."), {"a": t}, app="pipe", dispatch_us=100)
     ws = _workloads([("a", 0, 100_000), ("a", 50_000, 150_000)])
     log = EventLog(tmp_path / "e.jsonl") if logged else None
-    piped = simulate(repo, ws, "edf", log=log)
+    piped = simulate(repo, ws, "edf", log=log, pipelined=True)
     if log is not None:
         log.close()
-    serial = simulate(repo, ws, "edf", pipelined=False)
+    serial = simulate(repo, ws, "edf")
     # serial: 4 chunks at overhead + latency = 400 + 150 + 400 + 300
     assert serial["response_p50_us"] == 1250 and not serial["pipelined"]
     # pipelined: 400 (idle device) + max(100, 50) + max(100, 300) + max(100, 200)

@@ -124,10 +124,17 @@ def compile_chunks(items: Sequence[Tuple[str, Any, Sequence[int]]], pool: Any = 
         try:
             out.append(fn(module, shape, pool))
         except Exception as exc:  # any capture failure: run this chunk eager
-            first = (str(exc).strip().splitlines() or [exc.__class__.__name__])[0]
-            fallbacks.append(Fallback(name, f"{exc.__class__.__name__}: {first[:200]}"))
+            fallbacks.append(Fallback(name, reason(exc)))
             out.append(module)
     return out, fallbacks
+
+
+def reason(exc: BaseException) -> str:
+    """One line saying why: the exception's own line (a TorchScript error's last line, which
+    names the failing operation, rather than its generic first one)."""
+    lines = [ln.strip() for ln in str(exc).strip().splitlines() if ln.strip()]
+    line = lines[-1] if len(lines) > 1 and "TorchScript interpreter" in lines[0] else (lines[0] if lines else "")
+    return f"{exc.__class__.__name__}: {line[:200]}" if line else exc.__class__.__name__
 
 
 def is_graph(chunk: Any) -> bool:

@@ -220,7 +220,7 @@ def _time_cuda(module: Any, shape: List[int], warmup: int, repeat: int, device: 
             try:
                 chunk, executor = graphs.capture(module, shape), "cuda-graph"
             except Exception as exc:  # timed eager, as the runtime would run it
-                reason = f"{exc.__class__.__name__}: {(str(exc).strip().splitlines() or [''])[0][:200]}"
+                reason = graphs.reason(exc)
         stream = torch.cuda.Stream(device=device, priority=torch.cuda.Stream.priority_range()[1])
         x = torch.randn(*shape, device=device)
         events = [torch.cuda.Event(enable_timing=True) for _ in range(repeat + 1)]

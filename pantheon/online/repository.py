@@ -58,7 +58,7 @@ class Repository:
     app: str = ""
     plan: Dict[str, Any] = field(default_factory=dict)
     dispatch_us: float = 0.0  # per-chunk dispatch overhead the profiles are charged with
-    pipelined: bool = False  # profiled on CUDA: the runtime overlaps a chunk's launch with the previous one
+    profile_device: str = ""  # where the profiles were measured ("cuda (NVIDIA H200)", "cpu (x86_64, 1 threads)")
 
     def with_dispatch_overhead(self, dispatch_us: float) -> Repository:
         """A copy whose task profiles charge ``dispatch_us`` per chunk (this one is unchanged)."""
@@ -67,7 +67,7 @@ class Repository:
         tasks = copy.deepcopy(self.tasks)
         for t in tasks.values():
             t.rescale(t.scale, dispatch_us)
-        return Repository(self.path, tasks, self.app, dict(self.plan), float(dispatch_us), self.pipelined)
+        return Repository(self.path, tasks, self.app, dict(self.plan), float(dispatch_us), self.profile_device)
 
     @property
     def names(self) -> List[str]:
@@ -193,8 +193,7 @@ def read_repository(path: PathLike, *, verify: bool = True) -> Repository:
         tasks[name] = t
     app = str(plan.get("app") or (repo.parent.name if repo.name == "repository" else repo.name))
     device = str(meta.get("profile_device", plan.get("profile_device")) or "")
-    return Repository(path=repo, tasks=tasks, app=app, plan=plan, dispatch_us=overhead,
-                      pipelined=device.startswith("cuda"))
+    return Repository(path=repo, tasks=tasks, app=app, plan=plan, dispatch_us=overhead, profile_device=device)
 
 
 def _dispatch_overhead(value: Any, repo: Path) -> float:

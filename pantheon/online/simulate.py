@@ -11,11 +11,13 @@ Cost model: the scheduler plans with ``dispatch overhead + profiled latency`` pe
 the runtime's model before it calibrates. The overhead is the one the repository's
 profiles were measured with (``Repository.dispatch_us``) unless ``dispatch_us`` replaces
 it (for example with the value a live run logged, to replay that run). The simulated
-device runs a chunk for that long, except on a pipelined executor (``pipelined``; the
-default for repositories profiled on CUDA, where the runtime keeps two chunks in flight):
-there the CPU launches the next chunk while the GPU runs the current one, so a chunk
-that follows another back to back takes ``max(overhead, profiled latency)``, and only a
-chunk that starts an idle device pays both.
+device runs a chunk for that long (serial model). ``pipelined=True`` models the ideal
+CUDA executor instead: the CPU launches the next chunk while the GPU runs the current
+one, so a chunk that follows another back to back takes ``max(overhead, profiled
+latency)`` and only a chunk that starts an idle device pays both. On an H200 the serial
+model was the closer (and the pessimistic) one under overload, where the runtime's own
+decisions keep the CPU busy: the pipelined one predicted 0-1% DMR where edf and fifo
+missed 25% live (``bench/results/gpu_live_vs_sim_h200*.json``), so it is not the default.
 
 Noise model (``jitter``): every chunk's latency is multiplied by a log-normal factor with
 mean 1 and shape ``jitter`` (about ``jitter`` relative standard deviation), drawn from a
@@ -59,7 +61,7 @@ def simulate(
     start_fields: Optional[Dict[str, Any]] = None,
     jobs: Optional[Sequence[JobSpec]] = None,
     dispatch_us: Optional[float] = None,
-    pipelined: Optional[bool] = None,
+    pipelined: bool = False,
 ) -> Dict[str, Any]:
     """Simulate ``workload`` on ``repo`` under ``policy``; return the run summary.
 
@@ -74,8 +76,7 @@ def simulate(
         start_fields: extra fields for the ``start`` event.
         jobs: already validated jobs (skips validation).
         dispatch_us: per-chunk dispatch overhead instead of the repository's.
-        pipelined: model the CUDA executor's overlap of launch and execution (default:
-            ``repo.pipelined``, True for repositories profiled on CUDA).
+        pipelined: model an ideal overlap of launch and execution (see above; default False).
 
     Returns:
         The summary (:func:`pantheon.analysis.report.summarize`), with ``dmr`` and
@@ -97,7 +98,7 @@ def simulate(
     sched = Scheduler(list(repo.tasks.values()), policy, drop_late=drop_late)
     log = log or NullLog()
     meta = {"mode": "sim", "policy": policy, "device": "simulated", "app": repo.app, "drop_late": drop_late}
-    pipe = repo.pipelined if pipelined is None else bool(pipelined)
+    pipe = bool(pipelined)
     log.start(0, **meta, repository=str(repo.path), jitter=jitter, seed=seed, tasks=repo.describe(),
               dispatch_overhead_us=repo.dispatch_us, pipelined=pipe, **(start_fields or {}))
     wall0, cpu0 = time.perf_counter(), time.process_time()
@@ -241,7 +242,7 @@ def _run(sched: Scheduler, repo: Repository, specs: Sequence[JobSpec], log: Even
 
 def simulate_command(repo_dir: Any, workload: Any, policy: str, jitter: float, seed: int, drop_late: bool,
                      log: Optional[Any], out: Optional[Any], as_json: bool,
-                     dispatch_us: Optional[float] = None) -> Dict[str, Any]:
+                     dispatch_us: Optional[float] = None, pipelined: bool = False) -> Dict[str, Any]:
     """``pantheon simulate``: validate inputs, simulate, optionally log and report, print."""
     import json
 
@@ -260,7 +261,7 @@ def simulate_command(repo_dir: Any, workload: Any, policy: str, jitter: float, s
     elog = EventLog(events_path(log)) if log is not None else None
     try:
         summary = simulate(repo, ws, policy, jitter=jitter, seed=seed, drop_late=drop_late, log=elog, jobs=jobs,
-                           dispatch_us=dispatch_us, start_fields={"workload": str(workload), "run_id": run_id})
+                           dispatch_us=dispatch_us, pipelined=pipelined, start_fields={"workload": str(workload), "run_id": run_id})
     finally:
         if elog is not None:
             elog.close()
