@@ -90,3 +90,24 @@ def test_rerun_skips_every_stage_and_reuses_the_runs(demo_run):
     for policy in POLICIES:
         assert (second.logs[policy] / "events.jsonl").read_bytes() == (first.logs[policy] / "events.jsonl").read_bytes()
     assert second.rows == first.rows
+
+
+def test_the_table_puts_the_simulated_dmr_next_to_the_live_one(demo_run):
+    """Each row's simulated DMR is the simulator's verdict on the same workload and repository, and the
+    repository carries the dispatch overhead the profiler server measured (the simulator charges it)."""
+    from pantheon.formats import read_workloads
+    from pantheon.online.repository import read_repository
+    from pantheon.online.simulate import simulate
+
+    _, first, _ = demo_run
+    repo = read_repository(first.repository)
+    profile = json.loads((Path(first.root) / "variants" / "digits_resnet18" / "profile.json").read_text())
+    assert profile["dispatch_overhead_us"] > 0 and profile["executors"] == ["eager"]
+    assert repo.dispatch_us == pytest.approx(max(
+        json.loads((Path(first.root) / "variants" / t / "profile.json").read_text())["dispatch_overhead_us"]
+        for t in repo.names))
+    ws = read_workloads(first.workload)
+    for row in first.rows:
+        assert row["sim_dmr"] == pytest.approx(simulate(read_repository(first.repository), ws, row["policy"])["dmr"])
+    md = (first.report / "report.md").read_text()
+    assert "| simulated DMR | live - simulated |" in md
