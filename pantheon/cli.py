@@ -355,8 +355,10 @@ def workload_cmd(
     seed: Optional[int] = typer.Option(None, "--seed", help="Random seed (default: the app's)."),
     duration: Optional[float] = typer.Option(None, "--duration", help="Seconds of workload (default: the app's)."),
     load_factor: float = typer.Option(1.0, "--load-factor", help="Divide every period by this factor."),
-    force: bool = typer.Option(True, "--force/--no-force", help="Replace an existing output."),
+    force: bool = typer.Option(False, "--force/--no-force", help="Replace an existing output."),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
+    max_jobs: int = typer.Option(1_000_000, "--max-jobs", help="Refuse to generate more jobs than this (checked first)."),
+    max_span: float = typer.Option(86_400.0, "--max-span", help="Refuse streams running longer than this (seconds)."),
 ) -> None:
     """Generate a reference-compatible Workloads .bin from an app or spec, or show one.
 
@@ -365,7 +367,8 @@ def workload_cmd(
     """
     from pantheon.online.workload import workload_command
 
-    workload_command(spec, out, show, repo, seed, duration, load_factor, force, as_json)
+    workload_command(spec, out, show, repo, seed, duration, load_factor, force, as_json,
+                     max_jobs=max_jobs, max_span_s=max_span)
 
 
 @app.command("runtime")

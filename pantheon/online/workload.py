@@ -27,6 +27,7 @@ Example::
 
 from __future__ import annotations
 
+import math
 import statistics
 from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence, Tuple
 
@@ -38,6 +39,13 @@ from pantheon.formats.app import App, Stream
 
 if TYPE_CHECKING:
     from pantheon.online.repository import Repository
+
+#: Default bounds of a generated workload, checked before any job is generated (override with
+#: ``--max-jobs`` / ``--max-span``): a million jobs is ~30 MB of protobuf; a day of releases.
+MAX_JOBS = 1_000_000
+MAX_SPAN_S = 86_400.0
+#: Releases and deadlines are uint64 us on the wire; keep them exact in a float (2**53).
+_HARD_SPAN_US = float(2 ** 53)
 
 
 class JobSpec:
@@ -67,8 +75,44 @@ def _resolve(s: Stream, repo: Optional[Repository], what: str) -> float:
     return float(us)
 
 
+def _finite(value: float, option: str, *, positive: bool = True) -> float:
+    try:
+        x = float(value)
+    except (TypeError, ValueError):
+        raise UsageError(f"{option} must be a number, got {value!r}") from None
+    if not math.isfinite(x):
+        raise UsageError(f"{option} must be a finite number, got {value!r}")
+    if positive and x <= 0:
+        raise UsageError(f"{option} must be positive, got {value!r}")
+    return x
+
+
+def check_options(seed: Optional[int], duration_s: Optional[float], load_factor: float, max_jobs: int,
+                  max_span_s: float) -> None:
+    """Refuse option values that are not finite / in range (UsageError naming the option)."""
+    _finite(load_factor, "--load-factor")
+    if seed is not None and (isinstance(seed, bool) or int(seed) < 0):
+        raise UsageError(f"--seed must be a non-negative integer, got {seed}")
+    if duration_s is not None:
+        _finite(duration_s, "--duration")
+    _finite(max_span_s, "--max-span")
+    if max_jobs is None or int(max_jobs) <= 0:
+        raise UsageError(f"--max-jobs must be a positive integer, got {max_jobs}")
+
+
+def estimate_jobs(period: float, start: float, end: float, lam: Optional[float]) -> int:
+    """Jobs one stream releases in ``[start, end)`` (the expectation for a Poisson stream)."""
+    if end <= start:
+        return 0
+    n = (end - start) / period
+    if lam is not None:
+        n *= lam
+    return int(math.ceil(n))
+
+
 def generate(app: App, repo: Optional[Repository] = None, seed: Optional[int] = None,
-             duration_s: Optional[float] = None, load_factor: float = 1.0) -> Workloads:
+             duration_s: Optional[float] = None, load_factor: float = 1.0,
+             max_jobs: int = MAX_JOBS, max_span_s: float = MAX_SPAN_S) -> Workloads:
     """Jobs of every stream of ``app`` as a reference ``Workloads`` message.
 
     Args:
@@ -78,27 +122,60 @@ def generate(app: App, repo: Optional[Repository] = None, seed: Optional[int] = 
         seed: overrides the app's seed.
         duration_s: overrides the app's duration (streams without their own ``end``).
         load_factor: divides every period.
+        max_jobs, max_span_s: bounds checked on every stream before anything is generated
+            (a :class:`WorkloadError` names the stream and the override).
+
+    Raises:
+        UsageError: a duration, load factor or seed that is not finite/positive.
+        WorkloadError: a workload over the bounds, or one without any job.
     """
     if not app.streams:
         raise WorkloadError(f"{app.source or app.name} defines no workload streams")
-    if load_factor <= 0:
-        raise UsageError(f"--load-factor must be positive, got {load_factor}")
+    check_options(seed, duration_s, load_factor, max_jobs, max_span_s)
+    max_span_us = min(float(max_span_s) * 1e6, _HARD_SPAN_US)
     rng = np.random.default_rng(app.seed if seed is None else seed)
     end_default = float(duration_s if duration_s is not None else app.duration_s) * 1e6
     task_ids = {name: i for i, name in enumerate(app.tasks)}
     jitter = int(round(app.jitter_us))
-    rows: List[Tuple[int, int, int, str, List[int]]] = []
-    for si, s in enumerate(app.streams):
+    plans = []
+    total = 0
+    where = app.source or app.name
+    for s in app.streams:
         if repo is not None:
             repo.task(s.task)
         period = _resolve(s, repo, "period") / load_factor
         rel_deadline = _resolve(s, repo, "deadline")
-        if period <= 0 or rel_deadline <= 0:
-            raise WorkloadError(f"stream of {s.task}: period and deadline must be positive")
+        if not (math.isfinite(period) and math.isfinite(rel_deadline)) or period <= 0 or rel_deadline <= 0:
+            raise WorkloadError(f"stream of {s.task}: period and deadline must be positive and finite")
         end = float(s.end_us) if s.end_us is not None else end_default
+        if not math.isfinite(end) or not math.isfinite(float(s.start_us)):
+            raise WorkloadError(f"{where}: stream of {s.task} has a start or end that is not finite")
+        if end + rel_deadline + jitter > max_span_us:
+            raise WorkloadError(
+                f"{where}: stream of {s.task} runs to {end / 1e6:g} s (+ deadline), over the limit of "
+                f"{max_span_us / 1e6:g} s; shorten end/--duration or raise --max-span SECONDS"
+            )
+        n = estimate_jobs(period, float(s.start_us), end, s.lam)
+        total += n
+        if total > max_jobs:
+            raise WorkloadError(
+                f"{where}: the workload would hold about {total} jobs or more (stream of {s.task}: period "
+                f"{period:g} us over {max(0.0, end - s.start_us) / 1e6:g} s), over the limit of {max_jobs}; "
+                f"lengthen the period, shorten --duration, or raise --max-jobs N"
+            )
+        plans.append((s, period, rel_deadline, end))
+    rows: List[Tuple[int, int, int, str, List[int]]] = []
+    for si, (s, period, rel_deadline, end) in enumerate(plans):
         shape = list(s.shape) if s.shape else (repo.dims(s.task) if repo is not None else [])
         for rel in _releases(s, period, end, jitter, rng):
             rows.append((rel, si, int(rel + rel_deadline), s.task, shape))
+            if len(rows) > max_jobs:  # a Poisson stream above its expectation
+                raise WorkloadError(f"{where}: the workload holds more than {max_jobs} jobs; raise --max-jobs N")
+    if not rows:
+        raise WorkloadError(
+            f"{where}: the workload holds no jobs (every stream ends before it starts); check --duration and "
+            f"the streams' start/end"
+        )
     rows.sort(key=lambda r: (r[0], r[1]))
     msg = Workloads()
     for rel, _si, dl, task, shape in rows:
@@ -221,7 +298,7 @@ def show(ws: Workloads, repo: Optional[Repository] = None) -> Dict[str, Any]:
 
 def workload_command(spec: Optional[str], out: Optional[Any], show_path: Optional[Any], repo_dir: Optional[Any],
                      seed: Optional[int], duration: Optional[float], load_factor: float, force: bool,
-                     as_json: bool) -> Dict[str, Any]:
+                     as_json: bool, max_jobs: int = MAX_JOBS, max_span_s: float = MAX_SPAN_S) -> Dict[str, Any]:
     """``pantheon workload``: generate (``--spec``) or describe (``--show``) a workload file."""
     import json
     from pathlib import Path
@@ -233,13 +310,21 @@ def workload_command(spec: Optional[str], out: Optional[Any], show_path: Optiona
 
     if (spec is None) == (show_path is None):
         raise UsageError("pass exactly one of --spec (generate) or --show FILE.bin (describe)")
+    check_options(seed, duration, load_factor, max_jobs, max_span_s)
     repo = read_repository(repo_dir) if repo_dir is not None else None
     if show_path is not None:
         info = show(read_workloads(show_path), repo)
         info["file"] = str(show_path)
     else:
         app = load_app(spec)  # type: ignore[arg-type]
-        ws = generate(app, repo=repo, seed=seed, duration_s=duration, load_factor=load_factor)
+        if out is not None and Path(out).is_dir():
+            raise UsageError(f"--out {out} is a directory; pass a file name such as {Path(out) / 'workload.bin'}")
+        if out is not None and Path(out).exists() and not force:
+            from pantheon.errors import ArtifactExistsError
+
+            raise ArtifactExistsError(f"{out} already exists; pass --force to replace it")
+        ws = generate(app, repo=repo, seed=seed, duration_s=duration, load_factor=load_factor,
+                      max_jobs=max_jobs, max_span_s=max_span_s)
         if out is None:
             dest = store.Store().workload_dir(app.name)
             inputs = {"spec": str(app.source), "seed": seed, "duration": duration, "load_factor": load_factor}
@@ -248,10 +333,6 @@ def workload_command(spec: Optional[str], out: Optional[Any], show_path: Optiona
                 (tmp / "workload.json").write_text(json.dumps(app.raw, indent=2, default=str) + "\n")
             out = dest / "workload.bin"
         else:
-            if Path(out).exists() and not force:
-                from pantheon.errors import ArtifactExistsError
-
-                raise ArtifactExistsError(f"{out} already exists; pass --force to replace it")
             write_workloads(out, ws)
         info = show(ws, repo)
         info["file"] = str(out)
