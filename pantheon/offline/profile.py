@@ -50,6 +50,9 @@ from pantheon.online import profiler_server as ps
 
 PROFILE_CSV = "profile.csv"
 PROFILE_JSON = "profile.json"
+# How chunks are timed (CUDA-graph replay / cold-cache CPU calls, plus the dispatch overhead):
+# a profile made by an older method is re-measured by the pipeline.
+TIMING_METHOD = 2
 VARIANTS_JSON = "variants.json"
 
 
@@ -525,7 +528,8 @@ def profile_inputs(v: Variants, source: str, warmup: int, repeat: int, max_sampl
     files = {name: e.sha256 for name, e in store.read_manifest(v.path).files.items() if name.endswith(".pt")}
     # The board, not the port its server happened to listen on, decides whether a profile is current.
     where = source if source == "local" else source.rsplit(":", 1)[0]
-    return {"files": store.fingerprint(files), "source": where, "warmup": warmup, "repeat": repeat, "max_samples": max_samples}
+    return {"files": store.fingerprint(files), "source": where, "warmup": warmup, "repeat": repeat, "max_samples": max_samples,
+            "timing": TIMING_METHOD}
 
 
 def profile(
