@@ -237,7 +237,8 @@ def profiler_server_cmd(
     warmup: int = typer.Option(10, "--warmup", help="Untimed runs before timing (a request may override)."),
     repeat: int = typer.Option(100, "--repeat", help="Timed runs per module (a request may override)."),
     token: Optional[str] = typer.Option(None, "--token", envvar="PANTHEON_TOKEN", help="Shared secret clients must send."),
-    max_bytes: int = typer.Option(1 << 30, "--max-bytes", help="Largest accepted message (bytes)."),
+    max_bytes: int = typer.Option(256 << 20, "--max-bytes", help="Largest accepted message (bytes)."),
+    max_connections: int = typer.Option(32, "--max-connections", help="Connections open at once (more are refused)."),
     idle_timeout: float = typer.Option(300.0, "--idle-timeout", help="Seconds an idle connection stays open."),
     read_timeout: float = typer.Option(60.0, "--read-timeout", help="Seconds to receive one announced message."),
     threads: Optional[int] = typer.Option(
@@ -251,7 +252,8 @@ def profiler_server_cmd(
     from pantheon.online.profiler_server import ServerConfig, serve
 
     cfg = ServerConfig(host=host, port=port, warmup=warmup, repeat=repeat, token=token or None,
-                       max_bytes=max_bytes, idle_timeout=idle_timeout, read_timeout=read_timeout, threads=threads)
+                       max_bytes=max_bytes, idle_timeout=idle_timeout, read_timeout=read_timeout, threads=threads,
+                       max_connections=max_connections)
     serve(cfg, ready=lambda h, p: print(f"listening on {h}:{p}", flush=True))
 
 

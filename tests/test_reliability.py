@@ -102,3 +102,127 @@ def test_workload_out_is_a_directory(tmp_path):
     res = runner.invoke(app, ["workload", "--spec", str(spec), "--out", str(tmp_path)])
     assert res.exit_code == 2 and "is a directory" in res.output
     _one_line(res)
+
+
+# -- items 10 and 16: profiler server timeouts, authentication before the body, connection limit --
+
+
+@pytest.mark.parametrize("args, fragment", [
+    (["--idle-timeout", "nan"], "--idle-timeout"),
+    (["--idle-timeout", "inf"], "--idle-timeout"),
+    (["--read-timeout", "nan"], "--read-timeout"),
+    (["--read-timeout", "-1"], "--read-timeout"),
+    (["--port", "-1"], "--port"),
+    (["--port", "70000"], "--port"),
+    (["--max-connections", "0"], "--max-connections"),
+])
+def test_profiler_server_refuses_bad_limits(args, fragment):
+    res = runner.invoke(app, ["profiler-server", *args])
+    assert res.exit_code == 2, res.output
+    assert fragment in res.output
+    _one_line(res)
+
+
+def _profiler_bits():
+    import hashlib
+    import socket
+    import struct
+
+    from pantheon.online import profiler_server as ps
+
+    def connect(s):
+        return socket.create_connection(("127.0.0.1", s.port), timeout=10)
+
+    def read_reply(sock):
+        n = ps.recv_header(sock)
+        assert n is not None, "server closed without a reply"
+        return ps.ProfileReply.FromString(ps.recv_exact(sock, n))
+
+    def request(token, data=b"x" * 100):
+        return ps.ProfileRequest(version=ps.PROTOCOL_VERSION, token=token, file_name="m.pt", file=data,
+                                 sha256=hashlib.sha256(data).hexdigest(), input_shape=[1, 4], ping=False)
+
+    return ps, connect, read_reply, request, struct, socket
+
+
+def test_profiler_token_is_checked_before_the_body_is_read(tmp_path):
+    from _profiling import server
+
+    ps, connect, read_reply, request, struct, _ = _profiler_bits()
+    assert ps.DEFAULT_MAX_BYTES == 256 << 20 and ps.ServerConfig().max_bytes == 256 << 20
+    with server(tmp_path, "--repeat", "2", "--max-bytes", str(1 << 30), env={"PANTHEON_TOKEN": "s3cret"}) as s:
+        for token in ("wrong!", "", "s3cre", "s3cret-and-more"):
+            body = request(token).SerializeToString()
+            with connect(s) as sock:
+                # announce 512 MiB but send only the first bytes: the server must answer from them alone
+                sock.sendall(struct.pack(">Q", 512 << 20) + body[:40])
+                r = read_reply(sock)
+                assert not r.ok and r.error_kind == ps.ErrorKind.AUTH and "token" in r.error
+                assert sock.recv(1) == b""  # closed, the body never read
+        # the right token: the whole request is read and answered as before (a module that does not load)
+        with connect(s) as sock:
+            ps.send_msg(sock, request("s3cret"))
+            r = read_reply(sock)
+            assert not r.ok and r.error_kind == ps.ErrorKind.MODEL
+            ps.send_msg(sock, ps.ProfileRequest(version=ps.PROTOCOL_VERSION, token="s3cret", ping=True))
+            assert read_reply(sock).ok
+        assert "wrong or missing token" in s.logs()
+    with server(tmp_path, "--repeat", "2") as s, connect(s) as sock:  # default --max-bytes: 256 MiB
+        sock.sendall(struct.pack(">Q", 300 << 20))
+        r = read_reply(sock)
+        assert not r.ok and "exceeds the server limit of 268435456" in r.error
+
+
+def test_profiler_read_timeout_bounds_a_whole_message(tmp_path):
+    from _profiling import server
+
+    ps, connect, read_reply, request, struct, socket = _profiler_bits()
+    with server(tmp_path, "--repeat", "2", "--read-timeout", "1") as s, connect(s) as sock:
+        sock.sendall(struct.pack(">Q", 100))
+        t0 = time.monotonic()
+        closed = False
+        for _ in range(40):  # one byte every 0.2 s: each recv is quick, the message never completes
+            try:
+                sock.sendall(b"\x00")
+            except OSError:
+                closed = True
+                break
+            time.sleep(0.2)
+            sock.setblocking(False)
+            try:
+                if sock.recv(1) == b"":
+                    closed = True
+                    break
+            except BlockingIOError:
+                pass
+            finally:
+                sock.setblocking(True)
+        assert closed and time.monotonic() - t0 < 4
+        assert "timed out" in s.logs()
+
+
+def test_profiler_server_limits_concurrent_connections(tmp_path):
+    from _profiling import server
+
+    ps, connect, read_reply, request, struct, _ = _profiler_bits()
+    with server(tmp_path, "--repeat", "2", "--max-connections", "2") as s:
+        a, b = connect(s), connect(s)
+        ping = ps.ProfileRequest(version=ps.PROTOCOL_VERSION, ping=True)
+        for sock in (a, b):
+            ps.send_msg(sock, ping)
+            assert read_reply(sock).ok
+        with connect(s) as c:
+            r = read_reply(c)
+            assert not r.ok and r.error_kind == ps.ErrorKind.LIMIT and "--max-connections" in r.error
+            assert c.recv(1) == b""
+        a.close()
+        deadline = time.monotonic() + 10
+        while True:  # the slot frees once the server sees the close
+            with connect(s) as d:
+                ps.send_msg(d, ping)
+                r = read_reply(d)
+            if r.ok or time.monotonic() > deadline:
+                break
+            time.sleep(0.1)
+        assert r.ok
+        b.close()

@@ -15,6 +15,14 @@ server keeps serving; an oversized length prefix gets an error reply without the
 body being read, then the connection is closed. Timing is serialised by a lock so
 two clients never measure at the same time.
 
+Authentication before the body: a client serializes ``version`` (field 1) and ``token``
+(field 2) first, as every protobuf encoder does, so with ``--token`` set the server reads
+only those few leading bytes of a message, checks the token, and refuses a missing or
+wrong one (an AUTH reply, then the connection is closed) without reading the rest: an
+unauthenticated peer cannot make it buffer a large body. The wire format is unchanged
+(protocol 1). ``--max-connections`` bounds the open connections (an extra one gets a LIMIT
+reply and is closed), ``--read-timeout`` bounds the time to receive one whole message.
+
 :func:`time_module` is also what ``pantheon profile --local`` uses, so local and
 remote figures come from the same code.
 
@@ -55,7 +63,9 @@ from pantheon.online.repository import load_torchscript as load_torchscript  # c
 PROTOCOL_VERSION = 1
 HEADER = struct.Struct(">Q")  # 8-byte big-endian length prefix
 DEFAULT_PORT = 8765
-DEFAULT_MAX_BYTES = 1 << 30  # a VGG16 classifier chunk is ~400 MB; nothing we slice is near 1 GiB
+DEFAULT_MAX_BYTES = 256 << 20  # a ResNet/MobileNet/SSDlite chunk is a few MB; VGG16's fc6 (~400 MB) needs --max-bytes
+DEFAULT_MAX_CONNECTIONS = 32
+MAX_TIMEOUT_S = 86_400.0
 MAX_REPEAT = 100_000
 MAX_WARMUP = 10_000
 MAX_ELEMENTS = 1 << 28  # 1 GiB of float32 input
@@ -254,6 +264,7 @@ class ServerConfig:
     max_bytes: int = DEFAULT_MAX_BYTES
     idle_timeout: float = 300.0  # s without a new request before a connection is closed
     read_timeout: float = 60.0  # s to receive one announced message
+    max_connections: int = DEFAULT_MAX_CONNECTIONS  # open connections at once; more get a LIMIT reply
     threads: Optional[int] = None  # CPU intra-op threads (default 1, as the runtime: configure_cpu_threads)
 
 
@@ -318,7 +329,43 @@ class ProfilerServer(socketserver.ThreadingMixIn, socketserver.TCPServer):
         self.device_label = device_name(self.device)
         self.served = 0
         self._dispatch_us: Optional[float] = None
+        self._active = 0
+        self._active_lock = threading.Lock()
         super().__init__((cfg.host, cfg.port), _Handler)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        """Start a handler thread, unless ``max_connections`` are open: then a LIMIT reply and close."""
+        with self._active_lock:
+            busy = self._active >= self.cfg.max_connections
+            if not busy:
+                self._active += 1
+        if busy:
+            self.log(f"{client_address[0]}:{client_address[1]}: {self.cfg.max_connections} connections open "
+                     f"(--max-connections); refused")
+            try:
+                request.settimeout(1.0)
+                send_msg(request, _error_reply(
+                    ErrorKind.LIMIT, f"the server already has {self.cfg.max_connections} open connections "
+                                     f"(--max-connections); try again later"))
+            except OSError:
+                pass
+            self.shutdown_request(request)
+            return
+        try:
+            super().process_request(request, client_address)
+        except BaseException:
+            self._release()
+            raise
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._release()
+
+    def _release(self) -> None:
+        with self._active_lock:
+            self._active -= 1
 
     @property
     def address(self) -> Tuple[str, int]:
@@ -389,6 +436,65 @@ class ProfilerServer(socketserver.ThreadingMixIn, socketserver.TCPServer):
                     torch.cuda.empty_cache()
 
 
+def _recv_until(sock: socket.socket, n: int, deadline: float) -> bytes:
+    """Exactly ``n`` bytes before ``deadline`` (monotonic): ``socket.timeout`` past it, however slowly they drip."""
+    chunks = []
+    left = n
+    while left > 0:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise socket.timeout("read deadline passed")
+        sock.settimeout(remaining)
+        chunk = sock.recv(min(left, 1 << 20))
+        if not chunk:
+            raise ConnectionLostError(f"connection closed after {n - left} of {n} bytes")
+        chunks.append(chunk)
+        left -= len(chunk)
+    return b"".join(chunks)
+
+
+def _read_varint(read: Callable[[int], bytes]) -> int:
+    value, shift = 0, 0
+    for _ in range(10):
+        b = read(1)[0]
+        value |= (b & 0x7F) << shift
+        if not b & 0x80:
+            return value
+        shift += 7
+    raise ValueError("varint longer than 10 bytes")
+
+
+def read_authenticated(sock: socket.socket, n: int, token: str, deadline: float) -> Tuple[bool, bytes]:
+    """Read the leading ``version`` and ``token`` fields of an ``n``-byte request; check the token.
+
+    Returns ``(ok, prefix)``: ``ok`` is False (and nothing more is read) when the token is
+    missing or wrong; the caller then reads the other ``n - len(prefix)`` bytes.
+    """
+    got = bytearray()
+    want = token.encode()
+
+    def read(k: int) -> bytes:
+        if len(got) + k > n:
+            raise ValueError("message ends inside its header")
+        data = _recv_until(sock, k, deadline)
+        got.extend(data)
+        return data
+
+    try:
+        tag = _read_varint(read)
+        if tag == (1 << 3) | 0:  # version (varint)
+            _read_varint(read)
+            tag = _read_varint(read)
+        if tag != (2 << 3) | 2:  # token (length-delimited) must come next
+            return False, bytes(got)
+        length = _read_varint(read)
+        if length != len(want):
+            return False, bytes(got)
+        return hmac.compare_digest(read(length), want), bytes(got)
+    except (ValueError, IndexError):
+        return False, bytes(got)
+
+
 class _Handler(socketserver.BaseRequestHandler):
     server: ProfilerServer
 
@@ -407,8 +513,15 @@ class _Handler(socketserver.BaseRequestHandler):
                     self.server.log(f"{peer}: message of {n} bytes exceeds --max-bytes {cfg.max_bytes}; closing")
                     send_msg(sock, _error_reply(ErrorKind.PROTOCOL, f"message of {n} bytes exceeds the server limit of {cfg.max_bytes} bytes (--max-bytes)"))
                     return
-                sock.settimeout(cfg.read_timeout)
-                body = recv_exact(sock, n)
+                deadline = time.monotonic() + cfg.read_timeout
+                prefix = b""
+                if cfg.token is not None:
+                    ok, prefix = read_authenticated(sock, n, cfg.token, deadline)
+                    if not ok:  # never read (or buffer) the body of an unauthenticated request
+                        self.server.log(f"{peer}: rejected a request of {n} bytes: wrong or missing token; closing")
+                        send_msg(sock, _error_reply(ErrorKind.AUTH, "wrong or missing token (pass --token or set PANTHEON_TOKEN)"))
+                        return
+                body = prefix + _recv_until(sock, n - len(prefix), deadline)
             except socket.timeout:
                 self.server.log(f"{peer}: timed out, closing")
                 return
@@ -476,8 +589,15 @@ def check_server_config(cfg: ServerConfig) -> None:
         raise UsageError(f"--repeat must lie in 1..{MAX_REPEAT}, got {cfg.repeat}")
     if cfg.max_bytes < 1024:
         raise UsageError(f"--max-bytes must be at least 1024, got {cfg.max_bytes}")
-    if cfg.idle_timeout <= 0 or cfg.read_timeout <= 0:
-        raise UsageError("timeouts must be positive")
+    for name, value in (("--idle-timeout", cfg.idle_timeout), ("--read-timeout", cfg.read_timeout)):
+        if not (math.isfinite(value) and 0 < value <= MAX_TIMEOUT_S):
+            raise UsageError(f"{name} must be a finite number of seconds in (0, {MAX_TIMEOUT_S:g}], got {value}")
+    if not 0 <= cfg.port <= 65535:
+        raise UsageError(f"--port must lie in 0..65535 (0 picks a free port), got {cfg.port}")
+    if cfg.max_connections < 1:
+        raise UsageError(f"--max-connections must be at least 1, got {cfg.max_connections}")
+    if cfg.threads is not None and cfg.threads < 1:
+        raise UsageError(f"--threads must be at least 1, got {cfg.threads}")
 
 
 class ServerProcess:
