@@ -226,3 +226,97 @@ def test_profiler_server_limits_concurrent_connections(tmp_path):
             time.sleep(0.1)
         assert r.ok
         b.close()
+
+
+# -- item 13: simulate --jitter bounded, --log all-or-nothing on a full disk ----------------------
+
+
+@pytest.fixture(scope="module")
+def sim_inputs(tmp_path_factory):
+    from _repo import TaskSpec, build_repository, write_workload
+
+    d = tmp_path_factory.mktemp("simrepo")
+    repo = build_repository(d / "repo", {
+        "a": TaskSpec(widths=[4, 4], exits={0: 0.6, 1: 0.9}, latencies=[300, 200], exit_latencies={0: 50, 1: 80}),
+        "b": TaskSpec(widths=[4], exits={0: 0.8}, latencies=[400], exit_latencies={0: 60}),
+    })
+    jobs = [("a" if k % 3 else "b", k * 500, k * 500 + 1500) for k in range(600)]
+    wl = write_workload(d / "w.bin", jobs)
+    other = write_workload(d / "other.bin", [("b", k * 700, k * 700 + 900) for k in range(50)])
+    return repo, wl, other
+
+
+@pytest.mark.parametrize("jitter", ["nan", "inf", "-inf", "50", "1e300", "-0.1", "2.5"])
+def test_simulate_refuses_a_jitter_that_is_not_finite_and_bounded(sim_inputs, tmp_path, jitter):
+    repo, wl, _ = sim_inputs
+    log = tmp_path / "log"
+    res = runner.invoke(app, ["simulate", "--repo", str(repo), "--workload", str(wl), "--jitter", jitter,
+                              "--log", str(log)])
+    assert res.exit_code == 2, res.output
+    assert "--jitter must be a finite number in [0, 2]" in res.output
+    _one_line(res)
+    assert not log.exists()
+
+
+def test_simulate_jitter_two_still_runs(sim_inputs):
+    repo, wl, _ = sim_inputs
+    res = runner.invoke(app, ["simulate", "--repo", str(repo), "--workload", str(wl), "--jitter", "2", "--json"])
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.stdout[res.stdout.index("{"):])["jobs"] == 600
+
+
+class _FullDisk:
+    """A real file whose writes fail with ENOSPC once ``room`` bytes were written (a full disk)."""
+
+    def __init__(self, f, room):
+        self._f, self.room = f, room
+
+    def write(self, text):
+        import errno
+
+        if len(text) > self.room:
+            self._f.write(text[: self.room])
+            self.room = 0
+            raise OSError(errno.ENOSPC, "No space left on device")
+        self.room -= len(text)
+        return self._f.write(text)
+
+    def __getattr__(self, name):
+        return getattr(self._f, name)
+
+
+def _fill_disk_after(monkeypatch, module, room):
+    import builtins
+
+    real_open = builtins.open
+
+    def fake_open(path, mode="r", *a, **kw):
+        f = real_open(path, mode, *a, **kw)
+        return _FullDisk(f, room) if "w" in mode else f
+
+    monkeypatch.setattr(module, "open", fake_open, raising=False)
+
+
+@pytest.mark.parametrize("target", ["run", "run.jsonl"])
+def test_simulate_log_on_a_full_disk_leaves_nothing(sim_inputs, tmp_path, monkeypatch, target):
+    from pantheon.online import events
+
+    repo, wl, _ = sim_inputs
+    out_dir = tmp_path / "logs"
+    out_dir.mkdir()
+    log = out_dir / target
+    _fill_disk_after(monkeypatch, events, 3000)
+    res = runner.invoke(app, ["simulate", "--repo", str(repo), "--workload", str(wl), "--log", str(log)])
+    assert res.exit_code == 1, res.output
+    assert "No space left on device" in res.output and "cannot write the event log" in res.output
+    _one_line(res)
+    assert os.listdir(out_dir) == []  # no truncated events.jsonl, no temp file or folder
+    monkeypatch.undo()
+    res = runner.invoke(app, ["simulate", "--repo", str(repo), "--workload", str(wl), "--log", str(log)])
+    assert res.exit_code == 0, res.output
+    if target == "run":
+        from pantheon.formats import store
+
+        store.verify(log, kind="log", required=["events.jsonl", "run.json"])
+    else:
+        assert os.listdir(out_dir) == ["run.jsonl"]

@@ -221,13 +221,19 @@ class EventLog:
         """Write the ``end`` line (when ``t`` is given), flush and close. Idempotent."""
         if self.closed:
             return
-        if t is not None:
-            self.event("end", t, summary=summary or {})
-        with self._lock:
-            self._write_locked()
-            self.closed = True
-            self._f.close()
-        _open_logs.discard(self)
+        try:
+            if t is not None:
+                self.event("end", t, summary=summary or {})
+            with self._lock:
+                self._write_locked()
+        finally:  # a failed write (a full disk) still closes the file, once
+            with self._lock:
+                self.closed = True
+                self._buf.clear()
+                try:
+                    self._f.close()
+                finally:
+                    _open_logs.discard(self)
 
     def __enter__(self) -> EventLog:
         return self

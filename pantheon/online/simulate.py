@@ -37,9 +37,11 @@ from __future__ import annotations
 import math
 import random
 import time
+from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence
 
 from pantheon.analysis.report import summarize
+from pantheon.errors import ArtifactError, UsageError
 from pantheon.formats import Workloads
 from pantheon.online.events import EventLog, NullLog
 from pantheon.online.repository import Repository
@@ -83,10 +85,7 @@ def simulate(
         ``relative_accuracy`` as fractions, plus ``sim_wall_s`` and ``jobs_per_s``.
     """
     check_policy(policy)
-    if jitter < 0:
-        from pantheon.errors import UsageError
-
-        raise UsageError(f"--jitter must be >= 0, got {jitter}")
+    check_jitter(jitter)
     if dispatch_us is not None:
         if not math.isfinite(dispatch_us) or dispatch_us < 0:
             from pantheon.errors import UsageError
@@ -115,6 +114,22 @@ def simulate(
     summary["jobs_per_cpu_s"] = round(len(specs) / cpu, 1) if cpu > 0 else None
     log.close(t_end, summary=summary)
     return summary
+
+
+MAX_JITTER = 2.0  # a log-normal shape of 2 already gives a factor above 7x one chunk in 20
+
+
+def check_jitter(jitter: float) -> None:
+    """``--jitter`` must be a finite number in [0, MAX_JITTER] (UsageError otherwise)."""
+    from pantheon.errors import UsageError
+
+    try:
+        ok = math.isfinite(float(jitter)) and 0.0 <= float(jitter) <= MAX_JITTER
+    except (TypeError, ValueError):
+        ok = False
+    if not ok:
+        raise UsageError(f"--jitter must be a finite number in [0, {MAX_JITTER:g}] (relative std of the "
+                         f"latency noise), got {jitter}")
 
 
 def _run(sched: Scheduler, repo: Repository, specs: Sequence[JobSpec], log: EventLog, jitter: float,
@@ -240,6 +255,44 @@ def _run(sched: Scheduler, repo: Repository, specs: Sequence[JobSpec], log: Even
     return records, decisions, preemptions, downgrades, t
 
 
+def _run_logged(run: Callable[[EventLog], Dict[str, Any]], log: Path, path: Path, run_id: str) -> Dict[str, Any]:
+    """Run with an event log written all-or-nothing.
+
+    A run folder (``--log DIR``) is an artifact of kind ``log`` (``events.jsonl``, ``run.json``,
+    manifest; an existing run folder or an empty folder is replaced); a ``.jsonl`` file is
+    written beside its destination and renamed over it. A failure (a full disk) leaves nothing.
+    """
+    import json
+    import os
+    import tempfile
+
+    from pantheon.formats import store
+
+    if path.parent == log:  # a run folder
+        if log.exists() and not log.is_dir():
+            raise UsageError(f"--log {log} is a file; pass a folder or a .jsonl file name")
+        replace = log.is_dir() and (not any(log.iterdir()) or (log / store.MANIFEST).is_file())
+        with store.write_artifact(log, kind="log", force=replace, meta={"run_id": run_id}) as tmp:
+            summary = run(EventLog(tmp / path.name))
+            (tmp / "run.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
+        return summary
+    if path.is_dir():
+        raise UsageError(f"--log {path} is a directory; pass a folder without a suffix or a .jsonl file name")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.tmp-", dir=path.parent)
+    os.close(fd)
+    try:
+        summary = run(EventLog(tmp_name))
+        os.replace(tmp_name, path)
+    except BaseException:
+        try:
+            os.unlink(tmp_name)
+        except OSError:
+            pass
+        raise
+    return summary
+
+
 def simulate_command(repo_dir: Any, workload: Any, policy: str, jitter: float, seed: int, drop_late: bool,
                      log: Optional[Any], out: Optional[Any], as_json: bool,
                      dispatch_us: Optional[float] = None, pipelined: bool = False) -> Dict[str, Any]:
@@ -252,23 +305,38 @@ def simulate_command(repo_dir: Any, workload: Any, policy: str, jitter: float, s
     from pantheon.online.repository import read_repository
 
     check_policy(policy)
+    check_jitter(jitter)
     repo = read_repository(repo_dir)
     ws = read_workloads(workload)
     jobs = validate(ws, repo, where=str(workload))
     run_id = store.new_run_id()
     if log is None and out is not None:
         log = store.Store().logs_dir(repo.app, run_id)
-    elog = EventLog(events_path(log)) if log is not None else None
-    try:
-        summary = simulate(repo, ws, policy, jitter=jitter, seed=seed, drop_late=drop_late, log=elog, jobs=jobs,
-                           dispatch_us=dispatch_us, pipelined=pipelined, start_fields={"workload": str(workload), "run_id": run_id})
-    finally:
-        if elog is not None:
-            elog.close()
+    fields = {"workload": str(workload), "run_id": run_id, "jobs": len(jobs)}
+
+    def run(elog: Optional[EventLog]) -> Dict[str, Any]:
+        try:
+            return simulate(repo, ws, policy, jitter=jitter, seed=seed, drop_late=drop_late, log=elog, jobs=jobs,
+                            dispatch_us=dispatch_us, pipelined=pipelined, start_fields=fields)
+        finally:
+            if elog is not None:
+                elog.close()
+
+    log_path: Optional[Path] = None
+    if log is None:
+        summary = run(None)
+    else:
+        log_path = events_path(log)
+        try:
+            summary = _run_logged(run, Path(log), log_path, run_id)
+        except OSError as exc:
+            where = exc.filename or log_path
+            raise ArtifactError(f"cannot write the event log {where}: {exc.strerror or exc}; nothing was "
+                                f"written (free space or pick another --log)") from exc
     if out is not None:
         from pantheon.analysis.report import write_report
 
-        folder, _ = write_report(elog.path, out=out)  # type: ignore[union-attr]
+        folder, _ = write_report(log_path, out=out)  # type: ignore[arg-type]
         console.info(f"report written to {folder}")
     if as_json:
         print(json.dumps(summary, indent=2, default=str))
