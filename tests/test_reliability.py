@@ -284,6 +284,12 @@ class _FullDisk:
     def __getattr__(self, name):
         return getattr(self._f, name)
 
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self._f.close()
+
 
 def _fill_disk_after(monkeypatch, module, room):
     import builtins
@@ -320,3 +326,192 @@ def test_simulate_log_on_a_full_disk_leaves_nothing(sim_inputs, tmp_path, monkey
         store.verify(log, kind="log", required=["events.jsonl", "run.json"])
     else:
         assert os.listdir(out_dir) == ["run.jsonl"]
+
+
+# -- items 3, 4, 11: closed manifests, verified run folders, the run's own workload ----------------
+
+
+def _reports_written():
+    from pantheon.formats import store
+
+    d = store.Store().root / "reports"
+    return sorted(p.name for p in d.rglob("*")) if d.exists() else []
+
+
+def test_report_verifies_the_run_folder_first(sim_inputs, tmp_path):
+    repo, wl, _ = sim_inputs
+    run = tmp_path / "run"
+    assert runner.invoke(app, ["simulate", "--repo", str(repo), "--workload", str(wl), "--log", str(run)]).exit_code == 0
+    ok = runner.invoke(app, ["report", str(run), "--json", "--no-plots"])
+    assert ok.exit_code == 0, ok.output
+    written = _reports_written()
+    events = run / "events.jsonl"
+    text = events.read_text()
+    assert text.count('"met":true') >= 10
+    events.write_text(text.replace('"met":true', '"met":false', 10))  # a tampered log
+    for target in (run, events):
+        res = runner.invoke(app, ["report", str(target), "--no-plots"])
+        assert res.exit_code == 1 and "altered" in res.output, res.output
+        _one_line(res)
+    assert _reports_written() == written  # no new sealed report
+    events.write_text(text)
+    (run / "manifest.json").unlink()  # an unsealed folder (a run that did not finish)
+    res = runner.invoke(app, ["report", str(run), "--no-plots"])
+    assert res.exit_code == 1 and "has no manifest.json" in res.output
+    assert _reports_written() == written
+
+
+def test_an_unlisted_task_in_a_repository_is_refused(sim_inputs, tmp_path):
+    import shutil
+
+    from pantheon.formats import store
+
+    repo, wl, _ = sim_inputs
+    copy = tmp_path / "repo"
+    shutil.copytree(repo, copy)
+    assert runner.invoke(app, ["simulate", "--repo", str(copy), "--workload", str(wl)]).exit_code == 0
+    shutil.copytree(copy / "b", copy / "zz_extra")  # a task the manifest does not list
+    res = runner.invoke(app, ["simulate", "--repo", str(copy), "--workload", str(wl)])
+    assert res.exit_code == 1 and "zz_extra" in res.output and "not listed" in res.output, res.output
+    _one_line(res)
+    shutil.rmtree(copy / "zz_extra")
+    (copy / "a" / "model_files" / "block_09.pt").write_bytes(b"x")  # one extra file is enough
+    with pytest.raises(Exception, match="block_09.pt is not listed"):
+        store.verify(copy, kind="repository")
+    assert not store.is_complete(copy)
+
+
+def test_report_refuses_a_workload_the_run_did_not_replay(sim_inputs, tmp_path):
+    repo, wl, other = sim_inputs
+    log = tmp_path / "run.jsonl"
+    assert runner.invoke(app, ["simulate", "--repo", str(repo), "--workload", str(wl), "--log", str(log)]).exit_code == 0
+    res = runner.invoke(app, ["report", str(log), "--workload", str(other), "--no-plots", "--out", str(tmp_path / "r")])
+    assert res.exit_code == 1 and "not the workload of this run" in res.output, res.output
+    _one_line(res)
+    assert not (tmp_path / "r").exists()
+    from _repo import write_workload
+
+    same_count = write_workload(tmp_path / "w600.bin", [("b", k * 500, k * 500 + 1500) for k in range(600)])
+    res = runner.invoke(app, ["report", str(log), "--workload", str(same_count), "--no-plots"])
+    assert res.exit_code == 1 and "not the workload of this run" in res.output
+    res = runner.invoke(app, ["report", str(log), "--workload", str(wl), "--no-plots", "--json"])
+    assert res.exit_code == 0, res.output
+
+
+# -- items 6 and 8: construct --run-id is a plain name; float options finite -----------------------
+
+
+@pytest.mark.parametrize("args, fragment", [
+    (["--run-id", "../../../escaped"], "--run-id must be a plain name"),
+    (["--run-id", "/abs/path"], "--run-id must be a plain name"),
+    (["--run-id", "a/b"], "--run-id must be a plain name"),
+    (["--run-id", ".."], "--run-id must be a plain name"),
+    (["--run-id", "x..y"], "--run-id must be a plain name"),
+    (["--learning_rate", "nan"], "--learning_rate must be a finite number"),
+    (["--learning_rate", "inf"], "--learning_rate must be a finite number"),
+    (["--learning_rate", "-0.1"], "--learning_rate must be positive"),
+    (["--weight_decay", "nan"], "--weight_decay must be a finite number"),
+    (["--seed", "-1"], "--seed must be >= 0"),
+])
+def test_construct_refuses_bad_run_ids_and_floats_before_training(tmp_path, args, fragment):
+    from pantheon.formats import store
+
+    root = store.Store().root
+    res = runner.invoke(app, ["construct", "--task", "digits_resnet18", "--log", str(tmp_path / "runs"), *args])
+    assert res.exit_code == 2, res.output
+    assert fragment in res.output
+    _one_line(res)
+    assert not (tmp_path / "runs").exists() and not (tmp_path / "escaped").exists()
+    assert not (root / "runs").exists() and not (root / "pretrained").exists()
+
+
+# -- item 1: export on a full disk ------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def construct_run(tmp_path_factory):
+    import torch
+
+    from pantheon.offline.construct import ConstructConfig, construct
+    from pantheon.zoo import get_task
+
+    root = tmp_path_factory.mktemp("export-run")
+    weights = root / "backbone.pt"
+    torch.manual_seed(0)
+    torch.save(get_task("digits_googlenet").build_model().state_dict(), weights)
+    return construct(ConstructConfig(task="digits_googlenet", pretrain=str(weights), log=str(root / "runs"),
+                                     max_epochs=1, limit=64, batch_size=32))
+
+
+@pytest.mark.filterwarnings("ignore::FutureWarning")
+def test_export_on_a_full_disk_is_one_line_and_leaves_nothing(construct_run, tmp_path, monkeypatch):
+    from pantheon.formats import store
+
+    parent = tmp_path / "out"
+    parent.mkdir()
+    dest = parent / "variants"
+    _fill_disk_after(monkeypatch, store, 20_000)  # the first chunk files fit, then the disk is full
+    res = runner.invoke(app, ["export", "--task", "digits_googlenet", "--weights", str(construct_run),
+                              "--save", str(dest)])
+    assert res.exit_code == 1, res.output
+    assert "No space left on device" in res.output and str(parent) in res.output
+    assert "c10::Error" not in res.output
+    _one_line(res)
+    assert os.listdir(parent) == []  # no .variants.tmp-XXXX left behind
+    monkeypatch.undo()
+    res = runner.invoke(app, ["export", "--task", "digits_googlenet", "--weights", str(construct_run),
+                              "--save", str(dest)])
+    assert res.exit_code == 0, res.output
+    store.verify(dest, kind="variants")
+
+
+def test_pretrain_refuses_a_zero_limit():
+    res = runner.invoke(app, ["pretrain", "--task", "digits_resnet18", "--limit", "0"])
+    assert res.exit_code == 2 and "--limit must be positive" in res.output
+    _one_line(res)
+
+
+# -- item 2: bench under SIGINT stops, exits 130 and seals nothing ---------------------------------
+
+
+def test_bench_sigint_stops_exits_130_and_seals_nothing(tmp_path):
+    import glob
+    import signal
+    import subprocess
+    import sys
+
+    from _repo import TaskSpec, build_repository
+
+    root = tmp_path / "data"
+    build_repository(root / "apps" / "tiny" / "repository",
+                     {"a": TaskSpec(widths=[4, 4], exits={0: 0.6, 1: 0.9}, latencies=[300, 300],
+                                    exit_latencies={0: 50, 1: 80})}, app="tiny")
+    apps = tmp_path / "apps"
+    apps.mkdir()
+    (apps / "tiny.yaml").write_text("name: tiny\ntasks: {a: {}}\nworkload: {duration_s: 8, jitter_us: 0, streams: "
+                                    "[{task: a, period_ms: 20, deadline_ms: 40}]}\n")
+    out = tmp_path / "B"
+    env = dict(os.environ, PANTHEON_DATA=str(root), PANTHEON_APPS=str(apps), PANTHEON_PROGRESS="0")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "pantheon.cli", "bench", "--app", "tiny", "--policies", "fifo,edf", "--duration", "8",
+         "--decisions", "0", "--out", str(out), "--device", "cpu", "--telemetry", "off"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        pattern = str(tmp_path / ".B.tmp-*" / "runs" / "fifo" / "events.jsonl")
+        while not glob.glob(pattern):  # the first live run has started
+            assert proc.poll() is None, proc.communicate()
+            assert time.monotonic() < deadline, "bench did not start its first live run"
+            time.sleep(0.1)
+        time.sleep(1.0)
+        proc.send_signal(signal.SIGINT)
+        stdout, stderr = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 130, stderr
+    assert "interrupted" in stderr and "Traceback" not in stderr and "Exception ignored" not in stderr
+    assert not out.exists()
+    assert sorted(os.listdir(tmp_path)) == ["apps", "data"]  # no temp folder either
+    assert "edf" not in stdout

@@ -162,6 +162,7 @@ def analyze(log: PathLike, workload: Optional[PathLike] = None) -> Dict[str, Any
     from pantheon.online.events import events_path, read_events
 
     path = events_path(log)
+    check_run_folder(log, path)
     start: Dict[str, Any] = {}
     end: Optional[Dict[str, Any]] = None
     jobs: Dict[int, List[Any]] = {}  # id -> [task, release, deadline, status, exit, acc, rel, resp, preempted, t_fin]
@@ -213,6 +214,7 @@ def analyze(log: PathLike, workload: Optional[PathLike] = None) -> Dict[str, Any
         from pantheon.formats import read_workloads
 
         ws = read_workloads(workload)
+        check_workload_matches(ws, workload, start, jobs, path)
         seen = set(jobs)
         for i, w in enumerate(ws.workload):
             if i not in seen:
@@ -239,6 +241,54 @@ def analyze(log: PathLike, workload: Optional[PathLike] = None) -> Dict[str, Any
         "best_effort": be_t,
     }
     return {"summary": summary, "start": start, "series": series, "path": str(path)}
+
+
+def check_run_folder(log: PathLike, path: Path) -> None:
+    """Verify the run folder holding ``path`` before anything reads it.
+
+    A folder (``log`` itself, or the parent of an ``events.jsonl`` beside a manifest) must
+    carry a manifest that lists the log and matches every file; a loose ``.jsonl`` file
+    outside any artifact folder is read as it is.
+    """
+    from pantheon.errors import ManifestError
+    from pantheon.formats import store
+
+    folder = path.parent
+    if not (Path(log).is_dir() or (folder / store.MANIFEST).is_file()):
+        return
+    if not (folder / store.MANIFEST).is_file():
+        raise ManifestError(
+            f"run folder {folder} has no {store.MANIFEST}: the run did not finish or was not written by pantheon "
+            f"(pass {path} itself to read the log anyway)"
+        )
+    manifest = store.verify(folder)
+    if path.name not in manifest.files:
+        raise ManifestError(f"{path} is not listed in {folder / store.MANIFEST}")
+
+
+def check_workload_matches(ws: Any, workload: PathLike, start: Dict[str, Any], jobs: Dict[int, List[Any]],
+                           path: Path) -> None:
+    """Refuse a ``--workload`` other than the one the run replayed: job count, ids, tasks, deadlines."""
+    from pantheon.errors import WorkloadError
+
+    n = len(ws.workload)
+    declared = start.get("jobs")
+    if isinstance(declared, int) and declared != n:
+        raise WorkloadError(f"--workload {workload} holds {n} jobs but the run {path} replayed {declared}: "
+                            f"not the workload of this run")
+    scale = start.get("time_scale", 1.0)
+    scale = float(scale) if isinstance(scale, (int, float)) and scale > 0 else 1.0
+    for jid, j in jobs.items():
+        if not 0 <= jid < n:
+            raise WorkloadError(f"--workload {workload} holds {n} jobs but the run {path} released job {jid}: "
+                                f"not the workload of this run")
+        w = ws.workload[jid]
+        rel_dl = int(w.deadline * scale) - int(w.release * scale)
+        if w.model_name != j[0] or abs((j[2] - j[1]) - rel_dl) > 2:
+            raise WorkloadError(
+                f"--workload {workload}: its job {jid} is {w.model_name} with a {w.deadline - w.release} us "
+                f"deadline, the run {path} released {j[0]} with {j[2] - j[1]} us: not the workload of this run"
+            )
 
 
 # -- the report folder -----------------------------------------------------------------------

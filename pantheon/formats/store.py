@@ -21,7 +21,8 @@ destination; when the block ends without error, the manifest (schema version,
 producer command and version, creation time, inputs fingerprint, every file with
 sha256 and size) is written, verified, and the directory is renamed into place.
 An error leaves the destination as it was. Readers call :func:`verify`, which
-refuses a missing manifest, a missing file or a sum mismatch with one clear line.
+refuses a missing manifest, a missing file, a sum mismatch or a file the manifest does
+not list (manifests are closed) with one clear line.
 
 Example::
 
@@ -35,6 +36,7 @@ from __future__ import annotations
 import contextlib
 import datetime as _dt
 import hashlib
+import io
 import json
 import os
 import shutil
@@ -43,10 +45,10 @@ import tempfile
 import uuid
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Dict, Iterable, Iterator, Mapping, Optional, Union
+from typing import Any, Callable, Dict, Iterable, Iterator, Mapping, Optional, Union
 
 from pantheon import __version__
-from pantheon.errors import ArtifactExistsError, ChecksumError, ManifestError
+from pantheon.errors import ArtifactError, ArtifactExistsError, ChecksumError, ManifestError
 
 SCHEMA_VERSION = 1
 MANIFEST = "manifest.json"
@@ -216,7 +218,27 @@ def verify(directory: PathLike, *, kind: Optional[str] = None, required: Iterabl
             raise ChecksumError(f"{p} has {size} bytes, manifest says {entry.size}: the file was altered")
         if sha256_file(p) != entry.sha256:
             raise ChecksumError(f"checksum mismatch for {p}: the file was altered after it was written")
+    extra = unlisted(directory, manifest)
+    if extra:
+        raise ChecksumError(
+            f"{directory / extra[0]} is not listed in {directory / MANIFEST}"
+            f"{f' (nor {len(extra) - 1} more)' if len(extra) > 1 else ''}: it was added after the artifact was "
+            f"written; remove it or rewrite the artifact"
+        )
     return manifest
+
+
+def unlisted(directory: PathLike, manifest: Manifest) -> list:
+    """Files (and links) under ``directory`` that ``manifest`` does not list: a manifest is closed."""
+    directory = Path(directory)
+    out = []
+    for p in sorted(directory.rglob("*")):
+        if p.is_dir() and not p.is_symlink():
+            continue
+        rel = p.relative_to(directory).as_posix()
+        if rel != MANIFEST and rel not in manifest.files:
+            out.append(rel)
+    return out
 
 
 def is_complete(directory: PathLike, inputs: Optional[Mapping[str, Any]] = None) -> bool:
@@ -331,6 +353,29 @@ def atomic_write_bytes(path: PathLike, data: bytes) -> None:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
+
+
+def write_file(path: PathLike, data: bytes) -> None:
+    """Write ``data`` to ``path`` from Python, so a full or read-only disk is one :class:`ArtifactError`
+    naming the path (inside :func:`write_artifact`, whose temporary directory is then removed)."""
+    path = Path(path)
+    try:
+        with open(path, "wb") as f:
+            f.write(data)
+    except OSError as exc:
+        raise ArtifactError(f"cannot write {path}: {exc.strerror or exc}; free some space or pick another "
+                            f"destination") from exc
+
+
+def save_torch(save: Callable[[Any], None], path: PathLike) -> None:
+    """``save(buffer)`` (``torch.save``/``torch.jit.save`` into memory), then :func:`write_file`.
+
+    torch's C++ file writer aborts the process on a full disk (``c10::Error ... unexpected
+    pos``); serializing in memory first keeps the failure a Python error.
+    """
+    buf = io.BytesIO()
+    save(buf)
+    write_file(path, buf.getvalue())
 
 
 def atomic_write_text(path: PathLike, text: str) -> None:

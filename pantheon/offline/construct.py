@@ -97,12 +97,26 @@ class ConstructConfig:
         return out
 
     def validate(self) -> None:
+        import math
+        import re
+
+        for name in ("learning_rate", "weight_decay"):
+            value = getattr(self, name)
+            if value is not None and not math.isfinite(float(value)):
+                raise UsageError(f"--{name} must be a finite number, got {value}")
         for name in ("learning_rate", "batch_size", "max_epochs"):
             value = getattr(self, name)
             if value is not None and value <= 0:
                 raise UsageError(f"--{name} must be positive, got {value}")
         if self.weight_decay is not None and self.weight_decay < 0:
             raise UsageError(f"--weight_decay must be >= 0, got {self.weight_decay}")
+        if self.seed < 0:
+            raise UsageError(f"--seed must be >= 0, got {self.seed}")
+        if self.run_id is not None and (
+            not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}", self.run_id) or ".." in self.run_id
+        ):
+            raise UsageError(f"--run-id must be a plain name (letters, digits, '.', '_', '-'; no path separators "
+                             f"or '..'), got {self.run_id!r}")
         if self.num_workers < 0:
             raise UsageError(f"--num_workers must be >= 0, got {self.num_workers}")
         if self.limit is not None and self.limit <= 0:
@@ -600,7 +614,7 @@ def _write(run_dir: Path, cfg: ConstructConfig, task: Any, inputs: Dict[str, Any
     meta = {"task": task.name, "epoch": epoch + 1, "max_epochs": cfg.max_epochs, "complete": complete,
             "num_blocks": mx.num_blocks, "merge": cfg.merge}
     with st.write_artifact(run_dir, kind=RUN_KIND, inputs=inputs, meta=meta, force=True) as tmp:
-        torch.save(ckpt, tmp / CHECKPOINT)
+        st.save_torch(lambda f: torch.save(ckpt, f), tmp / CHECKPOINT)
         (tmp / "config.json").write_text(json.dumps(asdict(cfg), indent=2) + "\n")
         (tmp / "history.json").write_text(json.dumps(history, indent=2) + "\n")
         if metrics is not None:

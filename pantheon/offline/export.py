@@ -160,18 +160,18 @@ def export(
             with torch.no_grad():
                 for j, (bname, ename) in enumerate(names):
                     scripted, modes[bname] = _compile(mx.blocks[j], x)
-                    torch.jit.save(scripted, str(tmp / bname))
+                    st.save_torch(lambda f, m=scripted: torch.jit.save(m, f), tmp / bname)
                     x = mx.blocks[j](x)
                     shapes.append(list(x.shape[1:]))
                     bar.advance(job)
                     scripted, modes[ename] = _compile(mx.exits[j], x)
-                    torch.jit.save(scripted, str(tmp / ename))
+                    st.save_torch(lambda f, m=scripted: torch.jit.save(m, f), tmp / ename)
                     bar.advance(job)
         anchors = []
         if t.is_detection:
             for j, a in enumerate(mx.anchors):
                 anchors.append(file_name("anchors", j, B))
-                torch.save(a.clone(), tmp / anchors[-1])
+                st.save_torch(lambda f, a=a: torch.save(a.clone(), f), tmp / anchors[-1])
         diffs = _check_round_trip(mx, tmp, names, list(t.input_shape))
         info = {
             "format": FORMAT,

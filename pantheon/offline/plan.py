@@ -513,7 +513,8 @@ def merge_chunks(paths: Sequence[Path], dest: Path) -> None:
     from pantheon.online.repository import load_torchscript
 
     mods = [load_torchscript(p, "cpu") for p in paths]
-    torch.jit.save(torch.jit.script(torch.nn.Sequential(*mods)).eval(), str(dest))
+    merged = torch.jit.script(torch.nn.Sequential(*mods)).eval()
+    store.save_torch(lambda f: torch.jit.save(merged, f), dest)
 
 
 def write_repository(res: PlanResult, tasks: Sequence[TaskProfile], dest: Path, *, inputs: Dict[str, Any], force: bool) -> Path:

@@ -82,6 +82,12 @@ def pretrain(
     n_epochs = d.epochs if epochs is None else int(epochs)
     if n_epochs <= 0:
         raise UsageError(f"--epochs must be positive, got {epochs}")
+    if limit is not None and limit <= 0:
+        raise UsageError(f"--limit must be positive (samples per split), got {limit}")
+    if seed < 0:
+        raise UsageError(f"--seed must be >= 0, got {seed}")
+    if num_workers < 0:
+        raise UsageError(f"--num_workers must be >= 0, got {num_workers}")
     s = store or st.Store()
     dest = s.pretrained_dir(t.name)
     inputs = {
@@ -138,7 +144,8 @@ def pretrain(
                "epochs": n_epochs, "seconds": seconds, "history": history}
     with st.write_artifact(dest, kind=KIND, inputs=inputs, force=True,
                            meta={"task": t.name, "arch": t.arch, "test": test}) as tmp:
-        torch.save({k: v.detach().cpu() for k, v in model.state_dict().items()}, tmp / WEIGHTS)
+        state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+        st.save_torch(lambda f: torch.save(state, f), tmp / WEIGHTS)
         (tmp / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     console.info(f"pretrain {t.name}: test {t.metric_name} {test:.3f} after {n_epochs} epochs ({seconds:.1f} s) -> {dest}")
     return dest

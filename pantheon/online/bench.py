@@ -112,6 +112,8 @@ def bench(
     Raises:
         RepositoryError: the app's repository is missing or incomplete (the path is named).
         UsageError: unknown app or policy.
+        KeyboardInterrupt: SIGINT/SIGTERM during a live run (the run stops cleanly, then the
+            whole benchmark: nothing is written).
     """
     from pantheon import console
     from pantheon.analysis.report import analyze
@@ -131,6 +133,8 @@ def bench(
     repo = read_repository(repo_dir)
     chosen = _policies(policies)
     dev = resolve_device(device)
+    if decisions < 0:
+        raise UsageError(f"--decisions must be >= 0, got {decisions}")
     ws = generate(spec, repo=repo, seed=seed, duration_s=duration_s)
     run_id = store.new_run_id()
     dest = Path(out) if out else st.bench_dir(spec.name, run_id)
@@ -150,8 +154,10 @@ def bench(
         for policy in chosen:
             bar.update(task, description=f"live run: {policy}")
             log = tmp / "runs" / policy
-            run(repo_dir, tmp / "workload.bin", log, policy=policy, device=dev, telemetry=telemetry,
-                progress=False)
+            live = run(repo_dir, tmp / "workload.bin", log, policy=policy, device=dev, telemetry=telemetry,
+                       progress=False)
+            if live.get("interrupted"):  # Ctrl-C / SIGTERM stopped the run: stop here, seal nothing
+                raise KeyboardInterrupt
             summary = analyze(log, tmp / "workload.bin")["summary"]
             sim = simulate(read_repository(repo_dir), ws, policy)
             summary["simulated"] = {k: sim[k] for k in ("dmr", "relative_accuracy", "dispatch_overhead_us")}
