@@ -13,6 +13,7 @@ and the board image may run Python 3.8.
 
 from __future__ import annotations
 
+import errno
 import functools
 import os
 from pathlib import Path
@@ -54,6 +55,21 @@ def handle_errors(fn: F) -> F:
             raise typer.Exit(130) from None
         except (typer.Exit, typer.Abort, SystemExit):
             raise
+        except BrokenPipeError:  # `pantheon ... --json | head`: the reader left; stay quiet on exit
+            _silence_stdout()
+            console.error_line("output closed early (broken pipe); nothing else to do")
+            raise typer.Exit(1) from None
+        except OSError as exc:  # read-only, full, is-a-directory, not-a-directory, permission...
+            if os.environ.get("PANTHEON_DEBUG"):
+                raise
+            console.error_line(os_error_line(exc))
+            raise typer.Exit(1) from None
+        except (ValueError, OverflowError) as exc:  # a value a parser refused (bad number, bad text)
+            if os.environ.get("PANTHEON_DEBUG"):
+                raise
+            msg = " ".join(str(exc).split()) or exc.__class__.__name__
+            console.error_line(f"invalid value: {msg} (check the options and input files of this command)")
+            raise typer.Exit(1) from None
         except Exception as exc:  # a bug or an unwrapped third-party error: still one line
             if os.environ.get("PANTHEON_DEBUG"):
                 raise
@@ -62,6 +78,43 @@ def handle_errors(fn: F) -> F:
             raise typer.Exit(1) from None
 
     return wrapper  # type: ignore[return-value]
+
+
+_OS_HINTS = {
+    errno.ENOSPC: "the disk is full: free some space or pick another destination (--out/--save/--data-root)",
+    errno.EDQUOT: "the disk quota is exceeded: free some space or pick another destination",
+    errno.EROFS: "the file system is read-only: pick a writable destination (--out/--save/--data-root)",
+    errno.EACCES: "permission denied: pick a writable destination or fix the permissions",
+    errno.EPERM: "operation not permitted: pick another destination or fix the permissions",
+    errno.EISDIR: "it is a directory: pass a file name",
+    errno.ENOTDIR: "a part of the path is a file, not a directory: pick another path",
+    errno.EEXIST: "it already exists as a file: pick another path",
+    errno.ENOENT: "no such file or directory",
+    errno.ENAMETOOLONG: "the name is too long",
+}
+
+
+def os_error_line(exc: OSError) -> str:
+    """One line for an :class:`OSError`: the path(s), what went wrong, what to do."""
+    path = exc.filename if exc.filename is not None else None
+    where = f" {path}" if path is not None else ""
+    if exc.filename2 is not None:
+        where += f" -> {exc.filename2}"
+    reason = exc.strerror or exc.__class__.__name__
+    hint = _OS_HINTS.get(exc.errno or -1)
+    text = f"cannot use{where}: {reason}" + (f" ({hint})" if hint and hint != reason.lower() else "")
+    return " ".join(text.split())
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null so the interpreter's final flush does not fail again."""
+    import sys
+
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):
+        pass
 
 
 def _version_callback(value: bool) -> None:
@@ -87,6 +140,9 @@ def _main(
         os.environ["PANTHEON_DATA"] = str(data_root)
 
 
+MAX_SHAPE_ELEMENTS = 1 << 28  # 1 GiB of float32, as the profiler server's limit
+
+
 def parse_shape(text: str) -> List[int]:
     """``"3,224,224"`` -> ``[3, 224, 224]``; a bad shape is a usage error."""
     try:
@@ -95,6 +151,11 @@ def parse_shape(text: str) -> List[int]:
         raise UsageError(f"bad shape {text!r}: expected comma-separated integers such as 3,224,224") from None
     if not dims or any(d <= 0 for d in dims):
         raise UsageError(f"bad shape {text!r}: every dimension must be a positive integer")
+    n = 1
+    for d in dims:
+        n *= d
+    if n > MAX_SHAPE_ELEMENTS:
+        raise UsageError(f"bad shape {text!r}: {n} elements, more than the {MAX_SHAPE_ELEMENTS} a model input may have")
     return dims
 
 

@@ -515,3 +515,91 @@ def test_bench_sigint_stops_exits_130_and_seals_nothing(tmp_path):
     assert not out.exists()
     assert sorted(os.listdir(tmp_path)) == ["apps", "data"]  # no temp folder either
     assert "edf" not in stdout
+
+
+# -- item 17: a skipped plan does not say it wrote ---------------------------------------------------
+
+
+def test_plan_up_to_date_does_not_say_wrote(tmp_path):
+    from _profiling import make_variants
+
+    csv = "block latency,branch latency,block mem,branch mem,accuracy\n1.0,0.2,2.0,0.1,0.80\n1.0,0.3,2.0,0.2,0.90\n"
+    base = tmp_path / "variants"
+    make_variants(base / "ta", "ta", n_blocks=2, profile_csv=csv)
+    y = tmp_path / "mini.yaml"
+    y.write_text("name: mini\ntasks:\n  ta: {max_delta_accuracy: 0.2}\n")
+    args = ["plan", "--setting", str(y), "--base", str(base), "--exhaustive"]
+    first = runner.invoke(app, args)
+    assert first.exit_code == 0 and "wrote " in first.output, first.output
+    again = runner.invoke(app, args)
+    assert again.exit_code == 0 and "skipped (up to date)" in again.output
+    assert "wrote " not in again.output
+
+
+# -- item 14: one CLI boundary: OSError, BrokenPipeError and bad values are one line naming the path --
+
+
+def test_output_paths_under_a_file_are_one_line_naming_the_path(sim_inputs, tmp_path, monkeypatch):
+    repo, wl, _ = sim_inputs
+    blocker = tmp_path / "file.txt"
+    blocker.write_text("not a folder")
+    spec = _spec(tmp_path)
+    cases = [
+        (["workload", "--spec", str(spec), "--out", str(blocker / "w.bin")], str(blocker)),
+        (["simulate", "--repo", str(repo), "--workload", str(wl), "--log", str(blocker / "run")], str(blocker)),
+        (["simulate", "--repo", str(repo), "--workload", str(wl), "--log", str(blocker / "x" / "run.jsonl")],
+         str(blocker)),
+    ]
+    for args, fragment in cases:
+        res = runner.invoke(app, args)
+        assert res.exit_code == 1, (args, res.output)
+        assert fragment in res.output, res.output
+        _one_line(res)
+    monkeypatch.setenv("PANTHEON_DATA", str(blocker))  # a data root that is a file
+    res = runner.invoke(app, ["workload", "--spec", str(spec)])
+    assert res.exit_code == 1 and str(blocker) in res.output, res.output
+    _one_line(res)
+    assert blocker.read_text() == "not a folder"
+
+
+@pytest.mark.parametrize("content, fragment", [
+    ({"workloads": 5}, "'workloads' must be a list"),
+    ({"workloads": [{"model_name": "a", "deadline": 10, "period": 10, "shape": "abc"}]}, "shape must be a list"),
+    ({"name": "x", "tasks": {"a": {}}, "workload": {"seed": -1, "streams": []}}, "seed must be a non-negative"),
+    ({"name": "x", "tasks": {"a": {}}, "workload": {"streams": {"task": "a"}}}, "must be a list of streams"),
+])
+def test_workload_spec_type_errors_are_one_line(tmp_path, content, fragment):
+    spec = tmp_path / "spec.json"
+    spec.write_text(json.dumps(content))
+    res = runner.invoke(app, ["workload", "--spec", str(spec), "--out", str(tmp_path / "w.bin")])
+    assert res.exit_code == 1 and fragment in res.output, res.output
+    _one_line(res)
+    assert not (tmp_path / "w.bin").exists()
+
+
+def test_binary_event_log_and_huge_slice_input_are_one_line(tmp_path):
+    log = tmp_path / "events.jsonl"
+    log.write_bytes(b"\x89PNG\r\n\x1a\n\xff\xfe\x00binary")
+    res = runner.invoke(app, ["report", str(log), "--no-plots"])
+    assert res.exit_code == 1 and "not a pantheon event log" in res.output and str(log) in res.output
+    _one_line(res)
+    res = runner.invoke(app, ["slice", "--arch", "resnet18", "--input", "3,100000,100000"])
+    assert res.exit_code == 2 and "elements" in res.output
+    _one_line(res)
+
+
+def test_json_into_a_closed_pipe_is_one_line(tmp_path):
+    import subprocess
+    import sys
+
+    r, w = os.pipe()
+    os.close(r)  # the reader (`| head`) is gone before anything is written
+    try:
+        proc = subprocess.run([sys.executable, "-m", "pantheon.cli", "zoo", "--json"], stdout=w,
+                              stderr=subprocess.PIPE, text=True, timeout=120)
+    finally:
+        os.close(w)
+    assert proc.returncode == 1, proc.stderr
+    lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and "broken pipe" in lines[0], proc.stderr
+    assert "unexpected" not in proc.stderr and "Exception ignored" not in proc.stderr

@@ -122,6 +122,22 @@ def _num(value: Any, what: str, where: str, *, positive: bool = False, allow_zer
     return x
 
 
+def _seed(value: Any, where: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise FormatError(f"{where}: workload seed must be a non-negative integer, got {value!r}")
+    return value
+
+
+def _shape(value: Any, where: str) -> List[int]:
+    try:
+        dims = [int(x) for x in value] if isinstance(value, (list, tuple)) else None
+    except (TypeError, ValueError):
+        dims = None
+    if not dims or any(d <= 0 for d in dims):
+        raise FormatError(f"{where}: shape must be a list of positive integers such as [1, 3, 32, 32], got {value!r}")
+    return dims
+
+
 def _limits(name: str, spec: Any, where: str) -> TaskLimits:
     spec = spec or {}
     if not isinstance(spec, dict):
@@ -151,7 +167,7 @@ def _stream(d: Any, where: str) -> Stream:
     if d.get("lambda") is not None:
         s.lam = _num(d["lambda"], "lambda", where, positive=True, allow_zero=False)
     if d.get("shape") is not None:
-        s.shape = [int(x) for x in d["shape"]]
+        s.shape = _shape(d["shape"], where)
     if d.get("deadline_x") is not None:
         s.deadline_x = _num(d["deadline_x"], "deadline_x", where, positive=True, allow_zero=False)
     if d.get("period_x") is not None:
@@ -170,6 +186,8 @@ def parse_app(data: Any, where: str = "<app>", name: Optional[str] = None) -> Ap
     # Reference workload spec JSON.
     if "workloads" in data and "tasks" not in data:
         streams = []
+        if not isinstance(data["workloads"], list):
+            raise FormatError(f"{where}: 'workloads' must be a list of streams")
         for w in data["workloads"]:
             if not isinstance(w, dict) or "model_name" not in w:
                 raise FormatError(f"{where}: every workload needs model_name")
@@ -182,7 +200,7 @@ def parse_app(data: Any, where: str = "<app>", name: Optional[str] = None) -> Ap
                 lam=_num(w["lambda"], "lambda", where, positive=True, allow_zero=False)
                 if w.get("lambda") is not None
                 else None,
-                shape=[int(x) for x in w["shape"]] if w.get("shape") else None,
+                shape=_shape(w["shape"], where) if w.get("shape") else None,
             )
             streams.append(st)
         tasks = {s.task: TaskLimits(s.task) for s in streams}
@@ -221,6 +239,10 @@ def parse_app(data: Any, where: str = "<app>", name: Optional[str] = None) -> Ap
     wl = data.get("workload") or {}
     if not isinstance(wl, dict):
         raise FormatError(f"{where}: 'workload' must be a mapping")
+    if not isinstance(wl.get("streams") or [], list):
+        raise FormatError(f"{where}: 'workload.streams' must be a list of streams")
+    if not isinstance(data.get("best_effort") or [], list):
+        raise FormatError(f"{where}: 'best_effort' must be a list of {{task, rate}} entries")
     streams = [_stream(s, where) for s in (wl.get("streams") or [])]
     for s in streams:
         if s.task not in tasks:
@@ -238,7 +260,7 @@ def parse_app(data: Any, where: str = "<app>", name: Optional[str] = None) -> Ap
         streams=streams,
         duration_s=_num(wl.get("duration_s", 10.0), "duration_s", where, positive=True, allow_zero=False),
         jitter_us=_num(wl.get("jitter_us", 1000.0), "jitter_us", where, positive=True),
-        seed=int(wl.get("seed", 0)),
+        seed=_seed(wl.get("seed", 0), where),
         best_effort=be,
         description=str(data.get("description", "")),
         source=Path(where),

@@ -236,7 +236,7 @@ def unlisted(directory: PathLike, manifest: Manifest) -> list:
         if p.is_dir() and not p.is_symlink():
             continue
         rel = p.relative_to(directory).as_posix()
-        if rel != MANIFEST and rel not in manifest.files:
+        if p.name != MANIFEST and rel not in manifest.files:  # nested manifests are not listed (_scan)
             out.append(rel)
     return out
 

@@ -633,7 +633,7 @@ def plan(
             res.repository = dest
             console.info(f"plan {app.name}: skipped (up to date): {dest}")
             if show:
-                print_plan(res)
+                print_plan(res, wrote=False)
             return res
         raise ArtifactExistsError(f"{dest} already exists; pass --force to replace it")
     res = optimise(tasks, app.max_memory, generations=generations, pop_size=pop_size, seed=seed, exhaustive=exhaustive, app=app.name)
@@ -647,7 +647,7 @@ def plan(
     return res
 
 
-def print_plan(res: PlanResult) -> None:
+def print_plan(res: PlanResult, wrote: bool = True) -> None:
     rows = []
     for name, exits in res.exits.items():
         pt = res.per_task[name]
@@ -665,5 +665,5 @@ def print_plan(res: PlanResult) -> None:
                           f"{res.min_chunk_us:.0f} us (chunks: blocks before -> deployed)")
     budget = "unlimited" if res.max_memory is None else f"{res.max_memory:g} MB"
     console.out.print(f"objective {res.objective_ms:.3f} ms; memory {res.memory_mb:.2f} MB of {budget}")
-    if res.repository:
+    if res.repository and wrote:
         console.info(f"wrote {res.repository}")

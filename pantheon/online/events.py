@@ -320,7 +320,11 @@ def read_events(log: PathLike, *, strict: bool = True) -> Iterator[Dict[str, Any
     except OSError as exc:
         raise FormatError(f"cannot read event log {path}: {exc.strerror or exc}") from exc
     with f:
-        lines = f.read().split("\n")
+        try:
+            lines = f.read().split("\n")
+        except UnicodeDecodeError as exc:
+            raise FormatError(f"{path} is not a pantheon event log (not UTF-8 text: {exc.reason} at byte "
+                              f"{exc.start})") from exc
     last = len(lines) - 1
     while last >= 0 and not lines[last].strip():
         last -= 1
