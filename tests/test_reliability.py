@@ -603,3 +603,17 @@ def test_json_into_a_closed_pipe_is_one_line(tmp_path):
     lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
     assert len(lines) == 1 and "broken pipe" in lines[0], proc.stderr
     assert "unexpected" not in proc.stderr and "Exception ignored" not in proc.stderr
+
+
+# -- item 12: a runtime refused at its options leaves no sealed log -----------------------------------
+
+
+@pytest.mark.parametrize("args", [["--time-scale", "nan"], ["--best-effort", "a:nan"], ["--max-inflight", "0"]])
+def test_runtime_bad_options_leave_no_log(sim_inputs, tmp_path, args):
+    repo, wl, _ = sim_inputs
+    log = tmp_path / "run"
+    res = runner.invoke(app, ["runtime", str(repo), str(wl), str(log), "--device", "cpu", "--telemetry", "off", *args])
+    assert res.exit_code == 2, res.output
+    assert args[0] in res.output
+    _one_line(res)
+    assert not log.exists()
