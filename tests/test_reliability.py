@@ -617,3 +617,22 @@ def test_runtime_bad_options_leave_no_log(sim_inputs, tmp_path, args):
     assert args[0] in res.output
     _one_line(res)
     assert not log.exists()
+
+
+def test_workload_on_a_full_disk_is_one_line_and_leaves_nothing(tmp_path, monkeypatch):
+    spec = _spec(tmp_path)
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    real_fdopen = os.fdopen
+
+    def full_fdopen(fd, mode="r", *a, **kw):
+        f = real_fdopen(fd, mode, *a, **kw)
+        return _FullDisk(f, 10) if "w" in mode else f
+
+    monkeypatch.setattr(os, "fdopen", full_fdopen)
+    res = runner.invoke(app, ["workload", "--spec", str(spec), "--out", str(out_dir / "w.bin")])
+    monkeypatch.undo()
+    assert res.exit_code == 1, res.output
+    assert "No space left on device" in res.output and str(out_dir / "w.bin") in res.output
+    _one_line(res)
+    assert os.listdir(out_dir) == []

@@ -349,9 +349,12 @@ def atomic_write_bytes(path: PathLike, data: bytes) -> None:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
+        if isinstance(exc, OSError) and exc.filename is None:  # a write error names no file: name it
+            raise ArtifactError(f"cannot write {path}: {exc.strerror or exc} (free some space or pick another "
+                                f"destination)") from exc
         raise
 
 
