@@ -111,3 +111,13 @@ def test_run_hints_on_a_real_board(ssh, apps_dir, _isolated_store, tmp_path):
         _bundle_present(s, "tinyapp")
     (cmd,) = _hints(str(err.value))
     assert cmd.startswith("pantheon-deploy push --board") and cmd.endswith("--app tinyapp")
+
+
+def test_a_missing_repository_names_a_command_that_parses(tmp_path):
+    from pantheon.cli import app as pantheon_app
+
+    wl = tmp_path / "w.bin"
+    wl.write_bytes(b"")
+    r = runner.invoke(pantheon_app, ["simulate", "--repo", str(tmp_path / "nope"), "--workload", str(wl)])
+    assert r.exit_code != 0 and "does not exist" in r.output
+    assert _hints(r.output) == ["pantheon plan --setting APP"]

@@ -167,7 +167,7 @@ def read_repository(path: PathLike, *, verify: bool = True) -> Repository:
 
     repo = Path(path)
     if not repo.is_dir():
-        raise RepositoryError(f"model repository {repo} does not exist (run `pantheon plan` to make one)")
+        raise RepositoryError(f"model repository {repo} does not exist (make one with `pantheon plan --setting APP`)")
     meta: Dict[str, Any] = {}
     if verify:
         try:
