@@ -636,3 +636,19 @@ def test_workload_on_a_full_disk_is_one_line_and_leaves_nothing(tmp_path, monkey
     assert "No space left on device" in res.output and str(out_dir / "w.bin") in res.output
     _one_line(res)
     assert os.listdir(out_dir) == []
+
+
+def test_simulate_log_into_a_foreign_folder_is_refused(sim_inputs, tmp_path):
+    repo, wl, _ = sim_inputs
+    folder = tmp_path / "mine"
+    folder.mkdir()
+    (folder / "notes.txt").write_text("keep me")
+    res = runner.invoke(app, ["simulate", "--repo", str(repo), "--workload", str(wl), "--log", str(folder)])
+    assert res.exit_code == 2 and "holding other files" in res.output, res.output
+    assert os.listdir(folder) == ["notes.txt"] and sorted(os.listdir(tmp_path)) == ["mine"]
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    for _ in range(2):  # an empty folder, then the run folder it became, are (re)written
+        res = runner.invoke(app, ["simulate", "--repo", str(repo), "--workload", str(wl), "--log", str(empty)])
+        assert res.exit_code == 0, res.output
+        assert sorted(os.listdir(empty)) == ["events.jsonl", "manifest.json", "run.json"]

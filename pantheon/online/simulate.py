@@ -272,6 +272,9 @@ def _run_logged(run: Callable[[EventLog], Dict[str, Any]], log: Path, path: Path
         if log.exists() and not log.is_dir():
             raise UsageError(f"--log {log} is a file; pass a folder or a .jsonl file name")
         replace = log.is_dir() and (not any(log.iterdir()) or (log / store.MANIFEST).is_file())
+        if log.is_dir() and not replace:
+            raise UsageError(f"--log {log} is a folder holding other files (no run manifest); pass a new or empty "
+                             f"folder, a run folder to replace, or a .jsonl file name")
         with store.write_artifact(log, kind="log", force=replace, meta={"run_id": run_id}) as tmp:
             summary = run(EventLog(tmp / path.name))
             (tmp / "run.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
