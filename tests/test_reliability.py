@@ -652,3 +652,39 @@ def test_simulate_log_into_a_foreign_folder_is_refused(sim_inputs, tmp_path):
         res = runner.invoke(app, ["simulate", "--repo", str(repo), "--workload", str(wl), "--log", str(empty)])
         assert res.exit_code == 0, res.output
         assert sorted(os.listdir(empty)) == ["events.jsonl", "manifest.json", "run.json"]
+
+
+def test_simulate_sigint_exits_130_and_leaves_no_log(sim_inputs, tmp_path):
+    import glob
+    import signal
+    import subprocess
+    import sys
+
+    from _repo import write_workload
+
+    repo, _, _ = sim_inputs
+    big = write_workload(tmp_path / "big.bin", [("a" if k % 3 else "b", k * 400, k * 400 + 1500)
+                                                for k in range(500_000)])
+    out_dir = tmp_path / "logs"
+    out_dir.mkdir()
+    for target in ("run", "run.jsonl"):
+        proc = subprocess.Popen([sys.executable, "-m", "pantheon.cli", "simulate", "--repo", str(repo), "--workload",
+                                 str(big), "--log", str(out_dir / target)],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                env=dict(os.environ, PANTHEON_PROGRESS="0"))
+        try:
+            deadline = time.monotonic() + 120
+            while not glob.glob(str(out_dir / ".run*")):  # the temporary log exists: the run is under way
+                assert proc.poll() is None, proc.communicate()
+                assert time.monotonic() < deadline
+                time.sleep(0.05)
+            time.sleep(0.3)
+            proc.send_signal(signal.SIGINT)
+            _, stderr = proc.communicate(timeout=60)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        assert proc.returncode == 130, stderr
+        assert "interrupted" in stderr and "Traceback" not in stderr
+        assert os.listdir(out_dir) == []
