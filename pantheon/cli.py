@@ -305,6 +305,9 @@ def profiler_server_cmd(
     threads: Optional[int] = typer.Option(
         None, "--threads", envvar="PANTHEON_CPU_THREADS", help="CPU intra-op threads (default 1, as the runtime)."
     ),
+    insecure: bool = typer.Option(
+        False, "--insecure", help="Serve a non-loopback address without a token (the server runs what it is sent)."
+    ),
 ) -> None:
     """Time TorchScript chunks sent by `pantheon profile` (run this on the board).
 
@@ -314,7 +317,7 @@ def profiler_server_cmd(
 
     cfg = ServerConfig(host=host, port=port, warmup=warmup, repeat=repeat, token=token or None,
                        max_bytes=max_bytes, idle_timeout=idle_timeout, read_timeout=read_timeout, threads=threads,
-                       max_connections=max_connections)
+                       max_connections=max_connections, insecure=insecure)
     serve(cfg, ready=lambda h, p: print(f"listening on {h}:{p}", flush=True))
 
 

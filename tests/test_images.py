@@ -103,7 +103,8 @@ def board(client, image, data_dir, tmp_path_factory):
     container costs a full copy of the image with the vfs storage driver).
     """
     port = _free_port()
-    svc = compose_service("profiler-cpu", {"PANTHEON_PROFILER_PORT": str(port)})
+    # compose passes PANTHEON_TOKEN through: the server refuses 0.0.0.0 without one
+    svc = compose_service("profiler-cpu", {"PANTHEON_PROFILER_PORT": str(port), "PANTHEON_TOKEN": BOARD_TOKEN})
     assert svc["network_mode"] == "host"
     vol = client.volumes.create(unique("pantheon-test-data"))
     stand_in = tmp_path_factory.mktemp("board") / "board"
@@ -138,6 +139,9 @@ def _one_line_error(stderr: str) -> str:
     assert len(lines) == 1, stderr
     assert "Traceback" not in stderr
     return lines[0]
+
+
+BOARD_TOKEN = "test-board-token"
 
 
 def _free_port() -> int:
@@ -227,7 +231,7 @@ def test_profiler_service_in_a_container_profiles_from_the_host(board, tmp_path)
 
     container, port = board
     variants, _, _ = make_variants(tmp_path / "variants", task="tiny", n_blocks=3)
-    res = profile(weights=variants, host="127.0.0.1", port=port, warmup=2, repeat=10,
+    res = profile(weights=variants, host="127.0.0.1", port=port, warmup=2, repeat=10, token=BOARD_TOKEN,
                   accuracies=[0.5, 0.6, 0.7], show=False)
     assert res.source == f"127.0.0.1:{port}"
     assert len(res.rows) == 3 and all(r.block_ms > 0 and r.branch_ms > 0 for r in res.rows)

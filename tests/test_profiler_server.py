@@ -181,3 +181,22 @@ def test_idle_and_read_timeouts_close_only_that_connection(tmp_path):
         with ProfilerClient("127.0.0.1", s.port) as c:  # still serving
             assert c.time_bytes(CONV, [1, 3, 8, 8]).repeat == 2
         assert "timed out" in s.logs()
+
+
+def test_a_network_bind_needs_a_token_or_an_explicit_insecure():
+    """The server runs the TorchScript it is sent: on a non-loopback address only with a token."""
+    from typer.testing import CliRunner
+
+    from pantheon.cli import app
+    from pantheon.errors import UsageError
+    from pantheon.online.profiler_server import ServerConfig, check_server_config, is_loopback
+
+    r = CliRunner().invoke(app, ["profiler-server", "--host", "0.0.0.0", "--port", "0"], env={"PANTHEON_TOKEN": ""})
+    assert r.exit_code == 2 and "without a token" in r.output and "--insecure" in r.output
+    with pytest.raises(UsageError, match="without a token"):
+        check_server_config(ServerConfig(host="::"))
+    check_server_config(ServerConfig(host="0.0.0.0", token="s3cret"))
+    check_server_config(ServerConfig(host="0.0.0.0", insecure=True))
+    check_server_config(ServerConfig(host="127.0.0.1"))  # loopback: no token needed
+    assert is_loopback("localhost") and is_loopback("::1") and is_loopback("127.0.0.5")
+    assert not is_loopback("0.0.0.0") and not is_loopback("192.168.1.10")

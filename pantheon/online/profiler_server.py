@@ -266,6 +266,23 @@ class ServerConfig:
     read_timeout: float = 60.0  # s to receive one announced message
     max_connections: int = DEFAULT_MAX_CONNECTIONS  # open connections at once; more get a LIMIT reply
     threads: Optional[int] = None  # CPU intra-op threads (default 1, as the runtime: configure_cpu_threads)
+    insecure: bool = False  # serve a non-loopback address without a token (the caller said so)
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` (an address or a name) only accepts connections from this machine."""
+    import ipaddress
+
+    h = host.strip("[]")
+    if h in ("localhost", "ip6-localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(h).is_loopback
+    except ValueError:
+        try:
+            return all(ipaddress.ip_address(a[4][0]).is_loopback for a in socket.getaddrinfo(h, None))
+        except (OSError, ValueError):
+            return False
 
 
 class RequestFailed(Exception):
@@ -598,6 +615,10 @@ def check_server_config(cfg: ServerConfig) -> None:
         raise UsageError(f"--max-connections must be at least 1, got {cfg.max_connections}")
     if cfg.threads is not None and cfg.threads < 1:
         raise UsageError(f"--threads must be at least 1, got {cfg.threads}")
+    if not cfg.token and not cfg.insecure and not is_loopback(cfg.host):
+        # the server loads (runs) the TorchScript it is sent: never for anyone on the network
+        raise UsageError(f"refusing to serve on {cfg.host} without a token: pass --token (or set PANTHEON_TOKEN) "
+                         f"and the same on the desktop, or --insecure on a network you trust")
 
 
 class ServerProcess:
