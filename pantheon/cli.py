@@ -30,8 +30,9 @@ app = typer.Typer(
     name="pantheon",
     help="Pantheon: slice DNNs, add early exits, plan exits, and run them preemptively on one GPU.",
     no_args_is_help=True,
-    add_completion=False,
     pretty_exceptions_enable=False,
+    # Help text is plain: option synopses such as "[--host H]" must not be read as rich markup.
+    rich_markup_mode=None,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 
