@@ -58,3 +58,14 @@ def test_a_captured_chunk_matches_eager_and_survives_other_replays():
     yb = g(b)  # a second replay must not change the first job's tensor
     with torch.no_grad():
         assert torch.allclose(ya, conv(a), atol=1e-5) and torch.allclose(yb, conv(b), atol=1e-5)
+
+
+def test_chain_items_give_each_chunk_the_shape_it_is_fed():
+    """Block b gets block b-1's output; the exit after block e gets block e's output (real modules, CPU)."""
+    blocks = [torch.nn.Conv2d(3, 8, 3, stride=2), torch.nn.Conv2d(8, 4, 3), torch.nn.Flatten()]
+    exits = [torch.nn.Identity(), torch.nn.Identity()]
+    items = graphs.chain_items(blocks, exits, [0, 2], [1, 3, 17, 17], "cpu")
+    assert [(n, sh) for n, _m, sh in items] == [
+        ("block_00", [1, 3, 17, 17]), ("block_01", [1, 8, 8, 8]), ("block_02", [1, 4, 6, 6]),
+        ("branch_00", [1, 8, 8, 8]), ("branch_02", [1, 144])]
+    assert items[3][1] is exits[0] and items[1][1] is blocks[1]

@@ -496,14 +496,9 @@ def dispatch_overhead(chunks: int = 8, jobs: int = 200, channels: int = 16, hw: 
         if cuda:
             from pantheon.online import graphs as G
 
-            shapes, y = [], x
-            with torch.inference_mode():
-                for b in lt.blocks:
-                    shapes.append(list(y.shape))
-                    y = b(y)
-            gchain, _fb = G.compile_chunks([(f"b{i}", m, sh) for i, (m, sh) in enumerate(zip(lt.blocks, shapes))]
-                                           + [("exit", lt.exits[-1], list(y.shape))],
-                                           torch.cuda.graph_pool_handle())
+            items = G.chain_items(lt.blocks, lt.exits[-1:], repo.tasks["chain"].exit_blocks[-1:],
+                                  repo.dims("chain"), device, torch)
+            gchain, _fb = G.compile_chunks(items, torch.cuda.graph_pool_handle())
         log = Path(d) / "events.jsonl"
         batch = 25
         rounds = max(1, jobs // batch)

@@ -137,6 +137,26 @@ def reason(exc: BaseException) -> str:
     return f"{exc.__class__.__name__}: {line[:200]}" if line else exc.__class__.__name__
 
 
+def chain_items(blocks: Sequence[Any], exits: Sequence[Any], exit_blocks: Sequence[int], dims: Sequence[int],
+                device: Any, torch: Any = None) -> List[Tuple[str, Any, List[int]]]:
+    """``(name, module, input_shape)`` of every block and exit of one task, for :func:`compile_chunks`.
+
+    The blocks are run once on a random input of ``dims``: block ``b`` takes block ``b-1``'s
+    output, and the exit after block ``e`` takes block ``e``'s output.
+    """
+    if torch is None:
+        import torch
+    x = torch.randn(*[int(d) for d in dims], device=device)
+    ins: List[List[int]] = []
+    with torch.inference_mode():
+        for blk in blocks:
+            ins.append(list(x.shape))
+            x = blk(x)
+    outs = ins[1:] + [list(x.shape)]
+    return ([(f"block_{b:02d}", m, ins[b]) for b, m in enumerate(blocks)]
+            + [(f"branch_{e:02d}", m, outs[e]) for m, e in zip(exits, exit_blocks)])
+
+
 def is_graph(chunk: Any) -> bool:
     """Whether ``chunk`` replays a CUDA graph (else it is an eager module)."""
     return bool(getattr(chunk, "graph_mode", False))

@@ -538,11 +538,12 @@ class Runtime:
     def _compile_chunks(self) -> None:
         """The callables the worker dispatches: CUDA graphs on CUDA (eager where capture fails,
         each fallback logged once), the TorchScript modules elsewhere."""
-        graphs = isinstance(self.executor, CudaExecutor) and self.cuda_graphs
-        if not graphs:
+        cuda = isinstance(self.executor, CudaExecutor)
+        if not (cuda and self.cuda_graphs):
             self.chunks = {n: (lt.blocks, lt.exits) for n, lt in self.models.items()}
-            if isinstance(self.executor, CudaExecutor):
+            if cuda:
                 self.fallbacks = [(n, "*", "--no-cuda-graphs") for n in self.repo.names]
+                self.executor.eager = sum(len(b) + len(e) for b, e in self.chunks.values())
             return
         from pantheon.online import graphs as G
 
@@ -550,25 +551,13 @@ class Runtime:
         self._pool = torch.cuda.graph_pool_handle()
         for name, lt in self.models.items():
             tp = lt.profile
-            shapes, x = [], torch.randn(*tp.dims, device=self.device)
-            with torch.inference_mode():
-                for blk in lt.blocks:  # each chunk's input shape: the previous block's output
-                    shapes.append(list(x.shape))
-                    x = blk(x)
-                    if not hasattr(x, "shape"):
-                        break
-                shapes += [[]] * (len(lt.blocks) - len(shapes))
-            items = [(f"block_{b:02d}", m, shapes[b]) for b, m in enumerate(lt.blocks)]
-            n_blocks = len(items)
-            items += [(f"branch_{e:02d}", lt.exits[k], shapes[e + 1] if e + 1 < len(shapes) else list(x.shape))
-                      for k, e in enumerate(tp.exit_blocks)]
-            items = [(n, m, sh if sh else [0]) for n, m, sh in items]
+            items = G.chain_items(lt.blocks, lt.exits, tp.exit_blocks, tp.dims, self.device, torch)
             out, fb = G.compile_chunks(items, self._pool)
-            self.chunks[name] = (out[:n_blocks], out[n_blocks:])
+            self.chunks[name] = (out[:len(lt.blocks)], out[len(lt.blocks):])
             self.fallbacks += [(name, f.name, f.reason) for f in fb]
         ex = self.executor
         ex.graphs = sum(G.is_graph(c) for b, e in self.chunks.values() for c in b + e)
-        ex.eager = len(self.fallbacks)
+        ex.eager = sum(len(b) + len(e) for b, e in self.chunks.values()) - ex.graphs
         from pantheon import console
 
         for task, chunk, reason in self.fallbacks:  # once per chunk, here and in the log
