@@ -15,7 +15,8 @@ Layout (CONTRIBUTING.md, kind ``repository``)::
 :class:`Repository` of :class:`~pantheon.online.scheduler.TaskProfile` (what the
 simulator needs). The profiles charge every chunk the per-dispatch overhead measured
 when the chunks were profiled (``dispatch_overhead_us`` in the manifest's ``meta``; 0
-when absent): the scheduler and the simulator plan with ``overhead + profiled latency``. :func:`load_modules` then loads the chunks onto a device and warms
+when absent): the scheduler and the simulator plan with ``overhead + profiled latency``.
+:func:`load_modules` then loads the chunks onto a device and warms
 them up (what the runtime needs).
 
 Example::
