@@ -70,7 +70,8 @@ def test_chunk_peak_holds_inputs(bench):
 
 def test_snap_rules(bench):
     crit = [3, 10, 20]
-    assert bench.snap([6, 7, 16], crit) == [3, 10, 20]
-    assert bench.snap([6, 16], crit, "previous") == [3, 10]
-    assert bench.snap([6, 16], crit, "next") == [10, 20]
-    assert bench.uniform_cuts(12, 4) == [2, 4, 6, 8]
+    assert sl.snap_positions(21, 3, crit, {}, "nearest") == [3, 10, 20]  # targets 5, 10, 16
+    assert bench.side_snap([6, 16], crit, "previous") == [3, 10]
+    assert bench.side_snap([6, 16], crit, "next") == [10, 20]
+    assert bench.side_snap([4, 6], crit, "previous") == [3]  # two targets, one cut
+    assert sl.uniform_positions(10, 4) == [2, 4, 6, 8]

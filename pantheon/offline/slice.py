@@ -8,6 +8,9 @@ The stage is a chain of torch.fx passes, each a function on a ``GraphModule``:
 
 1. :func:`trace` the model (eval mode) into a ``GraphModule``;
 2. :func:`find_critical_nodes` (tensor-valued dominators of the output);
+   optionally :func:`choose_cuts` keeps about ``k`` of them, evenly spread, each the
+   critical node with the smallest crossing tensor within half the ideal spacing of its
+   target (see :func:`snap_positions`);
 3. :func:`split_at` those nodes: one chunk between consecutive cuts, each chunk
    a ``GraphModule`` with exactly one placeholder;
 4. :func:`merge_light_chunks`: fold every chunk without conv/linear into the
@@ -98,6 +101,8 @@ class SliceResult:
     ``chunks[i]`` takes exactly one tensor; the last chunk returns whatever the model
     returns (a tensor, a tuple, a dict). ``max_abs_diff`` compares the chained chunks
     with the original model on a random input (``nan`` when the check was skipped).
+    ``critical_nodes`` names every critical node, ``cut_nodes`` those the model was cut
+    at (all of them, or the ones :func:`choose_cuts` picked), before merging.
     """
 
     chunks: List[torch.fx.GraphModule]
@@ -109,6 +114,7 @@ class SliceResult:
     ref_max_abs: float = float("nan")  # max |original output|: the scale of the relative tolerance
     arch: Optional[str] = None
     task: Optional[str] = None
+    cut_nodes: List[str] = field(default_factory=list)
 
     @property
     def exact(self) -> bool:
@@ -145,6 +151,7 @@ class SliceResult:
                 "exact": self.exact,
                 "equivalent": self.equivalent,
                 "critical_nodes": list(self.critical_nodes),
+                "cut_nodes": list(self.cut_nodes),
             }
         )
         return out
@@ -352,11 +359,17 @@ class _ShapeRecorder(torch.fx.Interpreter):
             raise
         n.meta["type"] = type(value)
         n.meta["shape"] = list(value.shape) if isinstance(value, torch.Tensor) else None
+        storages = {t.untyped_storage().data_ptr(): t.untyped_storage().nbytes() for t in tensors_of(value)}
+        n.meta["nbytes"] = sum(storages.values())  # a view keeps its whole base alive
         return value
 
 
 def propagate_shapes(gm: torch.fx.GraphModule, example_input: torch.Tensor) -> None:
-    """Record each node's value type and shape in ``node.meta`` (``"type"``, ``"shape"``).
+    """Record each node's value type, shape and size in ``node.meta``.
+
+    ``"type"`` is the value's type, ``"shape"`` its shape (tensors only, else None),
+    ``"nbytes"`` the bytes of the distinct storages its tensors use (a view counts its
+    whole base storage: that is what holding the value keeps allocated).
 
     Raises:
         ModelError: the model fails on this input (e.g. an image too small for it),
@@ -381,6 +394,127 @@ def _target_name(n: torch.fx.Node) -> str:
     if n.op == "call_module":
         return type(_fetch_attr(n.graph.owning_module, n.target)).__name__
     return getattr(n.target, "__name__", str(n.target))
+
+
+# ------------------------------------------------------------------------------------------------
+# 2b. choosing k cuts among the critical nodes
+# ------------------------------------------------------------------------------------------------
+
+SNAP_RULES = ("smallest", "nearest")
+
+
+def crossing_bytes(node: torch.fx.Node) -> int:
+    """Bytes live across a cut right after critical ``node``: the storage of its one output.
+
+    Needs :func:`propagate_shapes` to have run on the graph.
+    """
+    if "nbytes" not in node.meta:
+        raise UsageError(f"no size recorded for node {node.name!r}: run propagate_shapes(gm, x) first")
+    return int(node.meta["nbytes"])
+
+
+def uniform_positions(n_ops: int, k: int) -> List[int]:
+    """The uniform cut positions: ``round(j * s)`` for ``j = 1..k``, ``s = n_ops / (k + 1)``.
+
+    Positions number the ops ``1..n_ops`` in topological order (0 is the input); a cut at
+    position ``p`` falls right after op ``p``, so ``p`` is kept within ``1..n_ops-1``.
+    Distinct and increasing (fewer than ``k`` when ops are fewer than cuts).
+    """
+    last = max(1, n_ops - 1)
+    return sorted({max(1, min(last, round(j * n_ops / (k + 1)))) for j in range(1, k + 1)})
+
+
+def snap_positions(
+    n_ops: int,
+    k: int,
+    critical: Sequence[int],
+    cost: Dict[int, int],
+    snap: str = "smallest",
+) -> List[int]:
+    """Place ``k`` cuts evenly over ``n_ops`` ops and move each onto a critical position.
+
+    Positions number the ops ``1..n_ops`` in topological order; a cut at ``p`` falls right
+    after op ``p``. The ideal spacing between cuts is ``s = n_ops / (k + 1)`` and cut ``j``
+    (``j = 1..k``) aims at ``t_j = j * s``.
+
+    * ``"smallest"`` (default): cut ``j`` may only land in its window, the critical
+      positions ``c`` with ``(j - 1/2) * s < c <= (j + 1/2) * s`` (plus or minus half the
+      ideal spacing, in op order). It takes the one with the smallest ``cost[c]`` (bytes
+      live across the cut), ties broken by ``|c - t_j|``, then by the earlier position.
+      A window holding no critical position then borrows the critical position nearest
+      ``t_j`` (ties: the earlier) strictly between the cuts chosen for the targets
+      before and after it; when there is none, that target gets no cut. The windows are
+      disjoint and ordered and a borrowed cut lies between its neighbours, so the cuts
+      are strictly increasing and distinct (at most ``k``).
+    * ``"nearest"``: each uniform position (:func:`uniform_positions`) moves to the nearest
+      critical position (ties: the earlier); targets that land on the same critical
+      position share one cut. Ignores ``cost``.
+
+    Args:
+        n_ops: number of ops between the model's input and output.
+        k: how many cuts to aim for (>= 1).
+        critical: the critical positions, increasing, within ``1..n_ops-1``.
+        cost: bytes live across a cut at each critical position (used by ``"smallest"``).
+        snap: ``"smallest"`` or ``"nearest"``.
+
+    Returns:
+        The cut positions, strictly increasing (at most ``k``; none without critical positions).
+
+    Raises:
+        UsageError: ``k < 1`` or an unknown ``snap`` rule.
+
+    Example::
+
+        >>> snap_positions(12, 2, [3, 5, 8, 10], {3: 40, 5: 10, 8: 90, 10: 20})  # s = 4
+        [5, 10]
+        >>> snap_positions(12, 2, [3, 5, 8, 10], {}, snap="nearest")  # targets 4, 8
+        [3, 8]
+    """
+    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+        raise UsageError(f"number of cuts must be an integer >= 1, got {k!r}")
+    if snap not in SNAP_RULES:
+        raise UsageError(f"unknown snap rule {snap!r}: use one of {', '.join(SNAP_RULES)}")
+    if not critical:
+        return []
+    if snap == "nearest":
+        chosen = {min(critical, key=lambda c: (abs(c - t), c)) for t in uniform_positions(n_ops, k)}
+        return sorted(chosen)
+    s = n_ops / (k + 1)
+    picks: List[Optional[int]] = []
+    for j in range(1, k + 1):
+        window = [c for c in critical if (j - 0.5) * s < c <= (j + 0.5) * s]
+        picks.append(min(window, key=lambda c: (cost[c], abs(c - j * s), c)) if window else None)
+    for i, pick in enumerate(picks):  # empty windows, left to right: borrow between the neighbours
+        if pick is None:
+            lo = max((p for p in picks[:i] if p is not None), default=0)
+            hi = min((p for p in picks[i + 1 :] if p is not None), default=n_ops + 1)
+            gap = [c for c in critical if lo < c < hi]
+            if gap:
+                picks[i] = min(gap, key=lambda c: (abs(c - (i + 1) * s), c))
+    return [p for p in picks if p is not None]
+
+
+def choose_cuts(gm: torch.fx.GraphModule, k: int, snap: str = "smallest") -> List[torch.fx.Node]:
+    """``k`` cut nodes spread evenly over ``gm``'s ops, each on a critical node.
+
+    The op positions are those of :func:`path_nodes`; the rule is :func:`snap_positions`
+    with the bytes of each critical node's output as the cost (``"smallest"``: within
+    plus or minus half the ideal spacing of each target, the critical node whose crossing
+    tensor is smallest). Run :func:`propagate_shapes` first.
+
+    Returns:
+        At most ``k`` critical nodes, in topological order, ready for :func:`split_at`.
+
+    Example::
+
+        >>> gm = trace(model.eval()); propagate_shapes(gm, torch.randn(1, 3, 224, 224))
+        >>> chunks = split_at(gm, choose_cuts(gm, 8))
+    """
+    nodes = path_nodes(gm)
+    pos = {n: i for i, n in enumerate(nodes)}
+    crit = find_critical_nodes(gm)
+    cost = {pos[c]: crossing_bytes(c) for c in crit} if snap == "smallest" else {}
+    return [nodes[p] for p in snap_positions(len(nodes) - 2, k, [pos[c] for c in crit], cost, snap)]
 
 
 # ------------------------------------------------------------------------------------------------
@@ -644,6 +778,8 @@ def slice_model(
     concrete_args: Optional[Dict[str, Any]] = None,
     seed: int = 0,
     on_step: Optional[Callable[[str], None]] = None,
+    n_cuts: Optional[int] = None,
+    snap: str = "smallest",
 ) -> SliceResult:
     """Slice ``model`` at its critical nodes (the ``pantheon slice`` stage).
 
@@ -654,6 +790,11 @@ def slice_model(
         check: compare chained chunks with the model on a random input (seeded by ``seed``).
         concrete_args: passed to the tracer.
         on_step: called with the name of each pass before it runs (progress display).
+        n_cuts: cut at about this many critical nodes chosen by :func:`choose_cuts`
+            instead of at every critical node (None, the default).
+        snap: how :func:`choose_cuts` picks each cut: ``"smallest"`` (the critical node
+            with the smallest crossing tensor within half the ideal spacing of the
+            target) or ``"nearest"`` (the critical node nearest the target).
 
     Returns:
         :class:`SliceResult` with the chunks, per-chunk info and ``max_abs_diff``.
@@ -676,7 +817,8 @@ def slice_model(
     propagate_shapes(gm, example_input)
     step("split")
     crit = find_critical_nodes(gm)
-    chunks = split_at(gm, crit)
+    cuts = crit if n_cuts is None else choose_cuts(gm, n_cuts, snap)
+    chunks = split_at(gm, cuts)
     step("merge")
     if merge:
         chunks = merge_light_chunks(chunks)
@@ -703,6 +845,7 @@ def slice_model(
         info=info,
         max_abs_diff=diff,
         critical_nodes=[n.name for n in crit],
+        cut_nodes=[n.name for n in cuts],
         input_shape=list(example_input.shape),
         merged=merge,
         ref_max_abs=ref_abs,
