@@ -7,7 +7,10 @@
 * ``accuracy.png``: relative accuracy over time (rolling mean over 50 jobs, misses = 0);
 * ``exit_usage.png``: jobs per exit (block id) for every task, drops as their own bar;
 * ``scheduler_latency.png``: CDF of the scheduler's decision time, per queue length group;
-* ``telemetry.png`` (when the log has telemetry lines): GPU load and power over time.
+* ``telemetry.png`` (when the log has telemetry lines): GPU load and power over time;
+* ``dmr_windows.png``: DMR per release-time window, all jobs and each task, and each
+  stream in a second panel when the streams are not simply one per task (the windows
+  ``write_report`` put in ``data["windows"]``, else 1 s windows).
 
 Example::
 
@@ -24,11 +27,20 @@ import matplotlib
 matplotlib.use("Agg")  # files only, no display
 import matplotlib.pyplot as plt
 
+DESCRIPTIONS = {
+    "response_time.png": "response time over release time per task, with its deadline",
+    "accuracy.png": "relative accuracy over time (rolling mean)",
+    "exit_usage.png": "jobs per exit and dropped, per task",
+    "scheduler_latency.png": "CDF of the scheduler's decision time by queue length",
+    "telemetry.png": "GPU load and power over time",
+    "dmr_windows.png": "DMR per release-time window: all jobs, per task, per stream",
+}
+
 
 def draw_all(data: Dict[str, Any], folder: Path) -> List[str]:
     """Write every plot that has data into ``folder``; return the file names."""
     out = []
-    for fn in (response_time, accuracy_over_time, exit_usage, scheduler_latency, telemetry):
+    for fn in (response_time, accuracy_over_time, exit_usage, scheduler_latency, telemetry, dmr_windows):
         name = fn(data, Path(folder))
         if name:
             out.append(name)
@@ -151,3 +163,34 @@ def telemetry(data: Dict[str, Any], folder: Path) -> str:
     axes[-1, 0].set_xlabel("time since start (s)")
     fig.suptitle("Telemetry")
     return save_figure(fig, folder, "telemetry.png")
+
+
+def dmr_windows(data: Dict[str, Any], folder: Path) -> str:
+    from pantheon.analysis.views import DEFAULT_WINDOW_MS, window_dmr
+
+    windows = data.get("windows")
+    if windows is None:
+        windows = window_dmr(data["series"].get("trace", []), int(DEFAULT_WINDOW_MS * 1000))
+    if not windows:
+        return ""
+    series: Dict[str, Dict[str, List[Any]]] = {"all": {}, "task": {}, "stream": {}}
+    for w in windows:
+        pts = series[w.scope].setdefault(w.name or "all jobs", [])
+        pts.append((w.start_us / 1e6, float("nan") if w.dmr is None else 100 * w.dmr))
+    tasks = {t.task for t in data["series"].get("trace", [])}
+    panels = ["task"] + (["stream"] if len(series["stream"]) != len(tasks) else [])
+    fig, axes = plt.subplots(len(panels), 1, figsize=(9, 3 * len(panels)), sharex=True, squeeze=False)
+    width = (windows[0].end_us - windows[0].start_us) / 1e6
+    for ax, scope in zip(axes[:, 0], panels):
+        for name, pts in list(series["all"].items()) + sorted(series[scope].items()):
+            xs, ys = zip(*(pts + [(pts[-1][0] + width, pts[-1][1])]))  # the last window drawn to its end
+            label = name if scope == "task" or name == "all jobs" else f"stream {name}"
+            ax.step(xs, ys, where="post", lw=2.0 if name == "all jobs" else 1.0, label=label,
+                    color="black" if name == "all jobs" else None)
+        ax.set_ylabel("DMR (%)")
+        ax.set_ylim(-2, 102)
+        ax.set_title(f"per {scope}", fontsize=9)
+        ax.legend(fontsize=7, loc="upper right")
+    axes[-1, 0].set_xlabel("release time (s)")
+    fig.suptitle(f"Deadline miss rate per {width * 1000:g} ms window")
+    return save_figure(fig, folder, "dmr_windows.png")
