@@ -250,7 +250,7 @@ def analyze(log: PathLike, workload: Optional[PathLike] = None) -> Dict[str, Any
     names = {j[0] for j in jobs.values()} | ({w.model_name for w in ws.workload} if ws is not None else set())
     by_task = task_streams(tasks, names)
     records: List[Record] = []
-    traces: List[Any] = []
+    traces: List[JobTrace] = []
     streams: Dict[int, int] = {}
     for jid, j in sorted(jobs.items()):
         records.append((jid, j[0], j[1], j[2], j[3], j[4], j[5], j[6], j[7], j[8]))

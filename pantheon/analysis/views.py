@@ -16,7 +16,8 @@
 * ``preemptions.csv``: ``task, block, preemptions``: how often a job of the task was
   displaced from the head of the queue right after that block (the last block it had
   handed to the device before the ``preempt`` event; it resumes at the next block).
-  Every block the log's ``start`` event lists for the task gets a row, zeros included.
+  Every block the log's ``start`` event lists for the task gets a row, zeros included
+  (block -1: the log holds no dispatch of the job before its ``preempt`` event).
 
 Streams: a ``release`` event may carry ``stream`` (the workload stream the job came
 from; several streams may run the same task). Logs without it are read as one stream
@@ -115,10 +116,14 @@ def task_streams(tasks: Mapping[str, Any], names: Iterable[str]) -> Dict[str, in
     one, else the tasks' sorted order.
     """
     every = sorted(set(tasks) | set(names))
-    idx = {t: tasks.get(t, {}).get("index") if isinstance(tasks.get(t), dict) else None for t in every}
-    values = list(idx.values())
-    if all(isinstance(v, int) for v in values) and len(set(values)) == len(values):
-        return {t: int(v) for t, v in idx.items()}  # type: ignore[arg-type]
+    idx: Dict[str, int] = {}
+    for t in every:
+        info = tasks.get(t)
+        i = info.get("index") if isinstance(info, dict) else None
+        if isinstance(i, int) and not isinstance(i, bool):
+            idx[t] = i
+    if len(idx) == len(every) and len(set(idx.values())) == len(idx):
+        return idx
     return {t: i for i, t in enumerate(every)}
 
 
