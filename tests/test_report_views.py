@@ -244,6 +244,11 @@ def test_report_groups_two_streams_of_one_task(tmp_path):
     assert "## Per stream" in md and "| 1 | cam | 4 | 50.00% |" in md
     # a second panel draws the streams, since there are more of them than tasks
     assert (out / "dmr_windows.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    from pantheon.analysis import plots
+
+    scope, panels = plots._panels(rep.analyze(log))  # response_time.png: one panel per stream
+    assert scope == "stream" and [title for title, _ in panels] == ["stream 0 (cam)", "stream 1 (cam)", "stream 2 (mic)"]
+    assert [len(rows) for _, rows in panels] == [4, 4, 4]
 
 
 def test_old_log_without_streams_reads_one_stream_per_task(tmp_path):
@@ -254,6 +259,10 @@ def test_old_log_without_streams_reads_one_stream_per_task(tmp_path):
     assert set(per) == {"0", "1"} and per["0"]["tasks"] == ["mic"] and per["1"]["tasks"] == ["cam"]
     assert per["1"]["jobs"] == 8 and per["1"]["dmr"] == 0.25
     assert {r["stream"] for r in _csv(out / "trace.csv") if r["task"] == "cam"} == {"1"}
+    from pantheon.analysis import plots
+
+    scope, panels = plots._panels(rep.analyze(log))
+    assert scope == "task" and [title for title, _ in panels] == ["cam", "mic"]
 
 
 def test_cli_lists_every_file_and_the_manifest_seals_them(clean_log, tmp_path):
