@@ -98,6 +98,7 @@ def test_report_without_matplotlib_writes_markdown_json_csv_and_warns_once(sim_l
     path, _ = sim_log
     monkeypatch.setitem(sys.modules, "matplotlib", None)  # as on a board image without it
     monkeypatch.delitem(sys.modules, "pantheon.analysis.plots", raising=False)
+    monkeypatch.delattr(sys.modules["pantheon.analysis"], "plots", raising=False)  # no import finds it
     monkeypatch.setattr(rep, "_warned_matplotlib", False)
     out1, _ = rep.write_report(path, out=tmp_path / "a")
     out2, _ = rep.write_report(path, out=tmp_path / "b")

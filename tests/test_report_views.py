@@ -251,6 +251,30 @@ def test_report_groups_two_streams_of_one_task(tmp_path):
     assert [len(rows) for _, rows in panels] == [4, 4, 4]
 
 
+@pytest.mark.parametrize("with_streams", [True, False])
+def test_jobs_never_released_take_the_stream_of_their_workload_entry(tmp_path, with_streams):
+    """With streams in the log, a job the run never released belongs to its workload id's stream (the id is
+    the stream index); in an old log, to its task's stream."""
+    log = _two_camera_log(tmp_path / "s.jsonl", with_streams=with_streams)
+    ws = Workloads()
+    for k in range(6):  # the log released the first 4 periods
+        for stream, task in ((0, "cam"), (1, "cam"), (2, "mic")):
+            w = ws.workload.add()
+            rel = k * 10_000 + stream * 100
+            w.id, w.model_name, w.release, w.deadline = stream, task, rel, rel + 5000
+    write_workloads(tmp_path / "w.bin", ws)
+    out, summary = rep.write_report(log, out=tmp_path / "r", workload=tmp_path / "w.bin", plots=False)
+    lost = [r for r in _csv(out / "trace.csv") if r["outcome"] == "lost"]
+    assert summary["unreleased"] == len(lost) == 6
+    expected = {"0": "0", "1": "1", "2": "2"} if with_streams else {"0": "1", "1": "1", "2": "0"}
+    assert [r["stream"] for r in lost] == [expected[str(int(r["job"]) % 3)] for r in lost]  # job = 3k + stream
+    per = summary["per_stream"]
+    if with_streams:
+        assert (per["1"]["jobs"], per["1"]["dmr"]) == (6, pytest.approx(4 / 6, abs=1e-6))
+    else:
+        assert (per["1"]["jobs"], per["1"]["dmr"]) == (12, pytest.approx(6 / 12, abs=1e-6))
+
+
 def test_old_log_without_streams_reads_one_stream_per_task(tmp_path):
     log = _two_camera_log(tmp_path / "old.jsonl", with_streams=False)
     out, summary = rep.write_report(log, out=tmp_path / "r", plots=False)

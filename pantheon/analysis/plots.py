@@ -28,16 +28,6 @@ import matplotlib
 matplotlib.use("Agg")  # files only, no display
 import matplotlib.pyplot as plt
 
-DESCRIPTIONS = {
-    "response_time.png": "response time over release time per task (per stream when a task has several), "
-                         "with its deadline",
-    "accuracy.png": "relative accuracy over time (rolling mean)",
-    "exit_usage.png": "jobs per exit and dropped, per task",
-    "scheduler_latency.png": "CDF of the scheduler's decision time by queue length",
-    "telemetry.png": "GPU load and power over time",
-    "dmr_windows.png": "DMR per release-time window: all jobs, per task, per stream",
-}
-
 
 def draw_all(data: Dict[str, Any], folder: Path) -> List[str]:
     """Write every plot that has data into ``folder``; return the file names."""

@@ -446,7 +446,7 @@ def markdown(summary: Dict[str, Any], title: str = "Pantheon run report", plots:
     return "\n".join(lines) + "\n"
 
 
-# file name -> what it holds, for the report's file list (PNG names: pantheon.analysis.plots.DESCRIPTIONS)
+# file name -> what it holds, for the report's file list (kept here: plots.py needs matplotlib)
 FILES = {
     "report.md": "this report (markdown)",
     "report.json": "the summary (JSON)",
@@ -454,6 +454,15 @@ FILES = {
                  "outcome, response time, preemptions (us)",
     "dmr_windows.csv": "DMR per {window} ms release window: all jobs, each task, each stream",
     "preemptions.csv": "preemptions per task and block",
+}
+PLOT_FILES = {
+    "response_time.png": "response time over release time per task (per stream when a task has several), "
+                         "with its deadline",
+    "accuracy.png": "relative accuracy over time (rolling mean)",
+    "exit_usage.png": "jobs per exit and dropped, per task",
+    "scheduler_latency.png": "CDF of the scheduler's decision time by queue length",
+    "telemetry.png": "GPU load and power over time",
+    "dmr_windows.png": "DMR per release-time window: all jobs, per task, per stream",
 }
 
 
@@ -492,17 +501,11 @@ def write_report(log: PathLike, out: Optional[PathLike] = None, workload: Option
         views.write_windows_csv(tmp / "dmr_windows.csv", windows)
         views.write_preemptions_csv(tmp / "preemptions.csv", data["series"]["preemption_table"])
         files = {k: v.format(window=f"{window_us / 1000:g}") for k, v in FILES.items()}
-        files.update(_plot_descriptions(names))
+        files.update({n: PLOT_FILES.get(n, "plot") for n in names})
         summary["files"] = files
         (tmp / "report.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
         (tmp / "report.md").write_text(markdown(summary, plots=names))
     return out, summary
-
-
-def _plot_descriptions(names: Sequence[str]) -> Dict[str, str]:
-    from pantheon.analysis import plots as _p  # only called when plots were drawn
-
-    return {n: _p.DESCRIPTIONS.get(n, "plot") for n in names}
 
 
 def _plots(data: Dict[str, Any], folder: Path) -> List[str]:
