@@ -514,14 +514,17 @@ def report_cmd(
     out: Optional[Path] = typer.Option(None, "--out", help="Report folder (default <root>/reports/<app>/<run-id>)."),
     plots: bool = typer.Option(True, "--plots/--no-plots", help="Draw PNG plots (needs matplotlib)."),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
+    window_ms: float = typer.Option(1000.0, "--window-ms", help="Width of the DMR-per-window view (ms of release time)."),
 ) -> None:
     """DMR, relative accuracy, preemptions, exits, response and scheduler latency of a run, with plots.
 
-    Example: pantheon report logs/run1 --out reports/run1
+    Also per-job traces, DMR per time window and preemptions per block as CSV, by task and by stream.
+
+    Example: pantheon report logs/run1 --out reports/run1 --window-ms 500
     """
     from pantheon.analysis.report import report_command
 
-    report_command(log, workload, out, plots, as_json)
+    report_command(log, workload, out, plots, as_json, window_ms)
 
 
 # -- issue 5: bench (the reproducible benchmark of the board image) --

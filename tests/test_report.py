@@ -94,17 +94,20 @@ def test_report_cli_default_folder_and_json(sim_log):
     assert (folder / "report.md").is_file() and not list(folder.glob("*.png"))
 
 
-def test_report_without_matplotlib_writes_markdown_and_json_and_warns_once(sim_log, tmp_path, monkeypatch, capsys):
+def test_report_without_matplotlib_writes_markdown_json_csv_and_warns_once(sim_log, tmp_path, monkeypatch, capsys):
     path, _ = sim_log
     monkeypatch.setitem(sys.modules, "matplotlib", None)  # as on a board image without it
     monkeypatch.delitem(sys.modules, "pantheon.analysis.plots", raising=False)
+    monkeypatch.delattr(sys.modules["pantheon.analysis"], "plots", raising=False)  # no import finds it
     monkeypatch.setattr(rep, "_warned_matplotlib", False)
     out1, _ = rep.write_report(path, out=tmp_path / "a")
     out2, _ = rep.write_report(path, out=tmp_path / "b")
     err = capsys.readouterr().err
     assert err.count("matplotlib is not installed") == 1
     for out in (out1, out2):
-        assert {p.name for p in out.iterdir()} == {"report.md", "report.json", "manifest.json"}
+        assert {p.name for p in out.iterdir()} == {"report.md", "report.json", "manifest.json", "trace.csv",
+                                                   "dmr_windows.csv", "preemptions.csv"}
+        store.verify(out, kind="report")
 
 
 def test_workload_counts_jobs_never_released_and_truncated_log_is_read(sim_log, tmp_path):

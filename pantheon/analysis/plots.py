@@ -2,12 +2,16 @@
 
 :func:`draw_all` takes :func:`pantheon.analysis.report.analyze`'s result and writes:
 
-* ``response_time.png``: response time over release time, one panel per task, with its
-  relative deadline as a line and missed/dropped jobs marked;
+* ``response_time.png``: response time over release time, one panel per task (per stream
+  when a task runs on several streams), with its relative deadline as a line and
+  missed/dropped jobs marked;
 * ``accuracy.png``: relative accuracy over time (rolling mean over 50 jobs, misses = 0);
 * ``exit_usage.png``: jobs per exit (block id) for every task, drops as their own bar;
 * ``scheduler_latency.png``: CDF of the scheduler's decision time, per queue length group;
-* ``telemetry.png`` (when the log has telemetry lines): GPU load and power over time.
+* ``telemetry.png`` (when the log has telemetry lines): GPU load and power over time;
+* ``dmr_windows.png``: DMR per release-time window, all jobs and each task, and each
+  stream in a second panel when the streams are not simply one per task (the windows
+  ``write_report`` put in ``data["windows"]``, else 1 s windows).
 
 Example::
 
@@ -17,7 +21,7 @@ Example::
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Tuple
 
 import matplotlib
 
@@ -28,7 +32,7 @@ import matplotlib.pyplot as plt
 def draw_all(data: Dict[str, Any], folder: Path) -> List[str]:
     """Write every plot that has data into ``folder``; return the file names."""
     out = []
-    for fn in (response_time, accuracy_over_time, exit_usage, scheduler_latency, telemetry):
+    for fn in (response_time, accuracy_over_time, exit_usage, scheduler_latency, telemetry, dmr_windows):
         name = fn(data, Path(folder))
         if name:
             out.append(name)
@@ -43,19 +47,28 @@ def save_figure(fig: Any, folder: Path, name: str) -> str:
     return name
 
 
-def _jobs_by_task(data: Dict[str, Any]) -> Dict[str, List[Any]]:
+def _panels(data: Dict[str, Any]) -> Tuple[str, List[Tuple[str, List[Any]]]]:
+    """Released jobs per task, or per stream when a task runs on several streams: (``task``|``stream``, panels)."""
+    stream_of = {t.job: t.stream for t in data["series"].get("trace", [])}
+    rows = data["series"]["jobs"]
+    pairs = {(stream_of.get(r[0], -1), r[1]) for r in rows}
+    if len(pairs) > len({task for _, task in pairs}):
+        by_stream: Dict[Tuple[int, str], List[Any]] = {}
+        for r in rows:
+            by_stream.setdefault((stream_of.get(r[0], -1), r[1]), []).append(r)
+        return "stream", [(f"stream {s} ({task})", v) for (s, task), v in sorted(by_stream.items())]
     by: Dict[str, List[Any]] = {}
-    for row in data["series"]["jobs"]:
-        by.setdefault(row[1], []).append(row)
-    return by
+    for r in rows:
+        by.setdefault(r[1], []).append(r)
+    return "task", sorted(by.items())
 
 
 def response_time(data: Dict[str, Any], folder: Path) -> str:
-    by = _jobs_by_task(data)
-    if not by:
+    scope, panels = _panels(data)
+    if not panels:
         return ""
-    fig, axes = plt.subplots(len(by), 1, figsize=(9, 2.4 * len(by)), sharex=True, squeeze=False)
-    for ax, (task, rows) in zip(axes[:, 0], sorted(by.items())):
+    fig, axes = plt.subplots(len(panels), 1, figsize=(9, 2.4 * len(panels)), sharex=True, squeeze=False)
+    for ax, (task, rows) in zip(axes[:, 0], panels):
         # row: (job, task, release, deadline, status, exit, rel, response, t_finish)
         ok = [(r[2] / 1e6, r[7] / 1e3) for r in rows if r[4] == "met"]
         late = [(r[2] / 1e6, r[7] / 1e3) for r in rows if r[4] == "late"]
@@ -73,7 +86,7 @@ def response_time(data: Dict[str, Any], folder: Path) -> str:
         ax.set_title(task, fontsize=9)
         ax.legend(fontsize=7, loc="upper right")
     axes[-1, 0].set_xlabel("release time (s)")
-    fig.suptitle("Response time per task")
+    fig.suptitle(f"Response time per {scope}")
     return save_figure(fig, folder, "response_time.png")
 
 
@@ -151,3 +164,39 @@ def telemetry(data: Dict[str, Any], folder: Path) -> str:
     axes[-1, 0].set_xlabel("time since start (s)")
     fig.suptitle("Telemetry")
     return save_figure(fig, folder, "telemetry.png")
+
+
+def dmr_windows(data: Dict[str, Any], folder: Path) -> str:
+    from pantheon.analysis.views import DEFAULT_WINDOW_MS, window_dmr
+
+    windows = data.get("windows")
+    if windows is None:
+        windows = window_dmr(data["series"].get("trace", []), int(DEFAULT_WINDOW_MS * 1000))
+    if not windows:
+        return ""
+    series: Dict[str, Dict[str, List[Any]]] = {"all": {}, "task": {}, "stream": {}}
+    for w in windows:
+        pts = series[w.scope].setdefault(w.name or "all jobs", [])
+        pts.append((w.start_us / 1e6, float("nan") if w.dmr is None else 100 * w.dmr))
+    traces = data["series"].get("trace", [])
+    tasks = {t.task for t in traces}
+    stream_tasks: Dict[str, set] = {}
+    for t in traces:
+        stream_tasks.setdefault(str(t.stream), set()).add(t.task)
+    panels = ["task"] + (["stream"] if len(series["stream"]) != len(tasks) else [])
+    fig, axes = plt.subplots(len(panels), 1, figsize=(9, 3 * len(panels)), sharex=True, squeeze=False)
+    width = (windows[0].end_us - windows[0].start_us) / 1e6
+    for ax, scope in zip(axes[:, 0], panels):
+        for name, pts in list(series["all"].items()) + list(series[scope].items()):  # in window_dmr's order
+            xs, ys = zip(*(pts + [(pts[-1][0] + width, pts[-1][1])]))  # the last window drawn to its end
+            label = (name if scope == "task" or name == "all jobs"
+                     else f"stream {name} ({', '.join(sorted(stream_tasks.get(name, ())))})")
+            ax.step(xs, ys, where="post", lw=2.0 if name == "all jobs" else 1.0, label=label,
+                    color="black" if name == "all jobs" else None)
+        ax.set_ylabel("DMR (%)")
+        ax.set_ylim(-2, 102)
+        ax.set_title(f"per {scope}", fontsize=9)
+        ax.legend(fontsize=7, loc="upper right")
+    axes[-1, 0].set_xlabel("release time (s)")
+    fig.suptitle(f"Deadline miss rate per {width * 1000:g} ms window")
+    return save_figure(fig, folder, "dmr_windows.png")

@@ -27,7 +27,7 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
-from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
 
 from pantheon.errors import FormatError
 
@@ -63,12 +63,15 @@ def summarize(
     best_effort: Sequence[Tuple[str, int]] = (),
     preemptions: int = 0,
     meta: Optional[Dict[str, Any]] = None,
+    streams: Optional[Mapping[int, int]] = None,
 ) -> Dict[str, Any]:
     """The summary dict of a run from per-job records (shared by runtime, simulator, report).
 
     Top-level keys: ``jobs, met, late, dropped, lost, dmr, relative_accuracy, accuracy,
     preempted_jobs, preemptions, response_p50_us, response_p99_us, scheduler, per_task,
-    best_effort`` plus ``meta``'s items (policy, mode...).
+    best_effort`` plus ``meta``'s items (policy, mode...). With ``streams`` (job id ->
+    stream), also ``per_stream``: the per-task figures of each stream's jobs, with the
+    ``tasks`` it ran.
     """
     recs = list(records)
     n = len(recs)
@@ -121,6 +124,13 @@ def summarize(
     out.update(top)
     out["preemptions"] = int(preemptions)
     out["per_task"] = {t: block(rs) for t, rs in sorted(by_task.items())}
+    if streams is not None:
+        by_stream: Dict[int, List[Record]] = {}
+        for r in recs:
+            by_stream.setdefault(int(streams[r[0]]), []).append(r)
+        out["per_stream"] = {
+            str(k): {"tasks": sorted({r[1] for r in rs}), **block(rs)} for k, rs in sorted(by_stream.items())
+        }
     out["scheduler"] = _decisions(decisions)
     be: Dict[str, List[int]] = {}
     for task, resp in best_effort:
@@ -157,25 +167,45 @@ def analyze(log: PathLike, workload: Optional[PathLike] = None) -> Dict[str, Any
     With ``workload`` (the ``.bin`` the run replayed), jobs of the workload that never
     appear in the log (a run stopped early) count as missed ("lost").
 
-    Returns ``{"summary": ..., "start": <start event>, "series": {...}}``.
+    Besides the summary of :func:`summarize` (with ``per_stream``), the summary carries
+    ``preemptions_by_task`` (task -> preempt events of its jobs) and
+    ``preemptions_per_block`` (task -> {block: count}, nonzero ones; see
+    :mod:`pantheon.analysis.views` for which block a preemption is counted at).
+
+    Returns ``{"summary": ..., "start": <start event>, "series": {...}, "path": ...}``;
+    ``series["trace"]`` holds one :class:`~pantheon.analysis.views.JobTrace` per job and
+    ``series["preemption_table"]`` the ``(task, block, preemptions)`` rows.
     """
+    from pantheon.analysis.views import OUTCOME, JobTrace, preemption_table, task_streams
     from pantheon.online.events import events_path, read_events
 
     path = events_path(log)
     check_run_folder(log, path)
     start: Dict[str, Any] = {}
     end: Optional[Dict[str, Any]] = None
-    jobs: Dict[int, List[Any]] = {}  # id -> [task, release, deadline, status, exit, acc, rel, resp, preempted, t_fin]
+    # id -> [task, release, deadline, status, exit, acc, rel, resp, preempted, t_fin,
+    #        stream (None: not logged), t_first_dispatch, preempt events, last dispatched block]
+    jobs: Dict[int, List[Any]] = {}
     decisions: List[Tuple[int, float]] = []
     be: List[Tuple[str, int]] = []
     be_t: List[Tuple[int, str, int]] = []
     telemetry: List[Dict[str, Any]] = []
     preemptions = 0
+    pre_at: Dict[Tuple[str, int], int] = {}  # (task, block) -> preempt events
     calibration: Dict[str, float] = {}
     for ev in read_events(path):
         kind = ev["ev"]
-        if kind == "release":
-            jobs[ev["job"]] = [ev["task"], ev["release"], ev["deadline"], "lost", -1, 0.0, 0.0, 0, False, None]
+        if kind == "dispatch":
+            j = jobs.get(ev["job"])
+            if j is not None:
+                if j[11] is None:
+                    j[11] = ev["t"]
+                if "block" in ev:
+                    j[13] = ev["block"]
+        elif kind == "release":
+            stream = ev.get("stream")
+            jobs[ev["job"]] = [ev["task"], ev["release"], ev["deadline"], "lost", -1, 0.0, 0.0, 0, False, None,
+                               stream if isinstance(stream, int) else None, None, 0, -1]
         elif kind == "exit":
             j = jobs.get(ev["job"])
             if j is not None:
@@ -191,6 +221,9 @@ def analyze(log: PathLike, workload: Optional[PathLike] = None) -> Dict[str, Any
             j = jobs.get(ev["job"])
             if j is not None:
                 j[8] = True
+                j[12] += 1
+                key = (j[0], j[13])
+                pre_at[key] = pre_at.get(key, 0) + 1
         elif kind == "schedule":
             decisions.append((ev["n"], float(ev["dur"])))
         elif kind == "be":
@@ -206,25 +239,56 @@ def analyze(log: PathLike, workload: Optional[PathLike] = None) -> Dict[str, Any
             end = ev
     if not start:
         raise FormatError(f"{path} has no start event: not a pantheon event log")
-    records: List[Record] = [
-        (jid, j[0], j[1], j[2], j[3], j[4], j[5], j[6], j[7], j[8]) for jid, j in sorted(jobs.items())
-    ]
-    lost_unreleased = 0
+    tasks = start.get("tasks") if isinstance(start.get("tasks"), dict) else {}
+    logged_streams = any(j[10] is not None for j in jobs.values())
+    ws = None
     if workload is not None:
         from pantheon.formats import read_workloads
 
         ws = read_workloads(workload)
         check_workload_matches(ws, workload, start, jobs, path)
+    names = {j[0] for j in jobs.values()} | ({w.model_name for w in ws.workload} if ws is not None else set())
+    by_task = task_streams(tasks, names)
+    records: List[Record] = []
+    traces: List[JobTrace] = []
+    streams: Dict[int, int] = {}
+    for jid, j in sorted(jobs.items()):
+        records.append((jid, j[0], j[1], j[2], j[3], j[4], j[5], j[6], j[7], j[8]))
+        stream = streams[jid] = j[10] if j[10] is not None else by_task[j[0]]
+        done = j[3] in ("met", "late")
+        traces.append(JobTrace(stream, j[0], jid, j[1], j[2], j[11], j[9] if done else None, j[4] if done else None,
+                               j[5] if done else None, OUTCOME[j[3]], j[7] if done else None, j[12]))
+    lost_unreleased = 0
+    if ws is not None:
         seen = set(jobs)
         for i, w in enumerate(ws.workload):
             if i not in seen:
                 lost_unreleased += 1
+                # a log with streams numbers them as the workload ids do
+                stream = streams[i] = int(w.id) if logged_streams else by_task[w.model_name]
                 records.append((i, w.model_name, int(w.release), int(w.deadline), "lost", -1, 0.0, 0.0, 0, False))
+                traces.append(JobTrace(stream, w.model_name, i, int(w.release), int(w.deadline), None, None, None,
+                                       None, "lost", None, 0))
     meta = {k: start.get(k) for k in ("policy", "mode", "device", "app", "run_id", "drop_late") if k in start}
-    summary = summarize(records, decisions, be, preemptions, meta)
+    summary = summarize(records, decisions, be, preemptions, meta, streams=streams)
     summary["complete"] = end is not None
     if lost_unreleased:
         summary["unreleased"] = lost_unreleased
+    blocks = {t: len(v["blocks"]) for t, v in tasks.items() if isinstance(v, dict) and isinstance(v.get("blocks"), list)}
+    table = preemption_table(pre_at, blocks)
+    by_task_pre: Dict[str, int] = {}
+    per_block: Dict[str, Dict[str, int]] = {}
+    for task, blk, n in table:
+        by_task_pre[task] = by_task_pre.get(task, 0) + n
+        if n:
+            per_block.setdefault(task, {})[str(blk)] = n
+    summary["preemptions_by_task"] = by_task_pre
+    summary["preemptions_per_block"] = per_block
+    stream_pre: Dict[str, int] = {}
+    for tr in traces:
+        stream_pre[str(tr.stream)] = stream_pre.get(str(tr.stream), 0) + tr.preemptions
+    for key, b in summary["per_stream"].items():
+        b["preemptions"] = stream_pre.get(key, 0)
     if calibration:  # measured / profiled latency the scheduler ended up planning with, per task
         summary["calibration"] = {t: round(v, 3) for t, v in sorted(calibration.items())}
     if telemetry:
@@ -239,6 +303,8 @@ def analyze(log: PathLike, workload: Optional[PathLike] = None) -> Dict[str, Any
         "decisions": decisions,
         "telemetry": telemetry,
         "best_effort": be_t,
+        "trace": traces,
+        "preemption_table": table,
     }
     return {"summary": summary, "start": start, "series": series, "path": str(path)}
 
@@ -295,7 +361,8 @@ def check_workload_matches(ws: Any, workload: PathLike, start: Dict[str, Any], j
 
 
 def markdown(summary: Dict[str, Any], title: str = "Pantheon run report", plots: Sequence[str] = ()) -> str:
-    """report.md text: overall table, per-task table, exit usage, scheduler latency, plots."""
+    """report.md text: overall table, per-task and per-stream tables, exit usage, preemptions, worst DMR
+    window, scheduler latency, plots, and the folder's files (``summary["files"]``)."""
     def pct(x: Optional[float]) -> str:
         return "-" if x is None else f"{100 * x:.2f}%"
 
@@ -324,6 +391,33 @@ def markdown(summary: Dict[str, Any], title: str = "Pantheon run report", plots:
             f"| {task} | {b['jobs']} | {pct(b['dmr'])} | {pct(b['relative_accuracy'])} | {pct(b['preempted_jobs'])} | "
             f"{ms(b['response_p50_us'])} | {ms(b['response_p99_us'])} | {ms(b['relative_deadline_us'])} | {exits} |"
         )
+    if summary.get("per_stream"):
+        lines += ["", "## Per stream", "",
+                  "| stream | task | jobs | DMR | relative accuracy | preempted | preemptions | p50 (ms) | p99 (ms) "
+                  "| deadline (ms) |", "|---|---|---|---|---|---|---|---|---|---|"]
+        for k, b in summary["per_stream"].items():
+            lines.append(
+                f"| {k} | {', '.join(b['tasks'])} | {b['jobs']} | {pct(b['dmr'])} | {pct(b['relative_accuracy'])} | "
+                f"{pct(b['preempted_jobs'])} | {b.get('preemptions', '-')} | {ms(b['response_p50_us'])} | "
+                f"{ms(b['response_p99_us'])} | {ms(b['relative_deadline_us'])} |"
+            )
+    if "preemptions_per_block" in summary:
+        lines += ["", "## Preemptions", "",
+                  f"{summary['preemptions']} preemptions; a job displaced right after block k is counted at k "
+                  f"(`preemptions.csv` lists every block).", ""]
+        per_block = summary["preemptions_per_block"]
+        if per_block:
+            lines += ["| task | preemptions | at block (block: count) |", "|---|---|---|"]
+            for task, blocks in per_block.items():
+                where = ", ".join(f"{b}: {n}" for b, n in blocks.items())
+                lines.append(f"| {task} | {summary['preemptions_by_task'].get(task, 0)} | {where} |")
+    win = summary.get("dmr_windows")
+    if win and win.get("worst"):
+        w = win["worst"]
+        lines += ["", "## DMR per window", "",
+                  f"{win['windows']} windows of {win['window_ms']:g} ms (by release time); the worst, "
+                  f"[{w['start_us'] / 1e6:g} s, {w['end_us'] / 1e6:g} s), missed {w['missed']} of {w['jobs']} "
+                  f"jobs ({pct(w['dmr'])}). Every window, per task and per stream: `dmr_windows.csv`."]
     sched = summary["scheduler"]
     lines += ["", "## Scheduler decision latency", "",
               f"{sched['decisions']} decisions, p50 {sched['p50_us']} us, p99 {sched['p99_us']} us.", "",
@@ -345,21 +439,55 @@ def markdown(summary: Dict[str, Any], title: str = "Pantheon run report", plots:
                   "| " + " | ".join("-" if v is None else str(v) for v in tel.values()) + " |"]
     if plots:
         lines += ["", "## Plots", ""] + [f"![{Path(p).stem}]({p})" for p in plots]
+    files = summary.get("files")
+    if files:
+        lines += ["", "## Files", "", "| file | contents |", "|---|---|"]
+        lines += [f"| [{name}]({name}) | {what} |" for name, what in files.items()]
     return "\n".join(lines) + "\n"
 
 
-def write_report(log: PathLike, out: Optional[PathLike] = None, workload: Optional[PathLike] = None,
-                 plots: bool = True, force: bool = True) -> Tuple[Path, Dict[str, Any]]:
-    """Write report.md, report.json and the PNG plots for ``log`` into ``out``.
+# file name -> what it holds, for the report's file list (kept here: plots.py needs matplotlib)
+FILES = {
+    "report.md": "this report (markdown)",
+    "report.json": "the summary (JSON)",
+    "trace.csv": "one row per job: stream, task, job, release, deadline, first dispatch, finish, exit, accuracy, "
+                 "outcome, response time, preemptions (us)",
+    "dmr_windows.csv": "DMR per {window} ms release window: all jobs, each task, each stream",
+    "preemptions.csv": "preemptions per task and block",
+}
+PLOT_FILES = {
+    "response_time.png": "response time over release time per task (per stream when a task has several), "
+                         "with its deadline",
+    "accuracy.png": "relative accuracy over time (rolling mean)",
+    "exit_usage.png": "jobs per exit and dropped, per task",
+    "scheduler_latency.png": "CDF of the scheduler's decision time by queue length",
+    "telemetry.png": "GPU load and power over time",
+    "dmr_windows.png": "DMR per release-time window: all jobs, per task, per stream",
+}
 
-    ``out`` defaults to ``<root>/reports/<app>/<run-id>``. Written atomically with a
-    manifest. Without matplotlib the plots are skipped with one warning.
-    Returns ``(folder, summary)``.
+
+def write_report(log: PathLike, out: Optional[PathLike] = None, workload: Optional[PathLike] = None,
+                 plots: bool = True, force: bool = True,
+                 window_ms: float = 1000.0) -> Tuple[Path, Dict[str, Any]]:
+    """Write the report folder of ``log`` into ``out``: report.md, report.json, the CSV views, PNG plots.
+
+    CSV views (:mod:`pantheon.analysis.views`): ``trace.csv`` (one row per job),
+    ``dmr_windows.csv`` (DMR per ``window_ms`` window of release time, overall, per task,
+    per stream), ``preemptions.csv`` (per task and block). ``out`` defaults to
+    ``<root>/reports/<app>/<run-id>``. Written atomically with a manifest. Without
+    matplotlib the plots are skipped with one warning. The summary's ``files`` maps each
+    file written to what it holds. Returns ``(folder, summary)``.
     """
+    from pantheon.analysis import views
     from pantheon.formats import store
 
+    window_us = views.check_window_ms(window_ms)
     data = analyze(log, workload)
     summary = data["summary"]
+    traces = data["series"]["trace"]
+    windows = views.window_dmr(traces, window_us)  # refuses too many windows before anything is written
+    data["windows"] = windows
+    summary["dmr_windows"] = views.window_summary(windows, window_us)
     if out is None:
         app = summary.get("app") or "app"
         run_id = summary.get("run_id") or store.new_run_id()
@@ -369,6 +497,12 @@ def write_report(log: PathLike, out: Optional[PathLike] = None, workload: Option
         names: List[str] = []
         if plots:
             names = _plots(data, tmp)
+        views.write_trace_csv(tmp / "trace.csv", traces)
+        views.write_windows_csv(tmp / "dmr_windows.csv", windows)
+        views.write_preemptions_csv(tmp / "preemptions.csv", data["series"]["preemption_table"])
+        files = {k: v.format(window=f"{window_us / 1000:g}") for k, v in FILES.items()}
+        files.update({n: PLOT_FILES.get(n, "plot") for n in names})
+        summary["files"] = files
         (tmp / "report.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
         (tmp / "report.md").write_text(markdown(summary, plots=names))
     return out, summary
@@ -384,7 +518,7 @@ def _plots(data: Dict[str, Any], folder: Path) -> List[str]:
         if not _warned_matplotlib:
             from pantheon import console
 
-            console.warn("matplotlib is not installed: the report has no PNG plots (markdown and JSON only)")
+            console.warn("matplotlib is not installed: the report has no PNG plots (markdown, JSON and CSV only)")
             _warned_matplotlib = True
         return []
 
@@ -450,11 +584,11 @@ def compare_markdown(rows: Sequence[Dict[str, Any]]) -> str:
 
 
 def report_command(log: PathLike, workload: Optional[PathLike], out: Optional[PathLike], plots: bool,
-                   as_json: bool) -> Dict[str, Any]:
-    """``pantheon report``: write the report folder and print its summary."""
+                   as_json: bool, window_ms: float = 1000.0) -> Dict[str, Any]:
+    """``pantheon report``: write the report folder, print its summary, preemptions and files."""
     from pantheon import console
 
-    folder, summary = write_report(log, out=out, workload=workload, plots=plots)
+    folder, summary = write_report(log, out=out, workload=workload, plots=plots, window_ms=window_ms)
     if as_json:
         print(json.dumps(summary, indent=2, default=str))
     else:
@@ -462,5 +596,14 @@ def report_command(log: PathLike, workload: Optional[PathLike], out: Optional[Pa
             f"{summary.get('policy', '?')} ({summary.get('mode', '?')})", COMPARE_COLUMNS,
             compare_rows([{**summary, "response_p99_us": summary["response_p99_us"]}]),
         )
-        console.info(f"report written to {folder}")
+        per_block = summary.get("preemptions_per_block") or {}
+        where = "; ".join(f"{t} at " + ", ".join(f"block {b}: {n}" for b, n in bl.items())
+                          for t, bl in per_block.items())
+        console.info(f"preemptions: {summary['preemptions']}" + (f" ({where})" if where else ""))
+        win = (summary.get("dmr_windows") or {}).get("worst")
+        if win:
+            console.info(f"worst {summary['dmr_windows']['window_ms']:g} ms window: DMR {100 * win['dmr']:.2f}% "
+                         f"({win['missed']}/{win['jobs']}) from {win['start_us'] / 1e6:g} s")
+        console.print_table(f"report written to {folder}", ("file", "contents"),
+                            [[name, what] for name, what in summary.get("files", {}).items()])
     return summary
