@@ -13,7 +13,11 @@ WHEELHOUSE ?=
 PIP_INDEX ?=
 JETSON_STATS_VERSION ?=
 
-.PHONY: venv test lint pytest demo demo-quick bench proto clean image-desktop image-jetson test-images
+# The oldest torch a board runs, for tests/test_torchscript_compat.py (PANTHEON_COMPAT_PYTHON).
+COMPAT_VENV ?= .venv-torch2.0
+COMPAT_TORCH ?= 2.0.1
+
+.PHONY: compat-venv venv test lint pytest demo demo-quick bench proto clean image-desktop image-jetson test-images
 
 venv: $(STAMP)
 
@@ -23,6 +27,13 @@ $(STAMP): pyproject.toml requirements-dev.txt
 	$(PIP) install -r requirements-dev.txt
 	$(PIP) install -e '.[offline,deploy,dev]'
 	touch $(STAMP)
+
+compat-venv: $(COMPAT_VENV)/.installed
+
+$(COMPAT_VENV)/.installed:
+	$(PYTHON) -m venv $(COMPAT_VENV)
+	$(COMPAT_VENV)/bin/pip install -q torch==$(COMPAT_TORCH) 'numpy<2'
+	touch $@
 
 lint: venv
 	$(BIN)/ruff check pantheon tests bench

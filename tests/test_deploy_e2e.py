@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 from _deploy import board_args, make_app, make_board, ssh_settings
 from typer.testing import CliRunner
 
@@ -77,7 +78,34 @@ def pushed(board, tmp_path, monkeypatch, _isolated_store):
     data = json.loads(r.stdout)
     assert data["image"]["action"] == "present" and data["image"]["id"] == board["built"]["id"]
     assert data["files_sent"] == data["files_total"]
+    # The image's torch (the test wheelhouse's, read from the image on the board) loads the chunks.
+    assert data["torch"]["checked"] is True and data["torch"]["files"] > 0
+    assert data["torch"]["board_torch"].split("+")[0] == torch.__version__.split("+")[0]
     return {"ssh": ssh, "remote": remote, "store": _isolated_store}
+
+
+def test_push_refuses_chunks_the_boards_torch_cannot_load(pushed, tmp_path):
+    """A chunk in a TorchScript file format newer than the image's torch reads: one line, nothing sent."""
+    import zipfile
+
+    from pantheon.formats.store import Store, update_artifact
+
+    repo = Store(pushed["store"]).repository_dir("tinyapp")
+    chunk = sorted(repo.rglob("*.pt"))[0]
+    src = zipfile.ZipFile(chunk)
+    patched = tmp_path / "patched.pt"
+    with zipfile.ZipFile(patched, "w") as out:
+        for info in src.infolist():
+            data = src.read(info.filename)
+            out.writestr(info, b"11\n" if info.filename.count("/") == 1 and info.filename.endswith("/version") else data)
+    update_artifact(repo, {str(chunk.relative_to(repo)): patched})
+    before = os.readlink(pushed["remote"] / "apps" / "tinyapp")
+    r = runner.invoke(deploy_app, ["push", "--app", "tinyapp", "--image", TAG, *board_args(pushed["ssh"], pushed["remote"])])
+    assert r.exit_code != 0
+    line = r.output.strip().splitlines()[-1]
+    assert "TorchScript file format 11" in line and chunk.name in line and "Traceback" not in r.output
+    assert os.readlink(pushed["remote"] / "apps" / "tinyapp") == before  # the board keeps its bundle
+    assert not list((pushed["remote"] / "apps" / ".bundles").glob("*.partial"))
 
 
 def _run(p, *extra):

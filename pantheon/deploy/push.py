@@ -47,6 +47,7 @@ from pantheon import __version__, console
 from pantheon.deploy.fleet import Ctx
 from pantheon.deploy.ssh import SHA256_TREE, Session, check_name, last_line, q, qjoin, sha256sum_line
 from pantheon.errors import ArtifactError, DeployError, UsageError
+from pantheon.formats import torchscript
 from pantheon.formats.store import MANIFEST, FileEntry, Manifest, Store, sha256_file, verify
 
 _SAFE_REL = re.compile(r"^[A-Za-z0-9_.+-]+(?:/[A-Za-z0-9_.+-]+)*$")
@@ -449,16 +450,62 @@ def human_bytes(n: float) -> str:
     return f"{n:.1f} GB"
 
 
+def image_torch(engine: Any, image: str) -> Optional[str]:
+    """The torch version installed in ``image`` on the board (a short container reads its
+    package metadata; torch is not imported); None when the image has no torch."""
+    code = ("import importlib.metadata as m\n"
+            "try:\n    print(m.version('torch'))\nexcept m.PackageNotFoundError:\n    print('')")
+    engine.record("run", "--rm", "--entrypoint", "python3", image, "-c", "<torch version>", mutating=False)
+    try:
+        out = engine.client.containers.run(image, entrypoint=["python3", "-c", code], remove=True,
+                                           network_disabled=True, stdout=True, stderr=False)
+    except Exception as exc:  # docker.errors.ContainerError / ImageNotFound / APIError
+        raise DeployError(f"cannot read the torch version of image {image} on the board: "
+                          f"{str(exc).splitlines()[0][:200]}") from exc
+    text = out.decode(errors="replace").strip() if isinstance(out, bytes) else str(out).strip()
+    return text.splitlines()[-1] if text else None
+
+
+def check_torch(ctx: Ctx, engine: Any, bundle: Bundle, image: str) -> Dict[str, Any]:
+    """Refuse (DeployError, one line) a bundle whose chunk files the image's torch cannot load.
+
+    The bundle's needs come from its files (:func:`pantheon.formats.torchscript.needs_of`); the
+    board's torch from the image. Not checked in a dry run or when the image is not on the board
+    yet (``--image-source skip`` before any build): the result says so.
+    """
+    needs = torchscript.needs_of(f.src for f in bundle.files if f.src is not None and f.rel.endswith(".pt"))
+    result: Dict[str, Any] = {"format_version": needs.format_version, "files": needs.files}
+    if ctx.dry_run:
+        result["checked"] = False
+        return result
+    try:
+        engine.client.images.get(image)
+    except Exception as exc:  # no engine (DockerError) or no such image (docker.errors.ImageNotFound)
+        why = str(exc).splitlines()[0][:160] if isinstance(exc, DeployError) else f"image {image} is not on the board yet"
+        ctx.log(f"torch compatibility not checked: {why}")
+        result.update(checked=False, why=why)
+        return result
+    board = image_torch(engine, image)
+    problem = torchscript.refusal(needs, board)
+    if problem:
+        raise DeployError(f"app {bundle.app} cannot run on {engine.session.board.name}: {problem}")
+    result.update(checked=True, board_torch=board)
+    ctx.log(f"torch {board} on the board loads the bundle's {needs.files} TorchScript files "
+            f"(format {needs.format_version})")
+    return result
+
+
 def push_to_board(ctx: Ctx, session: Session, bundle: Bundle, image: str, image_source: str = "auto") -> Tuple[str, Dict[str, Any]]:
     """``pantheon-deploy push`` on one board: the runtime image (unless ``skip``), then the bundle."""
     from pantheon.deploy.build import ensure_image
     from pantheon.deploy.engine import RemoteEngine
 
     data: Dict[str, Any] = {}
-    if image_source != "skip":
-        with RemoteEngine(session) as engine:
+    with RemoteEngine(session) as engine:
+        if image_source != "skip":
             data["image"] = ensure_image(ctx, session, engine, image, image_source)
-        ctx.log(f"image {image}: {data['image'].get('action', 'planned')}")
+            ctx.log(f"image {image}: {data['image'].get('action', 'planned')}")
+        data["torch"] = check_torch(ctx, engine, bundle, image)
     result = push_bundle(ctx, session, bundle)
     data.update(result)
     if ctx.dry_run:

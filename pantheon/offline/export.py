@@ -1,6 +1,6 @@
 """Export a trained multi-exit model to TorchScript (``pantheon export``).
 
-The seed's ``offline/export.py`` (appendix Table 4: ``--task``, ``--save``, ``--weights``).
+Takes the reference artifact's export options (``--task``, ``--save``, ``--weights``).
 Reads a construct run (verified against its manifest), rebuilds the multi-exit model,
 and writes the variants directory (CONTRIBUTING.md)::
 
@@ -17,6 +17,12 @@ into place, the files written are loaded back with ``torch.jit.load`` and, for e
 exit ``j``, blocks ``0..j`` + ``branch_j`` must reproduce the eager model's exit ``j``
 output within 1e-5 relative (else :class:`ModelError`, nothing written). The files
 need only torch to load: ``torch.jit.load("block_00.pt")``.
+
+The boards load these files with an older torch (2.0 on JetPack 5), so the export path is
+TorchScript (``torch.jit.save``; ``torch.export`` archives do not load there) and the files'
+format version must be one every supported board torch reads
+(:mod:`pantheon.formats.torchscript`; else :class:`ModelError`, nothing written).
+``variants.json`` records the writer's torch version and the format version.
 
 Example::
 
@@ -37,13 +43,14 @@ import torch
 from pantheon import console
 from pantheon.errors import ArtifactExistsError, ModelError, UsageError
 from pantheon.formats import store as st
+from pantheon.formats import torchscript
 from pantheon.offline.profile import VARIANTS_JSON, file_name
 
 KIND = "variants"
 FORMAT = 1
 
 
-def _compile(module: torch.nn.Module, example: torch.Tensor) -> Tuple[Any, str]:
+def to_torchscript(module: torch.nn.Module, example: torch.Tensor) -> Tuple[Any, str]:
     """TorchScript of ``module``: scripted, or traced on ``example`` when scripting fails."""
     module.eval()
     with warnings.catch_warnings():
@@ -159,12 +166,12 @@ def export(
             job = bar.add_task(f"export {t.name}", total=2 * B)
             with torch.no_grad():
                 for j, (bname, ename) in enumerate(names):
-                    scripted, modes[bname] = _compile(mx.blocks[j], x)
+                    scripted, modes[bname] = to_torchscript(mx.blocks[j], x)
                     st.save_torch(lambda f, m=scripted: torch.jit.save(m, f), tmp / bname)
                     x = mx.blocks[j](x)
                     shapes.append(list(x.shape[1:]))
                     bar.advance(job)
-                    scripted, modes[ename] = _compile(mx.exits[j], x)
+                    scripted, modes[ename] = to_torchscript(mx.exits[j], x)
                     st.save_torch(lambda f, m=scripted: torch.jit.save(m, f), tmp / ename)
                     bar.advance(job)
         anchors = []
@@ -173,6 +180,12 @@ def export(
                 anchors.append(file_name("anchors", j, B))
                 st.save_torch(lambda f, a=a: torch.save(a.clone(), f), tmp / anchors[-1])
         diffs = _check_round_trip(mx, tmp, names, list(t.input_shape))
+        needs = torchscript.needs_of([tmp])
+        if needs.format_version > torchscript.MAX_READABLE_FORMAT:
+            raise ModelError(
+                f"torch {torch.__version__} wrote {needs.newest} in TorchScript file format {needs.format_version}; "
+                f"the boards' torch (>= {'.'.join(map(str, torchscript.OLDEST_BOARD_TORCH))}) reads up to "
+                f"{torchscript.MAX_READABLE_FORMAT}: export with an older torch; nothing was written")
         info = {
             "format": FORMAT,
             "task": t.name,
@@ -190,6 +203,7 @@ def export(
             "round_trip_max_abs_diff": diffs,
             "anchors": anchors or None,
             "source_run": str(run_dir),
+            "torch": {"writer": torch.__version__, "format_version": needs.format_version},
         }
         (tmp / VARIANTS_JSON).write_text(json.dumps(info, indent=2) + "\n")
     rows = [[j, "x".join(map(str, shapes[j])), modes[b] + "/" + modes[e],
