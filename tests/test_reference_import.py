@@ -197,3 +197,12 @@ def test_a_pantheon_repository_is_not_imported_again(tmp_path):
     assert res.exit_code != 0 and "already has a manifest.json" in res.output
     assert not (tmp_path / "again").exists()
 
+
+
+def test_the_default_destination_is_the_apps_repository_in_the_store(tmp_path, _isolated_store):
+    src = build_reference(tmp_path / "uav")
+    res = runner.invoke(app, ["repository", "import", str(src), "--app", "drones"])
+    assert res.exit_code == 0, res.output
+    dest = _isolated_store / "apps" / "drones" / "repository"
+    assert str(dest) in res.stdout and "left out 1 file(s)" in res.stderr
+    assert read_repository(dest).app == "drones"

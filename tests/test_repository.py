@@ -17,7 +17,13 @@ from pantheon.errors import ChecksumError, ManifestError, RepositoryError, Usage
 from pantheon.formats import read_model_config, read_workloads, write_model_config
 from pantheon.formats.store import write_artifact
 from pantheon.online.events import read_events
-from pantheon.online.repository import chunk_file, is_profiles_only, load_modules, read_repository, resolve_device
+from pantheon.online.repository import (
+    chunk_file,
+    is_profiles_only,
+    load_modules,
+    read_repository,
+    resolve_device,
+)
 
 SPEC = {
     "zeta": TaskSpec(widths=[4, 6, 8], exits={1: 0.7, 2: 0.75}, latencies=[100, 200, 300], exit_latencies={1: 10, 2: 20}),
