@@ -206,3 +206,70 @@ def test_the_default_destination_is_the_apps_repository_in_the_store(tmp_path, _
     dest = _isolated_store / "apps" / "drones" / "repository"
     assert str(dest) in res.stdout and "left out 1 file(s)" in res.stderr
     assert read_repository(dest).app == "drones"
+
+
+# -- the serial lower bound on DMR of bench/policies.py ------------------------------------------
+
+
+def _policies_bench():
+    import importlib.util
+    import sys
+
+    path = Path(__file__).resolve().parent.parent / "bench" / "policies.py"
+    spec = importlib.util.spec_from_file_location("bench_policies", path)
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules.setdefault("bench_policies", mod)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def _edf_feasible(jobs) -> bool:
+    """Preemptive EDF meets every deadline iff any serial schedule does (one machine, releases)."""
+    import heapq
+
+    jobs, t, i, ready = sorted(jobs), 0.0, 0, []
+    while i < len(jobs) or ready:
+        if not ready:
+            t = max(t, jobs[i][0])
+        while i < len(jobs) and jobs[i][0] <= t:
+            heapq.heappush(ready, [jobs[i][1], jobs[i][2]])
+            i += 1
+        run = min(ready[0][1], (jobs[i][0] if i < len(jobs) else float("inf")) - t)
+        t += run
+        ready[0][1] -= run
+        if ready[0][1] <= 1e-9:
+            if t > ready[0][0] + 1e-9:
+                return False
+            heapq.heappop(ready)
+    return True
+
+
+def test_the_serial_bound_brackets_the_true_minimum_of_missed_jobs():
+    import itertools
+    import random
+
+    pol = _policies_bench()
+    rng = random.Random(0)
+    tight = 0
+    for _ in range(150):
+        n = rng.randint(2, 7)
+        jobs = sorted((r, r + rng.randint(5, 30), float(rng.randint(2, 15)))
+                      for r in (rng.randint(0, 40) for _ in range(n)))
+        best = min(n - k for k in range(n, -1, -1) for keep in itertools.combinations(jobs, k)
+                   if _edf_feasible(list(keep)))
+        lower, achieved = pol.demand_lower_bound(jobs), pol.edf_drop_largest(jobs)
+        assert lower <= best <= achieved, (jobs, lower, best, achieved)
+        tight += lower == achieved
+    assert tight > 100, tight  # mostly exact on small instances
+
+
+def test_the_reference_robot_profiles_miss_a_quarter_even_at_the_cheapest_exits():
+    from pantheon.formats import read_workloads
+
+    pol = _policies_bench()
+    repo = read_repository(pol.REFERENCE / "profiles" / "robot", profiles_only_ok=True)
+    ws = read_workloads(pol.REFERENCE / "settings" / "workload" / "robot.bin")
+    b = pol.serial_bound(repo, ws)
+    # 4 streams at 30 fps need 38.4 ms of cheapest exits per 33.3 ms frame: one job in four must go
+    assert b["exact"] and b["lower"] == b["achieved"] == 0.25
+    assert b["cheapest_exit_us"]["face_detection"] == 14061
