@@ -154,7 +154,7 @@ def _profiles_only(repo_dir, dest):
 def test_a_profiles_only_folder_is_read_only_when_asked(repo_dir, tmp_path):
     folder = _profiles_only(repo_dir, tmp_path / "profiles")
     assert is_profiles_only(folder)
-    with pytest.raises(ManifestError, match="no manifest.json"):
+    with pytest.raises(ManifestError, match="holds profiles only .* no manifest.json"):
         read_repository(folder)  # the runtime's call: chunks are needed
     repo = read_repository(folder, profiles_only_ok=True)
     assert repo.profiles_only and repo.names == ["alpha", "zeta"] and repo.dispatch_us == 0.0
@@ -197,3 +197,10 @@ def test_simulate_runs_the_reference_profiles_and_says_so(tmp_path):
     start = next(iter(read_events(tmp_path / "run" / "events.jsonl")))
     assert start["profiles_only"] is True
     assert json.loads((tmp_path / "run" / "run.json").read_text())["profiles_only"] is True
+
+
+def test_the_runtime_refuses_a_profiles_only_folder(repo_dir, tmp_path):
+    folder = _profiles_only(repo_dir, tmp_path / "profiles")
+    wl = write_workload(tmp_path / "w.bin", [("alpha", 0, 50_000)])
+    res = CliRunner().invoke(app, ["runtime", str(folder), str(wl), str(tmp_path / "log"), "--device", "cpu"])
+    assert res.exit_code == 1 and "holds profiles only" in res.output and not (tmp_path / "log").exists()

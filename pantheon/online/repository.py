@@ -199,7 +199,8 @@ def read_repository(path: PathLike, *, verify: bool = True, profiles_only_ok: bo
         verify: check the manifest (sha256 of every file) first.
         profiles_only_ok: also accept a profiles-only folder (see :func:`is_profiles_only`;
             for the simulator, which needs no chunk). The result then has ``profiles_only``
-            set, no dispatch overhead and no chunk is looked for.
+            set, no chunk is looked for, and the dispatch overhead is 0 (no manifest ``meta``)
+            unless a ``plan.json`` gives one.
 
     Raises:
         RepositoryError: no such folder, no task, a bad config.pbtxt, a missing chunk file.
@@ -218,6 +219,9 @@ def read_repository(path: PathLike, *, verify: bool = True, profiles_only_ok: bo
                 f"model repository {repo} has no {store.MANIFEST} but holds reference chunks (model_files/*.pth): "
                 f"import it first with `pantheon repository import {repo} --out DEST`"
             )
+        if not (repo / store.MANIFEST).exists() and is_profiles_only(repo):
+            raise ManifestError(f"{repo} holds profiles only (config.pbtxt files, no chunks, no {store.MANIFEST}): "
+                                f"the simulator reads it, but running models needs a repository with its chunks")
         try:
             meta = store.verify(repo, kind="repository").meta
         except ArtifactError as exc:
