@@ -373,6 +373,16 @@ def main() -> int:
                                     [(p, f"{100 * v['dmr']:.2f}%", f"{100 * v['relative_accuracy']:.2f}%",
                                       f"{100 * v['preempted_jobs']:.1f}%", f"{v['response_p99_us'] / 1000:.1f}")
                                      for p, v in e["table"].items()])
+        if "comparison" in result:
+            def pct(x: Any) -> str:
+                return "-" if x is None else f"{100 * x:.1f}%"
+
+            console.print_table("pantheon DMR: the paper vs ours, and the serial lower bound",
+                                ["app", "paper", "modelled", "reference profiles", "bound (modelled)",
+                                 "bound (reference)"],
+                                [(n, pct(c["paper_pantheon_dmr"]), pct(c["modelled_pantheon_dmr"]),
+                                  pct(c["reference_pantheon_dmr"]), pct(c["modelled_serial_bound"]),
+                                  pct(c["reference_serial_bound"])) for n, c in result["comparison"].items()])
     emit("policies", result, as_json=args.json, save=args.save and modelled)
     if reference and args.save:
         keep = ("comparison", "paper", "reference", "settings", "policies")
