@@ -527,6 +527,50 @@ def report_cmd(
     report_command(log, workload, out, plots, as_json, window_ms)
 
 
+# -- repository: model repositories from elsewhere --
+
+repository_app = typer.Typer(
+    name="repository",
+    help="Model repositories: import one of the reference artifact.",
+    no_args_is_help=True,
+    rich_markup_mode=None,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+app.add_typer(repository_app, name="repository")
+
+
+@repository_app.command("import")
+@handle_errors
+def repository_import_cmd(
+    src: Path = typer.Argument(..., help="Reference repository: <task>/config.pbtxt and <task>/model_files/*.pth."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Repository to write (default <root>/apps/<app>/repository)."),
+    app_name: Optional[str] = typer.Option(None, "--app", help="App name recorded in plan.json (default: SRC's name)."),
+    device: str = typer.Option("cpu", "--device", help="Where the chunks are loaded and run for the check: cpu, cuda, auto."),
+    force: bool = typer.Option(False, "--force", help="Replace an existing repository."),
+    as_json: bool = typer.Option(False, "--json", help="Print what was imported as JSON."),
+) -> None:
+    """Turn a reference repository (.pth chunks, no manifest) into a verified one: every chunk is
+    loaded and run, chained from the config's input dims, before the manifest is written.
+
+    Example: pantheon repository import Pantheon/experiments/model_repositories/indoor_smart_traffic --out repo
+    """
+    import json
+
+    from pantheon import console
+    from pantheon.formats import store
+    from pantheon.online.reference import import_reference
+
+    dest = out if out is not None else store.Store().repository_dir(app_name or src.name)
+    res = import_reference(src, dest, app=app_name, device=device, force=force)
+    if as_json:
+        typer.echo(json.dumps(res.to_json(), indent=2))
+        return
+    if res.skipped:
+        console.info(f"left out {len(res.skipped)} file(s) no config.pbtxt names: {', '.join(res.skipped[:5])}"
+                     f"{' ...' if len(res.skipped) > 5 else ''}")
+    typer.echo(f"imported {len(res.tasks)} task(s), {res.chunks} chunks, into {res.dest}")
+
+
 # -- issue 5: bench (the reproducible benchmark of the board image) --
 
 

@@ -1,17 +1,29 @@
-"""Model repository loader: profiles from config.pbtxt, manifest checks, bad configs, TorchScript loading."""
+"""Model repository loader: profiles from config.pbtxt, manifest checks, bad configs, TorchScript loading,
+profiles-only folders."""
 
 from __future__ import annotations
 
+import json
 import shutil
+from pathlib import Path
 
 import pytest
 import torch
-from _repo import TaskSpec, build_repository, make_chunks
+from _repo import TaskSpec, build_repository, make_chunks, write_workload
+from typer.testing import CliRunner
 
+from pantheon.cli import app
 from pantheon.errors import ChecksumError, ManifestError, RepositoryError, UsageError
-from pantheon.formats import read_model_config, write_model_config
+from pantheon.formats import read_model_config, read_workloads, write_model_config
 from pantheon.formats.store import write_artifact
-from pantheon.online.repository import chunk_file, load_modules, read_repository, resolve_device
+from pantheon.online.events import read_events
+from pantheon.online.repository import (
+    chunk_file,
+    is_profiles_only,
+    load_modules,
+    read_repository,
+    resolve_device,
+)
 
 SPEC = {
     "zeta": TaskSpec(widths=[4, 6, 8], exits={1: 0.7, 2: 0.75}, latencies=[100, 200, 300], exit_latencies={1: 10, 2: 20}),
@@ -124,3 +136,71 @@ def test_devices():
     if not torch.cuda.is_available():
         with pytest.raises(UsageError, match="no CUDA device"):
             resolve_device("cuda")
+
+
+# -- profiles-only folders (config.pbtxt files alone: what the simulator needs) -----------------
+
+REFERENCE_PROFILES = Path(__file__).resolve().parent.parent / "bench" / "reference" / "profiles"
+REFERENCE_WORKLOADS = Path(__file__).resolve().parent.parent / "bench" / "reference" / "settings" / "workload"
+
+
+def _profiles_only(repo_dir, dest):
+    for task in ("zeta", "alpha"):
+        (dest / task).mkdir(parents=True)
+        shutil.copy2(repo_dir / task / "config.pbtxt", dest / task / "config.pbtxt")
+    return dest
+
+
+def test_a_profiles_only_folder_is_read_only_when_asked(repo_dir, tmp_path):
+    folder = _profiles_only(repo_dir, tmp_path / "profiles")
+    assert is_profiles_only(folder)
+    with pytest.raises(ManifestError, match="holds profiles only .* no manifest.json"):
+        read_repository(folder)  # the runtime's call: chunks are needed
+    repo = read_repository(folder, profiles_only_ok=True)
+    assert repo.profiles_only and repo.names == ["alpha", "zeta"] and repo.dispatch_us == 0.0
+    assert repo.tasks["zeta"].blocks == [100, 200, 300] and repo.tasks["zeta"].exit_lat == [10, 20]
+    assert not read_repository(repo_dir, profiles_only_ok=True).profiles_only  # a normal one stays normal
+
+
+@pytest.mark.parametrize("damage", [
+    lambda d: (d / "zeta" / "model_files").mkdir(),                           # chunks expected
+    lambda d: (d / "zeta" / "block_00.pth").write_bytes(b"x"),                 # a stray chunk
+    lambda d: (d / "manifest.json").write_text("{}"),                          # a (broken) manifest
+])
+def test_a_folder_with_any_sign_of_chunks_is_not_profiles_only(repo_dir, tmp_path, damage):
+    folder = _profiles_only(repo_dir, tmp_path / "profiles")
+    damage(folder)
+    assert not is_profiles_only(folder)
+    with pytest.raises(ManifestError):
+        read_repository(folder, profiles_only_ok=True)
+
+
+def test_a_repository_that_lost_its_manifest_is_still_refused_by_simulate(repo_dir, tmp_path):
+    nomani = tmp_path / "nomani"
+    shutil.copytree(repo_dir, nomani)
+    (nomani / "manifest.json").unlink()
+    wl = write_workload(tmp_path / "w.bin", [("alpha", 0, 50_000)])
+    res = CliRunner().invoke(app, ["simulate", "--repo", str(nomani), "--workload", str(wl)])
+    assert res.exit_code == 1 and "no manifest.json" in res.output
+
+
+def test_simulate_runs_the_reference_profiles_and_says_so(tmp_path):
+    res = CliRunner().invoke(app, ["simulate", "--repo", str(REFERENCE_PROFILES / "robot"), "--workload",
+                                   str(REFERENCE_WORKLOADS / "robot.bin"), "--policy", "edf", "--json",
+                                   "--log", str(tmp_path / "run")])
+    assert res.exit_code == 0, res.output
+    summary = json.loads(res.stdout)
+    assert summary["profiles_only"] is True and "profiles-only" in res.stderr
+    assert summary["jobs"] == len(read_workloads(REFERENCE_WORKLOADS / "robot.bin").workload)
+    assert set(summary["per_task"]) == {"face_detection", "age_classification", "gender_classification",
+                                        "emotion_classification"}
+    start = next(iter(read_events(tmp_path / "run" / "events.jsonl")))
+    assert start["profiles_only"] is True
+    assert json.loads((tmp_path / "run" / "run.json").read_text())["profiles_only"] is True
+
+
+def test_the_runtime_refuses_a_profiles_only_folder(repo_dir, tmp_path):
+    folder = _profiles_only(repo_dir, tmp_path / "profiles")
+    wl = write_workload(tmp_path / "w.bin", [("alpha", 0, 50_000)])
+    res = CliRunner().invoke(app, ["runtime", str(folder), str(wl), str(tmp_path / "log"), "--device", "cpu"])
+    assert res.exit_code == 1 and "holds profiles only" in res.output and not (tmp_path / "log").exists()

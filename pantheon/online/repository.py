@@ -19,6 +19,14 @@ when absent): the scheduler and the simulator plan with ``overhead + profiled la
 :func:`load_modules` then loads the chunks onto a device and warms
 them up (what the runtime needs).
 
+A *profiles-only* folder holds ``<task>/config.pbtxt`` files and nothing else that makes a
+repository: no ``manifest.json``, no ``model_files`` folder and no ``.pt``/``.pth`` file
+anywhere under it (for example the reference artifact's published profiles). The simulator
+needs nothing more, so ``read_repository(path, profiles_only_ok=True)`` reads such a folder
+(:attr:`Repository.profiles_only` is then True); anything else without a manifest is still
+refused, and the runtime never passes that flag. A reference repository with chunks
+(``model_files/*.pth``, no manifest) becomes one of ours with ``pantheon repository import``.
+
 Example::
 
     repo = read_repository("pantheon-data/apps/digits/repository")
@@ -35,7 +43,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Union
 
-from pantheon.errors import ArtifactError, FormatError, RepositoryError
+from pantheon.errors import ArtifactError, FormatError, ManifestError, RepositoryError
 from pantheon.online.scheduler import TaskProfile
 
 PathLike = Union[str, Path]
@@ -60,6 +68,7 @@ class Repository:
     plan: Dict[str, Any] = field(default_factory=dict)
     dispatch_us: float = 0.0  # per-chunk dispatch overhead the profiles are charged with
     profile_device: str = ""  # where the profiles were measured ("cuda (NVIDIA H200)", "cpu (x86_64, 1 threads)")
+    profiles_only: bool = False  # read from a folder of config.pbtxt files alone (no chunks, no manifest)
 
     def with_dispatch_overhead(self, dispatch_us: float) -> Repository:
         """A copy whose task profiles charge ``dispatch_us`` per chunk (this one is unchanged)."""
@@ -68,7 +77,8 @@ class Repository:
         tasks = copy.deepcopy(self.tasks)
         for t in tasks.values():
             t.rescale(t.scale, dispatch_us)
-        return Repository(self.path, tasks, self.app, dict(self.plan), float(dispatch_us), self.profile_device)
+        return Repository(self.path, tasks, self.app, dict(self.plan), float(dispatch_us), self.profile_device,
+                          self.profiles_only)
 
     @property
     def names(self) -> List[str]:
@@ -157,8 +167,40 @@ def _check_files(repo: Path, t: TaskProfile) -> None:
             raise RepositoryError(f"{model_dir} lacks branch_{e:02d}.pt (exit {e} is kept in config.pbtxt)")
 
 
-def read_repository(path: PathLike, *, verify: bool = True) -> Repository:
+def is_profiles_only(path: PathLike) -> bool:
+    """True when ``path`` is a folder of ``<task>/config.pbtxt`` profiles alone.
+
+    The rule (explicit, so a damaged repository is never mistaken for one): no
+    ``manifest.json`` at the top, at least one ``<task>/config.pbtxt``, and no ``model_files``
+    folder, ``.pt`` or ``.pth`` file anywhere below.
+    """
+    from pantheon.formats import store
+
+    repo = Path(path)
+    if not repo.is_dir() or (repo / store.MANIFEST).exists():
+        return False
+    if not any((p / "config.pbtxt").is_file() for p in repo.iterdir()):
+        return False
+    for p in repo.rglob("*"):
+        if p.name == "model_files" or p.suffix in (".pt", ".pth"):
+            return False
+    return True
+
+
+def _has_reference_chunks(repo: Path) -> bool:
+    return any(repo.glob("*/model_files/*.pth"))
+
+
+def read_repository(path: PathLike, *, verify: bool = True, profiles_only_ok: bool = False) -> Repository:
     """Verify and read the deployment repository at ``path`` (no torch needed).
+
+    Args:
+        path: the repository folder.
+        verify: check the manifest (sha256 of every file) first.
+        profiles_only_ok: also accept a profiles-only folder (see :func:`is_profiles_only`;
+            for the simulator, which needs no chunk). The result then has ``profiles_only``
+            set, no chunk is looked for, and the dispatch overhead is 0 (no manifest ``meta``)
+            unless a ``plan.json`` gives one.
 
     Raises:
         RepositoryError: no such folder, no task, a bad config.pbtxt, a missing chunk file.
@@ -169,8 +211,17 @@ def read_repository(path: PathLike, *, verify: bool = True) -> Repository:
     repo = Path(path)
     if not repo.is_dir():
         raise RepositoryError(f"model repository {repo} does not exist (make one with `pantheon plan --setting APP`)")
+    profiles_only = profiles_only_ok and is_profiles_only(repo)
     meta: Dict[str, Any] = {}
-    if verify:
+    if verify and not profiles_only:
+        if not (repo / store.MANIFEST).exists() and _has_reference_chunks(repo):
+            raise ManifestError(
+                f"model repository {repo} has no {store.MANIFEST} but holds reference chunks (model_files/*.pth): "
+                f"import it first with `pantheon repository import {repo} --out DEST`"
+            )
+        if not (repo / store.MANIFEST).exists() and is_profiles_only(repo):
+            raise ManifestError(f"{repo} holds profiles only (config.pbtxt files, no chunks, no {store.MANIFEST}): "
+                                f"the simulator reads it, but running models needs a repository with its chunks")
         try:
             meta = store.verify(repo, kind="repository").meta
         except ArtifactError as exc:
@@ -190,11 +241,13 @@ def read_repository(path: PathLike, *, verify: bool = True) -> Repository:
     tasks: Dict[str, TaskProfile] = {}
     for i, name in enumerate(_task_order(repo, names, plan)):
         t = _profile(repo / name, i, overhead)
-        _check_files(repo, t)
+        if not profiles_only:
+            _check_files(repo, t)
         tasks[name] = t
     app = str(plan.get("app") or (repo.parent.name if repo.name == "repository" else repo.name))
     device = str(meta.get("profile_device", plan.get("profile_device")) or "")
-    return Repository(path=repo, tasks=tasks, app=app, plan=plan, dispatch_us=overhead, profile_device=device)
+    return Repository(path=repo, tasks=tasks, app=app, plan=plan, dispatch_us=overhead, profile_device=device,
+                      profiles_only=profiles_only)
 
 
 def _dispatch_overhead(value: Any, repo: Path) -> float:
@@ -299,11 +352,21 @@ def load_torchscript(source: Union[bytes, PathLike], device: Any = "cpu") -> Any
     return mod.eval()
 
 
+def torch_error_line(exc: BaseException, limit: int = 200) -> str:
+    """The informative line of a torch error: TorchScript wraps the real message (last line)
+    under an interpreter traceback, which one line of output must not carry."""
+    lines = [ln.strip() for ln in str(exc).strip().splitlines() if ln.strip()]
+    text = lines[-1] if lines else exc.__class__.__name__
+    if "Traceback of TorchScript" in str(exc) and ":" in text.split(" ", 1)[0]:
+        text = text.split(":", 1)[1].strip()  # "RuntimeError: Given groups=1, ..." -> the message
+    return " ".join(text.split())[:limit]
+
+
 def _load_one(path: Path, device: str) -> Any:
     try:
         return load_torchscript(path, device)
     except (RuntimeError, ValueError, OSError) as exc:
-        msg = " ".join(str(exc).split())[:200]
+        msg = torch_error_line(exc)
         raise RepositoryError(f"{path} is not a loadable TorchScript file: {msg}") from exc
 
 
@@ -339,17 +402,20 @@ def warm_up(lt: LoadedTask, warmup: int, torch: Any) -> None:
                 try:
                     x = blk(x)
                 except RuntimeError as exc:
-                    msg = " ".join(str(exc).split())[:200]
+                    msg = torch_error_line(exc)
+                    fed = f"the input dims {t.dims}" if b == 0 else f"block_{b - 1:02d}'s output"
                     raise RepositoryError(
-                        f"{lt.name}: block_{b:02d} fails on the input dims {t.dims} "
-                        f"(input shape mismatch?): {msg}"
+                        f"{lt.name}: block_{b:02d} fails on {fed} (input shape mismatch?): {msg}"
                     ) from exc
+                if not isinstance(x, torch.Tensor) and b + 1 < len(lt.blocks):
+                    raise RepositoryError(f"{lt.name}: block_{b:02d} returns {type(x).__name__}, not a tensor, so "
+                                          f"block_{b + 1:02d} cannot take it (the blocks do not chain)")
                 feats.append(x)
             for m, e in enumerate(t.exit_blocks):
                 try:
                     lt.exits[m](feats[e])
                 except RuntimeError as exc:
-                    msg = " ".join(str(exc).split())[:200]
+                    msg = torch_error_line(exc)
                     raise RepositoryError(f"{lt.name}: branch_{e:02d} fails on block_{e:02d}'s output: {msg}") from exc
         if lt.device.startswith("cuda"):
             torch.cuda.synchronize()

@@ -309,21 +309,25 @@ def simulate_command(repo_dir: Any, workload: Any, policy: str, jitter: float, s
 
     check_policy(policy)
     check_jitter(jitter)
-    repo = read_repository(repo_dir)
+    repo = read_repository(repo_dir, profiles_only_ok=True)  # the simulator needs the profiles alone
+    if repo.profiles_only:
+        console.info(f"{repo_dir}: profiles-only repository (config.pbtxt files, no chunks, no manifest)")
     ws = read_workloads(workload)
     jobs = validate(ws, repo, where=str(workload))
     run_id = store.new_run_id()
     if log is None and out is not None:
         log = store.Store().logs_dir(repo.app, run_id)
-    fields = {"workload": str(workload), "run_id": run_id, "jobs": len(jobs)}
+    fields = {"workload": str(workload), "run_id": run_id, "jobs": len(jobs), "profiles_only": repo.profiles_only}
 
     def run(elog: Optional[EventLog]) -> Dict[str, Any]:
         try:
-            return simulate(repo, ws, policy, jitter=jitter, seed=seed, drop_late=drop_late, log=elog, jobs=jobs,
-                            dispatch_us=dispatch_us, pipelined=pipelined, start_fields=fields)
+            summary = simulate(repo, ws, policy, jitter=jitter, seed=seed, drop_late=drop_late, log=elog, jobs=jobs,
+                               dispatch_us=dispatch_us, pipelined=pipelined, start_fields=fields)
         finally:
             if elog is not None:
                 elog.close()
+        summary["profiles_only"] = repo.profiles_only
+        return summary
 
     log_path: Optional[Path] = None
     if log is None:
@@ -346,5 +350,6 @@ def simulate_command(repo_dir: Any, workload: Any, policy: str, jitter: float, s
     else:
         from pantheon.online.runtime import summary_line
 
-        console.out.print(summary_line(summary) + f" ({summary['jobs_per_s']:.0f} jobs/s simulated)")
+        note = ", profiles only" if repo.profiles_only else ""
+        console.out.print(summary_line(summary) + f" ({summary['jobs_per_s']:.0f} jobs/s simulated{note})")
     return summary
