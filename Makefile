@@ -17,7 +17,7 @@ JETSON_STATS_VERSION ?=
 COMPAT_VENV ?= .venv-torch2.0
 COMPAT_TORCH ?= 2.0.1
 
-.PHONY: compat-venv venv test lint pytest demo demo-quick bench proto clean image-desktop image-jetson test-images
+.PHONY: lock compat-venv venv test lint pytest demo demo-quick bench proto clean image-desktop image-jetson test-images
 
 venv: $(STAMP)
 
@@ -27,6 +27,10 @@ $(STAMP): pyproject.toml requirements-dev.txt
 	$(PIP) install -r requirements-dev.txt
 	$(PIP) install -e '.[offline,deploy,dev]'
 	touch $(STAMP)
+
+# The runtime image's lock files (deploy/lock/): exact versions and hashes of pantheon's dependencies.
+lock: venv
+	$(PY) -m pantheon.deploy.images lock --out deploy/lock
 
 compat-venv: $(COMPAT_VENV)/.installed
 

@@ -134,7 +134,8 @@ def test_dockerignore_is_an_allowlist_of_what_the_dockerfiles_copy():
     rules = [ln.strip() for ln in (REPO / ".dockerignore").read_text().splitlines() if ln.strip() and not ln.startswith("#")]
     assert rules[0] == "*"
     allowed = {r[1:].rstrip("/") for r in rules if r.startswith("!")}
-    assert allowed == {"pyproject.toml", "README.md", "pantheon", "deploy/apps", "deploy/boards", "deploy/wheelhouse"}
+    assert allowed == {"pyproject.toml", "README.md", "pantheon", "deploy/apps", "deploy/boards", "deploy/lock",
+                       "deploy/wheelhouse"}
     for dockerfile in ("Dockerfile.jetson", "Dockerfile.desktop"):
         text = (REPO / dockerfile).read_text()
         assert "COPY . /src/" in text and "/src/deploy/wheelhouse" in text and "/src/deploy/apps" in text
@@ -227,3 +228,34 @@ def test_base_digest_is_recorded():
         final = text[text.rindex("\nFROM base\n"):]
         assert "ARG BASE_DIGEST=" in final and 'org.opencontainers.image.base.digest="${BASE_DIGEST}"' in final
         assert "PANTHEON_BASE_DIGEST=${BASE_DIGEST}" in final
+
+
+def test_lock_files_pin_every_runtime_dependency_with_hashes():
+    """deploy/lock/jetson-py<X.Y>.txt (make lock): one per Python of the bases, every dependency of the
+    runtime (torch/numpy/jetson-stats aside) pinned exactly, each with sha256 for aarch64 and x86_64."""
+    import re
+
+    from packaging.requirements import Requirement
+    from packaging.version import Version
+
+    reqs = {Requirement(r.split(";")[0]) for r in images.requirements(extras=["jetson"], keep=(), prefer=())}
+    wanted = {images._canon(r.name): r for r in reqs if images._canon(r.name) not in images.LOCK_SKIP}
+    assert wanted, "the runtime has dependencies to lock"
+    for py in images.LOCK_PYTHONS:
+        path = REPO / images.LOCK_DIR / f"jetson-py{py}.txt"
+        text = path.read_text()
+        pins = {}
+        for line in text.splitlines():
+            if not line or line.startswith("#"):
+                continue
+            m = re.fullmatch(r"([a-z0-9-]+)==(\S+)((?: --hash=sha256:[0-9a-f]{64})+)", line)
+            assert m, f"{path.name}: not an exact pin with hashes: {line}"
+            pins[m.group(1)] = (m.group(2), m.group(3).count("--hash"))
+        for name, req in wanted.items():
+            assert name in pins, f"{path.name} does not lock {name}"
+            assert Version(pins[name][0]) in req.specifier, f"{path.name}: {name}=={pins[name][0]} breaks {req}"
+        assert not set(pins) & set(images.LOCK_SKIP)
+        # the platform wheels (psutil, pyyaml, protobuf) carry a hash per platform
+        assert pins["psutil"][1] >= 2 and pins["pyyaml"][1] >= 2
+    jetson = (REPO / "Dockerfile.jetson").read_text()
+    assert "--require-hashes -r \"/src/deploy/lock/jetson-py${pyv}.txt\"" in jetson

@@ -407,6 +407,69 @@ def requirements(
     return out
 
 
+# --- the lock file of the runtime image: exact versions and hashes per Python ------------------------
+
+#: Where the runtime image's lock files live (one per Python the l4t-pytorch bases ship).
+LOCK_DIR = "deploy/lock"
+#: JetPack 5 (r35, l4t-pytorch) ships Python 3.8, JetPack 6 (r36) 3.10; 3.11 is the test base (Debian 12).
+LOCK_PYTHONS = ("3.8", "3.10", "3.11")
+#: Hashes are collected for the boards' wheels and for x86_64 (CI builds the image on the test base).
+LOCK_PLATFORMS = (("manylinux2014_aarch64", "manylinux_2_17_aarch64", "manylinux_2_28_aarch64"),
+                  ("manylinux2014_x86_64", "manylinux_2_17_x86_64", "manylinux_2_28_x86_64"))
+#: Not locked: the base's torch and numpy are kept (see :func:`requirements`), and jetson-stats must
+#: equal the board's jtop service version (``JETSON_STATS_VERSION``).
+LOCK_SKIP = ("torch", "numpy", "torchvision", "jetson-stats")
+
+
+def _resolve(reqs: Sequence[str], python: str, platforms: Sequence[str], pip: Sequence[str]) -> Dict[str, Any]:
+    """``pip install --dry-run --report`` for another Python and platform: name -> (version, sha256)."""
+    import json as _json
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as d:
+        report = Path(d) / "report.json"
+        cmd = [*pip, "install", "--dry-run", "--ignore-installed", "--quiet", "--only-binary=:all:",
+               "--implementation", "cp", "--python-version", python, "--report", str(report)]
+        for plat in platforms:
+            cmd += ["--platform", plat]
+        res = subprocess.run([*cmd, *reqs], capture_output=True, text=True)
+        if res.returncode != 0:
+            tail = (res.stderr.strip().splitlines() or ["no output"])[-1]
+            raise DockerError(f"cannot resolve the lock for Python {python} ({platforms[0]}): {tail}")
+        items = _json.loads(report.read_text())["install"]
+    out: Dict[str, Any] = {}
+    for it in items:
+        name = _canon(it["metadata"]["name"])
+        sha = it["download_info"].get("archive_info", {}).get("hashes", {}).get("sha256")
+        if not sha:
+            raise DockerError(f"the index gave no sha256 for {name} (Python {python}, {platforms[0]})")
+        out[name] = (it["metadata"]["version"], sha)
+    return out
+
+
+def lock_lines(python: str, reqs: Sequence[str], pip: Sequence[str] = (sys.executable, "-m", "pip")) -> List[str]:
+    """The lock file of the runtime image for ``python``: ``name==version --hash=sha256:...`` lines.
+
+    Versions are resolved for the boards (aarch64); the same versions are then resolved for
+    x86_64 and both wheels' hashes kept, so ``pip install --require-hashes`` accepts either.
+    """
+    reqs = [r for r in reqs if _canon(_NAME.match(r).group(1) if _NAME.match(r) else r) not in LOCK_SKIP]
+    board = _resolve(reqs, python, LOCK_PLATFORMS[0], pip)
+    pinned = [f"{n}=={v}" for n, (v, _) in board.items() if n not in LOCK_SKIP]
+    hashes = {n: {sha} for n, (_, sha) in board.items()}
+    for plats in LOCK_PLATFORMS[1:]:
+        for n, (v, sha) in _resolve(pinned, python, plats, pip).items():
+            if n in hashes:
+                hashes[n].add(sha)
+    lines = [f"# pantheon runtime image, Python {python}: `make lock` writes this file (exact versions, sha256 of",
+             "# the aarch64 and x86_64 wheels). torch, numpy: the base image's; jetson-stats: the board's jtop version."]
+    for n in sorted(hashes):
+        if n in LOCK_SKIP:
+            continue
+        lines.append(f"{n}=={board[n][0]} " + " ".join(f"--hash=sha256:{h}" for h in sorted(hashes[n])))
+    return lines
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """``python -m pantheon.deploy.images {jetson,desktop} [--base-image] [--tag] [--wheelhouse] [--l4t] [--dry-run]``.
 
@@ -416,6 +479,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["requirements"]:
         return _requirements_main(argv[1:])
+    if argv[:1] == ["lock"]:
+        return _lock_main(argv[1:])
     p = argparse.ArgumentParser(prog="python -m pantheon.deploy.images", description="Build a Pantheon image.")
     p.add_argument("target", choices=sorted(TARGETS))
     p.add_argument("--base-image", default="", help="BASE_IMAGE (empty: the Dockerfile's default)")
@@ -454,6 +519,25 @@ def _requirements_main(argv: Sequence[str]) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     print("\n".join(lines))
+    return 0
+
+
+def _lock_main(argv: Sequence[str]) -> int:
+    p = argparse.ArgumentParser(prog="python -m pantheon.deploy.images lock",
+                                description="Write the runtime image's lock files (deploy/lock/jetson-py<X.Y>.txt).")
+    p.add_argument("--out", default=LOCK_DIR, help="folder of the lock files")
+    p.add_argument("--python", default=",".join(LOCK_PYTHONS), help="comma-separated Python versions")
+    args = p.parse_args(argv)
+    reqs = requirements(extras=["jetson"], keep=(), prefer=())
+    try:
+        for py in [x for x in args.python.split(",") if x]:
+            path = Path(args.out) / f"jetson-py{py}.txt"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text("\n".join(lock_lines(py, reqs)) + "\n")
+            print(f"wrote {path}", file=sys.stderr)
+    except (DockerError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     return 0
 
 
