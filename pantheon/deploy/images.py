@@ -458,7 +458,7 @@ def lock_lines(python: str, reqs: Sequence[str], pip: Sequence[str] = (sys.execu
     pinned = [f"{n}=={v}" for n, (v, _) in board.items() if n not in LOCK_SKIP]
     hashes = {n: {sha} for n, (_, sha) in board.items()}
     for plats in LOCK_PLATFORMS[1:]:
-        for n, (v, sha) in _resolve(pinned, python, plats, pip).items():
+        for n, (_, sha) in _resolve(pinned, python, plats, pip).items():
             if n in hashes:
                 hashes[n].add(sha)
     lines = [f"# pantheon runtime image, Python {python}: `make lock` writes this file (exact versions, sha256 of",
