@@ -97,7 +97,7 @@ def task_profile(name: str, deadline_ms: float, delta: float, seed: int) -> Dict
     acc = a0 * (1 - 0.4 * (1 - frac) ** 1.5) + rng.normal(0, 0.003, len(frac))
     acc[-1] = a0
     return {
-        "profile": pl.TaskProfile(
+        "profile": pl.ExitProfile(
             name, block_ms=block_f_arr * scale + LAUNCH_MS, branch_ms=branch_f_arr * scale + LAUNCH_MS,
             block_mb=[_mb(b) for b in mx.blocks], branch_mb=[_mb(e) for e in mx.exits],
             accuracy=np.clip(acc, 0, 1), max_delta_accuracy=delta,
@@ -144,7 +144,7 @@ def bench_app(name: str, seed: int) -> Dict[str, Any]:
     return out
 
 
-def run_case(tasks: List[pl.TaskProfile], budget: float, seed: int, name: str) -> Dict[str, Any]:
+def run_case(tasks: List[pl.ExitProfile], budget: float, seed: int, name: str) -> Dict[str, Any]:
     layout = pl._Layout(tasks, budget)
     n_cand = int(layout.candidate.sum())
     t0 = time.perf_counter()
