@@ -38,8 +38,9 @@ Both objectives are sums of per-task terms that are monotone in ``mean(T_t)``, s
 solvers serve both: every solver minimises ``sum_t g(mean(T_t))`` with ``g(m) = -1/m``
 (``reference``) or ``g(m) = m`` (``mean-time``).
 
-(acc), (par) and (full) are per-exit filters; a repair operator applies them (and
-drops random optional exits until (mem) holds), so the GA effectively searches over
+(acc), (par) and (full) are per-exit filters; a repair operator applies them (keeping one
+most accurate exit per task and nothing after it, which could only add time and memory)
+and drops random optional exits until (mem) holds, so the GA effectively searches over
 the optional candidate exits. ``exhaustive=True`` enumerates every subset of the
 candidates (<= 20 in total) with the same vectorised evaluation; :func:`solve_exact`
 (a per-task Pareto DP plus a merge over tasks) gives the optimum for larger instances.
@@ -828,7 +829,7 @@ def print_plan(res: PlanResult, wrote: bool = True) -> None:
                      f"{pt.get('reference_accuracy', pt['original_accuracy']):.3f}", f"{mean_ms:.3f}",
                      f"{1.0 / mean_ms:.4f}" if mean_ms > 0 else "-", f"{pt['memory_mb']:.2f}", chunks])
     console.print_table(f"exit plan for {res.app} ({res.solver}, objective {res.objective})",
-                        ["task", "kept exits", "candidates", "kept accuracy", "original", "drop vs", "mean T ms",
+                        ["task", "kept exits", "candidates", "kept accuracy", "original", "drop from", "mean T ms",
                          "1/mean T", "memory MB", "chunks"], rows)
     if res.dispatch_overhead_us is not None or res.min_chunk_us:
         over = "unknown" if res.dispatch_overhead_us is None else f"{res.dispatch_overhead_us:.1f} us"
