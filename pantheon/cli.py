@@ -366,6 +366,11 @@ def plan_cmd(
         None, "--min-chunk-us",
         help="Merge adjacent blocks into chunks of at least this profiled latency (default: the measured dispatch overhead).",
     ),
+    objective: str = typer.Option(
+        "reference", "--objective",
+        help="reference: maximise sum of 1/mean(T), accuracy drop vs each task's best exit, ties kept on the frontier; "
+             "mean-time: minimise sum of mean(T), drop vs the last exit, ties dropped.",
+    ),
 ) -> None:
     """Choose the exits of every task of an app (pymoo GA) and write the deployment model repository.
 
@@ -374,7 +379,7 @@ def plan_cmd(
     from pantheon.offline.plan import plan
 
     plan(setting, base=base, save=save, generations=ga_gen, pop_size=pop, seed=seed, exhaustive=exhaustive, force=force,
-         min_chunk_us=min_chunk_us)
+         min_chunk_us=min_chunk_us, objective=objective)
 
 
 @app.command("pipeline")

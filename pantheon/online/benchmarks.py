@@ -301,7 +301,7 @@ def paper_profiles(measured: Dict[str, Dict[str, Any]], max_delta: Dict[str, flo
         from pantheon.errors import InfeasibleError
         from pantheon.offline import plan as pl
 
-        profs = [pl.TaskProfile(n, np.array(q["block_us"]) / 1000, np.array(q["exit_us"]) / 1000,
+        profs = [pl.ExitProfile(n, np.array(q["block_us"]) / 1000, np.array(q["exit_us"]) / 1000,
                                 np.array(q["block_mb"]), np.array(q["exit_mb"]), np.array(q["acc"]),
                                 max_delta_accuracy=max_delta.get(n, 0.01)) for n, q in out.items()]
         try:
