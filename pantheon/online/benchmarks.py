@@ -30,7 +30,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
-from pantheon.analysis.report import percentile
+from pantheon.metrics import percentile
 from pantheon.online.repository import Repository
 from pantheon.online.scheduler import POLICIES, QUEUED, Job, Scheduler, TaskProfile, reference_refresh
 
@@ -528,7 +528,7 @@ def dispatch_overhead(chunks: int = 8, jobs: int = 200, channels: int = 16, hw: 
                     th.start()
                     th.join()
                     for _ in range(batch):
-                        rt.submit("chain", x, deadline_us=60_000_000).result(60)
+                        rt.submit("chain", x, relative_deadline_us=60_000_000).result(60)
         finally:
             torch.set_num_threads(threads)
         first: Dict[int, int] = {}
@@ -594,16 +594,16 @@ def preemption_wait(block_depths: Sequence[int] = (1, 2, 4, 8), urgent_jobs: int
                 xl = torch.randn(1, 3, hw, hw, device=device)
                 xu = torch.randn(1, 3, 8, 8, device=device)
                 chunk = max(rt.repo.tasks["long"].blocks)
-                pending = [rt.submit("long", xl, deadline_us=600_000_000) for _ in range(2)]
+                pending = [rt.submit("long", xl, relative_deadline_us=600_000_000) for _ in range(2)]
                 futs = []
                 for _ in range(urgent_jobs):
                     if futs:  # one urgent job at a time: its wait is the long task's chunk, not a queue of urgents
                         futs[-1].result(60)
                     time.sleep(rng.uniform(0.5, 3.0) * chunk / 1e6)
-                    futs.append(rt.submit("urgent", xu, deadline_us=300_000_000))
+                    futs.append(rt.submit("urgent", xu, relative_deadline_us=300_000_000))
                     pending = [f for f in pending if not f.done()]
                     while len(pending) < 2:  # keep the long task busy
-                        pending.append(rt.submit("long", xl, deadline_us=600_000_000))
+                        pending.append(rt.submit("long", xl, relative_deadline_us=600_000_000))
                 for f in futs + pending:
                     f.result(120)
             release: Dict[int, int] = {}

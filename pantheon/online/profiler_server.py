@@ -55,9 +55,9 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 from google.protobuf import message as _message
 
 from pantheon import __version__
-from pantheon.analysis.report import percentile
 from pantheon.errors import ConnectionLostError, ProfilerError, UsageError
 from pantheon.formats import profiler_pb2
+from pantheon.metrics import percentile
 from pantheon.online.repository import load_torchscript as load_torchscript  # chunks arrive as bytes
 
 PROTOCOL_VERSION = 1
