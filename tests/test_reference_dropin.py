@@ -196,3 +196,15 @@ def test_live_release_events_carry_the_stream(repos, tmp_path):
     rel = [e for e in read_events(run) if e["ev"] == "release"]
     assert len(rel) == 12 and {e["stream"] for e in rel} == {0, 1, 2, 3}
     assert all(e["stream"] == short.workload[e["job"]].id for e in rel)
+
+
+def test_api_submissions_have_no_stream(repos, tmp_path):
+    import torch
+
+    from pantheon.online.runtime import Runtime
+
+    dims = [1, *get_task("sign_recognition").input_shape]
+    with Runtime(repos["traffic"], device="cpu", policy="pantheon", log=tmp_path / "run", telemetry="off") as rt:
+        assert rt.submit("sign_recognition", torch.zeros(*dims), deadline_us=60_000_000).result(60).met
+    rel = [e for e in read_events(tmp_path / "run") if e["ev"] == "release"]
+    assert [e["stream"] for e in rel] == [-1]

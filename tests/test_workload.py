@@ -184,3 +184,8 @@ def test_cli_workload_usage_errors(tmp_path):
     assert res.exit_code == 1 and "already exists" in res.output
     res = runner.invoke(app, ["workload", "--spec", str(spec), "--out", str(out), "--load-factor", "0"])
     assert res.exit_code == 2 and "--load-factor" in res.output
+    before = out.read_bytes()
+    res = runner.invoke(app, ["workload", "--show", str(out), "--out", str(out), "--force"])
+    assert res.exit_code == 2 and "drop --out" in res.output and out.read_bytes() == before
+    res = runner.invoke(app, ["workload", "--show", str(out), "--spec", str(tmp_path / "s.json"), "--out", str(out)])
+    assert res.exit_code == 2 and out.read_bytes() == before
