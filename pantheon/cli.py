@@ -422,7 +422,7 @@ def pipeline_cmd(
 def workload_cmd(
     spec: Optional[str] = typer.Option(None, "--spec", help="App name (digits), app YAML, or reference workload JSON."),
     out: Optional[Path] = typer.Option(None, "--out", help="Workloads .bin to write (default <root>/apps/<app>/workload/)."),
-    show: Optional[Path] = typer.Option(None, "--show", help="Print job count, jobs per task, span and load of a .bin."),
+    show: Optional[Path] = typer.Option(None, "--show", help="Print jobs per task and per stream, span and load of a .bin; with --repo/--spec, check it against them."),
     repo: Optional[Path] = typer.Option(None, "--repo", help="Repository: resolves deadline_x/period_x, shapes, load."),
     seed: Optional[int] = typer.Option(None, "--seed", help="Random seed (default: the app's)."),
     duration: Optional[float] = typer.Option(None, "--duration", help="Seconds of workload (default: the app's)."),
@@ -436,6 +436,7 @@ def workload_cmd(
 
     Examples: pantheon workload --spec digits --repo pantheon-data/apps/digits/repository --out w.bin
               pantheon workload --show w.bin
+              pantheon workload --show robot.bin --spec robot --repo pantheon-data/apps/robot/repository
     """
     from pantheon.online.workload import workload_command
 

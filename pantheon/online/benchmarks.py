@@ -256,15 +256,21 @@ def measure_task(name: str, repeat: int = 7, warmup: int = 2) -> Dict[str, Any]:
 
 def zoo_profiles(tasks: Sequence[str], cache: Optional[Path] = None, remeasure: bool = False,
                  progress: Optional[Callable[[str], None]] = None) -> Dict[str, Dict[str, Any]]:
-    """:func:`measure_task` for every task, cached in ``cache`` (JSON) between runs."""
+    """:func:`measure_task` for every task, cached in ``cache`` (JSON) between runs.
+
+    A cached entry is reused only for the same torch and the task's current backbone and
+    input dims (a zoo change re-measures that task)."""
     import torch
+
+    from pantheon.zoo import get_task
 
     data: Dict[str, Any] = {}
     if cache is not None and cache.is_file() and not remeasure:
         data = json.loads(cache.read_text())
     key = f"torch {torch.__version__}, 1 thread, round-robin"
     for name in tasks:
-        if data.get("tasks", {}).get(name, {}).get("key") == key:
+        cached, zt = data.get("tasks", {}).get(name, {}), get_task(name)
+        if cached.get("key") == key and (cached.get("arch"), cached.get("dims")) == (zt.arch, [1, *zt.input_shape]):
             continue
         if progress:
             progress(name)

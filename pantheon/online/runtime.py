@@ -694,7 +694,8 @@ class Runtime:
         self._admit(next(self._ids), task, rel, rel + int(relative_deadline_us), tensor, fut)
         return fut
 
-    def _admit(self, jid: int, task: str, release: int, deadline: int, tensor: Any, fut: Optional[Future]) -> None:
+    def _admit(self, jid: int, task: str, release: int, deadline: int, tensor: Any, fut: Optional[Future],
+               stream: int = -1) -> None:
         log = self.log
         job = Job(jid, self.repo.tasks[task], release, deadline)
         self.memory.store(jid, tensor)
@@ -703,7 +704,7 @@ class Runtime:
         with self._all_done:
             self._outstanding += 1
         now = self.clock.now()
-        log.release(now, jid, task, release, deadline)  # type: ignore[union-attr]
+        log.release(now, jid, task, release, deadline, stream=stream)  # type: ignore[union-attr]
         with self._cv:
             self._rt_idle.clear()
             t0 = time.perf_counter_ns()
@@ -951,7 +952,8 @@ class Runtime:
                 _sleep_until(clock, rel, lambda: self._closing, self._spin_us)
                 if self._closing:
                     break
-                self._admit(s.index, s.task, rel, origin + int(s.deadline * time_scale), self._inputs[s.task], None)
+                self._admit(s.index, s.task, rel, origin + int(s.deadline * time_scale), self._inputs[s.task], None,
+                            stream=s.stream)
             replay_done.set()
 
         self._spawn(replay, "pantheon-release")

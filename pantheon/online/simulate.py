@@ -179,7 +179,7 @@ def _run(sched: Scheduler, repo: Repository, specs: Sequence[JobSpec], log: Even
         jid = s.index
         job = Job(jid, tasks[s.task], s.release, s.deadline)
         if logging:
-            log.release(now, jid, s.task, s.release, s.deadline)
+            log.release(now, jid, s.task, s.release, s.deadline, stream=s.stream)
         t0 = perf()
         qlen = arrive(job, now)
         dur = (perf() - t0) / 1000.0
