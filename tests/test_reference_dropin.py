@@ -205,6 +205,6 @@ def test_api_submissions_have_no_stream(repos, tmp_path):
 
     dims = [1, *get_task("sign_recognition").input_shape]
     with Runtime(repos["traffic"], device="cpu", policy="pantheon", log=tmp_path / "run", telemetry="off") as rt:
-        assert rt.submit("sign_recognition", torch.zeros(*dims), deadline_us=60_000_000).result(60).met
+        assert rt.submit("sign_recognition", torch.zeros(*dims), relative_deadline_us=60_000_000).result(60).met
     rel = [e for e in read_events(tmp_path / "run") if e["ev"] == "release"]
     assert [e["stream"] for e in rel] == [-1]

@@ -477,7 +477,7 @@ class Runtime:
         self._records: Dict[int, JobRecord] = {}
         self._preempted: Dict[int, int] = {}  # job -> times displaced from the head after it started
         self._started_at: Dict[int, int] = {}  # job -> its first dispatch
-        self._task_index = {name: i for i, name in enumerate(self.repo.tasks)}  # a job's stream by default
+        self._streams: Dict[int, int] = {}  # job -> its workload stream (-1: submitted through the API)
         self._preemptions = 0
         self._decisions: List[Tuple[int, float]] = []
         self._be_done: List[Tuple[str, int]] = []
@@ -698,6 +698,7 @@ class Runtime:
                stream: int = -1) -> None:
         log = self.log
         job = Job(jid, self.repo.tasks[task], release, deadline)
+        self._streams[jid] = stream
         self.memory.store(jid, tensor)
         if fut is not None:
             self._futures[jid] = fut
@@ -731,7 +732,7 @@ class Runtime:
                          start=self._started_at.get(job.id), preemptions=self._preempted.get(job.id, 0), **outcome)
 
     def _stream_of(self, job: Job) -> int:
-        return self._task_index.get(job.task.name, 0)
+        return self._streams.get(job.id, -1)
 
     def _finish(self, job: Job, result: JobResult) -> None:
         self._records[job.id] = result.record

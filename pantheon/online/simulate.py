@@ -148,7 +148,9 @@ def _run(sched: Scheduler, repo: Repository, specs: Sequence[JobSpec], log: Even
     size = max(s.index for s in specs) + 1 if specs else 0
     out: List[Optional[JobRecord]] = [None] * size  # by job id, once it finished or was dropped
     preempted = [0] * size
-    stream = {name: i for i, name in enumerate(tasks)}  # one stream per task
+    stream = [-1] * size  # by job id: its workload stream
+    for s in specs:
+        stream[s.index] = s.stream
     decisions: List[Any] = []
     dec_append = decisions.append
     arrive = sched.arrive
@@ -189,7 +191,7 @@ def _run(sched: Scheduler, repo: Repository, specs: Sequence[JobSpec], log: Even
             log.schedule(now, jid, qlen, dur, sched.downgrades, len(dropped))
         if dropped:
             for d in dropped:
-                out[d.id] = JobRecord(d.id, d.task.name, stream[d.task.name], d.release, d.deadline, DROPPED_JOB,
+                out[d.id] = JobRecord(d.id, d.task.name, stream[d.id], d.release, d.deadline, DROPPED_JOB,
                                       finish=now, preemptions=preempted[d.id])
                 if logging:
                     log.drop(now, d.id, d.task.name, dropped_reason, d.started)
@@ -202,7 +204,7 @@ def _run(sched: Scheduler, repo: Repository, specs: Sequence[JobSpec], log: Even
         act = next_action(t)
         if sched.dropped:
             for d in sched.dropped:
-                out[d.id] = JobRecord(d.id, d.task.name, stream[d.task.name], d.release, d.deadline, DROPPED_JOB,
+                out[d.id] = JobRecord(d.id, d.task.name, stream[d.id], d.release, d.deadline, DROPPED_JOB,
                                       finish=t, preemptions=preempted[d.id])
                 if logging:
                     log.drop(t, d.id, d.task.name, "late", d.started)
@@ -246,12 +248,12 @@ def _run(sched: Scheduler, repo: Repository, specs: Sequence[JobSpec], log: Even
             met = t <= job.deadline
             acc = tp.exit_acc[idx]
             r = tp.rel_acc[idx]
-            out[job.id] = JobRecord(job.id, tp.name, stream[tp.name], job.release, job.deadline,
+            out[job.id] = JobRecord(job.id, tp.name, stream[job.id], job.release, job.deadline,
                                     MET if met else LATE, tp.exit_blocks[idx], acc, r if met else 0.0,
                                     finish=t, preemptions=preempted[job.id])
             if logging:
                 log.exit(t, job.id, tp.name, tp.exit_blocks[idx], acc, r, resp, met)
-    records = [out[s.index] or JobRecord(s.index, s.task, stream[s.task], s.release, s.deadline) for s in specs]
+    records = [out[s.index] or JobRecord(s.index, s.task, s.stream, s.release, s.deadline) for s in specs]
     return records, decisions, preemptions, downgrades, t
 
 
