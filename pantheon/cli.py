@@ -161,7 +161,7 @@ def parse_shape(text: str) -> List[int]:
 
 
 # ---------------------------------------------------------------------------------------------
-# Offline, on the desktop: zoo, slice, pretrain, construct, export        (issue 2)
+# Offline, on the desktop: zoo, slice, pretrain, construct, export
 # ---------------------------------------------------------------------------------------------
 
 
@@ -287,7 +287,7 @@ def slice_cmd(
 
 
 # ---------------------------------------------------------------------------------------------
-# Profiling and planning: profiler-server, profile, plan, pipeline          (issue 3)
+# Profiling and planning: profiler-server, profile, plan, pipeline
 # ---------------------------------------------------------------------------------------------
 
 
@@ -411,10 +411,10 @@ def pipeline_cmd(
 
 
 # ---------------------------------------------------------------------------------------------
-# Online: workload, runtime, simulate, report, bench                       (issue 4 / 5)
+# Online: workload, runtime, simulate, report, bench
 # ---------------------------------------------------------------------------------------------
 
-# -- issue 4: workload, runtime, simulate, report --
+# -- workload, runtime, simulate, report --
 
 
 @app.command("workload")
@@ -577,7 +577,7 @@ def repository_import_cmd(
     typer.echo(f"imported {len(res.tasks)} task(s), {res.chunks} chunks, into {res.dest}")
 
 
-# -- issue 5: bench (the reproducible benchmark of the board image) --
+# -- bench (the reproducible benchmark of the board image) --
 
 
 @app.command("bench")
@@ -604,7 +604,7 @@ def bench_cmd(
 
 
 # ---------------------------------------------------------------------------------------------
-# The end-to-end demo                                                      (issue 7)
+# The end-to-end demo
 # ---------------------------------------------------------------------------------------------
 
 

@@ -31,7 +31,7 @@ DETECTION = "detection"
 
 @dataclass(frozen=True)
 class TrainDefaults:
-    """Exit-training defaults of a task (the appendix's Table 3)."""
+    """Exit-training defaults of a task (the reference artifact's training settings)."""
 
     learning_rate: float
     batch_size: int
@@ -272,7 +272,7 @@ def print_zoo(as_json: bool = False) -> None:
             f"{d.learning_rate:g} {d.batch_size} {d.weight_decay:g} {d.max_epochs}",
         ])
     cols = ["task", "backbone", "input", "classes", "metric", "data", "lr batch wd epochs"]
-    console.print_table("Pantheon task zoo (training defaults: appendix Table 3)", cols, rows)
+    console.print_table("Pantheon task zoo (training defaults of the reference artifact)", cols, rows)
     console.out.print("dataset layouts under --data_dir:")
     seen = set()
     for t in _TASKS:
