@@ -9,6 +9,8 @@ from hypothesis import strategies as st
 from pantheon.errors import UsageError
 from pantheon.online.scheduler import (
     BLOCK,
+    DOWNGRADES,
+    DROP_RULES,
     DROPPED,
     EXIT,
     POLICIES,
@@ -54,7 +56,7 @@ def test_three_task_example_deadlines_20_30_10_ms():
     A ends at 16 ms, B at 27 ms. Two downgrades; C keeps its original exit.
     """
     a, b, c = three_tasks()
-    s = Scheduler([a, b, c], "pantheon")
+    s = Scheduler([a, b, c], "pantheon", downgrade="relative")
     ja, jb, jc = Job(0, a, 0, 20_000), Job(1, b, 0, 30_000), Job(2, c, 0, 10_000)
     s.arrive(ja, 0)
     s.arrive(jb, 0)
@@ -83,7 +85,7 @@ def test_three_task_example_deadlines_20_30_10_ms():
 
 def test_reset_to_largest_exit_on_every_decision():
     a, b, c = three_tasks()
-    s = Scheduler([a, b, c], "pantheon")
+    s = Scheduler([a, b, c], "pantheon", downgrade="relative")
     ja, jb, jc = Job(0, a, 0, 20_000), Job(1, b, 0, 30_000), Job(2, c, 0, 10_000)
     for j in (ja, jb, jc):
         s.arrive(j, 0)
@@ -340,18 +342,20 @@ def queues(draw):
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(queues(), st.sampled_from(["pantheon", "pantheon-wo-ee"]), st.booleans())
-def test_optimised_refresh_matches_plain_transcription(q, policy, drop_late):
+@given(queues(), st.sampled_from(["pantheon", "pantheon-wo-ee"]), st.booleans(), st.sampled_from(DROP_RULES),
+       st.sampled_from(DOWNGRADES))
+def test_optimised_refresh_matches_plain_transcription(q, policy, drop_late, rule, downgrade):
     tasks, jobs, now = q
     frozen = {j.id: j.exit for j in jobs}
-    s = Scheduler(tasks, policy, drop_late=drop_late)
+    s = Scheduler(tasks, policy, drop_late=drop_late, drop_rule=rule, downgrade=downgrade)
     s.queue = list(jobs[:-1])
     s.arrive(jobs[-1], now)
     fast = ([(j.id, j.exit) for j in s.queue], [j.id for j in s.dropped], s.downgrades)
     for j in jobs:
         j.state = QUEUED
         j.exit = frozen[j.id]
-    order, dropped, down = reference_refresh(jobs, now, fix_started=policy == "pantheon-wo-ee", drop_late=drop_late)
+    order, dropped, down = reference_refresh(jobs, now, fix_started=policy == "pantheon-wo-ee", drop_late=drop_late,
+                                             drop_rule=rule, downgrade=downgrade)
     assert fast == ([(j.id, j.exit) for j in order], [j.id for j in dropped], down)
     # every kept job meets its deadline in the decided schedule, at an eligible exit
     r = now

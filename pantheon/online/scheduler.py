@@ -77,6 +77,8 @@ from pantheon.errors import RepositoryError, UsageError
 POLICIES = ("pantheon", "pantheon-wo-ee", "pantheon-wo-ee-pr", "edf", "fifo", "rms", "dms", "rtmdl")
 PANTHEON_FAMILY = ("pantheon", "pantheon-wo-ee", "pantheon-wo-ee-pr")
 NON_PREEMPTIVE = ("pantheon-wo-ee-pr", "fifo", "rms", "dms", "rtmdl")
+DROP_RULES = ("shed", "skip", "keep")  # what the pantheon refresh does with a hopeless job (first: default)
+DOWNGRADES = ("absolute", "relative")  # how it ranks exit downgrades (first: default)
 
 BLOCK = 0  # action kinds returned by Scheduler.next_action
 EXIT = 1
@@ -87,6 +89,13 @@ DROPPED = 2
 
 INF = math.inf
 _NONE: Tuple = ()  # "no job dropped", without allocating a list per call
+
+
+def check_choice(value: str, choices: Sequence[str], option: str) -> str:
+    """Return ``value`` if it is one of ``choices``, else raise a :class:`UsageError` naming ``option``."""
+    if value not in choices:
+        raise UsageError(f"unknown {option} {value!r}: choose one of {', '.join(choices)}")
+    return value
 
 
 def check_policy(policy: str) -> str:
@@ -112,7 +121,7 @@ class TaskProfile:
     __slots__ = (
         "name", "index", "dims", "blocks", "exit_blocks", "exit_lat", "exit_acc", "prefix", "full",
         "top", "loss", "delta", "lo_for_nb", "rel_acc", "period_us", "rel_deadline_us", "static_exit",
-        "priority", "base_blocks", "base_exit_lat", "scale", "dispatch_us",
+        "priority", "base_blocks", "base_exit_lat", "scale", "dispatch_us", "loss_abs", "down", "rank",
     )
 
     def __init__(
@@ -149,17 +158,8 @@ class TaskProfile:
         self.top = len(exits) - 1
         a_top = self.exit_acc[-1]
         self.rel_acc = [a / a_top for a in self.exit_acc]
-        # loss[m]: relative accuracy lost (vs the original) by moving from exit m down to m-1.
-        self.loss = [INF] + [1.0 - self.exit_acc[m - 1] / a_top for m in range(1, len(exits))]
         self.dispatch_us = 0.0
         self.rescale(1.0, dispatch_us)
-        # lo_for_nb[nb]: smallest exit a job whose first undispatched block is nb may use.
-        self.lo_for_nb = []
-        for nb in range(self.exit_blocks[-1] + 2):
-            m = 0
-            while self.exit_blocks[m] < nb - 1:
-                m += 1
-            self.lo_for_nb.append(m)
         self.period_us: Optional[float] = None
         self.rel_deadline_us: Optional[float] = None
         self.static_exit = self.top
@@ -189,8 +189,40 @@ class TaskProfile:
             self.prefix.append(self.prefix[-1] + lat)
         # full[m]: latency of blocks 0..exit_blocks[m] plus exit m, from scratch.
         self.full = [self.prefix[b + 1] + lat for b, lat in zip(self.exit_blocks, self.exit_lat)]
-        # delta[m]: latency saved by moving from exit m down to m-1.
-        self.delta = [0] + [self.full[m] - self.full[m - 1] for m in range(1, len(self.exit_blocks))]
+        # An exit no faster than a larger one is never worth choosing: downgrades skip it.
+        # down[m]: the next smaller exit that is faster than every larger one (-1: none);
+        # rank[m]: how many such steps lie below m.
+        n = len(self.exit_blocks)
+        fastest = INF  # smallest full latency among exits above m
+        useful = [False] * n
+        for m in range(n - 1, -1, -1):
+            if self.full[m] < fastest:
+                useful[m] = True
+                fastest = self.full[m]
+        self.down = []
+        self.rank = []
+        below = -1
+        steps = 0
+        for m in range(n):
+            self.down.append(below)
+            self.rank.append(steps)
+            if useful[m]:
+                below = m
+                steps += 1
+        # delta[m] / loss[m] / loss_abs[m]: latency saved / relative (vs the original) and absolute
+        # accuracy lost by moving from exit m down to down[m].
+        a_top = self.exit_acc[-1]
+        self.delta = [0 if d < 0 else self.full[m] - self.full[d] for m, d in enumerate(self.down)]
+        self.loss = [INF if d < 0 else 1.0 - self.exit_acc[d] / a_top for d in self.down]
+        self.loss_abs = [INF if d < 0 else a_top - self.exit_acc[d] for d in self.down]
+        # lo_for_nb[nb]: smallest exit a job whose first undispatched block is nb may use (the
+        # first that follows block nb-1 or later), moved up to the first useful one: the fastest.
+        self.lo_for_nb = []
+        for nb in range(self.exit_blocks[-1] + 2):
+            m = 0
+            while self.exit_blocks[m] < nb - 1 or not useful[m]:
+                m += 1
+            self.lo_for_nb.append(m)
 
     def remaining(self, next_block: int, m: int) -> int:
         """Latency (us) of a job at ``next_block`` still to run through exit index ``m``."""
@@ -291,10 +323,15 @@ class Scheduler:
         downgrades: exit downgrades made by the last refresh.
     """
 
-    def __init__(self, tasks: Sequence[TaskProfile], policy: str = "pantheon", drop_late: bool = True) -> None:
+    def __init__(self, tasks: Sequence[TaskProfile], policy: str = "pantheon", drop_late: bool = True,
+                 drop_rule: str = DROP_RULES[0], downgrade: str = DOWNGRADES[0]) -> None:
         self.policy = check_policy(policy)
         self.tasks = list(tasks)
         self.drop_late = bool(drop_late)
+        self.drop_rule = check_choice(drop_rule, DROP_RULES, "drop rule")
+        self.downgrade = check_choice(downgrade, DOWNGRADES, "downgrade ranking")
+        self._rule = DROP_RULES.index(drop_rule)
+        self._abs = downgrade == "absolute"
         self.queue: List[Job] = []
         self.dropped: Sequence[Job] = _NONE
         self.downgrades = 0
@@ -347,66 +384,103 @@ class Scheduler:
             q.insert(0, locked)
         fix_started = self.fix_started
         drop_late = self.drop_late
-        order: List[Job] = []
-        nl: List[float] = []  # next-loss of each job in `order`
-        los: List[int] = []  # its smallest eligible exit
-        aside: List[Job] = []
-        r = now  # finishing time of the last job in `order`
-        rmin = now  # the same with every job at its smallest eligible exit
-        ndown = 0
-        for job in q:
-            t = job.task
-            nb = job.next_block
-            full = t.full
-            base = t.prefix[nb]
-            if fix_started and job.started:
-                m = job.exit
-                lo = m
-                loss = INF
-            else:
-                m = t.top
-                lo = t.lo_for_nb[nb]
-                loss = t.loss[m] if m > lo else INF
-            rem = full[m] - base
-            mn = full[lo] - base
-            r += rem
-            rmin += mn
-            d = job.deadline
-            job.exit = m
-            if r > d:
-                if rmin > d:  # unschedulable even with 1..k at their smallest exits
-                    r -= rem
-                    rmin -= mn
-                    aside.append(job)
-                    continue
-                order.append(job)
-                nl.append(loss)
-                los.append(lo)
-                while r > d:
-                    v = min(nl)
-                    if v == INF:  # only with exits slower than larger ones: give k up
-                        order.pop()
-                        nl.pop()
-                        los.pop()
-                        r -= job.task.full[job.exit] - base
+        rule = self._rule  # 0 shed, 1 skip, 2 keep (DROP_RULES)
+        use_abs = self._abs
+        shed: List[Job] = []  # jobs shed by earlier passes (rule "shed" rescans without them)
+        while True:
+            order: List[Job] = []
+            nl: List[float] = []  # next-loss of each job in `order`
+            los: List[int] = []  # its smallest eligible exit
+            mns: List[int] = []  # its remaining latency at that exit
+            aside: List[Job] = list(shed)
+            victim = None
+            r = now  # finishing time of the last job in `order`
+            rmin = now  # the same with every job at its smallest eligible exit
+            ndown = 0
+            for job in q:
+                t = job.task
+                nb = job.next_block
+                full = t.full
+                base = t.prefix[nb]
+                if fix_started and job.started:
+                    m = job.exit
+                    lo = m
+                    loss = INF
+                else:
+                    m = t.top
+                    lo = t.lo_for_nb[nb]
+                    loss = (t.loss_abs if use_abs else t.loss)[m] if m > lo else INF
+                rem = full[m] - base
+                mn = full[lo] - base
+                r += rem
+                rmin += mn
+                d = job.deadline
+                job.exit = m
+                if r > d:
+                    if rmin > d:  # hopeless: late even with 1..k at their smallest exits
+                        if rule == 0:  # shed the job among 1..k with the largest minimum remaining latency
+                            best = mn
+                            vi = -1
+                            for i in range(len(mns) - 1, -1, -1):
+                                if mns[i] > best:
+                                    best = mns[i]
+                                    vi = i
+                            if vi >= 0:
+                                victim = order[vi]
+                                break
+                        elif rule == 2:  # keep: 1..k go to their smallest exits, k still takes its time
+                            for i, j in enumerate(order):
+                                if j.exit != los[i]:
+                                    tj = j.task
+                                    ndown += tj.rank[j.exit] - tj.rank[los[i]]
+                                    j.exit = los[i]
+                                    nl[i] = INF
+                            ndown += t.rank[m] - t.rank[lo]
+                            job.exit = lo
+                            r = rmin
+                            aside.append(job)
+                            continue
+                        r -= rem
                         rmin -= mn
                         aside.append(job)
-                        break
-                    i = nl.index(v)
-                    j = order[i]
-                    tj = j.task
-                    mj = j.exit
-                    r -= tj.delta[mj]
-                    mj -= 1
-                    j.exit = mj
-                    nl[i] = tj.loss[mj] if mj > los[i] else INF
-                    ndown += 1
-            else:
-                order.append(job)
-                nl.append(loss)
-                los.append(lo)
+                        continue
+                    order.append(job)
+                    nl.append(loss)
+                    los.append(lo)
+                    mns.append(mn)
+                    while r > d:
+                        v = min(nl)
+                        if v == INF:  # only with exits slower than larger ones: give k up
+                            order.pop()
+                            nl.pop()
+                            los.pop()
+                            mns.pop()
+                            r -= job.task.full[job.exit] - base
+                            rmin -= mn
+                            aside.append(job)
+                            break
+                        i = nl.index(v)
+                        j = order[i]
+                        tj = j.task
+                        mj = j.exit
+                        r -= tj.delta[mj]
+                        mj = tj.down[mj]
+                        j.exit = mj
+                        nl[i] = (tj.loss_abs if use_abs else tj.loss)[mj] if mj > los[i] else INF
+                        ndown += 1
+                else:
+                    order.append(job)
+                    nl.append(loss)
+                    los.append(lo)
+                    mns.append(mn)
+            if victim is None:
+                break
+            q.remove(victim)
+            shed.append(victim)
         self.downgrades = ndown
         if aside:
+            if len(aside) > 1:
+                aside.sort(key=_EDF_KEY)
             if drop_late:
                 locked_dropped = False
                 for job in aside:
@@ -556,7 +630,8 @@ def configure_static(tasks: Sequence[TaskProfile], policy: str) -> None:
 
 
 def reference_refresh(jobs: Sequence[Job], now: int, fix_started: bool = False, drop_late: bool = True,
-                      locked: Optional[Job] = None) -> Tuple[List[Job], List[Job], int]:
+                      locked: Optional[Job] = None, drop_rule: str = DROP_RULES[0],
+                      downgrade: str = DOWNGRADES[0]) -> Tuple[List[Job], List[Job], int]:
     """The pantheon refresh as a plain transcription: full rescan after every downgrade.
 
     Returns ``(order, dropped_or_set_aside, downgrades)`` and sets each job's ``exit``.
@@ -570,41 +645,67 @@ def reference_refresh(jobs: Sequence[Job], now: int, fix_started: bool = False, 
     def lo_of(j: Job) -> int:
         return j.exit if (fix_started and j.started) else j.task.lo_for_nb[j.next_block]
 
-    for j in q:
-        if not (fix_started and j.started):
-            j.exit = j.task.top
-    kept = list(q)
-    aside: List[Job] = []
-    ndown = 0
-    while True:
-        r = now
-        miss = None
-        for k, j in enumerate(kept):
-            r += j.task.remaining(j.next_block, j.exit)
-            if r > j.deadline:
-                miss = k
+    def loss_of(j: Job) -> float:
+        return (j.task.loss_abs if downgrade == "absolute" else j.task.loss)[j.exit]
+
+    shed: List[Job] = []
+    while True:  # one pass per job shed
+        for j in q:
+            if not (fix_started and j.started):
+                j.exit = j.task.top
+        kept = list(q)
+        aside: List[Job] = []
+        hopeless: List[Job] = []  # rule "keep": in the scan at their smallest exits, never checked
+        ndown = 0
+        victim = None
+        while True:
+            r = now
+            miss = None
+            for k, j in enumerate(kept):
+                r += j.task.remaining(j.next_block, j.exit)
+                if r > j.deadline and j not in hopeless:
+                    miss = k
+                    break
+            if miss is None:
                 break
-        if miss is None:
+            jk = kept[miss]
+            best = now + sum(j.task.remaining(j.next_block, lo_of(j)) for j in kept[: miss + 1])
+            if best > jk.deadline:
+                if drop_rule == "shed":
+                    mins = [j.task.remaining(j.next_block, lo_of(j)) for j in kept[: miss + 1]]
+                    top = max(mins)
+                    victim = kept[max(i for i in range(miss + 1) if mins[i] == top)]
+                    if victim is not jk:
+                        break
+                    victim = None
+                if drop_rule == "keep":
+                    for j in kept[: miss + 1]:
+                        while j.exit > lo_of(j):
+                            j.exit = j.task.down[j.exit]
+                            ndown += 1
+                    hopeless.append(jk)
+                    continue
+                aside.append(jk)
+                del kept[miss]
+                continue
+            cand = None
+            for i in range(miss + 1):
+                j = kept[i]
+                if j.exit > lo_of(j) and (cand is None or loss_of(j) < cand[0]):
+                    cand = (loss_of(j), i)
+            if cand is None:
+                aside.append(jk)
+                del kept[miss]
+                continue
+            j = kept[cand[1]]
+            j.exit = j.task.down[j.exit]
+            ndown += 1
+        if victim is None:
             break
-        jk = kept[miss]
-        best = now + sum(j.task.remaining(j.next_block, lo_of(j)) for j in kept[: miss + 1])
-        if best > jk.deadline:
-            aside.append(jk)
-            del kept[miss]
-            continue
-        cand = None
-        for i in range(miss + 1):
-            j = kept[i]
-            if j.exit > lo_of(j):
-                loss = j.task.loss[j.exit]
-                if cand is None or loss < cand[0]:
-                    cand = (loss, i)
-        if cand is None:
-            aside.append(jk)
-            del kept[miss]
-            continue
-        kept[cand[1]].exit -= 1
-        ndown += 1
+        q.remove(victim)
+        shed.append(victim)
+    kept = [j for j in kept if j not in hopeless]
+    aside = sorted(shed + aside + hopeless, key=lambda j: (j.deadline, j.seq))
     if not drop_late:
         for j in aside:
             if not (fix_started and j.started):

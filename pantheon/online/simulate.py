@@ -45,7 +45,7 @@ from pantheon.errors import ArtifactError, UsageError
 from pantheon.formats import Workloads
 from pantheon.online.events import EventLog, NullLog
 from pantheon.online.repository import Repository
-from pantheon.online.scheduler import BLOCK, Job, Scheduler, check_policy
+from pantheon.online.scheduler import BLOCK, DOWNGRADES, DROP_RULES, Job, Scheduler, check_choice, check_policy
 from pantheon.online.workload import JobSpec, apply_timing, validate
 
 INF = math.inf
@@ -64,6 +64,8 @@ def simulate(
     jobs: Optional[Sequence[JobSpec]] = None,
     dispatch_us: Optional[float] = None,
     pipelined: bool = False,
+    drop_rule: str = DROP_RULES[0],
+    downgrade: str = DOWNGRADES[0],
 ) -> Dict[str, Any]:
     """Simulate ``workload`` on ``repo`` under ``policy``; return the run summary.
 
@@ -79,6 +81,7 @@ def simulate(
         jobs: already validated jobs (skips validation).
         dispatch_us: per-chunk dispatch overhead instead of the repository's.
         pipelined: model an ideal overlap of launch and execution (see above; default False).
+        drop_rule, downgrade: the pantheon refresh's rules (:class:`~pantheon.online.scheduler.Scheduler`).
 
     Returns:
         The summary (:func:`pantheon.analysis.report.summarize`), with ``dmr`` and
@@ -94,9 +97,11 @@ def simulate(
         repo = repo.with_dispatch_overhead(dispatch_us)
     specs = list(jobs) if jobs is not None else validate(workload, repo)
     apply_timing(repo, specs)
-    sched = Scheduler(list(repo.tasks.values()), policy, drop_late=drop_late)
+    sched = Scheduler(list(repo.tasks.values()), policy, drop_late=drop_late, drop_rule=drop_rule,
+                      downgrade=downgrade)
     log = log or NullLog()
-    meta = {"mode": "sim", "policy": policy, "device": "simulated", "app": repo.app, "drop_late": drop_late}
+    meta = {"mode": "sim", "policy": policy, "device": "simulated", "app": repo.app, "drop_late": drop_late,
+            "drop_rule": drop_rule, "downgrade": downgrade}
     pipe = bool(pipelined)
     log.start(0, **meta, repository=str(repo.path), jitter=jitter, seed=seed, tasks=repo.describe(),
               dispatch_overhead_us=repo.dispatch_us, pipelined=pipe, **(start_fields or {}))
@@ -298,7 +303,8 @@ def _run_logged(run: Callable[[EventLog], Dict[str, Any]], log: Path, path: Path
 
 def simulate_command(repo_dir: Any, workload: Any, policy: str, jitter: float, seed: int, drop_late: bool,
                      log: Optional[Any], out: Optional[Any], as_json: bool,
-                     dispatch_us: Optional[float] = None, pipelined: bool = False) -> Dict[str, Any]:
+                     dispatch_us: Optional[float] = None, pipelined: bool = False,
+                     drop_rule: str = DROP_RULES[0], downgrade: str = DOWNGRADES[0]) -> Dict[str, Any]:
     """``pantheon simulate``: validate inputs, simulate, optionally log and report, print."""
     import json
 
@@ -309,6 +315,8 @@ def simulate_command(repo_dir: Any, workload: Any, policy: str, jitter: float, s
 
     check_policy(policy)
     check_jitter(jitter)
+    check_choice(drop_rule, DROP_RULES, "--drop-rule")
+    check_choice(downgrade, DOWNGRADES, "--downgrade")
     repo = read_repository(repo_dir)
     ws = read_workloads(workload)
     jobs = validate(ws, repo, where=str(workload))
@@ -320,7 +328,8 @@ def simulate_command(repo_dir: Any, workload: Any, policy: str, jitter: float, s
     def run(elog: Optional[EventLog]) -> Dict[str, Any]:
         try:
             return simulate(repo, ws, policy, jitter=jitter, seed=seed, drop_late=drop_late, log=elog, jobs=jobs,
-                            dispatch_us=dispatch_us, pipelined=pipelined, start_fields=fields)
+                            dispatch_us=dispatch_us, pipelined=pipelined, start_fields=fields,
+                            drop_rule=drop_rule, downgrade=downgrade)
         finally:
             if elog is not None:
                 elog.close()
