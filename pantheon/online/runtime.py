@@ -75,7 +75,18 @@ from pantheon.online.repository import (
     resolve_device,
     warm_up,
 )
-from pantheon.online.scheduler import BLOCK, DROPPED, EXIT, Job, Scheduler, check_policy, configure_static
+from pantheon.online.scheduler import (
+    BLOCK,
+    DOWNGRADES,
+    DROP_RULES,
+    DROPPED,
+    EXIT,
+    Job,
+    Scheduler,
+    check_choice,
+    check_policy,
+    configure_static,
+)
 from pantheon.online.workload import JobSpec, apply_timing, validate
 
 PathLike = Union[str, Path]
@@ -400,6 +411,7 @@ class Runtime:
         dispatch_overhead_us: the per-chunk dispatch overhead to plan with instead of the
             one measured at start (None: measure it).
         start_fields: extra fields for the ``start`` event.
+        drop_rule, downgrade: the pantheon refresh's rules (:class:`~pantheon.online.scheduler.Scheduler`).
     """
 
     def __init__(
@@ -421,6 +433,8 @@ class Runtime:
         calibrate: bool = True,
         cuda_graphs: bool = True,
         dispatch_overhead_us: Optional[float] = None,
+        drop_rule: str = DROP_RULES[0],
+        downgrade: str = DOWNGRADES[0],
     ) -> None:
         check_runtime_options(max_inflight, dispatch_overhead_us)
         repo = repo if isinstance(repo, Repository) else read_repository(repo)
@@ -457,7 +471,8 @@ class Runtime:
         self.run_dir: Optional[Path] = None
         self.models: Dict[str, LoadedTask] = {}
         self.memory = MemoryManager()
-        self.sched = Scheduler(list(self.repo.tasks.values()), policy, drop_late=drop_late)
+        self.sched = Scheduler(list(self.repo.tasks.values()), policy, drop_late=drop_late, drop_rule=drop_rule,
+                               downgrade=downgrade)
         self._lock = threading.Lock()
         self._cv = threading.Condition(self._lock)
         self._rt_idle = threading.Event()
@@ -626,6 +641,8 @@ class Runtime:
             "run_id": self.start_fields.pop("run_id", None) or store.new_run_id(),
             "version": __version__,
             "drop_late": self.drop_late,
+            "drop_rule": self.sched.drop_rule,
+            "downgrade": self.sched.downgrade,
             "repository": str(self.repo.path),
             "tasks": self.repo.describe(),
             "best_effort": [{"task": t, "rate": r} for t, r in self.best_effort],
@@ -1018,7 +1035,8 @@ class Runtime:
             task, rel, dl, status, eb, acc, rel_acc, resp = r
             records.append((jid, task, rel, dl, status, eb, acc, rel_acc, resp, jid in self._preempted))
         meta = {"mode": "live", "policy": self.policy, "device": self.device, "app": self.repo.app,
-                "run_id": self.run_id, "drop_late": self.drop_late}
+                "run_id": self.run_id, "drop_late": self.drop_late, "drop_rule": self.sched.drop_rule,
+                "downgrade": self.sched.downgrade}
         s = summarize(records, self._decisions, self._be_done, self._preemptions, meta)
         s["interrupted"] = self._interrupted
         s["memory_peak_bytes"] = self.memory.peak_bytes
@@ -1069,7 +1087,8 @@ def run(repo: PathLike, workload: PathLike, log: PathLike, *, policy: str = "pan
         best_effort: Sequence[str] = (), telemetry: str = "off", drop_late: bool = True, time_scale: float = 1.0,
         progress: bool = True, handle_signals: bool = True, max_inflight: int = 2,
         threads: Optional[int] = None, calibrate: bool = True, cuda_graphs: bool = True,
-        dispatch_overhead_us: Optional[float] = None) -> Dict[str, Any]:
+        dispatch_overhead_us: Optional[float] = None, drop_rule: str = DROP_RULES[0],
+        downgrade: str = DOWNGRADES[0]) -> Dict[str, Any]:
     """``pantheon runtime``: validate everything, replay ``workload`` live, write the log.
 
     Every input is checked before a job runs (policy, repository manifest and chunks,
@@ -1079,6 +1098,8 @@ def run(repo: PathLike, workload: PathLike, log: PathLike, *, policy: str = "pan
     from pantheon.formats import read_workloads
 
     check_policy(policy)
+    check_choice(drop_rule, DROP_RULES, "--drop-rule")
+    check_choice(downgrade, DOWNGRADES, "--downgrade")
     check_runtime_options(max_inflight, dispatch_overhead_us, time_scale)
     be = parse_best_effort(best_effort)
     repository = read_repository(repo)
@@ -1086,7 +1107,8 @@ def run(repo: PathLike, workload: PathLike, log: PathLike, *, policy: str = "pan
     jobs = validate(ws, repository, where=str(workload))
     rt = Runtime(repository, device=device, policy=policy, drop_late=drop_late, log=log, best_effort=be,
                  telemetry=telemetry, max_inflight=max_inflight, threads=threads, calibrate=calibrate,
-                 cuda_graphs=cuda_graphs, dispatch_overhead_us=dispatch_overhead_us,
+                 cuda_graphs=cuda_graphs, dispatch_overhead_us=dispatch_overhead_us, drop_rule=drop_rule,
+                 downgrade=downgrade,
                  start_fields={"workload": str(workload), "time_scale": time_scale, "jobs": len(jobs)})
     stop = threading.Event()
     old: Dict[int, Any] = {}
@@ -1106,14 +1128,15 @@ def runtime_command(repo: PathLike, workload: PathLike, log: PathLike, policy: s
                     best_effort: Sequence[str], telemetry: str, drop_late: bool, time_scale: float,
                     max_inflight: int, as_json: bool, threads: Optional[int] = None,
                     calibrate: bool = True, cuda_graphs: bool = True,
-                    dispatch_overhead_us: Optional[float] = None) -> Dict[str, Any]:
+                    dispatch_overhead_us: Optional[float] = None, drop_rule: str = DROP_RULES[0],
+                    downgrade: str = DOWNGRADES[0]) -> Dict[str, Any]:
     """``pantheon runtime``: run, then print the summary (JSON or one line)."""
     from pantheon import console
 
     summary = run(repo, workload, log, policy=policy, device=device, best_effort=best_effort, telemetry=telemetry,
                   drop_late=drop_late, time_scale=time_scale, max_inflight=max_inflight, progress=not as_json,
                   threads=threads, calibrate=calibrate, cuda_graphs=cuda_graphs,
-                  dispatch_overhead_us=dispatch_overhead_us)
+                  dispatch_overhead_us=dispatch_overhead_us, drop_rule=drop_rule, downgrade=downgrade)
     if as_json:
         print(json.dumps(summary, indent=2, default=str))
     else:

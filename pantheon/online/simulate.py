@@ -45,7 +45,15 @@ from pantheon.errors import ArtifactError, UsageError
 from pantheon.formats import Workloads
 from pantheon.online.events import EventLog, NullLog
 from pantheon.online.repository import Repository
-from pantheon.online.scheduler import BLOCK, DOWNGRADES, DROP_RULES, Job, Scheduler, check_choice, check_policy
+from pantheon.online.scheduler import (
+    BLOCK,
+    DOWNGRADES,
+    DROP_RULES,
+    Job,
+    Scheduler,
+    check_choice,
+    check_policy,
+)
 from pantheon.online.workload import JobSpec, apply_timing, validate
 
 INF = math.inf
