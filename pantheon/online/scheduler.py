@@ -19,14 +19,34 @@ Policies (``--policy``):
 ``pantheon``
     EDF order; every job reset to its largest exit; scan with finishing times
     ``r_i = r_{i-1} + remaining latency of job i`` (from its first undispatched block through
-    its chosen exit); at the first job ``k`` that misses its deadline, downgrade one exit of
-    the job among ``1..k`` whose next smaller exit loses the least relative accuracy
-    (``1 - acc[m-1] / acc[original]``; ties: the earliest in EDF order), until ``k`` fits.
+    its chosen exit); at the first job ``k`` that misses its deadline, lower by one step the
+    exit of the job among ``1..k`` whose next smaller exit loses the least accuracy, until
+    ``k`` fits (ties: the earliest in EDF order). ``--downgrade absolute`` (default, as the
+    reference runtime) ranks by ``acc[original] - acc[next]``, ``relative`` by
+    ``1 - acc[next] / acc[original]``: they differ across tasks of different accuracy.
     An exit is eligible only if it follows a block at or after the job's last dispatched
-    block. If ``k`` cannot fit even with ``1..k`` at their smallest eligible exits it is
-    unschedulable: it is dropped (``--drop-late``) or set aside to run last
-    (``--no-drop-late``), and the scan continues. We test that up front with a running sum
-    of minimum remaining latencies, so a hopeless job costs the others no accuracy.
+    block, and useful only if it is faster than every larger exit: a step down goes to the
+    next useful exit, and a job's smallest exit is its first eligible useful one.
+    If ``k`` cannot fit even with ``1..k`` at their smallest exits it is *hopeless*; what
+    happens then is the drop rule (``--drop-rule``), tested up front with a running sum of
+    minimum remaining latencies:
+
+    * ``shed`` (default): set aside the job among ``1..k`` with the largest remaining
+      latency at its smallest exit (ties: the latest in EDF order, so ``k`` itself when it
+      is as long), then rescan from the start without it. This is Moore-Hodgson's rule
+      (drop the longest job of a late prefix), which minimises the number of late jobs of
+      a set released together with fixed latencies; under overload it drops one long job
+      where the other rules would drop several short ones behind it.
+    * ``skip``: set aside ``k`` itself and continue the scan; the others lose no accuracy.
+    * ``keep`` (the reference runtime's rule): lower every job of ``1..k`` to its smallest
+      exit, and keep ``k``'s time (at its smallest exit) in the scan of the later jobs
+      (the reference then runs ``k``; here it is set aside as with the other rules).
+
+    Set-aside jobs are dropped (``--drop-late``) or run last, in EDF order, at their
+    smallest exits (``--no-drop-late``). Measured in ``bench/drop_rule.py``: ``shed`` had the
+    fewest misses on random overloads and on the paper apps, and meets the serial lower
+    bound (the fewest misses with every job at its smallest exit) on the reference's
+    profiles and workloads, where ``skip`` missed 9 points more on the robot app.
 ``pantheon-wo-ee``
     As ``pantheon``, but a job's exit is frozen once its first block ran.
 ``pantheon-wo-ee-pr``
@@ -54,7 +74,8 @@ The hot path (:meth:`Scheduler.arrive` under ``pantheon``) is written for speed:
 tables (prefix sums of block latencies, full latency and downgrade delta per exit, smallest
 eligible exit per next-block) make a job's remaining latency ``full[m] - prefix[nb]``; a
 downgrade of job ``i`` shifts ``r_i..r_k`` by a known delta, so only ``r_k`` is updated;
-the least-loss candidate is ``min`` over a list of precomputed next-loss values.
+the least-loss candidate is ``min`` over a list of precomputed next-loss values; a job
+shed restarts the scan (rare: only under overload).
 :func:`reference_refresh` is the plain transcription (full rescan per downgrade) that
 the tests compare it against.
 
