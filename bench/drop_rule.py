@@ -9,6 +9,9 @@ the scan (the reference runtime's rule). ``--downgrade`` ranks exit downgrades b
 
 Data sets:
 
+``default+fallback`` is the default rules with the fallback to a passed exit (the scheduler's
+``fallback=True``).
+
 * ``random``: many small random task sets and workloads (1-3 tasks, 4-12 jobs, tight
   deadlines), every rule on each; how many cases the rules decide differently;
 * ``modelled``: the paper apps with modelled profiles (``bench/policies.py``'s ``paper_app``:
@@ -148,6 +151,9 @@ def reference_set(apps: Sequence[str]) -> Dict[str, Any]:
             for down in DOWNGRADES:
                 s = simulate(repo, ws, "pantheon", jobs=specs, drop_rule=rule, downgrade=down)
                 row["pantheon"][f"{rule}/{down}"] = {"dmr": s["dmr"], "relative_accuracy": s["relative_accuracy"]}
+        s = simulate(repo, ws, "pantheon", jobs=specs, fallback=True)
+        row["pantheon"]["default+fallback"] = {"dmr": s["dmr"], "relative_accuracy": s["relative_accuracy"],
+                                               "fallback_exits": s["fallback_exits"]}
         for p in POLICIES[1:]:
             s = simulate(repo, ws, p, jobs=specs)
             row["baselines"][p] = {"dmr": s["dmr"], "relative_accuracy": s["relative_accuracy"]}
@@ -186,7 +192,7 @@ def random_case(rng: random.Random) -> Tuple[Repository, Workloads]:
 
 def random_set(cases: int, seed: int) -> Dict[str, Any]:
     rng = random.Random(seed)
-    keys = [f"{r}/{d}" for r in DROP_RULES for d in DOWNGRADES]
+    keys = [f"{r}/{d}" for r in DROP_RULES for d in DOWNGRADES] + ["default+fallback"]
     tot = {k: {"missed": 0, "acc": 0.0} for k in keys}
     jobs = 0
     differ = {f"{a} vs {b}": 0 for a, b in itertools.combinations(DROP_RULES, 2)}
@@ -196,8 +202,8 @@ def random_set(cases: int, seed: int) -> Dict[str, Any]:
         jobs += len(ws.workload)
         dmr = {}
         for k in keys:
-            r, d = k.split("/")
-            s = simulate(repo, ws, "pantheon", drop_rule=r, downgrade=d)
+            r, d = k.split("/") if "/" in k else (DROP_RULES[0], DOWNGRADES[0])
+            s = simulate(repo, ws, "pantheon", drop_rule=r, downgrade=d, fallback=k == "default+fallback")
             tot[k]["missed"] += round(s["dmr"] * s["jobs"])
             tot[k]["acc"] += s["relative_accuracy"] * s["jobs"]
             dmr[k] = s["dmr"]

@@ -296,3 +296,24 @@ def test_a_pipelined_executor_overlaps_launch_and_execution(tmp_path, logged):
     # pipelined: 400 (idle device) + max(100, 50) + max(100, 300) + max(100, 200)
     assert piped["response_p50_us"] == 400 + 100 + 300 + 200 and piped["pipelined"]
     assert all(tp.full_latency == 1250 for tp in repo.tasks.values())  # what the scheduler plans with
+
+
+def test_a_job_is_saved_through_an_exit_it_already_passed():
+    """T: four 100 us blocks, exits after block 0 (branch 10 us) and block 3 (10 us). Job 0
+    (deadline 500) runs at its original exit and passes exit 0 at 100 us. Job 1 of U (210 us,
+    deadline 420) arrives at 150, planned from 200: it fits, but job 0 can then only reach its
+    original exit at 620 > 500, so it is dropped. With the fallback, job 0's block-0 output was
+    kept and it leaves through exit 0's branch after job 1: 410 + 10 = 420 <= 500, both met."""
+    t = TaskProfile("T", [100, 100, 100, 100], [(0, 10, 0.6), (3, 10, 0.9)], index=0)
+    u = TaskProfile("U", [200], [(0, 10, 0.9)], index=1)
+    repo = Repository(Path("."), {"T": t, "U": u}, app="fb")
+    ws = _workloads([("T", 0, 500), ("U", 150, 420)])
+    before = RecordingLog()
+    s0 = simulate(repo, ws, "pantheon", log=before)
+    assert s0["met"] == 1 and ("drop", 150, 0, "unschedulable") in before.events
+    after = RecordingLog()
+    s1 = simulate(repo, ws, "pantheon", log=after, fallback=True)
+    assert s1["met"] == 2 and s1["fallback_exits"] == 1
+    assert ("exit", 420, 0, 0, True) in after.events and ("exit", 410, 1, 0, True) in after.events
+    # the no-log fast path (blocks back to back) saves it the same way
+    assert simulate(repo, ws, "pantheon", fallback=True)["met"] == 2

@@ -412,6 +412,8 @@ class Runtime:
             one measured at start (None: measure it).
         start_fields: extra fields for the ``start`` event.
         drop_rule, downgrade: the pantheon refresh's rules (:class:`~pantheon.online.scheduler.Scheduler`).
+        fallback: let the pantheon policy finish a job through a kept exit it already passed (the
+            memory manager keeps the tensor there; see :mod:`pantheon.online.memory`).
     """
 
     def __init__(
@@ -435,6 +437,7 @@ class Runtime:
         dispatch_overhead_us: Optional[float] = None,
         drop_rule: str = DROP_RULES[0],
         downgrade: str = DOWNGRADES[0],
+        fallback: bool = False,
     ) -> None:
         check_runtime_options(max_inflight, dispatch_overhead_us)
         repo = repo if isinstance(repo, Repository) else read_repository(repo)
@@ -465,6 +468,7 @@ class Runtime:
         self._starved_now: set = set()
         self._starved_jobs: Dict[str, int] = {}
         self._last_end = 0
+        self._fallback_exits = 0
         self.start_fields = dict(start_fields or {})
         self._log_arg = log
         self.log: Optional[EventLog] = None
@@ -472,7 +476,7 @@ class Runtime:
         self.models: Dict[str, LoadedTask] = {}
         self.memory = MemoryManager()
         self.sched = Scheduler(list(self.repo.tasks.values()), policy, drop_late=drop_late, drop_rule=drop_rule,
-                               downgrade=downgrade)
+                               downgrade=downgrade, fallback=fallback)
         self._lock = threading.Lock()
         self._cv = threading.Condition(self._lock)
         self._rt_idle = threading.Event()
@@ -770,7 +774,7 @@ class Runtime:
                             return
                         self._cv.wait(0.05)
                     if act is not None:  # taken with the action: a decision may drop the job meanwhile
-                        x = mem.consume(act[1].id)
+                        x = self._input(act, mem)
                 if dropped:
                     self._dropped(dropped, now, "late")
                 if act is None:
@@ -789,6 +793,24 @@ class Runtime:
                 self._completed(done)
                 if self._abort:
                     return
+
+    def _input(self, act: Tuple[Any, ...], mem: MemoryManager) -> Any:
+        """The tensor ``act`` runs on; keeps or frees the job's tensor at a passed exit (fallback)."""
+        kind, job, idx = act[0], act[1], act[2]
+        tp = job.task
+        if kind == EXIT:
+            if job.next_block > tp.exit_blocks[idx] + 1:  # finishing through an exit it passed
+                x = mem.take_kept(job.id)
+                mem.release(job.id)  # the tensor ahead is not needed any more
+                self._fallback_exits += 1
+                return x
+            if self.sched.fallback:
+                mem.discard_kept(job.id)
+            return mem.consume(job.id)
+        x = mem.consume(job.id)
+        if self.sched.fallback and idx > 0 and tp.exit_after[idx - 1] >= 0:
+            mem.keep(job.id, x)  # the scheduler may still send the job out through that exit
+        return x
 
     @staticmethod
     def _launch(act: Tuple[Any, ...], x: Any, t: int, log: Any, mem: MemoryManager, ex: Any,
@@ -1041,6 +1063,10 @@ class Runtime:
         s["interrupted"] = self._interrupted
         s["memory_peak_bytes"] = self.memory.peak_bytes
         s["memory_peak_tensors"] = self.memory.peak_tensors
+        if self.sched.fallback:
+            s["fallback_exits"] = self._fallback_exits
+            s["memory_kept_peak_tensors"] = self.memory.kept_peak_tensors
+            s["memory_kept_peak_bytes"] = self.memory.kept_peak_bytes
         s["dispatch_overhead_us"] = None if self.dispatch_us is None else round(self.dispatch_us, 1)
         s["starved"] = dict(sorted(self._starved_jobs.items()))
         s["scales"] = {n: round(t.scale, 4) for n, t in sorted(self.repo.tasks.items())}

@@ -63,6 +63,14 @@ Policies (``--policy``):
     task set's utilisation ``sum(C_i / T_i)`` exceeds 1, lower the exit of the task that
     loses the least relative accuracy per unit of utilisation saved.
 
+Fallback exits (``fallback=True``, ``pantheon`` policy only, off by default): a job that
+moved past a kept exit (it dispatched the block after the one that exit follows) may still
+finish through it, at the cost of its branch alone: the memory manager keeps the tensor
+there (the latest such exit per job). In the scan that exit is one more step down below
+the job's smallest exit ahead, taken only when its branch is cheaper; at dispatch a late
+head job that no exit ahead can save falls back to it when its branch still meets the
+deadline. ``Scheduler.fallbacks`` counts the jobs that left that way.
+
 Dropping late jobs (``drop_late``, default on): before a job's first block is dispatched,
 a job that can no longer meet its deadline (``start + remaining latency > deadline``) is
 dropped instead of run. The pantheon policies first try the largest eligible exit that
@@ -143,6 +151,7 @@ class TaskProfile:
         "name", "index", "dims", "blocks", "exit_blocks", "exit_lat", "exit_acc", "prefix", "full",
         "top", "loss", "delta", "lo_for_nb", "rel_acc", "period_us", "rel_deadline_us", "static_exit",
         "priority", "base_blocks", "base_exit_lat", "scale", "dispatch_us", "loss_abs", "down", "rank",
+        "exit_after",
     )
 
     def __init__(
@@ -177,6 +186,10 @@ class TaskProfile:
         self.base_exit_lat = [e[1] for e in exits]
         self.exit_acc = [e[2] for e in exits]
         self.top = len(exits) - 1
+        # exit_after[b]: the exit that follows block b (-1: none), for the fallback exits
+        self.exit_after = [-1] * len(self.base_blocks)
+        for m, b in enumerate(ids):
+            self.exit_after[b] = m
         a_top = self.exit_acc[-1]
         self.rel_acc = [a / a_top for a in self.exit_acc]
         self.dispatch_us = 0.0
@@ -263,6 +276,7 @@ class Job:
 
     __slots__ = (
         "id", "task", "release", "deadline", "next_block", "exit", "started", "state", "seq", "payload",
+        "fb", "fb_save", "fb_loss",
     )
 
     def __init__(self, id: int, task: TaskProfile, release: int, deadline: int, payload: object = None) -> None:
@@ -276,6 +290,9 @@ class Job:
         self.state = QUEUED
         self.seq = id
         self.payload = payload
+        self.fb = -1  # the passed exit it may still finish through (Scheduler fallback=True), -1: none
+        self.fb_save = 0  # latency that exit saves over the job's smallest exit ahead (this refresh)
+        self.fb_loss = INF  # accuracy lost by taking it (this refresh)
 
     def __repr__(self) -> str:
         return (
@@ -345,7 +362,7 @@ class Scheduler:
     """
 
     def __init__(self, tasks: Sequence[TaskProfile], policy: str = "pantheon", drop_late: bool = True,
-                 drop_rule: str = DROP_RULES[0], downgrade: str = DOWNGRADES[0]) -> None:
+                 drop_rule: str = DROP_RULES[0], downgrade: str = DOWNGRADES[0], fallback: bool = False) -> None:
         self.policy = check_policy(policy)
         self.tasks = list(tasks)
         self.drop_late = bool(drop_late)
@@ -353,6 +370,8 @@ class Scheduler:
         self.downgrade = check_choice(downgrade, DOWNGRADES, "downgrade ranking")
         self._rule = DROP_RULES.index(drop_rule)
         self._abs = downgrade == "absolute"
+        self.fallback = bool(fallback) and policy == "pantheon"
+        self.fallbacks = 0  # jobs finished through a passed exit
         self.queue: List[Job] = []
         self.dropped: Sequence[Job] = _NONE
         self.downgrades = 0
@@ -405,6 +424,7 @@ class Scheduler:
             q.insert(0, locked)
         fix_started = self.fix_started
         drop_late = self.drop_late
+        fallback = self.fallback
         rule = self._rule  # 0 shed, 1 skip, 2 keep (DROP_RULES)
         use_abs = self._abs
         shed: List[Job] = []  # jobs shed by earlier passes (rule "shed" rescans without them)
@@ -433,6 +453,17 @@ class Scheduler:
                     loss = (t.loss_abs if use_abs else t.loss)[m] if m > lo else INF
                 rem = full[m] - base
                 mn = full[lo] - base
+                if fallback and job.fb >= 0:
+                    fc = t.exit_lat[job.fb]
+                    if fc < mn:  # its passed exit is the cheapest way out: one more step down
+                        job.fb_save = mn - fc
+                        a = t.exit_acc[job.fb]
+                        job.fb_loss = t.exit_acc[-1] - a if use_abs else 1.0 - a / t.exit_acc[-1]
+                        mn = fc
+                        if m == lo:
+                            loss = job.fb_loss
+                    else:
+                        job.fb_loss = INF
                 r += rem
                 rmin += mn
                 d = job.deadline
@@ -451,13 +482,20 @@ class Scheduler:
                                 break
                         elif rule == 2:  # keep: 1..k go to their smallest exits, k still takes its time
                             for i, j in enumerate(order):
-                                if j.exit != los[i]:
+                                if nl[i] != INF:
                                     tj = j.task
-                                    ndown += tj.rank[j.exit] - tj.rank[los[i]]
-                                    j.exit = los[i]
+                                    if j.exit >= los[i]:
+                                        ndown += tj.rank[j.exit] - tj.rank[los[i]]
+                                        j.exit = los[i]
+                                    if fallback and j.fb_loss != INF:
+                                        ndown += 1
+                                        j.exit = j.fb
                                     nl[i] = INF
                             ndown += t.rank[m] - t.rank[lo]
                             job.exit = lo
+                            if fallback and job.fb >= 0 and job.fb_loss != INF:
+                                ndown += 1
+                                job.exit = job.fb
                             r = rmin
                             aside.append(job)
                             continue
@@ -484,11 +522,19 @@ class Scheduler:
                         j = order[i]
                         tj = j.task
                         mj = j.exit
+                        ndown += 1
+                        if mj == los[i]:  # at its smallest exit ahead: finish through the passed one
+                            r -= j.fb_save
+                            j.exit = j.fb
+                            nl[i] = INF
+                            continue
                         r -= tj.delta[mj]
                         mj = tj.down[mj]
                         j.exit = mj
-                        nl[i] = (tj.loss_abs if use_abs else tj.loss)[mj] if mj > los[i] else INF
-                        ndown += 1
+                        if mj > los[i]:
+                            nl[i] = (tj.loss_abs if use_abs else tj.loss)[mj]
+                        else:
+                            nl[i] = j.fb_loss if fallback and j.fb >= 0 else INF
                 else:
                     order.append(job)
                     nl.append(loss)
@@ -538,7 +584,9 @@ class Scheduler:
             t = job.task
             m = job.exit
             nb = job.next_block
-            if drop_late and start + t.full[m] - t.prefix[nb] > job.deadline:
+            eb = t.exit_blocks[m]
+            rem = t.exit_lat[m] if nb > eb + 1 else t.full[m] - t.prefix[nb]  # a passed exit: its branch
+            if drop_late and start + rem > job.deadline:
                 if not self._rescue(job, start):
                     q.pop(0)
                     job.state = DROPPED
@@ -549,6 +597,7 @@ class Scheduler:
                         self.locked = None
                     continue
                 m = job.exit
+                eb = t.exit_blocks[m]
             prev = self.last_job
             if prev is job:
                 pre = None
@@ -556,7 +605,9 @@ class Scheduler:
                 pre = prev if (prev is not None and prev.started and prev.state == QUEUED) else None
                 self.last_job = job
             self.dropped = dropped or _NONE
-            if nb <= t.exit_blocks[m]:
+            if nb <= eb:
+                if self.fallback and nb > 0 and t.exit_after[nb - 1] >= 0:
+                    job.fb = t.exit_after[nb - 1]  # block nb-1's output stays: its exit remains a way out
                 job.next_block = nb + 1
                 job.started = True
                 if not self.preemptive:
@@ -568,6 +619,8 @@ class Scheduler:
             job.state = DISPATCHED
             if self.locked is job:
                 self.locked = None
+            if nb > eb + 1:
+                self.fallbacks += 1
             lat = t.exit_lat[m]
             self.busy_until = start + lat
             return (EXIT, job, m, lat, pre)
@@ -591,10 +644,13 @@ class Scheduler:
         prefix = t.prefix
         left = job.deadline - t.full[job.exit]  # late when start > deadline - (full[m] - prefix[nb])
         drop_late = self.drop_late
+        after = t.exit_after if self.fallback else None
         nb = job.next_block
         while end < horizon and nb <= eb:
             if drop_late and end - prefix[nb] > left:
                 break
+            if after is not None and nb > 0 and after[nb - 1] >= 0:
+                job.fb = after[nb - 1]
             lat = blocks[nb]
             nb += 1
             self.busy_until = end + lat
@@ -612,6 +668,10 @@ class Scheduler:
                 if t.full[m] <= slack:
                     job.exit = m
                     return True
+            fb = job.fb
+            if self.fallback and fb >= 0 and fb != job.exit and start + t.exit_lat[fb] <= job.deadline:
+                job.exit = fb
+                return True
             return False
         # Classical policies only refuse to *start* a late job; pantheon's also stop a hopeless one.
         return job.started and not self.ee

@@ -74,6 +74,7 @@ def simulate(
     pipelined: bool = False,
     drop_rule: str = DROP_RULES[0],
     downgrade: str = DOWNGRADES[0],
+    fallback: bool = False,
 ) -> Dict[str, Any]:
     """Simulate ``workload`` on ``repo`` under ``policy``; return the run summary.
 
@@ -90,6 +91,7 @@ def simulate(
         dispatch_us: per-chunk dispatch overhead instead of the repository's.
         pipelined: model an ideal overlap of launch and execution (see above; default False).
         drop_rule, downgrade: the pantheon refresh's rules (:class:`~pantheon.online.scheduler.Scheduler`).
+        fallback: let the pantheon policy finish a job through an exit it already passed.
 
     Returns:
         The summary (:func:`pantheon.analysis.report.summarize`), with ``dmr`` and
@@ -106,7 +108,7 @@ def simulate(
     specs = list(jobs) if jobs is not None else validate(workload, repo)
     apply_timing(repo, specs)
     sched = Scheduler(list(repo.tasks.values()), policy, drop_late=drop_late, drop_rule=drop_rule,
-                      downgrade=downgrade)
+                      downgrade=downgrade, fallback=fallback)
     log = log or NullLog()
     meta = {"mode": "sim", "policy": policy, "device": "simulated", "app": repo.app, "drop_late": drop_late,
             "drop_rule": drop_rule, "downgrade": downgrade}
@@ -119,6 +121,8 @@ def simulate(
     records, decisions, preemptions, downgrades, t_end = res
     summary = summarize(records, decisions, (), preemptions, meta)
     summary["downgrades"] = downgrades
+    if sched.fallback:
+        summary["fallback_exits"] = sched.fallbacks
     summary["dispatch_overhead_us"] = repo.dispatch_us
     summary["pipelined"] = pipe
     summary["sim_wall_s"] = round(wall, 4)
