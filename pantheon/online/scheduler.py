@@ -716,7 +716,8 @@ def reference_refresh(jobs: Sequence[Job], now: int, fix_started: bool = False, 
     """The pantheon refresh as a plain transcription: full rescan after every downgrade.
 
     Returns ``(order, dropped_or_set_aside, downgrades)`` and sets each job's ``exit``.
-    Kept for the tests (same decisions as :meth:`Scheduler._refresh_ee`) and the benchmark.
+    Kept for the tests (same decisions as :meth:`Scheduler._refresh_ee` without fallback
+    exits) and the benchmark.
     """
     q = sorted(jobs, key=lambda j: (j.deadline, j.seq))
     if locked is not None and locked in q:
