@@ -250,6 +250,19 @@ def test_cli_simulate_bad_inputs(tiny_repo, tmp_path):
     assert res.exit_code == 1 and "not a Workloads protobuf" in res.output
     res = runner.invoke(app, ["simulate", "--repo", str(tiny_repo), "--workload", str(wl), "--jitter", "-1"])
     assert res.exit_code == 2 and "--jitter" in res.output
+    res = runner.invoke(app, ["simulate", "--repo", str(tiny_repo), "--workload", str(wl), "--drop-rule", "never"])
+    assert res.exit_code == 2 and "unknown --drop-rule 'never'" in res.output and "shed, skip, keep" in res.output
+    res = runner.invoke(app, ["simulate", "--repo", str(tiny_repo), "--workload", str(wl), "--downgrade", "best"])
+    assert res.exit_code == 2 and "unknown --downgrade 'best'" in res.output
+
+
+def test_cli_simulate_takes_the_drop_rule_and_ranking(tiny_repo, tmp_path):
+    wl = write_workload(tmp_path / "w.bin", [("a", 0, 9000), ("b", 0, 2500)])
+    res = runner.invoke(app, ["simulate", "--repo", str(tiny_repo), "--workload", str(wl), "--drop-rule", "keep",
+                              "--downgrade", "relative", "--json"])
+    assert res.exit_code == 0, res.output
+    s = json.loads(res.output)
+    assert s["drop_rule"] == "keep" and s["downgrade"] == "relative"
 
 
 @pytest.mark.parametrize("policy", ["pantheon", "pantheon-wo-ee-pr", "edf", "rtmdl"])
