@@ -77,7 +77,18 @@ from pantheon.online.repository import (
     resolve_device,
     warm_up,
 )
-from pantheon.online.scheduler import BLOCK, DROPPED, EXIT, Job, Scheduler, check_policy, configure_static
+from pantheon.online.scheduler import (
+    BLOCK,
+    DOWNGRADES,
+    DROP_RULES,
+    DROPPED,
+    EXIT,
+    Job,
+    Scheduler,
+    check_choice,
+    check_policy,
+    configure_static,
+)
 from pantheon.online.workload import JobSpec, apply_timing, validate
 
 PathLike = Union[str, Path]
@@ -405,6 +416,9 @@ class Runtime:
         dispatch_overhead_us: the per-chunk dispatch overhead to plan with instead of the
             one measured at start (None: measure it).
         start_fields: extra fields for the ``start`` event.
+        drop_rule, downgrade: the pantheon refresh's rules (:class:`~pantheon.online.scheduler.Scheduler`).
+        fallback: let the pantheon policy finish a job through a kept exit it already passed (the
+            memory manager keeps the tensor there; see :mod:`pantheon.online.memory`).
     """
 
     def __init__(
@@ -426,6 +440,9 @@ class Runtime:
         calibrate: bool = True,
         cuda_graphs: bool = True,
         dispatch_overhead_us: Optional[float] = None,
+        drop_rule: str = DROP_RULES[0],
+        downgrade: str = DOWNGRADES[0],
+        fallback: bool = False,
     ) -> None:
         check_runtime_options(max_inflight, dispatch_overhead_us)
         repo = repo if isinstance(repo, Repository) else read_repository(repo)
@@ -456,13 +473,15 @@ class Runtime:
         self._starved_now: set = set()
         self._starved_jobs: Dict[str, int] = {}
         self._last_end = 0
+        self._fallback_exits = 0
         self.start_fields = dict(start_fields or {})
         self._log_arg = log
         self.log: Optional[EventLog] = None
         self.run_dir: Optional[Path] = None
         self.models: Dict[str, LoadedTask] = {}
         self.memory = MemoryManager()
-        self.sched = Scheduler(list(self.repo.tasks.values()), policy, drop_late=drop_late)
+        self.sched = Scheduler(list(self.repo.tasks.values()), policy, drop_late=drop_late, drop_rule=drop_rule,
+                               downgrade=downgrade, fallback=fallback)
         self._lock = threading.Lock()
         self._cv = threading.Condition(self._lock)
         self._rt_idle = threading.Event()
@@ -633,6 +652,8 @@ class Runtime:
             "run_id": self.start_fields.pop("run_id", None) or store.new_run_id(),
             "version": __version__,
             "drop_late": self.drop_late,
+            "drop_rule": self.sched.drop_rule,
+            "downgrade": self.sched.downgrade,
             "repository": str(self.repo.path),
             "tasks": self.repo.describe(),
             "best_effort": [{"task": t, "rate": r} for t, r in self.best_effort],
@@ -768,7 +789,7 @@ class Runtime:
                             return
                         self._cv.wait(0.05)
                     if act is not None:  # taken with the action: a decision may drop the job meanwhile
-                        x = mem.consume(act[1].id)
+                        x = self._input(act, mem)
                 if dropped:
                     self._dropped(dropped, now, "late")
                 if act is None:
@@ -788,6 +809,24 @@ class Runtime:
                 self._completed(done)
                 if self._abort:
                     return
+
+    def _input(self, act: Tuple[Any, ...], mem: MemoryManager) -> Any:
+        """The tensor ``act`` runs on; keeps or frees the job's tensor at a passed exit (fallback)."""
+        kind, job, idx = act[0], act[1], act[2]
+        tp = job.task
+        if kind == EXIT:
+            if job.next_block > tp.exit_blocks[idx] + 1:  # finishing through an exit it passed
+                x = mem.take_kept(job.id)
+                mem.release(job.id)  # the tensor ahead is not needed any more
+                self._fallback_exits += 1
+                return x
+            if self.sched.fallback:
+                mem.discard_kept(job.id)
+            return mem.consume(job.id)
+        x = mem.consume(job.id)
+        if self.sched.fallback and idx > 0 and tp.exit_after[idx - 1] >= 0:
+            mem.keep(job.id, x)  # the scheduler may still send the job out through that exit
+        return x
 
     @staticmethod
     def _launch(act: Tuple[Any, ...], x: Any, t: int, log: Any, mem: MemoryManager, ex: Any,
@@ -1029,11 +1068,16 @@ class Runtime:
     def _summary(self) -> Dict[str, Any]:
         records = [r for _, r in sorted(self._records.items())]
         meta = {"mode": "live", "policy": self.policy, "device": self.device, "app": self.repo.app,
-                "run_id": self.run_id, "drop_late": self.drop_late}
+                "run_id": self.run_id, "drop_late": self.drop_late, "drop_rule": self.sched.drop_rule,
+                "downgrade": self.sched.downgrade}
         s = summarize(records, self._decisions, self._be_done, self._preemptions, meta)
         s["interrupted"] = self._interrupted
         s["memory_peak_bytes"] = self.memory.peak_bytes
         s["memory_peak_tensors"] = self.memory.peak_tensors
+        if self.sched.fallback:
+            s["fallback_exits"] = self._fallback_exits
+            s["memory_kept_peak_tensors"] = self.memory.kept_peak_tensors
+            s["memory_kept_peak_bytes"] = self.memory.kept_peak_bytes
         s["dispatch_overhead_us"] = None if self.dispatch_us is None else round(self.dispatch_us, 1)
         s["starved"] = dict(sorted(self._starved_jobs.items()))
         s["scales"] = {n: round(t.scale, 4) for n, t in sorted(self.repo.tasks.items())}
@@ -1080,7 +1124,8 @@ def run(repo: PathLike, workload: PathLike, log: PathLike, *, policy: str = "pan
         best_effort: Sequence[str] = (), telemetry: str = "off", drop_late: bool = True, time_scale: float = 1.0,
         progress: bool = True, handle_signals: bool = True, max_inflight: int = 2,
         threads: Optional[int] = None, calibrate: bool = True, cuda_graphs: bool = True,
-        dispatch_overhead_us: Optional[float] = None) -> Dict[str, Any]:
+        dispatch_overhead_us: Optional[float] = None, drop_rule: str = DROP_RULES[0],
+        downgrade: str = DOWNGRADES[0]) -> Dict[str, Any]:
     """``pantheon runtime``: validate everything, replay ``workload`` live, write the log.
 
     Every input is checked before a job runs (policy, repository manifest and chunks,
@@ -1090,6 +1135,8 @@ def run(repo: PathLike, workload: PathLike, log: PathLike, *, policy: str = "pan
     from pantheon.formats import read_workloads
 
     check_policy(policy)
+    check_choice(drop_rule, DROP_RULES, "--drop-rule")
+    check_choice(downgrade, DOWNGRADES, "--downgrade")
     check_runtime_options(max_inflight, dispatch_overhead_us, time_scale)
     be = parse_best_effort(best_effort)
     repository = read_repository(repo)
@@ -1097,7 +1144,8 @@ def run(repo: PathLike, workload: PathLike, log: PathLike, *, policy: str = "pan
     jobs = validate(ws, repository, where=str(workload))
     rt = Runtime(repository, device=device, policy=policy, drop_late=drop_late, log=log, best_effort=be,
                  telemetry=telemetry, max_inflight=max_inflight, threads=threads, calibrate=calibrate,
-                 cuda_graphs=cuda_graphs, dispatch_overhead_us=dispatch_overhead_us,
+                 cuda_graphs=cuda_graphs, dispatch_overhead_us=dispatch_overhead_us, drop_rule=drop_rule,
+                 downgrade=downgrade,
                  start_fields={"workload": str(workload), "time_scale": time_scale, "jobs": len(jobs)})
     stop = threading.Event()
     old: Dict[int, Any] = {}
@@ -1117,14 +1165,15 @@ def runtime_command(repo: PathLike, workload: PathLike, log: PathLike, policy: s
                     best_effort: Sequence[str], telemetry: str, drop_late: bool, time_scale: float,
                     max_inflight: int, as_json: bool, threads: Optional[int] = None,
                     calibrate: bool = True, cuda_graphs: bool = True,
-                    dispatch_overhead_us: Optional[float] = None) -> Dict[str, Any]:
+                    dispatch_overhead_us: Optional[float] = None, drop_rule: str = DROP_RULES[0],
+                    downgrade: str = DOWNGRADES[0]) -> Dict[str, Any]:
     """``pantheon runtime``: run, then print the summary (JSON or one line)."""
     from pantheon import console
 
     summary = run(repo, workload, log, policy=policy, device=device, best_effort=best_effort, telemetry=telemetry,
                   drop_late=drop_late, time_scale=time_scale, max_inflight=max_inflight, progress=not as_json,
                   threads=threads, calibrate=calibrate, cuda_graphs=cuda_graphs,
-                  dispatch_overhead_us=dispatch_overhead_us)
+                  dispatch_overhead_us=dispatch_overhead_us, drop_rule=drop_rule, downgrade=downgrade)
     if as_json:
         print(json.dumps(summary, indent=2, default=str))
     else:
