@@ -74,7 +74,7 @@ def test_the_runtime_finishes_a_job_through_an_exit_it_passed(repo_dir, tmp_path
     log = tmp_path / "run"
     with Runtime(repo_dir, device="cpu", log=log, calibrate=False, fallback=fallback) as rt:
         for _ in range(20):
-            fut = rt.submit("long", torch.randn(*DIMS), deadline_us=10_000_000)
+            fut = rt.submit("long", torch.randn(*DIMS), relative_deadline_us=10_000_000)
             hit = _past_exit_3_then_hopeless(rt)
             res = fut.result(60)
             if hit:
