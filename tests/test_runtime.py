@@ -438,3 +438,40 @@ def test_bad_runtime_numbers_are_one_line_errors(repo_dir, tmp_path, args, match
     r = runner.invoke(app, ["runtime", str(repo_dir), str(wl), str(tmp_path / "log"), "--device", "cpu", *args])
     assert r.exit_code != 0 and match in r.output and "Traceback" not in r.output, r.output
     assert not (tmp_path / "log").exists()
+
+
+class _Boom(torch.nn.Module):
+    """A chunk that works ``after`` times, then raises (a fault in the middle of a run)."""
+
+    def __init__(self, inner: torch.nn.Module, after: int) -> None:
+        super().__init__()
+        self.inner = inner
+        self.calls = 0
+        self.after = after
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.calls += 1
+        if self.calls > self.after:
+            raise RuntimeError("chunk fault")
+        return self.inner(x)
+
+
+def test_a_run_that_fails_midway_leaves_an_unsealed_log_saying_why(tmp_path):
+    from pantheon.formats.store import MANIFEST, update_artifact
+
+    repo = build_repository(tmp_path / "repo", {"t": TaskSpec(widths=[8, 8], exits={1: 0.9}, input=(3, 16, 16),
+                                                               latencies=[300, 300], exit_latencies={1: 50})})
+    block = sorted((repo / "t" / "model_files").glob("block_01*.pt"))[0]
+    boom = torch.jit.script(_Boom(torch.jit.load(str(block)), after=60))
+    torch.jit.save(boom, str(tmp_path / "boom.pt"))
+    update_artifact(repo, {str(block.relative_to(repo)): tmp_path / "boom.pt"})
+    wl = write_workload(tmp_path / "w.bin", [("t", i * 2000, i * 2000 + 50_000) for i in range(200)],
+                        dims={"t": [1, 3, 16, 16]})
+    log = tmp_path / "run"
+    res = runner.invoke(app, ["runtime", str(repo), str(wl), str(log), "--device", "cpu"])
+    assert res.exit_code != 0 and "chunk fault" in res.output and "Traceback" not in res.output
+    assert not (log / MANIFEST).exists()  # not sealed: no reader takes it for a complete run
+    run = json.loads((log / "run.json").read_text())
+    assert "chunk fault" in run["failed"] and run["jobs"] < 200
+    rep = runner.invoke(app, ["report", str(log)])
+    assert rep.exit_code != 0 and "manifest" in rep.output.lower()

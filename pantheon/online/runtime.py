@@ -75,6 +75,7 @@ from pantheon.online.repository import (
     load_modules,
     read_repository,
     resolve_device,
+    torch_error_line,
     warm_up,
 )
 from pantheon.online.scheduler import (
@@ -1055,6 +1056,9 @@ class Runtime:
         self.memory.clear()
         sys.setswitchinterval(self._old_switch)
         self.summary = self._summary()
+        if self._errors:
+            err = self._errors[0]
+            self.summary["failed"] = f"{err.__class__.__name__}: {torch_error_line(err)}"
         self.log.close(self.clock.now(), summary=self.summary)  # type: ignore[union-attr]
         self._write_run_dir()
         self._stopped = True
@@ -1062,7 +1066,8 @@ class Runtime:
             err = self._errors[0]
             if isinstance(err, PantheonError):
                 raise err
-            raise RuntimeFault(f"the runtime failed: {err.__class__.__name__}: {err}") from err
+            kept = f"; its log {self.run_dir} is kept, unsealed" if self.run_dir is not None else ""
+            raise RuntimeFault(f"the runtime failed: {err.__class__.__name__}: {torch_error_line(err)}{kept}") from err
         return self.summary
 
     def _summary(self) -> Dict[str, Any]:
@@ -1090,11 +1095,18 @@ class Runtime:
         return s
 
     def _write_run_dir(self) -> None:
+        """``run.json`` and, for a run that did not fail, the manifest that seals the run folder.
+
+        A failed run keeps its events and its ``run.json`` (with ``failed``: what went wrong)
+        to debug from, but stays unsealed, so no reader takes it for a complete run.
+        """
         if self.run_dir is None:
             return
         from pantheon.formats import store
 
         (self.run_dir / "run.json").write_text(json.dumps(self.summary, indent=2, default=str) + "\n")
+        if self.summary.get("failed"):
+            return
         manifest = store.build_manifest(self.run_dir, kind="log", meta={"run_id": self.run_id})
         store.atomic_write_text(self.run_dir / store.MANIFEST, manifest.to_json())
 
