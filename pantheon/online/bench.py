@@ -47,7 +47,7 @@ ENV_BASE = "PANTHEON_BASE_IMAGE"
 
 def environment() -> Dict[str, Any]:
     """Where the benchmark ran: image, code version, board facts, torch. Never raises."""
-    from pantheon.online.board import board_facts
+    from pantheon.platform.jetson import board_facts
 
     commit = os.environ.get(ENV_COMMIT) or ""
     if not commit or commit == "unknown":

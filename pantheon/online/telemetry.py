@@ -44,8 +44,8 @@ from pathlib import Path
 from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple
 
 from pantheon.errors import TelemetryError
-from pantheon.online.board import ENV_BOARD_ROOT as ENV_BOARD_ROOT  # re-exported (stand-in roots)
-from pantheon.online.board import board_root
+from pantheon.platform.jetson import ENV_BOARD_ROOT as ENV_BOARD_ROOT  # re-exported (stand-in roots)
+from pantheon.platform.jetson import board_root
 
 BACKENDS = ("auto", "jtop", "sysfs", "nvml", "psutil")
 JTOP_SOCKET = "run/jtop.sock"
@@ -594,9 +594,9 @@ class TelemetryThread:
 def board_facts() -> Dict[str, Any]:
     """Board model, L4T release, nvpmodel mode and clocks state, read once for the run manifest.
 
-    Delegates to :func:`pantheon.online.board.board_facts` (same board root); never raises.
+    Delegates to :func:`pantheon.platform.jetson.board_facts` (same board root); never raises.
     """
-    from pantheon.online.board import board_facts as _facts
+    from pantheon.platform.jetson import board_facts as _facts
 
     return _facts()
 
