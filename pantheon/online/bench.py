@@ -120,12 +120,12 @@ def bench(
     from pantheon.formats import store, write_workloads
     from pantheon.formats.app import load_app
     from pantheon.online import benchmarks
-    from pantheon.online import telemetry as tel
     from pantheon.online.events import read_events
     from pantheon.online.repository import read_repository, resolve_device
     from pantheon.online.runtime import run
     from pantheon.online.simulate import simulate
     from pantheon.online.workload import generate
+    from pantheon.platform import telemetry as tel
 
     spec = load_app(app)
     st = store.Store()
