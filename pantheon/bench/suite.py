@@ -8,8 +8,8 @@ On the device, with fixed seeds:
    under each policy, telemetry sampled into each log, and the same workload in the
    simulator (:func:`pantheon.online.simulate.simulate`, the repository's profiles and
    dispatch overhead) so the table shows what the plan predicted next to what happened;
-3. the scheduler microbenchmark (:func:`pantheon.online.benchmarks.scheduler_latency`) and the
-   runtime's dispatch overhead (:func:`pantheon.online.benchmarks.dispatch_overhead`).
+3. the scheduler microbenchmark (:func:`pantheon.bench.benchmarks.scheduler_latency`) and the
+   runtime's dispatch overhead (:func:`pantheon.bench.benchmarks.dispatch_overhead`).
 
 Everything lands in one results folder (``store.write_artifact``; default
 ``<root>/bench/<app>/<run-id>``)::
@@ -117,9 +117,9 @@ def bench(
     """
     from pantheon import console
     from pantheon.analysis.report import analyze
+    from pantheon.bench import benchmarks
     from pantheon.formats import store, write_workloads
     from pantheon.formats.app import load_app
-    from pantheon.online import benchmarks
     from pantheon.online.events import read_events
     from pantheon.online.repository import read_repository, resolve_device
     from pantheon.online.runtime import run
