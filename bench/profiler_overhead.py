@@ -37,6 +37,7 @@ from _common import emit
 from pantheon import console
 from pantheon.offline.profile import ProfilerClient
 from pantheon.online import profiler_server as ps
+from pantheon.online.repository import load_torchscript
 
 
 def chunks() -> List[Dict[str, Any]]:
@@ -119,7 +120,7 @@ def main(argv: List[str]) -> int:
                     for _ in range(args.rounds):
                         remote.append(client.time_bytes(it["bytes"], it["shape"], name=it["name"], warmup=args.warmup,
                                                         repeat=args.repeat))
-                        module = ps.load_torchscript(it["bytes"], device)  # fresh each round, as the server does
+                        module = load_torchscript(it["bytes"], device)  # fresh each round, as the server does
                         local.append(ps.time_module(module, it["shape"], warmup=args.warmup, repeat=args.repeat, device=device))
                         bar.advance(t)
                     results.append(compare(it, remote, local))

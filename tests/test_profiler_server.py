@@ -13,6 +13,7 @@ from _profiling import ServerProcess, script_bytes, server
 from torch import nn
 
 from pantheon.errors import AuthError, ProtocolError
+from pantheon.formats import profiler_wire as wire
 from pantheon.offline.profile import ProfilerClient
 from pantheon.online import profiler_server as ps
 
@@ -28,21 +29,21 @@ def srv(tmp_path_factory):
 
 
 def _req(data=CONV, shape=(1, 3, 16, 16), **kw):
-    return ps.ProfileRequest(
-        version=ps.PROTOCOL_VERSION, file_name="conv.pt", file=data,
+    return wire.ProfileRequest(
+        version=wire.PROTOCOL_VERSION, file_name="conv.pt", file=data,
         sha256=hashlib.sha256(data).hexdigest(), input_shape=list(shape), **kw,
     )
 
 
 def _exchange(sock, req):
-    ps.send_msg(sock, req)
+    wire.send_msg(sock, req)
     return _read_reply(sock)
 
 
 def _read_reply(sock):
-    n = ps.recv_header(sock)
+    n = wire.recv_header(sock)
     assert n is not None, "server closed without a reply"
-    return ps.ProfileReply.FromString(ps.recv_exact(sock, n))
+    return wire.ProfileReply.FromString(wire.recv_exact(sock, n))
 
 
 def _connect(s):
@@ -57,7 +58,7 @@ def test_times_a_real_torchscript_chunk(srv):
         assert r.repeat == 7 and r.warmup == 2  # the server's defaults
         assert 0 < r.min_us <= r.p50_us <= r.p99_us <= r.max_us
         assert r.min_us <= r.mean_us <= r.max_us
-        assert r.device.startswith("cpu") and r.version == ps.PROTOCOL_VERSION
+        assert r.device.startswith("cpu") and r.version == wire.PROTOCOL_VERSION
         r2 = _exchange(sock, _req(repeat=3, warmup=1))  # a request may override, same connection
         assert r2.ok and r2.repeat == 3 and r2.warmup == 1
 
@@ -67,25 +68,25 @@ def test_bad_requests_get_error_replies_and_the_connection_keeps_serving(srv):
         bad_sum = _req()
         bad_sum.sha256 = hashlib.sha256(b"other").hexdigest()
         r = _exchange(sock, bad_sum)
-        assert not r.ok and r.error_kind == ps.ErrorKind.CHECKSUM and "sha256" in r.error
+        assert not r.ok and r.error_kind == wire.ErrorKind.CHECKSUM and "sha256" in r.error
 
         sock.sendall(struct.pack(">Q", 6) + b"\xff\xff\xff\xff\xff\xff")  # framed garbage
         r = _read_reply(sock)
-        assert not r.ok and r.error_kind == ps.ErrorKind.PROTOCOL
+        assert not r.ok and r.error_kind == wire.ErrorKind.PROTOCOL
 
         r = _exchange(sock, _req(b"not a zip archive"))
-        assert not r.ok and r.error_kind == ps.ErrorKind.MODEL and "TorchScript" in r.error
+        assert not r.ok and r.error_kind == wire.ErrorKind.MODEL and "TorchScript" in r.error
 
         r = _exchange(sock, _req(shape=(1, 5, 16, 16)))  # wrong channel count for the conv
-        assert not r.ok and r.error_kind == ps.ErrorKind.MODEL and "[1, 5, 16, 16]" in r.error
+        assert not r.ok and r.error_kind == wire.ErrorKind.MODEL and "[1, 5, 16, 16]" in r.error
 
         r = _exchange(sock, _req(shape=(1, 0, 4)))
-        assert not r.ok and r.error_kind == ps.ErrorKind.LIMIT
+        assert not r.ok and r.error_kind == wire.ErrorKind.LIMIT
 
         old = _req()
-        old.version = ps.PROTOCOL_VERSION + 1
+        old.version = wire.PROTOCOL_VERSION + 1
         r = _exchange(sock, old)
-        assert not r.ok and r.error_kind == ps.ErrorKind.PROTOCOL and "version" in r.error
+        assert not r.ok and r.error_kind == wire.ErrorKind.PROTOCOL and "version" in r.error
 
         assert _exchange(sock, _req()).ok  # still serving on the same connection
 
@@ -94,7 +95,7 @@ def test_oversized_prefix_and_raw_garbage_close_only_that_connection(srv):
     with _connect(srv) as sock:
         sock.sendall(struct.pack(">Q", 1 << 40))  # announces 1 TiB, never sent
         r = _read_reply(sock)
-        assert not r.ok and r.error_kind == ps.ErrorKind.PROTOCOL and "exceeds" in r.error
+        assert not r.ok and r.error_kind == wire.ErrorKind.PROTOCOL and "exceeds" in r.error
         assert sock.recv(1) == b""  # closed without reading a body
     with _connect(srv) as sock:
         sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")  # not our protocol at all

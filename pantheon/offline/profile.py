@@ -45,8 +45,10 @@ from pantheon.errors import (
     ProtocolError,
     UsageError,
 )
+from pantheon.formats import profiler_wire as wire
 from pantheon.formats import store
 from pantheon.online import profiler_server as ps
+from pantheon.online.repository import load_torchscript
 
 PROFILE_CSV = "profile.csv"
 PROFILE_JSON = "profile.json"
@@ -158,7 +160,7 @@ def load_variants(path: Path) -> Variants:
 
 def load_module(path: Path, device: Any = "cpu") -> Any:
     try:
-        return ps.load_torchscript(path, device)
+        return load_torchscript(path, device)
     except Exception as exc:
         raise ArtifactError(f"{path} is not a loadable TorchScript file: {exc}") from exc
 
@@ -251,18 +253,18 @@ class ProfilerClient:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         return sock
 
-    def _exchange(self, req: ps.ProfileRequest) -> ps.ProfileReply:
+    def _exchange(self, req: wire.ProfileRequest) -> wire.ProfileReply:
         if self.sock is None:
             self.sock = self._connect()
-        ps.send_msg(self.sock, req)
-        n = ps.recv_header(self.sock, self.buffer)
+        wire.send_msg(self.sock, req)
+        n = wire.recv_header(self.sock, self.buffer)
         if n is None:
             raise ConnectionLostError("the server closed the connection")
-        return ps.ProfileReply.FromString(ps.recv_exact(self.sock, n, self.buffer))
+        return wire.ProfileReply.FromString(wire.recv_exact(self.sock, n, self.buffer))
 
-    def request(self, req: ps.ProfileRequest) -> ps.ProfileReply:
+    def request(self, req: wire.ProfileRequest) -> wire.ProfileReply:
         """Send ``req`` and return a successful reply (reconnecting on connection loss)."""
-        req.version = ps.PROTOCOL_VERSION
+        req.version = wire.PROTOCOL_VERSION
         req.token = self.token
         last: Optional[BaseException] = None
         for attempt in range(self.retries + 1):
@@ -283,23 +285,23 @@ class ProfilerClient:
             f"({last.__class__.__name__}: {last}); is `pantheon profiler-server` running there?"
         )
 
-    def _check(self, reply: ps.ProfileReply, req: ps.ProfileRequest) -> ps.ProfileReply:
+    def _check(self, reply: wire.ProfileReply, req: wire.ProfileRequest) -> wire.ProfileReply:
         if reply.ok:
             self.device = reply.device or self.device
             return reply
         what = f"profiler server {self.host}:{self.port}"
-        if reply.error_kind == ps.ErrorKind.AUTH:
+        if reply.error_kind == wire.ErrorKind.AUTH:
             raise AuthError(f"{what} refused the request: {reply.error}")
-        if reply.error_kind in (ps.ErrorKind.PROTOCOL, ps.ErrorKind.CHECKSUM):
+        if reply.error_kind in (wire.ErrorKind.PROTOCOL, wire.ErrorKind.CHECKSUM):
             raise ProtocolError(f"{what}: {reply.error}")
         raise ProfilerError(f"{what} could not time {req.file_name or 'the module'}: {reply.error}")
 
-    def ping(self) -> ps.ProfileReply:
+    def ping(self) -> wire.ProfileReply:
         """Check reachability, protocol version and token; returns the reply (device name)."""
-        return self.request(ps.ProfileRequest(ping=True))
+        return self.request(wire.ProfileRequest(ping=True))
 
     def time_bytes(self, data: bytes, shape: Sequence[int], *, name: str = "", warmup: int = 0, repeat: int = 0) -> ps.Timing:
-        req = ps.ProfileRequest(
+        req = wire.ProfileRequest(
             file_name=name,
             file=data,
             sha256=hashlib.sha256(data).hexdigest(),
@@ -351,7 +353,7 @@ def local_timer(warmup: int = 10, repeat: int = 100) -> Timer:
     overhead: List[float] = []
 
     def run(item: Item) -> ps.Timing:
-        module = ps.load_torchscript(item.path.read_bytes(), device)
+        module = load_torchscript(item.path.read_bytes(), device)
         try:
             t = ps.time_module(module, item.shape, warmup=warmup or 10, repeat=repeat or 100, device=device)
             if not overhead:  # once, as a profiler server does
@@ -538,7 +540,7 @@ def profile(
     *,
     data_dir: Optional[Path] = None,
     host: str = "127.0.0.1",
-    port: int = ps.DEFAULT_PORT,
+    port: int = wire.DEFAULT_PORT,
     local: bool = False,
     token: Optional[str] = None,
     buffer: int = 1 << 20,

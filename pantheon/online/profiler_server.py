@@ -7,8 +7,8 @@ the runtime runs chunks (:func:`time_module`) and answers mean/p50/p99/max laten
 microseconds, the device name, how the chunk was run (CUDA graph or eager) and the
 runtime's per-dispatch overhead on this device (``pantheon/formats/profiler.proto``).
 
-Framing: an 8-byte big-endian length, then a serialized ``ProfileRequest`` /
-``ProfileReply``. One reply per request, in order, on a connection that stays open
+The wire protocol (framing, messages, version) is :mod:`pantheon.formats.profiler_wire`,
+shared with the client. One reply per request, in order, on a connection that stays open
 until the client closes it or the idle timeout expires. A bad request (garbage,
 wrong version or token, bad sum, a module that fails) gets an error reply and the
 server keeps serving; an oversized length prefix gets an error reply without the
@@ -43,7 +43,6 @@ import re
 import signal
 import socket
 import socketserver
-import struct
 import subprocess
 import sys
 import threading
@@ -57,12 +56,17 @@ from google.protobuf import message as _message
 from pantheon import __version__
 from pantheon.analysis.report import percentile
 from pantheon.errors import ConnectionLostError, ProfilerError, UsageError
-from pantheon.formats import profiler_pb2
-from pantheon.online.repository import load_torchscript as load_torchscript  # chunks arrive as bytes
+from pantheon.formats.profiler_wire import (
+    DEFAULT_PORT,
+    PROTOCOL_VERSION,
+    ErrorKind,
+    ProfileReply,
+    ProfileRequest,
+    recv_header,
+    send_msg,
+)
+from pantheon.online.repository import load_torchscript
 
-PROTOCOL_VERSION = 1
-HEADER = struct.Struct(">Q")  # 8-byte big-endian length prefix
-DEFAULT_PORT = 8765
 DEFAULT_MAX_BYTES = 256 << 20  # a ResNet/MobileNet/SSDlite chunk is a few MB; VGG16's fc6 (~400 MB) needs --max-bytes
 DEFAULT_MAX_CONNECTIONS = 32
 MAX_TIMEOUT_S = 86_400.0
@@ -71,41 +75,6 @@ MAX_WARMUP = 10_000
 MAX_ELEMENTS = 1 << 28  # 1 GiB of float32 input
 MAX_DIMS = 8
 
-ProfileRequest = profiler_pb2.ProfileRequest
-ProfileReply = profiler_pb2.ProfileReply
-ErrorKind = profiler_pb2.ErrorKind
-
-
-# ------------------------------------------------------------------------------------------------
-# Framing (shared with the client)
-# ------------------------------------------------------------------------------------------------
-
-
-def recv_exact(sock: socket.socket, n: int, bufsize: int = 1 << 20) -> bytes:
-    """Read exactly ``n`` bytes; :class:`ConnectionLostError` when the peer closes first."""
-    chunks = []
-    left = n
-    while left > 0:
-        chunk = sock.recv(min(left, bufsize))
-        if not chunk:
-            raise ConnectionLostError(f"connection closed after {n - left} of {n} bytes")
-        chunks.append(chunk)
-        left -= len(chunk)
-    return b"".join(chunks)
-
-
-def send_msg(sock: socket.socket, msg: _message.Message) -> None:
-    data = msg.SerializeToString()
-    sock.sendall(HEADER.pack(len(data)) + data)
-
-
-def recv_header(sock: socket.socket, bufsize: int = 1 << 20) -> Optional[int]:
-    """The next length prefix, or None when the peer closed the connection cleanly before it."""
-    first = sock.recv(HEADER.size)
-    if not first:
-        return None
-    rest = recv_exact(sock, HEADER.size - len(first), bufsize) if len(first) < HEADER.size else b""
-    return int(HEADER.unpack(first + rest)[0])
 
 
 # ------------------------------------------------------------------------------------------------
