@@ -12,10 +12,11 @@ import pytest
 from _profiling import ServerProcess, script_bytes, server
 from torch import nn
 
+from pantheon.analysis.report import percentile
 from pantheon.errors import AuthError, ProtocolError
 from pantheon.formats import profiler_wire as wire
 from pantheon.offline.profile import ProfilerClient
-from pantheon.online import profiler_server as ps
+from pantheon.online import timing
 
 pytestmark = pytest.mark.filterwarnings("ignore::FutureWarning")
 
@@ -163,11 +164,11 @@ def test_a_second_server_on_a_taken_port_is_one_clear_line(srv, tmp_path):
 def test_time_module_statistics_are_consistent():
     import torch
 
-    t = ps.time_module(torch.jit.script(nn.Linear(4, 4)), [1, 4], warmup=1, repeat=9)
+    t = timing.time_module(torch.jit.script(nn.Linear(4, 4)), [1, 4], warmup=1, repeat=9)
     assert t.repeat == 9 and t.min_us <= t.p50_us <= t.p99_us <= t.max_us
-    assert ps.percentile([1.0, 2.0, 3.0, 4.0], 50) == 2.5
+    assert percentile([1.0, 2.0, 3.0, 4.0], 50) == 2.5
     with pytest.raises(ValueError):
-        ps.time_module(torch.jit.script(nn.Linear(4, 4)), [1, 4], repeat=0)
+        timing.time_module(torch.jit.script(nn.Linear(4, 4)), [1, 4], repeat=0)
 
 
 def test_idle_and_read_timeouts_close_only_that_connection(tmp_path):
@@ -201,3 +202,25 @@ def test_a_network_bind_needs_a_token_or_an_explicit_insecure():
     check_server_config(ServerConfig(host="127.0.0.1"))  # loopback: no token needed
     assert is_loopback("localhost") and is_loopback("::1") and is_loopback("127.0.0.5")
     assert not is_loopback("0.0.0.0") and not is_loopback("192.168.1.10")
+
+
+def test_the_client_speaks_the_protocol_without_the_server_module():
+    """The wire protocol is a format (torch-free, server-free); `pantheon profile` never loads the server."""
+    import subprocess
+    import sys
+
+    code = ("import sys, pantheon.formats.profiler_wire as w; "
+            "print(sorted(m for m in sys.modules if m.startswith(('torch', 'pantheon.online', 'pantheon.analysis')))); "
+            "import pantheon.offline.profile; print('pantheon.online.profiler_server' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["[]", "False"]
+    # and a framed message round-trips through it
+    a, b = socket.socketpair()
+    with a, b:
+        wire.send_msg(a, wire.ProfileRequest(version=wire.PROTOCOL_VERSION, token="t", ping=True))
+        n = wire.recv_header(b)
+        req = wire.ProfileRequest.FromString(wire.recv_exact(b, n))
+        assert (req.version, req.token, req.ping) == (wire.PROTOCOL_VERSION, "t", True)
+        a.close()
+        assert wire.recv_header(b) is None  # a clean close before a header
