@@ -75,11 +75,6 @@ from pantheon.errors import FormatError
 
 PathLike = Union[str, "os.PathLike[str]"]
 
-EVENTS = (
-    "start", "release", "schedule", "dispatch", "done", "exit", "drop", "preempt", "be", "telemetry", "calibrate",
-    "starved", "fallback", "end",
-)
-
 
 class Clock:
     """Microseconds since construction on the monotonic ``perf_counter`` clock."""
