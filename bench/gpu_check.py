@@ -1,4 +1,4 @@
-"""GPU check (issue 4, item 9): real-time DMR must not move as best-effort load rises on CUDA.
+"""GPU check: real-time DMR must not move as best-effort load rises on CUDA.
 
 ONE prepared script for a borrowed GPU (H100/H200, a few minutes). It needs torch and the
 pantheon package with its core dependencies only (``pip install -e .``; no torchvision).

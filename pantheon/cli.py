@@ -161,7 +161,7 @@ def parse_shape(text: str) -> List[int]:
 
 
 # ---------------------------------------------------------------------------------------------
-# Offline, on the desktop: zoo, slice, pretrain, construct, export        (issue 2)
+# Offline, on the desktop: zoo, slice, pretrain, construct, export
 # ---------------------------------------------------------------------------------------------
 
 
@@ -287,7 +287,7 @@ def slice_cmd(
 
 
 # ---------------------------------------------------------------------------------------------
-# Profiling and planning: profiler-server, profile, plan, pipeline          (issue 3)
+# Profiling and planning: profiler-server, profile, plan, pipeline
 # ---------------------------------------------------------------------------------------------
 
 
@@ -366,6 +366,11 @@ def plan_cmd(
         None, "--min-chunk-us",
         help="Merge adjacent blocks into chunks of at least this profiled latency (default: the measured dispatch overhead).",
     ),
+    objective: str = typer.Option(
+        "reference", "--objective",
+        help="reference: maximise sum of 1/mean(T), accuracy drop vs each task's best exit, ties kept on the frontier; "
+             "mean-time: minimise sum of mean(T), drop vs the last exit, ties dropped.",
+    ),
 ) -> None:
     """Choose the exits of every task of an app (pymoo GA) and write the deployment model repository.
 
@@ -374,7 +379,7 @@ def plan_cmd(
     from pantheon.offline.plan import plan
 
     plan(setting, base=base, save=save, generations=ga_gen, pop_size=pop, seed=seed, exhaustive=exhaustive, force=force,
-         min_chunk_us=min_chunk_us)
+         min_chunk_us=min_chunk_us, objective=objective)
 
 
 @app.command("pipeline")
@@ -406,10 +411,10 @@ def pipeline_cmd(
 
 
 # ---------------------------------------------------------------------------------------------
-# Online: workload, runtime, simulate, report, bench                       (issue 4 / 5)
+# Online: workload, runtime, simulate, report, bench
 # ---------------------------------------------------------------------------------------------
 
-# -- issue 4: workload, runtime, simulate, report --
+# -- workload, runtime, simulate, report --
 
 
 @app.command("workload")
@@ -417,7 +422,7 @@ def pipeline_cmd(
 def workload_cmd(
     spec: Optional[str] = typer.Option(None, "--spec", help="App name (digits), app YAML, or reference workload JSON."),
     out: Optional[Path] = typer.Option(None, "--out", help="Workloads .bin to write (default <root>/apps/<app>/workload/)."),
-    show: Optional[Path] = typer.Option(None, "--show", help="Print job count, jobs per task, span and load of a .bin."),
+    show: Optional[Path] = typer.Option(None, "--show", help="Print jobs per task and per stream, span and load of a .bin; with --repo/--spec, check it against them."),
     repo: Optional[Path] = typer.Option(None, "--repo", help="Repository: resolves deadline_x/period_x, shapes, load."),
     seed: Optional[int] = typer.Option(None, "--seed", help="Random seed (default: the app's)."),
     duration: Optional[float] = typer.Option(None, "--duration", help="Seconds of workload (default: the app's)."),
@@ -431,6 +436,7 @@ def workload_cmd(
 
     Examples: pantheon workload --spec digits --repo pantheon-data/apps/digits/repository --out w.bin
               pantheon workload --show w.bin
+              pantheon workload --show robot.bin --spec robot --repo pantheon-data/apps/robot/repository
     """
     from pantheon.online.workload import workload_command
 
@@ -571,7 +577,7 @@ def repository_import_cmd(
     typer.echo(f"imported {len(res.tasks)} task(s), {res.chunks} chunks, into {res.dest}")
 
 
-# -- issue 5: bench (the reproducible benchmark of the board image) --
+# -- bench (the reproducible benchmark of the board image) --
 
 
 @app.command("bench")
@@ -598,7 +604,7 @@ def bench_cmd(
 
 
 # ---------------------------------------------------------------------------------------------
-# The end-to-end demo                                                      (issue 7)
+# The end-to-end demo
 # ---------------------------------------------------------------------------------------------
 
 

@@ -114,7 +114,7 @@ def make_image(target: str, base_image: str, tag: str, wheelhouse: Optional[Path
 
 # What a JetPack 6 base (dustynv/l4t-pytorch:r36.x) carries: pip pointed at an index of its own, here one
 # that is down. The jetson test image is built FROM the local base plus these, so every jetson image
-# test also checks that Dockerfile.jetson's build ignores a base's pip index (issue 12).
+# test also checks that Dockerfile.jetson's build ignores a base's pip index (JetPack 6 bases point pip at an index of their own).
 DEAD_PIP_INDEX = {"PIP_INDEX_URL": "http://127.0.0.1:9/jp6/cu126", "PIP_EXTRA_INDEX_URL": "http://127.0.0.1:9/extra",
                   "PIP_TRUSTED_HOST": "127.0.0.1"}
 

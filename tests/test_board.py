@@ -180,7 +180,7 @@ def test_stand_in_scripts_are_labelled_and_speak_the_documented_format(tmp_path)
 
 def test_facts_in_a_container_without_the_host_tools(tmp_path, monkeypatch):
     """What compose's bench service sees: no nvpmodel/jetson_clocks, /proc/device-tree masked; the host's
-    files mounted at /run/pantheon/host, clock values from /sys (issue 12, item 6)."""
+    files mounted at /run/pantheon/host, clock values from /sys."""
     root = stand_in_board_root(tmp_path / "root")
     for f in ("usr/sbin/nvpmodel", "usr/bin/jetson_clocks", "proc/device-tree/model"):
         (root / f).unlink()

@@ -1,4 +1,4 @@
-"""The demo pipeline end to end at its smallest size (issue 7): real training, a real profiler
+"""The demo pipeline end to end at its smallest size: real training, a real profiler
 server process over TCP, real pymoo, the live CPU runtime; then the report is checked against
 the event logs it was made from."""
 

@@ -1,4 +1,4 @@
-"""Every command that a pantheon-deploy error suggests parses against the real CLI (issue 12, item 4).
+"""Every command that a pantheon-deploy error suggests parses against the real CLI.
 
 Each error is triggered for real (a real store, the loopback board of .ci/sshd.sh where one is
 needed); the commands named in its one line are then parsed by the CLI tree (``_clitree``), so a

@@ -126,7 +126,7 @@ def test_unreachable_board_is_quick_and_clear(tmp_path):
 @pytest.mark.parametrize("spec", ["10.0.0.1\n", "nvidia\n@10.0.0.1", "10.0.0.1:22\n", "host\n", "10.0.0.1:22.7",
                                   "10.0.0.1:0", "10.0.0.1:65536"])
 def test_trailing_newlines_and_bad_ports_are_refused(spec, tmp_path):
-    """``$`` alone matches before a final newline: every pattern is a full match (issue 13, item 15)."""
+    """``$`` alone matches before a final newline: every pattern is a full match."""
     with pytest.raises(UsageError):
         parse_board(spec)
     r = runner.invoke(deploy_app, ["status", "--board", spec, "--known-hosts", str(tmp_path / "kh")])

@@ -4,7 +4,7 @@ The wheel is built from this checkout and installed with ``pip install --no-deps
 its console script runs from a folder outside the checkout with ``PYTHONPATH=DIR`` (which comes
 before the venv's editable install), and the test checks that the installed copy is what ran.
 Board presets, app files and the Dockerfiles must then come from the package data, and a build
-context must be assembled from the installed package (issue 12, item 3).
+context must be assembled from the installed package.
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """README.md and docs/: a short first page, links that resolve, and every command line checked against the
-real CLI trees (issue 12, item 10).
+real CLI trees.
 
 Commands are taken from fenced code blocks (``$ `` prompts, ``\\`` continuations, ``&&``/``|``/``;``
 chains, ``VAR=x`` prefixes and ``# comments`` handled as a shell would) and from inline code spans

@@ -1,4 +1,4 @@
-"""The desktop-to-board journey over one data root (issue 12, item 1), with real parts throughout.
+"""The desktop-to-board journey over one data root, with real parts throughout.
 
 1. *desktop*: a container with the ``trainer`` service's ``/data`` mount of compose.yaml (the bind of
    ``$PANTHEON_DATA_DIR``, default ``./pantheon-data``) runs a pipeline stage (``pantheon workload``)

@@ -12,16 +12,24 @@ from typer.testing import CliRunner
 from pantheon.cli import app as cli
 from pantheon.errors import FormatError, InfeasibleError, PlanError, UsageError
 from pantheon.formats import read_model_config, store
-from pantheon.offline.plan import TaskProfile, _Layout, optimise, plan, solve_exact, solve_exhaustive
+from pantheon.offline.plan import (
+    ExitProfile,
+    _Layout,
+    objective_value,
+    optimise,
+    plan,
+    solve_exact,
+    solve_exhaustive,
+)
 
 pytestmark = pytest.mark.filterwarnings("ignore::FutureWarning")
 
 
 def golden():
     """Two tasks small enough to check by hand (see the comments in the test)."""
-    a = TaskProfile("A", block_ms=[2, 2, 2, 2], branch_ms=[1, 1, 1, 1], block_mb=[1, 1, 1, 1],
+    a = ExitProfile("A", block_ms=[2, 2, 2, 2], branch_ms=[1, 1, 1, 1], block_mb=[1, 1, 1, 1],
                     branch_mb=[0.5, 0.3, 0.2, 0.4], accuracy=[0.80, 0.90, 0.95, 0.96], max_delta_accuracy=0.1)
-    b = TaskProfile("B", block_ms=[1, 1, 1], branch_ms=[0.5, 3, 0.5], block_mb=[1, 1, 1],
+    b = ExitProfile("B", block_ms=[1, 1, 1], branch_ms=[0.5, 3, 0.5], block_mb=[1, 1, 1],
                     branch_mb=[0.1, 0.1, 0.1], accuracy=[0.5, 0.7, 0.7], max_delta_accuracy=0.3)
     return [a, b]
 
@@ -29,82 +37,157 @@ def golden():
 # A: exit 0 loses 0.16 > 0.1 -> out; exits 1..3 admissible, 3 is the most accurate (kept).
 #    Blocks 0..3 always deployed (4 MB) + branch 3 (0.4 MB) = 4.4 MB minimum.
 #    T(j) for {3}: 9,7,5,3 -> 6.0; {1,3}: 5,3,5,3 -> 4.0 (+0.3 MB); {2,3}: 7,5,3,3 -> 4.5 (+0.2 MB);
-#    {1,2,3}: 5,3,3,3 -> 3.5 (+0.5 MB).
-# B: exit 1 (5 ms, 0.7) is dominated by exit 2 (3.5 ms, 0.7) -> off the frontier; exit 0 admissible.
-#    {2}: 3.5,2.5,1.5 -> 2.5; {0,2}: 1.5,2.5,1.5 -> 11/6; memory 3.1 / 3.2 MB.
-GOLDEN = [
+#    {1,2,3}: 5,3,3,3 -> 3.5 (+0.5 MB). A's best accuracy is its last exit's: both objectives agree on its filters.
+# B: exit 1 (5 ms, 0.7) ties in accuracy with the faster exit 2 (3.5 ms, 0.7).
+#    mean-time: exit 1 is off the (strict) frontier, exit 2 must be kept.
+#      {2}: 3.5,2.5,1.5 -> 2.5; {0,2}: 1.5,2.5,1.5 -> 11/6; memory 3.1 / 3.2 MB.
+#    reference: exit 1 stays (weak frontier) and is one of the two most accurate; keeping either is enough.
+#      {1}: 5,4,0 -> 3 (2.1 MB, block 2 not deployed); {0,1}: 1.5,4,0 -> 11/6 (2.2 MB), as fast as {0,2}
+#      in 1 MB less. Objective: maximise 1/mean(T_A) + 1/mean(T_B).
+GOLDEN_MEAN_TIME = [  # budget, exits, sum of mean(T) (the objective), memory
     (7.9, {"A": [1, 3], "B": [0, 2]}, 4.0 + 11 / 6, 7.9),
     (7.85, {"A": [2, 3], "B": [0, 2]}, 4.5 + 11 / 6, 7.8),
     (7.6, {"A": [3], "B": [0, 2]}, 6.0 + 11 / 6, 7.6),
     (7.7, {"A": [2, 3], "B": [2]}, 4.5 + 2.5, 7.7),
     (None, {"A": [1, 2, 3], "B": [0, 2]}, 3.5 + 11 / 6, 8.1),
 ]
+GOLDEN_REFERENCE = [  # budget, exits, sum of 1/mean(T) (the objective), sum of mean(T), memory
+    (7.9, {"A": [1, 2, 3], "B": [0, 1]}, 1 / 3.5 + 6 / 11, 3.5 + 11 / 6, 7.1),
+    (6.9, {"A": [1, 3], "B": [0, 1]}, 1 / 4.0 + 6 / 11, 4.0 + 11 / 6, 6.9),
+    (6.8, {"A": [2, 3], "B": [0, 1]}, 1 / 4.5 + 6 / 11, 4.5 + 11 / 6, 6.8),
+    (6.6, {"A": [3], "B": [0, 1]}, 1 / 6.0 + 6 / 11, 6.0 + 11 / 6, 6.6),
+    (6.5, {"A": [3], "B": [1]}, 1 / 6.0 + 1 / 3.0, 6.0 + 3.0, 6.5),
+]
 
 
-@pytest.mark.parametrize("budget, exits, objective, memory", GOLDEN)
+@pytest.mark.parametrize("budget, exits, objective, memory", GOLDEN_MEAN_TIME)
 @pytest.mark.parametrize("exhaustive", [False, True])
-def test_golden_instance(budget, exits, objective, memory, exhaustive):
-    res = optimise(golden(), budget, exhaustive=exhaustive, generations=30, pop_size=20)
-    assert res.exits == exits
-    assert res.objective_ms == pytest.approx(objective)
+def test_golden_instance_mean_time(budget, exits, objective, memory, exhaustive):
+    res = optimise(golden(), budget, exhaustive=exhaustive, generations=30, pop_size=20, objective="mean-time")
+    assert res.exits == exits and res.objective == "mean-time"
+    assert res.objective_ms == pytest.approx(objective) and res.objective_value == pytest.approx(objective)
     assert res.memory_mb == pytest.approx(memory)
-    assert res.candidates == {"A": [1, 2, 3], "B": [0, 2]}
+    assert res.candidates == {"A": [1, 2, 3], "B": [0, 2]}  # B's tied exit 1 is dropped
 
 
-def test_golden_infeasible_names_memory_and_the_smallest_budget():
-    with pytest.raises(InfeasibleError, match=r"memory: .*smallest feasible budget is 7\.50 MB.*A 4\.40 MB, B 3\.10 MB"):
-        optimise(golden(), 7.0)
+@pytest.mark.parametrize("budget, exits, value, mean_sum, memory", GOLDEN_REFERENCE)
+@pytest.mark.parametrize("exhaustive", [False, True])
+def test_golden_instance_reference(budget, exits, value, mean_sum, memory, exhaustive):
+    res = optimise(golden(), budget, exhaustive=exhaustive, generations=30, pop_size=20)  # reference is the default
+    assert res.exits == exits and res.objective == "reference"
+    assert res.objective_value == pytest.approx(value)  # sum of 1/mean(T)
+    assert res.objective_ms == pytest.approx(mean_sum)  # sum of mean(T), reported alongside
+    assert res.memory_mb == pytest.approx(memory)
+    assert res.candidates == {"A": [1, 2, 3], "B": [0, 1, 2]}  # B's tied exit 1 stays on the frontier
+    assert res.per_task["B"]["objective_term"] == pytest.approx(1 / res.per_task["B"]["mean_time_ms"])
 
 
-def random_instance(seed: int):
+def test_the_tie_rule_alone_changes_the_plan():
+    """At 7.9 MB: reference keeps B's tied exit 1 (and deploys 2 blocks of B), mean-time cannot."""
+    b = golden()[1]
+    assert list(b.pareto("reference")) == [True, True, True]
+    assert list(b.pareto("mean-time")) == [True, False, True]
+    assert b.tops("reference") == [1, 2] and b.tops("mean-time") == [2]
+    ref, mt = optimise(golden(), 7.9, exhaustive=True), optimise(golden(), 7.9, exhaustive=True, objective="mean-time")
+    assert 1 in ref.exits["B"] and 1 not in mt.exits["B"]
+
+
+@pytest.mark.parametrize("objective, budget", [("reference", 6.4), ("mean-time", 7.0)])
+def test_golden_infeasible_names_memory_and_the_smallest_budget(objective, budget):
+    need = {"reference": r"6\.50 MB.*A 4\.40 MB, B 2\.10 MB", "mean-time": r"7\.50 MB.*A 4\.40 MB, B 3\.10 MB"}[objective]
+    with pytest.raises(InfeasibleError, match=r"memory: .*smallest feasible budget is " + need):
+        optimise(golden(), budget, objective=objective)
+
+
+def test_the_objective_alone_changes_the_plan():
+    """One spare MB: the extra exit that cuts sum(mean T) most (P: 8.5 -> 6 ms) is not the one that
+    adds most to sum(1/mean T) (Q: 1/1.7 -> 1/1.2). Accuracy rises and no latency ties: only the objective differs."""
+    p = ExitProfile("P", [5, 5], [1, 1], [1, 1], [1, 1], [0.90, 0.95], max_delta_accuracy=0.1)
+    q = ExitProfile("Q", [1, 1], [0.2, 0.2], [1, 1], [1, 1], [0.90, 0.95], max_delta_accuracy=0.1)
+    for exhaustive in (False, True):
+        mt = optimise([p, q], 7, objective="mean-time", exhaustive=exhaustive, generations=20, pop_size=10)
+        ref = optimise([p, q], 7, objective="reference", exhaustive=exhaustive, generations=20, pop_size=10)
+        assert mt.exits == {"P": [0, 1], "Q": [1]} and mt.objective_value == pytest.approx(6 + 1.7)
+        assert ref.exits == {"P": [1], "Q": [0, 1]} and ref.objective_value == pytest.approx(1 / 8.5 + 1 / 1.2)
+        assert ref.objective_ms == pytest.approx(8.5 + 1.2)  # worse by mean-time's measure, as it should be
+
+
+def test_the_allowed_drop_is_measured_against_the_best_exit_for_reference():
+    # the middle exit (0.93) beats the original head (0.90): reference measures the drop against 0.93
+    t = ExitProfile("x", [1, 1, 1], [0.1] * 3, [1] * 3, [0.1] * 3, [0.89, 0.93, 0.90], max_delta_accuracy=0.02)
+    assert t.reference_accuracy("reference") == pytest.approx(0.93)
+    assert t.reference_accuracy("mean-time") == pytest.approx(0.90)
+    assert list(t.acc_ok("reference")) == [False, True, False]
+    assert list(t.acc_ok("mean-time")) == [True, True, True]
+    assert optimise([t], None, exhaustive=True, objective="reference").exits == {"x": [1]}
+    assert optimise([t], None, exhaustive=True, objective="mean-time").exits == {"x": [0, 1]}
+    res = optimise([t], None, exhaustive=True)
+    assert res.per_task["x"]["reference_accuracy"] == pytest.approx(0.93)
+
+
+def test_reference_needs_positive_latencies():
+    t = ExitProfile("z", [0, 1], [0, 1], [1, 1], [1, 1], [0.9, 0.9], max_delta_accuracy=0.1)
+    with pytest.raises(PlanError, match="latency 0 ms.*--objective mean-time"):
+        optimise([t], None)
+    assert optimise([t], None, objective="mean-time").exits == {"z": [0]}
+
+
+def test_unknown_objective_is_a_usage_error():
+    with pytest.raises(UsageError, match="--objective must be one of reference, mean-time; got 'foo'"):
+        optimise(golden(), None, objective="foo")
+
+
+def random_instance(seed: int, objective: str):
     rng = np.random.default_rng(seed)
     tasks = []
     for t in range(rng.integers(2, 5)):
         b = int(rng.integers(3, 9))
         acc = np.sort(rng.uniform(0.5, 0.95, b))
         acc = np.clip(acc + rng.normal(0, 0.02, b), 0, 1)  # noise: some exits fall off the frontier
-        tasks.append(TaskProfile(
+        acc[rng.random(b) < 0.25] = acc.max()  # ties at the best accuracy (the reference keeps several)
+        tasks.append(ExitProfile(
             f"t{t}", block_ms=rng.uniform(0.2, 3, b), branch_ms=rng.uniform(0.05, 1.5, b),
             block_mb=rng.uniform(0.5, 5, b), branch_mb=rng.uniform(0.05, 2, b), accuracy=acc,
             max_delta_accuracy=float(rng.uniform(0.05, 0.4)),
         ))
-    lay = _Layout(tasks, None)
+    lay = _Layout(tasks, None, objective)
     x_min = np.zeros((1, lay.n_var), bool)
-    x_min[0, lay.best] = True
+    x_min[0, lay.minimal] = True
     lo = lay.evaluate(x_min)[1][0]
     hi = lay.evaluate(lay.candidate[None, :])[1][0]
     return tasks, float(lo + rng.uniform(0.2, 0.7) * (hi - lo)), int(lay.candidate.sum())
 
 
-@pytest.mark.parametrize("seed", range(8))
-def test_ga_reaches_the_exhaustive_optimum_on_random_instances(seed):
-    tasks, budget, n_cand = random_instance(seed)
+@pytest.mark.parametrize("objective", ["reference", "mean-time"])
+@pytest.mark.parametrize("seed", range(6))
+def test_ga_reaches_the_exhaustive_optimum_on_random_instances(seed, objective):
+    tasks, budget, n_cand = random_instance(seed, objective)
     assert 3 <= n_cand <= 20
-    ex = optimise(tasks, budget, exhaustive=True)
-    ga = optimise(tasks, budget, seed=seed)
-    dp = solve_exact(_Layout(tasks, budget))
-    assert ex.objective_ms == pytest.approx(dp.objective_ms, abs=1e-9)  # two exact methods agree
-    assert ga.objective_ms == pytest.approx(ex.objective_ms, abs=1e-9)
+    ex = optimise(tasks, budget, exhaustive=True, objective=objective)
+    ga = optimise(tasks, budget, seed=seed, objective=objective)
+    lay = _Layout(tasks, budget, objective)
+    dp, en = solve_exact(lay), solve_exhaustive(lay)
+    assert en.score == pytest.approx(dp.score, abs=1e-9)  # two exact methods agree
+    assert ex.objective_value == pytest.approx(objective_value(dp.score, objective), abs=1e-9)
+    assert ga.objective_value == pytest.approx(ex.objective_value, abs=1e-9)
     assert ga.memory_mb <= budget + 1e-9
-    for t in tasks:  # every kept exit passes the per-exit filters, the best one is kept
-        cand = set(np.flatnonzero(t.candidates()))
-        assert set(ga.exits[t.name]) <= cand and t.best() in ga.exits[t.name]
+    for t in tasks:  # every kept exit passes the per-exit filters, one of the most accurate is kept
+        cand = set(np.flatnonzero(t.candidates(objective)))
+        assert set(ga.exits[t.name]) <= cand and set(t.tops(objective)) & set(ga.exits[t.name])
 
 
 def test_exhaustive_refuses_large_instances():
-    rng = np.random.default_rng(0)
     b = 25
-    t = TaskProfile("big", np.ones(b), np.full(b, 0.1), np.ones(b), np.full(b, 0.1),
+    t = ExitProfile("big", np.ones(b), np.full(b, 0.1), np.ones(b), np.full(b, 0.1),
                     np.linspace(0.5, 0.9, b), max_delta_accuracy=1.0)
     with pytest.raises(UsageError, match="at most 20 candidate exits"):
         solve_exhaustive(_Layout([t], None))
-    assert rng is not None
 
 
-def test_accuracy_filter_is_against_the_original_exit():
-    t = TaskProfile("x", [1, 1, 1, 1], [0.1] * 4, [1] * 4, [0.1] * 4, [0.70, 0.88, 0.895, 0.90], max_delta_accuracy=0.02)
-    assert list(t.acc_ok()) == [False, True, True, True]
-    res = optimise([t], None, exhaustive=True)
+def test_accuracy_filter_is_against_the_original_exit_for_mean_time():
+    t = ExitProfile("x", [1, 1, 1, 1], [0.1] * 4, [1] * 4, [0.1] * 4, [0.70, 0.88, 0.895, 0.90], max_delta_accuracy=0.02)
+    assert list(t.acc_ok("mean-time")) == [False, True, True, True]
+    res = optimise([t], None, exhaustive=True, objective="mean-time")
     assert res.exits == {"x": [1, 2, 3]}
 
 
@@ -175,9 +258,13 @@ def test_cli_plan_with_app_yaml_and_existing_repository(tmp_path):
     runner = CliRunner()
     r = runner.invoke(cli, ["plan", "--setting", str(y), "--base", str(base), "--ga-gen", "20", "--seed", "3"])
     assert r.exit_code == 0, r.output
-    assert "objective" in r.output and "of 9.5 MB" in r.output
+    assert "objective reference (maximise): sum 1/mean(T)" in r.output and "of 9.5 MB" in r.output
     repo = store.Store().repository_dir("mini")
     assert store.verify(repo, kind="repository")
+    pj = json.loads((repo / "plan.json").read_text())
+    assert pj["objective"] == "reference"
+    assert pj["objective_value"] == pytest.approx(sum(1 / t["mean_time_ms"] for t in pj["per_task"].values()))
+    assert store.read_manifest(repo).inputs["objective"] == "reference"
     before = (repo / "manifest.json").read_text()
     r = runner.invoke(cli, ["plan", "--setting", str(y), "--base", str(base), "--ga-gen", "20", "--seed", "3"])
     assert r.exit_code == 0 and "skipped (up to date)" in r.output  # same inputs: kept as is
@@ -283,3 +370,32 @@ def test_min_chunk_us_zero_keeps_every_block_and_bad_values_are_one_line(tmp_pat
                                      "--min-chunk-us", bad])
         assert r.exit_code != 0 and "--min-chunk-us" in r.output and "Traceback" not in r.output
         assert not (tmp_path / "r2").exists()
+
+
+def test_cli_objective_is_recorded_and_a_plan_with_another_is_not_up_to_date(tmp_path):
+    base, s = _setup(tmp_path)
+    repo = tmp_path / "repo"
+    args = ["plan", "--setting", str(s), "--base", str(base), "--save", str(repo), "--exhaustive"]
+    runner = CliRunner()
+    r = runner.invoke(cli, args + ["--objective", "mean-time"])
+    assert r.exit_code == 0, r.output
+    assert "objective mean-time" in r.output and "sum 1/mean(T)" not in r.output
+    pj = json.loads((repo / "plan.json").read_text())
+    assert pj["objective"] == "mean-time" and pj["objective_value"] == pytest.approx(pj["objective_ms"])
+    r = runner.invoke(cli, args + ["--objective", "mean-time"])
+    assert r.exit_code == 0 and "skipped (up to date)" in r.output
+    r = runner.invoke(cli, args)  # the default objective is reference: other inputs
+    assert r.exit_code == 1 and "--force" in r.output
+    r = runner.invoke(cli, args + ["--force"])
+    assert r.exit_code == 0, r.output
+    assert json.loads((repo / "plan.json").read_text())["objective"] == "reference"
+
+
+def test_cli_bad_objective_is_one_line_and_writes_nothing(tmp_path):
+    base, s = _setup(tmp_path)
+    r = CliRunner().invoke(cli, ["plan", "--setting", str(s), "--base", str(base), "--save", str(tmp_path / "repo"),
+                                 "--objective", "foo"])
+    assert r.exit_code != 0 and "Traceback" not in r.output
+    assert len(r.output.strip().splitlines()) == 1
+    assert "--objective must be one of reference, mean-time; got 'foo'" in r.output
+    assert not (tmp_path / "repo").exists()

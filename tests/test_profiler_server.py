@@ -12,9 +12,9 @@ import pytest
 from _profiling import ServerProcess, script_bytes, server
 from torch import nn
 
-from pantheon.analysis.report import percentile
 from pantheon.errors import AuthError, ProtocolError
 from pantheon.formats import profiler_wire as wire
+from pantheon.metrics import percentile
 from pantheon.offline.profile import ProfilerClient
 from pantheon.online import timing
 

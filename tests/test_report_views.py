@@ -142,10 +142,10 @@ def test_trace_has_one_row_per_released_job_with_the_logged_times(noisy_log, tmp
     assert outcomes["met"] == summary["met"] and outcomes["missed"] == summary["late"]
     assert outcomes["dropped"] == summary["dropped"]
     assert outcomes["dropped"] + outcomes["missed"] > 0  # the noise made some jobs miss
-    # sorted by stream, then release time; old-format log (no stream field): one stream per task
+    # sorted by stream, then release time; the simulator logs each job's workload stream
     keys = [(int(r["stream"]), int(r["release_us"])) for r in rows]
     assert keys == sorted(keys)
-    assert {(r["stream"], r["task"]) for r in rows} == {("0", "big"), ("1", "small")}
+    assert {(r["stream"], r["task"]) for r in rows} == {("0", "big"), ("1", "small"), ("2", "small")}
 
 
 def test_window_dmr_adds_up_to_the_overall_dmr(noisy_log, tmp_path):

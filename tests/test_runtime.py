@@ -58,9 +58,9 @@ def _wait_started(rt, timeout=30.0):
 
 def test_urgent_job_preempts_a_long_one_at_a_chunk_boundary(repo_dir, tmp_path):
     with Runtime(repo_dir, device="cpu", policy="pantheon", log=tmp_path / "run") as rt:
-        f_long = rt.submit("long", torch.randn(*DIMS["long"]), deadline_us=120_000_000)
+        f_long = rt.submit("long", torch.randn(*DIMS["long"]), relative_deadline_us=120_000_000)
         _wait_started(rt)
-        f_short = rt.submit("short", torch.randn(*DIMS["short"]), deadline_us=60_000_000)
+        f_short = rt.submit("short", torch.randn(*DIMS["short"]), relative_deadline_us=60_000_000)
         r_short, r_long = f_short.result(60), f_long.result(120)
     assert r_short.met and r_long.met and not r_long.dropped
     assert r_long.exit == 5 and r_short.exit == 1 and tuple(r_short.output.shape) == (1, 10)
@@ -105,7 +105,7 @@ def test_memory_manager_keeps_one_tensor_per_job_and_frees_it():
 def test_runtime_holds_nothing_after_a_run_and_peaks_at_one_tensor_per_queued_job(repo_dir, tmp_path):
     with Runtime(repo_dir, device="cpu", log=tmp_path / "r.jsonl") as rt:
         futs = [rt.submit("short" if k % 2 else "long", torch.randn(*DIMS["short" if k % 2 else "long"]),
-                          deadline_us=120_000_000) for k in range(6)]
+                          relative_deadline_us=120_000_000) for k in range(6)]
         results = [f.result(120) for f in futs]
     assert all(r.met for r in results)
     assert rt.memory.bytes_held == 0 and len(rt.memory) == 0
@@ -122,7 +122,7 @@ def test_submit_api_checks_and_drops(repo_dir):
             rt.submit("short", torch.zeros(1, 3, 17, 16), 1000)
         with pytest.raises(RepositoryError, match="'ghost'"):
             rt.submit("ghost", torch.zeros(1), 1000)
-        res = rt.submit("long", torch.zeros(*DIMS["long"]), deadline_us=1).result(30)  # hopeless
+        res = rt.submit("long", torch.zeros(*DIMS["long"]), relative_deadline_us=1).result(30)  # hopeless
     assert res.dropped and not res.met and res.output is None and res.reason == "unschedulable"
 
 
@@ -351,7 +351,7 @@ def test_calibration_learns_that_chunks_run_slower_than_profiled(tmp_path):
 def test_best_effort_runs_without_a_log(repo_dir):
     """The Python API with no log (a NullLog inside): best-effort completions must not break it."""
     with Runtime(repo_dir, device="cpu", best_effort=[("short", 200)]) as rt:
-        res = rt.submit("short", torch.zeros(*DIMS["short"]), deadline_us=60_000_000).result(60)
+        res = rt.submit("short", torch.zeros(*DIMS["short"]), relative_deadline_us=60_000_000).result(60)
         end = time.monotonic() + 30
         while not rt._be_done and time.monotonic() < end:
             time.sleep(0.01)
@@ -398,7 +398,7 @@ def test_a_task_whose_scale_makes_it_unschedulable_recovers(repo_dir, tmp_path):
         with rt._lock:
             tp.rescale(40.0)
         assert tp.full[0] > rel  # planned as hopeless
-        results = [rt.submit("short", torch.randn(*DIMS["short"]), deadline_us=rel).result(60) for _ in range(60)]
+        results = [rt.submit("short", torch.randn(*DIMS["short"]), relative_deadline_us=rel).result(60) for _ in range(60)]
     assert results[0].dropped and results[0].reason == "unschedulable"
     assert all(r.met for r in results[-10:]), [r.reason or r.met for r in results]
     evs = [e for e in read_events(log) if e["ev"] == "calibrate" and e["task"] == "short"]
@@ -410,7 +410,7 @@ def test_a_task_that_cannot_fit_even_alone_is_reported_starved(repo_dir, tmp_pat
     log = tmp_path / "run"
     with Runtime(repo_dir, device="cpu", log=log, dispatch_overhead_us=0.0) as rt:
         tp = rt.repo.tasks["short"]
-        futs = [rt.submit("short", torch.randn(*DIMS["short"]), deadline_us=max(1, tp.full[0] // 2)) for _ in range(3)]
+        futs = [rt.submit("short", torch.randn(*DIMS["short"]), relative_deadline_us=max(1, tp.full[0] // 2)) for _ in range(3)]
         assert all(f.result(60).dropped for f in futs)
     starved = [e for e in read_events(log) if e["ev"] == "starved"]
     assert len(starved) == 1 and starved[0]["task"] == "short" and starved[0]["smallest_us"] > starved[0]["deadline"]

@@ -32,7 +32,7 @@ class RecordingLog(NullLog):
         super().__init__()
         self.events = []
 
-    def release(self, t, job, task, release, deadline):
+    def release(self, t, job, task, release, deadline, stream=-1):
         self.events.append(("release", t, job, task))
 
     def dispatch_block(self, t, job, block):

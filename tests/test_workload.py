@@ -50,8 +50,10 @@ def test_reference_spec_periodic_jobs_have_bounded_jitter(tmp_path):
     nominal = sorted(k * 33333 for k in range(91))
     for j, n in zip(sorted(det, key=lambda j: j.release), nominal):
         assert abs(j.release - n) <= 1000 and j.deadline - j.release == 20000
-        assert j.id == 1 and list(j.shape) == [1, 3, 16, 16]
-    assert {j.id for j in jobs if j.model_name == "sign"} == {0}
+        assert j.id == 1 and list(j.shape) == [1, 3, 16, 16]  # id = the stream's index in the spec
+    assert {j.id for j in jobs if j.model_name == "sign"} == {0, 2}
+    third = [j for j in jobs if j.id == 2]  # the second stream of sign: 1 s at 50 ms
+    assert len(third) == 20 and all(999_000 <= j.release <= 1_951_000 for j in third)
     jit = [j.release - n for j, n in zip(sorted(det, key=lambda j: j.release)[1:], nominal[1:])]
     assert min(jit) < -500 and max(jit) > 500  # uniform over +-1000 us, not a constant offset
     assert all(j.release >= 0 for j in jobs)
@@ -157,14 +159,19 @@ def test_cli_generate_from_reference_json_and_app_names(repo_dir, tmp_path):
     store.verify(wdir, kind="workload")
     traffic = read_workloads(wdir / "workload.bin")
     counts = show(traffic)["per_task"]
-    # 2 streams each at 33.333 ms over 1 s: releases 0..999990 (31) and 5000..971657 (30)
-    assert counts == {"object_detection": 61, "sign_recognition": 61}
-    assert {w.id for w in traffic.workload if w.model_name == "sign_recognition"} == {1}
+    # 2 streams of each task at 33333 us over 1 s, all from 0: releases 0..999990 (31 each)
+    assert counts == {"object_detection": 62, "sign_recognition": 62}
+    per_stream = {w.id: set() for w in traffic.workload}
+    for w in traffic.workload:
+        per_stream[w.id].add(w.model_name)
+    # four cameras, four ids, in the app's stream order (the reference's)
+    assert per_stream == {0: {"sign_recognition"}, 1: {"sign_recognition"}, 2: {"object_detection"},
+                          3: {"object_detection"}}
 
 
 def test_cli_workload_usage_errors(tmp_path):
     res = runner.invoke(app, ["workload"])
-    assert res.exit_code == 2 and "exactly one of --spec" in res.output
+    assert res.exit_code == 2 and "pass --spec APP (generate) or --show" in res.output
     bad = tmp_path / "bad.bin"
     bad.write_bytes(b"\x0a\xff\xff")
     res = runner.invoke(app, ["workload", "--show", str(bad)])
@@ -177,3 +184,8 @@ def test_cli_workload_usage_errors(tmp_path):
     assert res.exit_code == 1 and "already exists" in res.output
     res = runner.invoke(app, ["workload", "--spec", str(spec), "--out", str(out), "--load-factor", "0"])
     assert res.exit_code == 2 and "--load-factor" in res.output
+    before = out.read_bytes()
+    res = runner.invoke(app, ["workload", "--show", str(out), "--out", str(out), "--force"])
+    assert res.exit_code == 2 and "drop --out" in res.output and out.read_bytes() == before
+    res = runner.invoke(app, ["workload", "--show", str(out), "--spec", str(tmp_path / "s.json"), "--out", str(out)])
+    assert res.exit_code == 2 and out.read_bytes() == before

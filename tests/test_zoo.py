@@ -39,6 +39,8 @@ def test_registry_has_the_paper_tasks_the_demo_and_alexnet():
     assert backbones["gender_classification"] == "vgg16"
     assert backbones["emotion_classification"] == "resnet50"
     assert backbones["wildlife_recognition"] == "googlenet"
+    # as the reference builds them: age on ResNet34, scene on ResNet18
+    assert backbones["age_classification"] == "resnet34" and backbones["scene_recognition"] == "resnet18"
     assert {backbones[t] for t in ("object_detection", "face_detection", "wildfire_detection")} == {
         "ssdlite320_mobilenet_v3_large"
     }
@@ -119,7 +121,7 @@ def test_ssd_anchors_match_the_original_head():
     anchors = ssd_anchors(model, task.input_shape)
     assert anchors.shape == (cls.shape[1], 4) == (box.shape[1], 4)
     centers = (anchors[:, :2] + anchors[:, 2:]) / 2  # SSD default boxes may overhang the image, centres may not
-    assert float(centers.min()) >= 0 and float(centers.max()) <= 320
+    assert float(centers.min()) >= 0 and float(centers.max()) <= 300
 
 
 # ---------------------------------------------------------------------------------------------
@@ -252,10 +254,10 @@ def _voc(base, image_id, size, objects, declared=None):
 
 
 def test_voc_reads_boxes_scaled_to_the_input(tmp_path):
-    task = get_task("object_detection")  # classes red, green; input 320x320
+    task = get_task("object_detection")  # classes red, green; input 300x300
     base = tmp_path / "traffic_lights"
     _voc(base, "a", (640, 480), [("red", (64, 48, 128, 96)), ("green", (320, 240, 640, 480))])
-    _voc(base, "b", (320, 320), [("green", (10, 20, 30, 40))])
+    _voc(base, "b", (300, 300), [("green", (10, 20, 30, 40))])
     _voc(base, "c", (160, 160), [])
     (base / "ImageSets" / "Main").mkdir(parents=True)
     (base / "ImageSets" / "Main" / "train.txt").write_text("a\nb\n")
@@ -263,12 +265,12 @@ def test_voc_reads_boxes_scaled_to_the_input(tmp_path):
     (base / "ImageSets" / "Main" / "test.txt").write_text("a\n")
     ds = zd.load_split(task, "train", str(tmp_path))
     img, target = ds[0]
-    assert img.shape == (3, 320, 320)
-    assert torch.allclose(target["boxes"], torch.tensor([[32.0, 32.0, 64.0, 64.0], [160.0, 160.0, 320.0, 320.0]]))
+    assert img.shape == (3, 300, 300)
+    assert torch.allclose(target["boxes"], torch.tensor([[30.0, 30.0, 60.0, 60.0], [150.0, 150.0, 300.0, 300.0]]))
     assert target["labels"].tolist() == [1, 2]
     assert zd.load_split(task, "val", str(tmp_path))[0][1]["boxes"].shape == (0, 4)
     batch = zd.detection_collate([ds[0], ds[1]])
-    assert batch[0].shape == (2, 3, 320, 320) and len(batch[1]) == 2
+    assert batch[0].shape == (2, 3, 300, 300) and len(batch[1]) == 2
 
 
 def test_voc_bad_inputs(tmp_path):

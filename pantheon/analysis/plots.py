@@ -28,6 +28,8 @@ import matplotlib
 matplotlib.use("Agg")  # files only, no display
 import matplotlib.pyplot as plt
 
+from pantheon.metrics import LATE, MET
+
 
 def draw_all(data: Dict[str, Any], folder: Path) -> List[str]:
     """Write every plot that has data into ``folder``; return the file names."""
@@ -49,17 +51,16 @@ def save_figure(fig: Any, folder: Path, name: str) -> str:
 
 def _panels(data: Dict[str, Any]) -> Tuple[str, List[Tuple[str, List[Any]]]]:
     """Released jobs per task, or per stream when a task runs on several streams: (``task``|``stream``, panels)."""
-    stream_of = {t.job: t.stream for t in data["series"].get("trace", [])}
     rows = data["series"]["jobs"]
-    pairs = {(stream_of.get(r[0], -1), r[1]) for r in rows}
+    pairs = {(r.stream, r.task) for r in rows}
     if len(pairs) > len({task for _, task in pairs}):
         by_stream: Dict[Tuple[int, str], List[Any]] = {}
         for r in rows:
-            by_stream.setdefault((stream_of.get(r[0], -1), r[1]), []).append(r)
+            by_stream.setdefault((r.stream, r.task), []).append(r)
         return "stream", [(f"stream {s} ({task})", v) for (s, task), v in sorted(by_stream.items())]
     by: Dict[str, List[Any]] = {}
     for r in rows:
-        by.setdefault(r[1], []).append(r)
+        by.setdefault(r.task, []).append(r)
     return "task", sorted(by.items())
 
 
@@ -69,15 +70,14 @@ def response_time(data: Dict[str, Any], folder: Path) -> str:
         return ""
     fig, axes = plt.subplots(len(panels), 1, figsize=(9, 2.4 * len(panels)), sharex=True, squeeze=False)
     for ax, (task, rows) in zip(axes[:, 0], panels):
-        # row: (job, task, release, deadline, status, exit, rel, response, t_finish)
-        ok = [(r[2] / 1e6, r[7] / 1e3) for r in rows if r[4] == "met"]
-        late = [(r[2] / 1e6, r[7] / 1e3) for r in rows if r[4] == "late"]
-        dropped = [r[2] / 1e6 for r in rows if r[4] in ("dropped", "lost")]
+        ok = [(r.release / 1e6, r.response / 1e3) for r in rows if r.outcome == MET]
+        late = [(r.release / 1e6, r.response / 1e3) for r in rows if r.outcome == LATE]
+        dropped = [r.release / 1e6 for r in rows if not r.finished]
         if ok:
             ax.plot(*zip(*ok), ".", ms=2, color="tab:blue", label="met")
         if late:
             ax.plot(*zip(*late), "x", ms=4, color="tab:red", label="late")
-        deadlines = sorted((r[2] / 1e6, (r[3] - r[2]) / 1e3) for r in rows)
+        deadlines = sorted((r.release / 1e6, r.relative_deadline / 1e3) for r in rows)
         ax.plot(*zip(*deadlines), "-", lw=1, color="black", label="deadline")
         if dropped:
             ymax = max([d for _, d in deadlines] + [y for _, y in ok + late])
@@ -91,11 +91,11 @@ def response_time(data: Dict[str, Any], folder: Path) -> str:
 
 
 def accuracy_over_time(data: Dict[str, Any], folder: Path, window: int = 50) -> str:
-    rows = sorted(data["series"]["jobs"], key=lambda r: r[2])
+    rows = sorted(data["series"]["jobs"], key=lambda r: r.release)
     if not rows:
         return ""
-    xs = [r[2] / 1e6 for r in rows]
-    vals = [r[6] if r[4] == "met" else 0.0 for r in rows]
+    xs = [r.release / 1e6 for r in rows]
+    vals = [r.relative_accuracy if r.outcome == MET else 0.0 for r in rows]
     roll, acc = [], 0.0
     for i, v in enumerate(vals):
         acc += v
@@ -171,14 +171,14 @@ def dmr_windows(data: Dict[str, Any], folder: Path) -> str:
 
     windows = data.get("windows")
     if windows is None:
-        windows = window_dmr(data["series"].get("trace", []), int(DEFAULT_WINDOW_MS * 1000))
+        windows = window_dmr(data["series"].get("jobs", []), int(DEFAULT_WINDOW_MS * 1000))
     if not windows:
         return ""
     series: Dict[str, Dict[str, List[Any]]] = {"all": {}, "task": {}, "stream": {}}
     for w in windows:
         pts = series[w.scope].setdefault(w.name or "all jobs", [])
         pts.append((w.start_us / 1e6, float("nan") if w.dmr is None else 100 * w.dmr))
-    traces = data["series"].get("trace", [])
+    traces = data["series"].get("jobs", [])
     tasks = {t.task for t in traces}
     stream_tasks: Dict[str, set] = {}
     for t in traces:

@@ -1,15 +1,9 @@
 """Metrics of a run (live or simulated) from its event log: summary, report folder, comparison.
 
-Definitions (PANTHEON.md):
-
-* **DMR** = jobs that did not finish by their deadline (finished late, dropped, or never
-  finished) / jobs released.
-* **Relative accuracy** = accuracy of the exit a job used / accuracy of its task's
-  original exit, counted 0 for a job that missed its deadline; averaged over jobs.
-* **Preempted jobs** = fraction of jobs displaced from the queue head at least once
-  after they started.
-* Response time = finish - (scheduled) release, over finished jobs.
-* Scheduler decision latency = the ``dur`` of ``schedule`` events, by queue length.
+The log is read into one :class:`pantheon.metrics.JobRecord` per job and summarised by
+:func:`pantheon.metrics.summarize` (where DMR, relative accuracy, preempted jobs and
+response time are defined), the same code the runtime and the simulator summarise with.
+Scheduler decision latency = the ``dur`` of ``schedule`` events, by queue length.
 
 This module imports no matplotlib (board images may lack it); :mod:`pantheon.analysis.plots`
 draws the PNGs when matplotlib is there.
@@ -25,137 +19,15 @@ Example::
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
-from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 from pantheon.errors import FormatError
+from pantheon.metrics import DROPPED, LATE, MET, JobRecord, summarize
 
 PathLike = Union[str, Path]
 
-# One finished/dropped job: (job, task, release, deadline, status, exit_block, acc, rel, response, preempted)
-# status: "met" | "late" | "dropped" | "lost" (released, never finished)
-Record = Tuple[int, str, int, int, str, int, float, float, int, bool]
-
 _warned_matplotlib = False
-
-
-def percentile(values: Sequence[float], q: float) -> Optional[float]:
-    """Linear-interpolated percentile ``q`` (0..100) of ``values``; None when empty."""
-    if not values:
-        return None
-    v = sorted(values)
-    if len(v) == 1:
-        return float(v[0])
-    pos = (len(v) - 1) * q / 100.0
-    lo = int(math.floor(pos))
-    hi = min(lo + 1, len(v) - 1)
-    return float(v[lo] + (v[hi] - v[lo]) * (pos - lo))
-
-
-def _r(x: Optional[float], nd: int = 4) -> Optional[float]:
-    return None if x is None else round(float(x), nd)
-
-
-def summarize(
-    records: Iterable[Record],
-    decisions: Sequence[Tuple[int, float]] = (),
-    best_effort: Sequence[Tuple[str, int]] = (),
-    preemptions: int = 0,
-    meta: Optional[Dict[str, Any]] = None,
-    streams: Optional[Mapping[int, int]] = None,
-) -> Dict[str, Any]:
-    """The summary dict of a run from per-job records (shared by runtime, simulator, report).
-
-    Top-level keys: ``jobs, met, late, dropped, lost, dmr, relative_accuracy, accuracy,
-    preempted_jobs, preemptions, response_p50_us, response_p99_us, scheduler, per_task,
-    best_effort`` plus ``meta``'s items (policy, mode...). With ``streams`` (job id ->
-    stream), also ``per_stream``: the per-task figures of each stream's jobs, with the
-    ``tasks`` it ran.
-    """
-    recs = list(records)
-    n = len(recs)
-    by_task: Dict[str, List[Record]] = {}
-    for r in recs:
-        by_task.setdefault(r[1], []).append(r)
-
-    def block(rs: List[Record]) -> Dict[str, Any]:
-        k = len(rs)
-        met = late = dropped = lost = pre = 0
-        rel_sum = acc_sum = 0.0
-        resp: List[int] = []
-        exits: Dict[int, int] = {}
-        for r in rs:
-            status = r[4]
-            if status == "met":
-                met += 1
-                rel_sum += r[7]
-                acc_sum += r[6]
-            elif status == "late":
-                late += 1
-            elif status == "dropped":
-                dropped += 1
-            else:
-                lost += 1
-            if status == "met" or status == "late":
-                resp.append(r[8])
-                exits[r[5]] = exits.get(r[5], 0) + 1
-            if r[9]:
-                pre += 1
-        return {
-            "jobs": k,
-            "met": met,
-            "late": late,
-            "dropped": dropped,
-            "lost": lost,
-            "dmr": _r((k - met) / k if k else 0.0, 6),
-            "relative_accuracy": _r(rel_sum / k if k else 0.0, 6),
-            "accuracy": _r(acc_sum / k if k else 0.0, 6),
-            "preempted_jobs": _r(pre / k if k else 0.0, 6),
-            "response_p50_us": _r(percentile(resp, 50), 1),
-            "response_p99_us": _r(percentile(resp, 99), 1),
-            "exits": {str(e): c for e, c in sorted(exits.items())},
-            "relative_deadline_us": _r(percentile([r[3] - r[2] for r in rs], 50), 1),
-        }
-
-    out: Dict[str, Any] = dict(meta or {})
-    top = block(recs)
-    top.pop("relative_deadline_us")
-    out.update(top)
-    out["preemptions"] = int(preemptions)
-    out["per_task"] = {t: block(rs) for t, rs in sorted(by_task.items())}
-    if streams is not None:
-        by_stream: Dict[int, List[Record]] = {}
-        for r in recs:
-            by_stream.setdefault(int(streams[r[0]]), []).append(r)
-        out["per_stream"] = {
-            str(k): {"tasks": sorted({r[1] for r in rs}), **block(rs)} for k, rs in sorted(by_stream.items())
-        }
-    out["scheduler"] = _decisions(decisions)
-    be: Dict[str, List[int]] = {}
-    for task, resp in best_effort:
-        be.setdefault(task, []).append(resp)
-    out["best_effort"] = {
-        t: {"jobs": len(v), "response_p50_us": _r(percentile(v, 50), 1)} for t, v in sorted(be.items())
-    }
-    out["jobs_total"] = n
-    return out
-
-
-def _decisions(decisions: Sequence[Tuple[int, float]]) -> Dict[str, Any]:
-    durs = [d for _, d in decisions]
-    by: Dict[int, List[float]] = {}
-    for q, d in decisions:
-        by.setdefault(int(q), []).append(d)
-    return {
-        "decisions": len(durs),
-        "p50_us": _r(percentile(durs, 50), 2),
-        "p99_us": _r(percentile(durs, 99), 2),
-        "by_queue_length": {
-            str(q): {"count": len(v), "p50_us": _r(percentile(v, 50), 2), "p99_us": _r(percentile(v, 99), 2)}
-            for q, v in sorted(by.items())
-        },
-    }
 
 
 # -- reading a log ---------------------------------------------------------------------------
@@ -173,19 +45,19 @@ def analyze(log: PathLike, workload: Optional[PathLike] = None) -> Dict[str, Any
     :mod:`pantheon.analysis.views` for which block a preemption is counted at).
 
     Returns ``{"summary": ..., "start": <start event>, "series": {...}, "path": ...}``;
-    ``series["trace"]`` holds one :class:`~pantheon.analysis.views.JobTrace` per job and
+    ``series["jobs"]`` holds one :class:`~pantheon.metrics.JobRecord` per job and
     ``series["preemption_table"]`` the ``(task, block, preemptions)`` rows.
     """
-    from pantheon.analysis.views import OUTCOME, JobTrace, preemption_table, task_streams
+    from pantheon.analysis.views import preemption_table, task_streams
     from pantheon.online.events import events_path, read_events
 
     path = events_path(log)
     check_run_folder(log, path)
     start: Dict[str, Any] = {}
     end: Optional[Dict[str, Any]] = None
-    # id -> [task, release, deadline, status, exit, acc, rel, resp, preempted, t_fin,
-    #        stream (None: not logged), t_first_dispatch, preempt events, last dispatched block]
-    jobs: Dict[int, List[Any]] = {}
+    # id -> the record's fields as the events fill them in (a JobRecord once the log is read)
+    jobs: Dict[int, Dict[str, Any]] = {}
+    last_block: Dict[int, int] = {}  # id -> the last block dispatched (where a preemption is counted)
     decisions: List[Tuple[int, float]] = []
     be: List[Tuple[str, int]] = []
     be_t: List[Tuple[int, str, int]] = []
@@ -198,31 +70,30 @@ def analyze(log: PathLike, workload: Optional[PathLike] = None) -> Dict[str, Any
         if kind == "dispatch":
             j = jobs.get(ev["job"])
             if j is not None:
-                if j[11] is None:
-                    j[11] = ev["t"]
+                if j["start"] is None:
+                    j["start"] = ev["t"]
                 if "block" in ev:
-                    j[13] = ev["block"]
+                    last_block[ev["job"]] = ev["block"]
         elif kind == "release":
             stream = ev.get("stream")
-            jobs[ev["job"]] = [ev["task"], ev["release"], ev["deadline"], "lost", -1, 0.0, 0.0, 0, False, None,
-                               stream if isinstance(stream, int) else None, None, 0, -1]
+            jobs[ev["job"]] = {"job": ev["job"], "task": ev["task"], "release": ev["release"],
+                               "deadline": ev["deadline"], "stream": stream if isinstance(stream, int) else None,
+                               "start": None, "preemptions": 0}
         elif kind == "exit":
             j = jobs.get(ev["job"])
             if j is not None:
-                j[3] = "met" if ev["met"] else "late"
-                j[4], j[5], j[6], j[7], j[9] = ev["exit"], ev["acc"], ev["rel"], ev["response"], ev["t"]
+                j.update(outcome=MET if ev["met"] else LATE, exit=ev["exit"], accuracy=ev["acc"],
+                         relative_accuracy=ev["rel"] if ev["met"] else 0.0, finish=ev["t"])
         elif kind == "drop":
             j = jobs.get(ev["job"])
             if j is not None:
-                j[3] = "dropped"
-                j[9] = ev["t"]
+                j.update(outcome=DROPPED, finish=ev["t"])
         elif kind == "preempt":
             preemptions += 1
             j = jobs.get(ev["job"])
             if j is not None:
-                j[8] = True
-                j[12] += 1
-                key = (j[0], j[13])
+                j["preemptions"] += 1
+                key = (j["task"], last_block.get(ev["job"], -1))
                 pre_at[key] = pre_at.get(key, 0) + 1
         elif kind == "schedule":
             decisions.append((ev["n"], float(ev["dur"])))
@@ -240,24 +111,20 @@ def analyze(log: PathLike, workload: Optional[PathLike] = None) -> Dict[str, Any
     if not start:
         raise FormatError(f"{path} has no start event: not a pantheon event log")
     tasks = start.get("tasks") if isinstance(start.get("tasks"), dict) else {}
-    logged_streams = any(j[10] is not None for j in jobs.values())
+    logged_streams = any(j["stream"] is not None for j in jobs.values())
     ws = None
     if workload is not None:
         from pantheon.formats import read_workloads
 
         ws = read_workloads(workload)
         check_workload_matches(ws, workload, start, jobs, path)
-    names = {j[0] for j in jobs.values()} | ({w.model_name for w in ws.workload} if ws is not None else set())
+    names = {j["task"] for j in jobs.values()} | ({w.model_name for w in ws.workload} if ws is not None else set())
     by_task = task_streams(tasks, names)
-    records: List[Record] = []
-    traces: List[JobTrace] = []
-    streams: Dict[int, int] = {}
-    for jid, j in sorted(jobs.items()):
-        records.append((jid, j[0], j[1], j[2], j[3], j[4], j[5], j[6], j[7], j[8]))
-        stream = streams[jid] = j[10] if j[10] is not None else by_task[j[0]]
-        done = j[3] in ("met", "late")
-        traces.append(JobTrace(stream, j[0], jid, j[1], j[2], j[11], j[9] if done else None, j[4] if done else None,
-                               j[5] if done else None, OUTCOME[j[3]], j[7] if done else None, j[12]))
+    records: List[JobRecord] = []
+    for _, j in sorted(jobs.items()):
+        if j["stream"] is None:
+            j["stream"] = by_task[j["task"]]
+        records.append(JobRecord(**j))
     lost_unreleased = 0
     if ws is not None:
         seen = set(jobs)
@@ -265,12 +132,11 @@ def analyze(log: PathLike, workload: Optional[PathLike] = None) -> Dict[str, Any
             if i not in seen:
                 lost_unreleased += 1
                 # a log with streams numbers them as the workload ids do
-                stream = streams[i] = int(w.id) if logged_streams else by_task[w.model_name]
-                records.append((i, w.model_name, int(w.release), int(w.deadline), "lost", -1, 0.0, 0.0, 0, False))
-                traces.append(JobTrace(stream, w.model_name, i, int(w.release), int(w.deadline), None, None, None,
-                                       None, "lost", None, 0))
+                stream = int(w.id) if logged_streams else by_task[w.model_name]
+                scale = _time_scale(start)  # on the run's clock, as the logged jobs are
+                records.append(JobRecord(i, w.model_name, stream, int(w.release * scale), int(w.deadline * scale)))
     meta = {k: start.get(k) for k in ("policy", "mode", "device", "app", "run_id", "drop_late") if k in start}
-    summary = summarize(records, decisions, be, preemptions, meta, streams=streams)
+    summary = summarize(records, decisions, be, preemptions, meta, per_stream=True)
     summary["complete"] = end is not None
     if lost_unreleased:
         summary["unreleased"] = lost_unreleased
@@ -285,8 +151,8 @@ def analyze(log: PathLike, workload: Optional[PathLike] = None) -> Dict[str, Any
     summary["preemptions_by_task"] = by_task_pre
     summary["preemptions_per_block"] = per_block
     stream_pre: Dict[str, int] = {}
-    for tr in traces:
-        stream_pre[str(tr.stream)] = stream_pre.get(str(tr.stream), 0) + tr.preemptions
+    for r in records:
+        stream_pre[str(r.stream)] = stream_pre.get(str(r.stream), 0) + r.preemptions
     for key, b in summary["per_stream"].items():
         b["preemptions"] = stream_pre.get(key, 0)
     if calibration:  # measured / profiled latency the scheduler ended up planning with, per task
@@ -299,11 +165,10 @@ def analyze(log: PathLike, workload: Optional[PathLike] = None) -> Dict[str, Any
         except ImportError:
             pass
     series = {
-        "jobs": [(jid, j[0], j[1], j[2], j[3], j[4], j[6], j[7], j[9]) for jid, j in sorted(jobs.items())],
+        "jobs": records,
         "decisions": decisions,
         "telemetry": telemetry,
         "best_effort": be_t,
-        "trace": traces,
         "preemption_table": table,
     }
     return {"summary": summary, "start": start, "series": series, "path": str(path)}
@@ -332,7 +197,13 @@ def check_run_folder(log: PathLike, path: Path) -> None:
         raise ManifestError(f"{path} is not listed in {folder / store.MANIFEST}")
 
 
-def check_workload_matches(ws: Any, workload: PathLike, start: Dict[str, Any], jobs: Dict[int, List[Any]],
+def _time_scale(start: Dict[str, Any]) -> float:
+    """The run's ``--time-scale`` (workload times are multiplied by it on the run's clock)."""
+    scale = start.get("time_scale", 1.0)
+    return float(scale) if isinstance(scale, (int, float)) and scale > 0 else 1.0
+
+
+def check_workload_matches(ws: Any, workload: PathLike, start: Dict[str, Any], jobs: Dict[int, Dict[str, Any]],
                            path: Path) -> None:
     """Refuse a ``--workload`` other than the one the run replayed: job count, ids, tasks, deadlines."""
     from pantheon.errors import WorkloadError
@@ -342,18 +213,18 @@ def check_workload_matches(ws: Any, workload: PathLike, start: Dict[str, Any], j
     if isinstance(declared, int) and declared != n:
         raise WorkloadError(f"--workload {workload} holds {n} jobs but the run {path} replayed {declared}: "
                             f"not the workload of this run")
-    scale = start.get("time_scale", 1.0)
-    scale = float(scale) if isinstance(scale, (int, float)) and scale > 0 else 1.0
+    scale = _time_scale(start)
     for jid, j in jobs.items():
         if not 0 <= jid < n:
             raise WorkloadError(f"--workload {workload} holds {n} jobs but the run {path} released job {jid}: "
                                 f"not the workload of this run")
         w = ws.workload[jid]
         rel_dl = int(w.deadline * scale) - int(w.release * scale)
-        if w.model_name != j[0] or abs((j[2] - j[1]) - rel_dl) > 2:
+        if w.model_name != j["task"] or abs((j["deadline"] - j["release"]) - rel_dl) > 2:
             raise WorkloadError(
                 f"--workload {workload}: its job {jid} is {w.model_name} with a {w.deadline - w.release} us "
-                f"deadline, the run {path} released {j[0]} with {j[2] - j[1]} us: not the workload of this run"
+                f"deadline, the run {path} released {j['task']} with {j['deadline'] - j['release']} us: "
+                f"not the workload of this run"
             )
 
 
@@ -484,7 +355,7 @@ def write_report(log: PathLike, out: Optional[PathLike] = None, workload: Option
     window_us = views.check_window_ms(window_ms)
     data = analyze(log, workload)
     summary = data["summary"]
-    traces = data["series"]["trace"]
+    traces = data["series"]["jobs"]
     windows = views.window_dmr(traces, window_us)  # refuses too many windows before anything is written
     data["windows"] = windows
     summary["dmr_windows"] = views.window_summary(windows, window_us)

@@ -1,7 +1,7 @@
 """Per-job, per-window and per-block views of a run, written as CSV files of its report.
 
 :func:`pantheon.analysis.report.analyze` reads the event log once and builds one
-:class:`JobTrace` per job; this module turns them into the report's tables:
+:class:`~pantheon.metrics.JobRecord` per job; this module turns them into the report's tables:
 
 * ``trace.csv``: one row per job (stream, task, job id, release, absolute deadline,
   first dispatch, finish, exit taken, accuracy, outcome, response time, preemptions
@@ -26,7 +26,7 @@ per task, numbered by the task's index in the ``start`` event.
 Example::
 
     data = analyze("logs/run1")
-    traces = data["series"]["trace"]
+    traces = data["series"]["jobs"]
     write_trace_csv(Path("trace.csv"), traces)
     write_windows_csv(Path("dmr_windows.csv"), window_dmr(traces, 1_000_000))
 """
@@ -41,6 +41,7 @@ from pathlib import Path
 from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
 from pantheon.errors import UsageError
+from pantheon.metrics import MET, JobRecord
 
 DEFAULT_WINDOW_MS = 1000.0
 MAX_WINDOWS = 100_000  # per scope: keeps a tiny --window-ms on a long run from filling memory
@@ -54,38 +55,17 @@ WINDOW_COLUMNS = ("window_start_us", "window_end_us", "scope", "name", "jobs", "
 PREEMPTION_COLUMNS = ("task", "block", "preemptions")
 
 
-@dataclass(frozen=True)
-class JobTrace:
-    """What happened to one job of the run (times in microseconds on the log's clock).
+def trace_row(r: JobRecord) -> List[Any]:
+    """One ``trace.csv`` row of a job (:data:`TRACE_COLUMNS`); empty cells for what it never reached.
 
-    ``outcome``: ``met`` (finished by its deadline), ``missed`` (finished after it),
-    ``dropped`` (the scheduler gave it up), ``lost`` (released but never finished: the run
-    stopped, or never released at all when the report was given the workload).
-    ``start_us`` is its first dispatch, ``finish_us`` the end of its exit; both None when
-    it never got that far. ``exit``/``accuracy``/``response_us`` are None unless it finished.
+    ``outcome``: ``met``, ``missed`` (finished after its deadline), ``dropped``, ``lost``
+    (released but never finished: the run stopped, or never released at all when the report
+    was given the workload). ``exit``/``accuracy``/``finish``/``response`` only for a finished job.
     """
-
-    stream: int
-    task: str
-    job: int
-    release_us: int
-    deadline_us: int
-    start_us: Optional[int]
-    finish_us: Optional[int]
-    exit: Optional[int]
-    accuracy: Optional[float]
-    outcome: str
-    response_us: Optional[int]
-    preemptions: int
-
-    @property
-    def missed(self) -> bool:
-        return self.outcome != "met"
-
-    def row(self) -> List[Any]:
-        return ["" if v is None else v for v in (
-            self.stream, self.task, self.job, self.release_us, self.deadline_us, self.start_us, self.finish_us,
-            self.exit, self.accuracy, self.outcome, self.response_us, self.preemptions)]
+    done = r.finished
+    return ["" if v is None else v for v in (
+        r.stream, r.task, r.job, r.release, r.deadline, r.start, r.finish if done else None,
+        r.exit if done else None, r.accuracy if done else None, OUTCOME[r.outcome], r.response, r.preemptions)]
 
 
 @dataclass(frozen=True)
@@ -138,7 +118,7 @@ def check_window_ms(window_ms: float) -> int:
     return max(1, int(round(w * 1000)))
 
 
-def window_dmr(traces: Sequence[JobTrace], window_us: int) -> List[Window]:
+def window_dmr(traces: Sequence[JobRecord], window_us: int) -> List[Window]:
     """DMR per release-time window for all jobs, each task and each stream (module docstring).
 
     Raises UsageError when the run spans more than :data:`MAX_WINDOWS` windows.
@@ -147,8 +127,8 @@ def window_dmr(traces: Sequence[JobTrace], window_us: int) -> List[Window]:
         raise UsageError(f"the DMR window must be at least 1 us, got {window_us}")
     if not traces:
         return []
-    first = min(t.release_us for t in traces) // window_us
-    last = max(t.release_us for t in traces) // window_us
+    first = min(t.release for t in traces) // window_us
+    last = max(t.release for t in traces) // window_us
     count = last - first + 1
     if count > MAX_WINDOWS:
         raise UsageError(f"--window-ms {window_us / 1000:g} cuts this run into {count} windows (at most "
@@ -169,11 +149,11 @@ def window_dmr(traces: Sequence[JobTrace], window_us: int) -> List[Window]:
     for stream in sorted({t.stream for t in traces}):
         bucket("stream", str(stream))
     for t in traces:
-        k = t.release_us // window_us - first
+        k = t.release // window_us - first
         for key in (("all", ""), ("task", t.task), ("stream", str(t.stream))):
             jobs, missed = groups[key]
             jobs[k] += 1
-            if t.missed:
+            if t.outcome != MET:
                 missed[k] += 1
     out = []
     for scope, name, jobs, missed in scopes:
@@ -210,10 +190,10 @@ def _csv_text(columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
     return buf.getvalue()
 
 
-def write_trace_csv(path: Path, traces: Sequence[JobTrace]) -> None:
+def write_trace_csv(path: Path, traces: Sequence[JobRecord]) -> None:
     """``trace.csv``: :data:`TRACE_COLUMNS`, one row per job, by stream then release time."""
-    rows = sorted(traces, key=lambda t: (t.stream, t.release_us, t.job))
-    path.write_text(_csv_text(TRACE_COLUMNS, (t.row() for t in rows)))
+    rows = sorted(traces, key=lambda t: (t.stream, t.release, t.job))
+    path.write_text(_csv_text(TRACE_COLUMNS, (trace_row(t) for t in rows)))
 
 
 def write_windows_csv(path: Path, windows: Sequence[Window]) -> None:

@@ -30,8 +30,8 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
-from pantheon.analysis.report import percentile
 from pantheon.bench.paper import PAPER_FULL_US, PAPER_ORIGINAL_ACC, modelled_accuracy
+from pantheon.metrics import percentile
 from pantheon.online.repository import Repository
 from pantheon.online.scheduler import POLICIES, QUEUED, Job, Scheduler, TaskProfile, reference_refresh
 
@@ -222,15 +222,21 @@ def measure_task(name: str, repeat: int = 7, warmup: int = 2) -> Dict[str, Any]:
 
 def zoo_profiles(tasks: Sequence[str], cache: Optional[Path] = None, remeasure: bool = False,
                  progress: Optional[Callable[[str], None]] = None) -> Dict[str, Dict[str, Any]]:
-    """:func:`measure_task` for every task, cached in ``cache`` (JSON) between runs."""
+    """:func:`measure_task` for every task, cached in ``cache`` (JSON) between runs.
+
+    A cached entry is reused only for the same torch and the task's current backbone and
+    input dims (a zoo change re-measures that task)."""
     import torch
+
+    from pantheon.zoo import get_task
 
     data: Dict[str, Any] = {}
     if cache is not None and cache.is_file() and not remeasure:
         data = json.loads(cache.read_text())
     key = f"torch {torch.__version__}, 1 thread, round-robin"
     for name in tasks:
-        if data.get("tasks", {}).get(name, {}).get("key") == key:
+        cached, zt = data.get("tasks", {}).get(name, {}), get_task(name)
+        if cached.get("key") == key and (cached.get("arch"), cached.get("dims")) == (zt.arch, [1, *zt.input_shape]):
             continue
         if progress:
             progress(name)
@@ -267,7 +273,7 @@ def paper_profiles(measured: Dict[str, Dict[str, Any]], max_delta: Dict[str, flo
         from pantheon.errors import InfeasibleError
         from pantheon.offline import plan as pl
 
-        profs = [pl.TaskProfile(n, np.array(q["block_us"]) / 1000, np.array(q["exit_us"]) / 1000,
+        profs = [pl.ExitProfile(n, np.array(q["block_us"]) / 1000, np.array(q["exit_us"]) / 1000,
                                 np.array(q["block_mb"]), np.array(q["exit_mb"]), np.array(q["acc"]),
                                 max_delta_accuracy=max_delta.get(n, 0.01)) for n, q in out.items()]
         try:
@@ -494,7 +500,7 @@ def dispatch_overhead(chunks: int = 8, jobs: int = 200, channels: int = 16, hw: 
                     th.start()
                     th.join()
                     for _ in range(batch):
-                        rt.submit("chain", x, deadline_us=60_000_000).result(60)
+                        rt.submit("chain", x, relative_deadline_us=60_000_000).result(60)
         finally:
             torch.set_num_threads(threads)
         first: Dict[int, int] = {}
@@ -560,16 +566,16 @@ def preemption_wait(block_depths: Sequence[int] = (1, 2, 4, 8), urgent_jobs: int
                 xl = torch.randn(1, 3, hw, hw, device=device)
                 xu = torch.randn(1, 3, 8, 8, device=device)
                 chunk = max(rt.repo.tasks["long"].blocks)
-                pending = [rt.submit("long", xl, deadline_us=600_000_000) for _ in range(2)]
+                pending = [rt.submit("long", xl, relative_deadline_us=600_000_000) for _ in range(2)]
                 futs = []
                 for _ in range(urgent_jobs):
                     if futs:  # one urgent job at a time: its wait is the long task's chunk, not a queue of urgents
                         futs[-1].result(60)
                     time.sleep(rng.uniform(0.5, 3.0) * chunk / 1e6)
-                    futs.append(rt.submit("urgent", xu, deadline_us=300_000_000))
+                    futs.append(rt.submit("urgent", xu, relative_deadline_us=300_000_000))
                     pending = [f for f in pending if not f.done()]
                     while len(pending) < 2:  # keep the long task busy
-                        pending.append(rt.submit("long", xl, deadline_us=600_000_000))
+                        pending.append(rt.submit("long", xl, relative_deadline_us=600_000_000))
                 for f in futs + pending:
                     f.result(120)
             release: Dict[int, int] = {}

@@ -28,6 +28,10 @@ from pantheon.errors import FormatError, UsageError
 
 ENV_APPS = "PANTHEON_APPS"
 
+#: The reference artifact's application names -> ours (``load_app("indoor_smart_traffic")``
+#: reads ``traffic.yaml``); a file of the reference name found first still wins.
+ALIASES = {"indoor_smart_traffic": "traffic"}
+
 
 @dataclass
 class TaskLimits:
@@ -93,11 +97,13 @@ def resolve_app_path(name_or_path: Union[str, Path]) -> Path:
         if not p.is_file():
             raise UsageError(f"application file {p} does not exist")
         return p
-    for d in app_search_dirs():
-        for ext in (".yaml", ".yml"):
-            cand = d / f"{name_or_path}{ext}"
-            if cand.is_file():
-                return cand
+    names = [str(name_or_path)] + ([ALIASES[str(name_or_path)]] if str(name_or_path) in ALIASES else [])
+    for name in names:
+        for d in app_search_dirs():
+            for ext in (".yaml", ".yml"):
+                cand = d / f"{name}{ext}"
+                if cand.is_file():
+                    return cand
     from pantheon.formats.store import Store
 
     cand = Store().app_dir(str(name_or_path)) / "app.yaml"

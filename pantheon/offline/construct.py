@@ -1,6 +1,6 @@
 """Slice a pretrained model, add early exits and train them (``pantheon construct``).
 
-The seed's ``offline/construct.py`` (appendix Table 2), re-done as a library call:
+The reference artifact's construct step (its options and defaults), re-done as a library call:
 
 1. load the task's model with the ``--pretrain`` weights (digits: the store's
    ``pretrained/<task>/weights.pt``);

@@ -18,7 +18,9 @@ ids are CONTRIBUTING.md's (exit ``j`` follows block ``j``).
                         from :func:`pantheon.platform.jetson.board_facts`, CUDA stream
                         priorities ``rt_stream_priority``/``be_stream_priority``...)
 ``release``             ``job``, ``task``, ``release`` (scheduled release, us),
-                        ``deadline`` (absolute, us)
+                        ``deadline`` (absolute, us), ``stream`` (the workload ``id``:
+                        the job's stream in the app; -1 for jobs submitted through the
+                        Python API)
 ``schedule``            ``job`` (the arrival that triggered it), ``n`` (queue length the
                         decision worked on), ``dur`` (decision time, us, 0.1 precision;
                         0 in the simulator unless measured), ``down`` (exit downgrades),
@@ -55,7 +57,7 @@ Example::
 
     log = EventLog("run/events.jsonl")
     log.start(policy="pantheon", mode="live", tasks={...})
-    log.release(t, job=0, task="a", release=0, deadline=20000)
+    log.release(t, job=0, task="a", release=0, deadline=20000, stream=0)
     log.close(summary={"jobs": 1, "dmr": 0.0})
     for ev in read_events("run/events.jsonl"): ...
 """
@@ -172,9 +174,9 @@ class EventLog:
     def start(self, t: int = 0, **fields: Any) -> None:
         self.event("start", t, **fields)
 
-    def release(self, t: int, job: int, task: str, release: int, deadline: int) -> None:
+    def release(self, t: int, job: int, task: str, release: int, deadline: int, stream: int = -1) -> None:
         self._put(f'{{"t":{t},"ev":"release","job":{job},"task":{self._task(task)},'
-                  f'"release":{release},"deadline":{deadline}}}\n')
+                  f'"release":{release},"deadline":{deadline},"stream":{int(stream)}}}\n')
 
     def schedule(self, t: int, job: int, n: int, dur: float, down: int, drop: int) -> None:
         self._put(f'{{"t":{t},"ev":"schedule","job":{job},"n":{n},"dur":{dur:.1f},"down":{down},"drop":{drop}}}\n')
@@ -257,7 +259,7 @@ class NullLog(EventLog):
     def event(self, ev: str, t: int, **fields: Any) -> None:
         pass
 
-    def release(self, t: int, job: int, task: str, release: int, deadline: int) -> None:
+    def release(self, t: int, job: int, task: str, release: int, deadline: int, stream: int = -1) -> None:
         pass
 
     def schedule(self, t: int, job: int, n: int, dur: float, down: int, drop: int) -> None:

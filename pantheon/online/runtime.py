@@ -38,7 +38,7 @@ cannot meet its deadline even alone at its smallest exit is reported ``starved``
 Example::
 
     with Runtime("pantheon-data/apps/digits/repository", device="cpu", log="run1") as rt:
-        fut = rt.submit("digits_resnet18", torch.randn(1, 3, 32, 32), deadline_us=20_000)
+        fut = rt.submit("digits_resnet18", torch.randn(1, 3, 32, 32), relative_deadline_us=20_000)
         res = fut.result()        # JobResult(task=..., exit=..., met=True, output=tensor)
     # or replay a workload file:
     summary = run("repo", "workload.bin", "logs/run1", policy="pantheon", device="cpu")
@@ -63,6 +63,8 @@ from pathlib import Path
 from typing import Any, Callable, Deque, Dict, List, Optional, Sequence, Tuple, Union
 
 from pantheon.errors import PantheonError, RuntimeFault, UsageError
+from pantheon.metrics import DROPPED as DROPPED_JOB
+from pantheon.metrics import LATE, MET, JobRecord, summarize
 from pantheon.online.events import Clock, EventLog, events_path
 from pantheon.online.memory import MemoryManager
 from pantheon.online.repository import (
@@ -91,23 +93,26 @@ PROBE_BLOCKS = 8  # ...each of this many null blocks plus an exit
 TELEMETRY = ("off",) + tm.BACKENDS
 
 
-@dataclass
+@dataclass(frozen=True)
 class JobResult:
-    """What a submitted job's future resolves to."""
+    """What a submitted job's future resolves to: its :class:`~pantheon.metrics.JobRecord`, the
+    exit's output (None when dropped) and why it was dropped."""
 
-    job: int
-    task: str
-    met: bool
-    dropped: bool
-    exit: Optional[int] = None  # exit block id
-    accuracy: float = 0.0
-    relative_accuracy: float = 0.0
-    release_us: int = 0
-    deadline_us: int = 0
-    finish_us: Optional[int] = None
-    response_us: Optional[int] = None
+    record: JobRecord
     output: Any = None
     reason: str = ""
+
+    job = property(lambda self: self.record.job)
+    task = property(lambda self: self.record.task)
+    met = property(lambda self: self.record.outcome == MET)
+    dropped = property(lambda self: self.record.outcome == DROPPED_JOB)
+    exit = property(lambda self: self.record.exit if self.record.finished else None)
+    accuracy = property(lambda self: self.record.accuracy)
+    relative_accuracy = property(lambda self: self.record.relative_accuracy)
+    release_us = property(lambda self: self.record.release)
+    deadline_us = property(lambda self: self.record.deadline)
+    finish_us = property(lambda self: self.record.finish if self.record.finished else None)
+    response_us = property(lambda self: self.record.response)
 
 
 def check_runtime_options(max_inflight: int, dispatch_overhead_us: Optional[float] = None,
@@ -470,8 +475,10 @@ class Runtime:
         self._stopped = False
         self._ids = itertools.count()
         self._futures: Dict[int, Future] = {}
-        self._records: Dict[int, Tuple[Any, ...]] = {}
-        self._preempted: set = set()
+        self._records: Dict[int, JobRecord] = {}
+        self._preempted: Dict[int, int] = {}  # job -> times displaced from the head after it started
+        self._started_at: Dict[int, int] = {}  # job -> its first dispatch
+        self._streams: Dict[int, int] = {}  # job -> its workload stream (-1: submitted through the API)
         self._preemptions = 0
         self._decisions: List[Tuple[int, float]] = []
         self._be_done: List[Tuple[str, int]] = []
@@ -656,13 +663,14 @@ class Runtime:
 
     # -- admission ------------------------------------------------------------------------
 
-    def submit(self, task: str, tensor: Any, deadline_us: int, *, release_us: Optional[int] = None) -> Future:
+    def submit(self, task: str, tensor: Any, relative_deadline_us: int, *, release_us: Optional[int] = None) -> Future:
         """Queue one inference of ``task`` on ``tensor`` (shape = the task's dims, batch 1).
 
         Args:
             task: a task of the repository.
             tensor: the input.
-            deadline_us: relative deadline in microseconds from now (or from ``release_us``).
+            relative_deadline_us: the deadline in microseconds after the release (now, or ``release_us``);
+                the job's record and the log carry the absolute one.
             release_us: release time on the runtime clock (default: now).
 
         Returns:
@@ -675,8 +683,8 @@ class Runtime:
         shape = list(getattr(tensor, "shape", []))
         if shape != t.dims:
             raise UsageError(f"input shape mismatch: task {task} takes {t.dims}, got {shape}")
-        if deadline_us <= 0:
-            raise UsageError(f"deadline must be positive (us from release), got {deadline_us}")
+        if relative_deadline_us <= 0:
+            raise UsageError(f"deadline must be positive (us from release), got {relative_deadline_us}")
         if str(getattr(tensor, "device", "cpu")) != str(self._inputs[task].device):
             tensor = tensor.to(self._inputs[task].device)
         if isinstance(self.executor, CudaExecutor):  # made on the caller's stream, read on the real-time one
@@ -684,19 +692,21 @@ class Runtime:
             tensor.record_stream(self.executor.rt)
         rel = self.clock.now() if release_us is None else int(release_us)
         fut: Future = Future()
-        self._admit(next(self._ids), task, rel, rel + int(deadline_us), tensor, fut)
+        self._admit(next(self._ids), task, rel, rel + int(relative_deadline_us), tensor, fut)
         return fut
 
-    def _admit(self, jid: int, task: str, release: int, deadline: int, tensor: Any, fut: Optional[Future]) -> None:
+    def _admit(self, jid: int, task: str, release: int, deadline: int, tensor: Any, fut: Optional[Future],
+               stream: int = -1) -> None:
         log = self.log
         job = Job(jid, self.repo.tasks[task], release, deadline)
+        self._streams[jid] = stream
         self.memory.store(jid, tensor)
         if fut is not None:
             self._futures[jid] = fut
         with self._all_done:
             self._outstanding += 1
         now = self.clock.now()
-        log.release(now, jid, task, release, deadline)  # type: ignore[union-attr]
+        log.release(now, jid, task, release, deadline, stream=stream)  # type: ignore[union-attr]
         with self._cv:
             self._rt_idle.clear()
             t0 = time.perf_counter_ns()
@@ -716,12 +726,17 @@ class Runtime:
                 self._after_drop(job, now)
             self.memory.release(job.id)
             self.log.drop(now, job.id, job.task.name, reason, job.started)  # type: ignore[union-attr]
-            self._finish(job, JobResult(job.id, job.task.name, met=False, dropped=True, release_us=job.release,
-                                        deadline_us=job.deadline, reason=reason),
-                         ("dropped", -1, 0.0, 0.0, 0))
+            self._finish(job, JobResult(self._record(job, outcome=DROPPED_JOB, finish=now), reason=reason))
 
-    def _finish(self, job: Job, result: JobResult, outcome: Tuple[Any, ...]) -> None:
-        self._records[job.id] = (job.task.name, job.release, job.deadline) + outcome
+    def _record(self, job: Job, **outcome: Any) -> JobRecord:
+        return JobRecord(job.id, job.task.name, self._stream_of(job), job.release, job.deadline,
+                         start=self._started_at.get(job.id), preemptions=self._preempted.get(job.id, 0), **outcome)
+
+    def _stream_of(self, job: Job) -> int:
+        return self._streams.get(job.id, -1)
+
+    def _finish(self, job: Job, result: JobResult) -> None:
+        self._records[job.id] = result.record
         fut = self._futures.pop(job.id, None)
         if fut is not None:
             fut.set_result(result)
@@ -766,8 +781,9 @@ class Runtime:
                 t = clock.now()
                 if pre is not None:
                     self._preemptions += 1
-                    self._preempted.add(pre.id)
+                    self._preempted[pre.id] = self._preempted.get(pre.id, 0) + 1
                     log.preempt(t, pre.id, job.id)  # type: ignore[union-attr]
+                self._started_at.setdefault(job.id, t)
                 done = self._launch(act, x, t, log, mem, ex, chunks)
                 del x
                 self._completed(done)
@@ -809,10 +825,9 @@ class Runtime:
             met = t_end <= job.deadline
             acc, rel, eb = tp.exit_acc[idx], tp.rel_acc[idx], tp.exit_blocks[idx]
             log.exit(t_end, job.id, tp.name, eb, acc, rel, resp, met)  # type: ignore[union-attr]
-            self._finish(job, JobResult(job.id, tp.name, met=met, dropped=False, exit=eb, accuracy=acc,
-                                        relative_accuracy=rel, release_us=job.release, deadline_us=job.deadline,
-                                        finish_us=t_end, response_us=resp, output=out),
-                         ("met" if met else "late", eb, acc, rel if met else 0.0, resp))
+            record = self._record(job, outcome=MET if met else LATE, exit=eb, accuracy=acc,
+                                  relative_accuracy=rel if met else 0.0, finish=t_end)
+            self._finish(job, JobResult(record, output=out))
         if done and not self.executor.pending():
             self.sched.idle(done[-1][2])
 
@@ -939,7 +954,8 @@ class Runtime:
                 _sleep_until(clock, rel, lambda: self._closing, self._spin_us)
                 if self._closing:
                     break
-                self._admit(s.index, s.task, rel, origin + int(s.deadline * time_scale), self._inputs[s.task], None)
+                self._admit(s.index, s.task, rel, origin + int(s.deadline * time_scale), self._inputs[s.task], None,
+                            stream=s.stream)
             replay_done.set()
 
         self._spawn(replay, "pantheon-release")
@@ -1012,12 +1028,7 @@ class Runtime:
         return self.summary
 
     def _summary(self) -> Dict[str, Any]:
-        from pantheon.analysis.report import summarize
-
-        records = []
-        for jid, r in sorted(self._records.items()):
-            task, rel, dl, status, eb, acc, rel_acc, resp = r
-            records.append((jid, task, rel, dl, status, eb, acc, rel_acc, resp, jid in self._preempted))
+        records = [r for _, r in sorted(self._records.items())]
         meta = {"mode": "live", "policy": self.policy, "device": self.device, "app": self.repo.app,
                 "run_id": self.run_id, "drop_late": self.drop_late}
         s = summarize(records, self._decisions, self._be_done, self._preemptions, meta)

@@ -40,9 +40,10 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence
 
-from pantheon.analysis.report import summarize
 from pantheon.errors import ArtifactError, UsageError
 from pantheon.formats import Workloads
+from pantheon.metrics import DROPPED as DROPPED_JOB
+from pantheon.metrics import LATE, MET, JobRecord, summarize
 from pantheon.online.events import EventLog, NullLog
 from pantheon.online.repository import Repository
 from pantheon.online.scheduler import BLOCK, Job, Scheduler, check_policy
@@ -81,7 +82,7 @@ def simulate(
         pipelined: model an ideal overlap of launch and execution (see above; default False).
 
     Returns:
-        The summary (:func:`pantheon.analysis.report.summarize`), with ``dmr`` and
+        The summary (:func:`pantheon.metrics.summarize`), with ``dmr`` and
         ``relative_accuracy`` as fractions, plus ``sim_wall_s`` and ``jobs_per_s``.
     """
     check_policy(policy)
@@ -145,9 +146,11 @@ def _run(sched: Scheduler, repo: Repository, specs: Sequence[JobSpec], log: Even
     n = len(specs)
     rel = [s.release for s in specs]
     size = max(s.index for s in specs) + 1 if specs else 0
-    # per-job outcome (by job id): (status, exit_block, acc, rel_acc, response)
-    out: List[Any] = [None] * size
-    preempted = [False] * size
+    out: List[Optional[JobRecord]] = [None] * size  # by job id, once it finished or was dropped
+    preempted = [0] * size
+    stream = [-1] * size  # by job id: its workload stream
+    for s in specs:
+        stream[s.index] = s.stream
     decisions: List[Any] = []
     dec_append = decisions.append
     arrive = sched.arrive
@@ -178,7 +181,7 @@ def _run(sched: Scheduler, repo: Repository, specs: Sequence[JobSpec], log: Even
         jid = s.index
         job = Job(jid, tasks[s.task], s.release, s.deadline)
         if logging:
-            log.release(now, jid, s.task, s.release, s.deadline)
+            log.release(now, jid, s.task, s.release, s.deadline, stream=s.stream)
         t0 = perf()
         qlen = arrive(job, now)
         dur = (perf() - t0) / 1000.0
@@ -188,7 +191,8 @@ def _run(sched: Scheduler, repo: Repository, specs: Sequence[JobSpec], log: Even
             log.schedule(now, jid, qlen, dur, sched.downgrades, len(dropped))
         if dropped:
             for d in dropped:
-                out[d.id] = ("dropped", -1, 0.0, 0.0, 0)
+                out[d.id] = JobRecord(d.id, d.task.name, stream[d.id], d.release, d.deadline, DROPPED_JOB,
+                                      finish=now, preemptions=preempted[d.id])
                 if logging:
                     log.drop(now, d.id, d.task.name, dropped_reason, d.started)
         return sched.downgrades
@@ -200,7 +204,8 @@ def _run(sched: Scheduler, repo: Repository, specs: Sequence[JobSpec], log: Even
         act = next_action(t)
         if sched.dropped:
             for d in sched.dropped:
-                out[d.id] = ("dropped", -1, 0.0, 0.0, 0)
+                out[d.id] = JobRecord(d.id, d.task.name, stream[d.id], d.release, d.deadline, DROPPED_JOB,
+                                      finish=t, preemptions=preempted[d.id])
                 if logging:
                     log.drop(t, d.id, d.task.name, "late", d.started)
         if act is None:
@@ -211,7 +216,7 @@ def _run(sched: Scheduler, repo: Repository, specs: Sequence[JobSpec], log: Even
         kind, job, idx, lat, pre = act
         if pre is not None:
             preemptions += 1
-            preempted[pre.id] = True
+            preempted[pre.id] += 1
             if logging:
                 log.preempt(t, pre.id, job.id)
         if pipelined and t == prev_end:
@@ -243,15 +248,12 @@ def _run(sched: Scheduler, repo: Repository, specs: Sequence[JobSpec], log: Even
             met = t <= job.deadline
             acc = tp.exit_acc[idx]
             r = tp.rel_acc[idx]
-            out[job.id] = ("met" if met else "late", tp.exit_blocks[idx], acc, r, resp)
+            out[job.id] = JobRecord(job.id, tp.name, stream[job.id], job.release, job.deadline,
+                                    MET if met else LATE, tp.exit_blocks[idx], acc, r if met else 0.0,
+                                    finish=t, preemptions=preempted[job.id])
             if logging:
                 log.exit(t, job.id, tp.name, tp.exit_blocks[idx], acc, r, resp, met)
-    records = []
-    for s in specs:
-        k = s.index
-        o = out[k] or ("lost", -1, 0.0, 0.0, 0)
-        records.append((k, s.task, s.release, s.deadline, o[0], o[1], o[2], o[3] if o[0] == "met" else 0.0, o[4],
-                        preempted[k]))
+    records = [out[s.index] or JobRecord(s.index, s.task, s.stream, s.release, s.deadline) for s in specs]
     return records, decisions, preemptions, downgrades, t
 
 

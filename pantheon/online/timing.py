@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, List, Optional, Sequence
 
-from pantheon.analysis.report import percentile
+from pantheon.metrics import percentile
 
 
 @dataclass

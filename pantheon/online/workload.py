@@ -15,14 +15,23 @@ Generation, per stream (as the reference generator does):
   repository (``--repo``), for machine-dependent demos.
 * ``load_factor`` divides every period (2.0 = twice the arrival rate).
 
-Jobs are sorted by release; ``id`` is the task's index in the app's task list and
-``shape`` the input dims (from the stream, else the repository).
+Jobs are sorted by release; ``id`` is the index of the job's stream in the app's stream
+list (the reference numbers its workload entries the same way: the traffic app's four
+cameras are ids 0..3, whatever their tasks) and ``shape`` the input dims (from the stream,
+else the repository). Readers map a job to its task by ``model_name``, never by ``id``.
+
+Validation (:func:`validate`, before anything runs) checks every job against the
+repository (task, deadline, input shape) and its stream id against the app's streams: an
+id must be ``0 <= id < number of streams``, and, when the app is given explicitly, name a
+stream of the job's task. The app is the one given (``pantheon workload --show F --spec
+APP``) or else the repository's own app when its file resolves by name and plans the same
+tasks (:func:`repository_app`).
 
 Example::
 
     ws = generate(load_app("digits"), repo=read_repository(dir), seed=0)
     write_workloads("workload.bin", ws)
-    show(ws, repo)   # {"jobs": 600, "per_task": {...}, "span_us": ..., "load": 0.72}
+    show(ws, repo)   # {"jobs": 600, "per_task": {...}, "per_stream": [...], "span_us": ..., "load": 0.72}
 """
 
 from __future__ import annotations
@@ -33,9 +42,9 @@ from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from pantheon.errors import UsageError, WorkloadError
+from pantheon.errors import PantheonError, UsageError, WorkloadError
 from pantheon.formats import Workloads
-from pantheon.formats.app import App, Stream
+from pantheon.formats.app import App, Stream, load_app
 
 if TYPE_CHECKING:
     from pantheon.online.repository import Repository
@@ -49,18 +58,19 @@ _HARD_SPAN_US = float(2 ** 53)
 
 
 class JobSpec:
-    """One job of a workload, validated against a repository."""
+    """One job of a workload, validated against a repository; ``stream`` is its workload ``id``."""
 
-    __slots__ = ("index", "task", "release", "deadline")
+    __slots__ = ("index", "task", "release", "deadline", "stream")
 
-    def __init__(self, index: int, task: str, release: int, deadline: int) -> None:
+    def __init__(self, index: int, task: str, release: int, deadline: int, stream: int = 0) -> None:
         self.index = index
         self.task = task
         self.release = release
         self.deadline = deadline
+        self.stream = stream
 
     def __repr__(self) -> str:
-        return f"JobSpec({self.index}, {self.task!r}, {self.release}, {self.deadline})"
+        return f"JobSpec({self.index}, {self.task!r}, {self.release}, {self.deadline}, stream={self.stream})"
 
 
 def _resolve(s: Stream, repo: Optional[Repository], what: str) -> float:
@@ -135,7 +145,6 @@ def generate(app: App, repo: Optional[Repository] = None, seed: Optional[int] = 
     max_span_us = min(float(max_span_s) * 1e6, _HARD_SPAN_US)
     rng = np.random.default_rng(app.seed if seed is None else seed)
     end_default = float(duration_s if duration_s is not None else app.duration_s) * 1e6
-    task_ids = {name: i for i, name in enumerate(app.tasks)}
     jitter = int(round(app.jitter_us))
     plans = []
     total = 0
@@ -178,13 +187,13 @@ def generate(app: App, repo: Optional[Repository] = None, seed: Optional[int] = 
         )
     rows.sort(key=lambda r: (r[0], r[1]))
     msg = Workloads()
-    for rel, _si, dl, task, shape in rows:
+    for rel, si, dl, task, shape in rows:
         w = msg.workload.add()
         w.model_name = task
         w.release = rel
         w.deadline = dl
         w.shape[:] = shape
-        w.id = task_ids.get(task, 0)
+        w.id = si  # the stream's index in the app, as the reference numbers its streams
     return msg
 
 
@@ -209,12 +218,60 @@ def _releases(s: Stream, period: float, end: float, jitter: int, rng: np.random.
         k += 1
 
 
-def validate(ws: Workloads, repo: Repository, where: str = "workload") -> List[JobSpec]:
+def repository_app(repo: Repository) -> Optional[App]:
+    """The app ``repo`` was planned for, when its file resolves by name and plans the same tasks.
+
+    The repository records its app's name (``plan.json``); the app file gives the streams
+    that number a workload's ids. None when the name does not resolve, the file does not
+    load, it defines no streams, or its tasks are not exactly the repository's (a
+    different app of the same name): stream ids are then only checked to be >= 0.
+    """
+    name = repo.app
+    if not name:
+        return None
+    try:
+        app = load_app(name)
+    except PantheonError:
+        return None
+    if not app.streams or set(app.tasks) != set(repo.tasks):
+        return None
+    return app
+
+
+def check_stream_ids(ws: Workloads, app: Optional[App], where: str = "workload", *, match_tasks: bool = True) -> None:
+    """Refuse a job whose stream id is negative or not a stream of ``app``.
+
+    With ``app``: ``id`` must lie in ``0 .. len(app.streams) - 1`` and, with
+    ``match_tasks``, that stream must be of the job's task (a file generated from another
+    app, or with the streams in another order, is refused at its first such job).
+
+    Raises:
+        WorkloadError: naming the job, its task, its id and the valid range.
+    """
+    n = len(app.streams) if app is not None else None
+    for i, w in enumerate(ws.workload):
+        sid = int(w.id)
+        if sid < 0 or (n is not None and sid >= n):
+            valid = f"app {app.name} has {n} streams, ids 0..{n - 1}" if app is not None else "ids are >= 0"
+            raise WorkloadError(f"{where}: job {i} ({w.model_name}) has stream id {sid}, out of range ({valid}); "
+                                f"generate the workload from this app with `pantheon workload --spec`")
+        if app is not None and match_tasks and app.streams[sid].task != w.model_name:
+            raise WorkloadError(f"{where}: job {i} names task {w.model_name!r} but its stream id {sid} is a stream "
+                                f"of {app.streams[sid].task!r} in app {app.name} (streams in another order, or "
+                                f"another app's workload)")
+
+
+def validate(ws: Workloads, repo: Repository, where: str = "workload", app: Optional[App] = None) -> List[JobSpec]:
     """Check every job against ``repo`` before anything runs; return them sorted by release.
+
+    Stream ids are checked against ``app`` (range and task), else against the
+    repository's own app (:func:`repository_app`; range only, as an app file may have
+    been edited since), else only to be non-negative.
 
     Raises:
         WorkloadError: no jobs, a task missing from the repository, a deadline not after
-            its release, or an input shape that differs from the task's dims.
+            its release, an input shape that differs from the task's dims, or a stream id
+            out of range.
     """
     if not ws.workload:
         raise WorkloadError(f"{where} holds no jobs")
@@ -236,7 +293,11 @@ def validate(ws: Workloads, repo: Repository, where: str = "workload") -> List[J
         if len(shape) and list(shape) != t.dims:
             raise WorkloadError(f"{where}: job {i} ({name}) has input shape {list(shape)}, "
                                 f"but the repository's model takes {t.dims} (input shape mismatch)")
-        out.append(JobSpec(i, name, rel, dl))
+        out.append(JobSpec(i, name, rel, dl, int(w.id)))
+    if app is not None:
+        check_stream_ids(ws, app, where)
+    else:
+        check_stream_ids(ws, repository_app(repo), where, match_tasks=False)
     out.sort(key=lambda j: (j.release, j.index))
     return out
 
@@ -266,12 +327,34 @@ def apply_timing(repo: Repository, jobs: Sequence[JobSpec]) -> None:
         t.rel_deadline_us = dl
 
 
-def show(ws: Workloads, repo: Optional[Repository] = None) -> Dict[str, Any]:
-    """Summary of a workload: job count, jobs per task, span, and load (with a repository).
+def stream_rows(ws: Workloads) -> List[Dict[str, Any]]:
+    """One row per stream (workload ``id``) and task, in id order.
 
-    ``span_us`` runs from the first release to the last deadline; ``load`` is the sum over
-    jobs of the task's full-model latency divided by the span (1.0 = the device is busy
-    all the time running original models).
+    ``period_us`` is the mean gap between the stream's releases (None with one job),
+    ``deadline_us`` the median relative deadline, ``start_us``/``end_us`` its first and
+    last release. A file that gives several tasks one id (written without stream ids)
+    gets one row per task of that id.
+    """
+    by: Dict[Tuple[int, str], List[Tuple[int, int]]] = {}
+    for w in ws.workload:
+        by.setdefault((int(w.id), w.model_name), []).append((int(w.release), int(w.deadline)))
+    rows: List[Dict[str, Any]] = []
+    for (sid, task), jobs in sorted(by.items()):
+        rel = sorted(r for r, _ in jobs)
+        period = round((rel[-1] - rel[0]) / (len(rel) - 1), 1) if len(rel) > 1 else None
+        rows.append({"stream": sid, "task": task, "jobs": len(jobs), "period_us": period,
+                     "deadline_us": float(statistics.median(d - r for r, d in jobs)),
+                     "start_us": rel[0], "end_us": rel[-1]})
+    return rows
+
+
+def show(ws: Workloads, repo: Optional[Repository] = None) -> Dict[str, Any]:
+    """Summary of a workload: job count, jobs per task and per stream, span, and load.
+
+    ``per_stream`` is :func:`stream_rows`. ``span_us`` runs from the first release to the
+    last deadline; ``load`` (with a repository) is the sum over jobs of the task's
+    full-model latency divided by the span (1.0 = the device is busy all the time running
+    original models).
     """
     if not ws.workload:
         raise WorkloadError("the workload holds no jobs")
@@ -284,6 +367,7 @@ def show(ws: Workloads, repo: Optional[Repository] = None) -> Dict[str, Any]:
     out: Dict[str, Any] = {
         "jobs": len(ws.workload),
         "per_task": dict(sorted(per.items())),
+        "per_stream": stream_rows(ws),
         "span_us": int(span),
         "first_release_us": int(first),
         "last_deadline_us": int(last),
@@ -299,22 +383,38 @@ def show(ws: Workloads, repo: Optional[Repository] = None) -> Dict[str, Any]:
 def workload_command(spec: Optional[str], out: Optional[Any], show_path: Optional[Any], repo_dir: Optional[Any],
                      seed: Optional[int], duration: Optional[float], load_factor: float, force: bool,
                      as_json: bool, max_jobs: int = MAX_JOBS, max_span_s: float = MAX_SPAN_S) -> Dict[str, Any]:
-    """``pantheon workload``: generate (``--spec``) or describe (``--show``) a workload file."""
+    """``pantheon workload``: generate (``--spec``) or describe (``--show``) a workload file.
+
+    ``--show`` with ``--repo`` validates the file against the repository (tasks, input
+    shapes, deadlines) and with ``--spec`` checks its stream ids against the app's streams.
+    """
     import json
     from pathlib import Path
 
     from pantheon import console
     from pantheon.formats import read_workloads, store, write_workloads
-    from pantheon.formats.app import load_app
     from pantheon.online.repository import read_repository
 
-    if (spec is None) == (show_path is None):
-        raise UsageError("pass exactly one of --spec (generate) or --show FILE.bin (describe)")
+    if spec is None and show_path is None:
+        raise UsageError("pass --spec APP (generate) or --show FILE.bin (describe; with --spec APP, check its "
+                         "stream ids against the app)")
     check_options(seed, duration, load_factor, max_jobs, max_span_s)
     repo = read_repository(repo_dir) if repo_dir is not None else None
     if show_path is not None:
-        info = show(read_workloads(show_path), repo)
+        if out is not None:
+            raise UsageError("--show describes a file and writes nothing: drop --out")
+        ws = read_workloads(show_path)
+        shown_app = load_app(spec) if spec is not None else None
+        if shown_app is not None and not shown_app.streams:
+            raise UsageError(f"--spec {spec} defines no workload streams to check {show_path} against")
+        if repo is not None:
+            validate(ws, repo, where=str(show_path), app=shown_app)
+        elif shown_app is not None:
+            check_stream_ids(ws, shown_app, str(show_path))
+        info = show(ws, repo)
         info["file"] = str(show_path)
+        if shown_app is not None:
+            info["app"] = shown_app.name
     else:
         app = load_app(spec)  # type: ignore[arg-type]
         if out is not None and Path(out).is_dir():
@@ -341,6 +441,11 @@ def workload_command(spec: Optional[str], out: Optional[Any], show_path: Optiona
     else:
         console.print_table(
             f"workload {info['file']}", ["task", "jobs"], list(info["per_task"].items()) + [("total", info["jobs"])]
+        )
+        console.print_table(
+            "streams (workload id)", ["stream", "task", "jobs", "period ms", "deadline ms", "first release ms"],
+            [(r["stream"], r["task"], r["jobs"], "-" if r["period_us"] is None else f"{r['period_us'] / 1000:.3f}",
+              f"{r['deadline_us'] / 1000:g}", f"{r['start_us'] / 1000:.3f}") for r in info["per_stream"]],
         )
         load = f", load {info['load']:.3f}" if "load" in info else " (pass --repo for the load)"
         console.out.print(f"span {info['span_us'] / 1e6:.3f} s{load}")

@@ -1,6 +1,6 @@
 """Dataset loaders: one standard on-disk format per task, read from ``--data_dir``.
 
-Layouts (``<data_dir>`` is the root of all datasets, as in the appendix's Table 2):
+Layouts (``<data_dir>`` is the root of all datasets, as the reference artifact lays them out):
 
 ==================  =============================================================================
 format              where and what

@@ -113,7 +113,7 @@ def decode_detections(
 
     Example::
 
-        >>> dets = decode_detections(cls, box, anchors, (320, 320))
+        >>> dets = decode_detections(cls, box, anchors, (300, 300))
         >>> dets[0]["boxes"].shape[1]
         4
     """

@@ -31,7 +31,7 @@ DETECTION = "detection"
 
 @dataclass(frozen=True)
 class TrainDefaults:
-    """Exit-training defaults of a task (the appendix's Table 3)."""
+    """Exit-training defaults of a task (the reference artifact's training settings)."""
 
     learning_rate: float
     batch_size: int
@@ -154,6 +154,12 @@ def _cls(
     )
 
 
+#: Input of the detection tasks: SSD's classic 300x300 (the reference deploys its SSDLite detectors at
+#: 3x300x300). torchvision's SSDLite320 backbone and head are size-agnostic; the anchors follow the
+#: feature-map sizes of the input actually used (pantheon.zoo.models.ssd_anchors).
+SSD_INPUT: Tuple[int, int, int] = (3, 300, 300)
+
+
 def _det(name: str, title: str, classes: Tuple[str, ...], table3: Tuple[float, int, float, int], dataset: str) -> Task:
     lr, bs, wd, ep = table3
     return Task(
@@ -161,14 +167,15 @@ def _det(name: str, title: str, classes: Tuple[str, ...], table3: Tuple[float, i
         title=title,
         arch="ssdlite320_mobilenet_v3_large",
         kind=DETECTION,
-        input_shape=(3, 320, 320),
+        input_shape=SSD_INPUT,
         num_classes=len(classes) + 1,  # torchvision convention: class 0 is the background
         defaults=TrainDefaults(lr, bs, wd, ep),
         pretrain_defaults=PretrainDefaults(lr, bs, wd, ep),
         data_format="voc",
         dataset=dataset,
         class_names=("__background__",) + classes,
-        notes="chunks end at the raw head outputs; decode + NMS run outside (pantheon.zoo.metrics)",
+        notes="torchvision's SSDLite320 layers run at 300x300 (the reference's SSD input); chunks end at the "
+              "raw head outputs; decode + NMS run outside (pantheon.zoo.metrics)",
     )
 
 
@@ -193,7 +200,7 @@ _TASKS: List[Task] = [
     ),
     _det("face_detection", "Face detection", ("face",), (1e-3, 24, 5e-4, 100), "fddb"),
     _cls(
-        "age_classification", "Age classification", "resnet18", (3, 64, 64), 8,
+        "age_classification", "Age classification", "resnet34", (3, 64, 64), 8,
         (1e-3, 128, 1e-4, 200), "imagefolder", "adience_age",
     ),
     _cls(
@@ -210,7 +217,7 @@ _TASKS: List[Task] = [
         (1e-2, 64, 5e-3, 100), "imagefolder", "oregon_wildlife",
     ),
     _cls(
-        "scene_recognition", "Scene recognition", "resnet34", (1, 128, 128), 15,
+        "scene_recognition", "Scene recognition", "resnet18", (1, 128, 128), 15,
         (1e-2, 256, 1e-2, 100), "imagefolder", "scene15",
     ),
     _digits("resnet18", "ResNet18", (3, 32, 32)),
@@ -265,7 +272,7 @@ def print_zoo(as_json: bool = False) -> None:
             f"{d.learning_rate:g} {d.batch_size} {d.weight_decay:g} {d.max_epochs}",
         ])
     cols = ["task", "backbone", "input", "classes", "metric", "data", "lr batch wd epochs"]
-    console.print_table("Pantheon task zoo (training defaults: appendix Table 3)", cols, rows)
+    console.print_table("Pantheon task zoo (training defaults of the reference artifact)", cols, rows)
     console.out.print("dataset layouts under --data_dir:")
     seen = set()
     for t in _TASKS:
