@@ -606,7 +606,7 @@ def bench_cmd(
 
     Example: pantheon bench --app digits --policies pantheon,edf,rtmdl --duration 10 --seed 0
     """
-    from pantheon.online.bench import bench_command
+    from pantheon.bench.suite import bench_command
 
     bench_command(app_name, policies, out, duration, seed, device, telemetry, decisions, force, as_json, drop_rule,
                   downgrade)

@@ -159,7 +159,7 @@ def analyze(log: PathLike, workload: Optional[PathLike] = None) -> Dict[str, Any
         summary["calibration"] = {t: round(v, 3) for t, v in sorted(calibration.items())}
     if telemetry:
         try:
-            from pantheon.online.telemetry import summarize as tsum
+            from pantheon.platform.telemetry import summarize as tsum
 
             summary["telemetry"] = tsum(telemetry)
         except ImportError:

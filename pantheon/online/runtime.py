@@ -65,7 +65,6 @@ from typing import Any, Callable, Deque, Dict, List, Optional, Sequence, Tuple, 
 from pantheon.errors import PantheonError, RuntimeFault, UsageError
 from pantheon.metrics import DROPPED as DROPPED_JOB
 from pantheon.metrics import LATE, MET, JobRecord, summarize
-from pantheon.online import telemetry as tm
 from pantheon.online.events import Clock, EventLog, events_path
 from pantheon.online.memory import MemoryManager
 from pantheon.online.repository import (
@@ -91,6 +90,8 @@ from pantheon.online.scheduler import (
     configure_static,
 )
 from pantheon.online.workload import JobSpec, apply_timing, validate
+from pantheon.platform import jetson
+from pantheon.platform import telemetry as tm
 
 PathLike = Union[str, Path]
 
@@ -403,7 +404,7 @@ class Runtime:
         log: a run folder (``events.jsonl`` + ``run.json`` + manifest), an ``.jsonl`` file,
             an :class:`EventLog`, or None.
         best_effort: ``[(task, jobs_per_second)]`` run on the low-priority side.
-        telemetry: ``off`` or a backend of :mod:`pantheon.online.telemetry`.
+        telemetry: ``off`` or a backend of :mod:`pantheon.platform.telemetry`.
         max_inflight: CUDA chunks allowed on the stream at once.
         warmup: warm-up runs per exit path at start.
         cuda_priorities: ``(real-time, best-effort)`` stream priorities instead of the highest
@@ -549,7 +550,7 @@ class Runtime:
         if self.telemetry != "off":  # an unavailable backend fails here, before the log exists
             self._sampler = tm.open_sampler(self.telemetry)
             self.start_fields.setdefault("telemetry_backend", getattr(self._sampler, "name", self.telemetry))
-            self.start_fields.setdefault("board", tm.board_facts())  # into the start event
+            self.start_fields.setdefault("board", jetson.board_facts())  # into the start event
         self._open_log()
         self._old_switch = sys.getswitchinterval()
         sys.setswitchinterval(0.0005)  # hand the GIL over quickly between release and worker

@@ -8,8 +8,8 @@ On the device, with fixed seeds:
    under each policy, telemetry sampled into each log, and the same workload in the
    simulator (:func:`pantheon.online.simulate.simulate`, the repository's profiles and
    dispatch overhead) so the table shows what the plan predicted next to what happened;
-3. the scheduler microbenchmark (:func:`pantheon.online.benchmarks.scheduler_latency`) and the
-   runtime's dispatch overhead (:func:`pantheon.online.benchmarks.dispatch_overhead`).
+3. the scheduler microbenchmark (:func:`pantheon.bench.benchmarks.scheduler_latency`) and the
+   runtime's dispatch overhead (:func:`pantheon.bench.benchmarks.dispatch_overhead`).
 
 Everything lands in one results folder (``store.write_artifact``; default
 ``<root>/bench/<app>/<run-id>``)::
@@ -47,7 +47,7 @@ ENV_BASE = "PANTHEON_BASE_IMAGE"
 
 def environment() -> Dict[str, Any]:
     """Where the benchmark ran: image, code version, board facts, torch. Never raises."""
-    from pantheon.online.board import board_facts
+    from pantheon.platform.jetson import board_facts
 
     commit = os.environ.get(ENV_COMMIT) or ""
     if not commit or commit == "unknown":
@@ -120,15 +120,15 @@ def bench(
     """
     from pantheon import console
     from pantheon.analysis.report import analyze
+    from pantheon.bench import benchmarks
     from pantheon.formats import store, write_workloads
     from pantheon.formats.app import load_app
-    from pantheon.online import benchmarks
-    from pantheon.online import telemetry as tel
     from pantheon.online.events import read_events
     from pantheon.online.repository import read_repository, resolve_device
     from pantheon.online.runtime import run
     from pantheon.online.simulate import simulate
     from pantheon.online.workload import generate
+    from pantheon.platform import telemetry as tel
 
     spec = load_app(app)
     st = store.Store()
