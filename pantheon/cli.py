@@ -514,8 +514,14 @@ def simulate_cmd(
     """
     from pantheon.online.simulate import simulate_command
 
-    simulate_command(repo, workload, policy, jitter, seed, drop_late, log, out, as_json, dispatch_us, pipelined,
-                     drop_rule, downgrade)
+    summary = simulate_command(repo, workload, policy, jitter, seed, drop_late, log, out, as_json, dispatch_us,
+                               pipelined, drop_rule, downgrade)
+    if out is not None:
+        from pantheon import console
+        from pantheon.analysis.report import write_report
+
+        folder, _ = write_report(summary["log_path"], out=out)
+        console.info(f"report written to {folder}")
 
 
 @app.command("report")

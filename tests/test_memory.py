@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from pantheon.errors import RuntimeFault
-from pantheon.online.events import read_events
+from pantheon.formats.events import read_events
 from pantheon.online.memory import MemoryManager
 from pantheon.online.runtime import Runtime
 

@@ -306,7 +306,7 @@ def _fill_disk_after(monkeypatch, module, room):
 
 @pytest.mark.parametrize("target", ["run", "run.jsonl"])
 def test_simulate_log_on_a_full_disk_leaves_nothing(sim_inputs, tmp_path, monkeypatch, target):
-    from pantheon.online import events
+    from pantheon.formats import events
 
     repo, wl, _ = sim_inputs
     out_dir = tmp_path / "logs"

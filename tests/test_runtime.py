@@ -22,8 +22,8 @@ from typer.testing import CliRunner
 from pantheon.cli import app
 from pantheon.errors import ChecksumError, RepositoryError, RuntimeFault, UsageError
 from pantheon.formats import read_workloads
+from pantheon.formats.events import read_events
 from pantheon.formats.store import write_artifact
-from pantheon.online.events import read_events
 from pantheon.online.memory import MemoryManager
 from pantheon.online.repository import read_repository
 from pantheon.online.runtime import InflightWindow, Runtime, parse_best_effort

@@ -34,7 +34,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from pantheon.formats import Workloads
-from pantheon.online.events import NullLog
+from pantheon.formats.events import NullLog
 from pantheon.online.repository import Repository
 from pantheon.online.scheduler import TaskProfile
 from pantheon.online.simulate import simulate

@@ -15,7 +15,7 @@ from pantheon.analysis.report import analyze
 from pantheon.cli import app
 from pantheon.errors import UsageError
 from pantheon.formats import Workloads
-from pantheon.online.events import EventLog, NullLog, read_events
+from pantheon.formats.events import EventLog, NullLog, read_events
 from pantheon.online.repository import Repository
 from pantheon.online.scheduler import POLICIES, TaskProfile
 from pantheon.online.simulate import simulate

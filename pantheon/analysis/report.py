@@ -49,7 +49,7 @@ def analyze(log: PathLike, workload: Optional[PathLike] = None) -> Dict[str, Any
     ``series["preemption_table"]`` the ``(task, block, preemptions)`` rows.
     """
     from pantheon.analysis.views import preemption_table, task_streams
-    from pantheon.online.events import events_path, read_events
+    from pantheon.formats.events import events_path, read_events
 
     path = events_path(log)
     check_run_folder(log, path)

@@ -449,7 +449,7 @@ def dispatch_overhead(chunks: int = 8, jobs: int = 200, channels: int = 16, hw: 
     """
     import torch
 
-    from pantheon.online.events import read_events
+    from pantheon.formats.events import read_events
     from pantheon.online.repository import load_modules, read_repository
     from pantheon.online.runtime import Runtime
 
@@ -549,7 +549,7 @@ def preemption_wait(block_depths: Sequence[int] = (1, 2, 4, 8), urgent_jobs: int
     """
     import torch
 
-    from pantheon.online.events import read_events
+    from pantheon.formats.events import read_events
     from pantheon.online.runtime import Runtime
 
     rng = random.Random(seed)

@@ -123,7 +123,7 @@ def bench(
     from pantheon.bench import benchmarks
     from pantheon.formats import store, write_workloads
     from pantheon.formats.app import load_app
-    from pantheon.online.events import read_events
+    from pantheon.formats.events import read_events
     from pantheon.online.repository import read_repository, resolve_device
     from pantheon.online.runtime import run
     from pantheon.online.simulate import simulate

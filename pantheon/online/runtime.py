@@ -63,9 +63,9 @@ from pathlib import Path
 from typing import Any, Callable, Deque, Dict, List, Optional, Sequence, Tuple, Union
 
 from pantheon.errors import PantheonError, RuntimeFault, UsageError
+from pantheon.formats.events import Clock, EventLog, events_path
 from pantheon.metrics import DROPPED as DROPPED_JOB
 from pantheon.metrics import LATE, MET, JobRecord, summarize
-from pantheon.online.events import Clock, EventLog, events_path
 from pantheon.online.memory import MemoryManager
 from pantheon.online.repository import (
     LoadedTask,
@@ -643,7 +643,7 @@ class Runtime:
                 self.run_dir = path.parent
             self.log = EventLog(path)
         else:
-            from pantheon.online.events import NullLog
+            from pantheon.formats.events import NullLog
 
             self.log = NullLog()
         fields = {

@@ -42,9 +42,9 @@ from typing import Any, Callable, Dict, List, Optional, Sequence
 
 from pantheon.errors import ArtifactError, UsageError
 from pantheon.formats import Workloads
+from pantheon.formats.events import EventLog, NullLog
 from pantheon.metrics import DROPPED as DROPPED_JOB
 from pantheon.metrics import LATE, MET, JobRecord, summarize
-from pantheon.online.events import EventLog, NullLog
 from pantheon.online.repository import Repository
 from pantheon.online.scheduler import (
     BLOCK,
@@ -324,7 +324,7 @@ def simulate_command(repo_dir: Any, workload: Any, policy: str, jitter: float, s
 
     from pantheon import console
     from pantheon.formats import read_workloads, store
-    from pantheon.online.events import events_path
+    from pantheon.formats.events import events_path
     from pantheon.online.repository import read_repository
 
     check_policy(policy)
@@ -364,10 +364,7 @@ def simulate_command(repo_dir: Any, workload: Any, policy: str, jitter: float, s
             raise ArtifactError(f"cannot write the event log {where}: {exc.strerror or exc}; nothing was "
                                 f"written (free space or pick another --log)") from exc
     if out is not None:
-        from pantheon.analysis.report import write_report
-
-        folder, _ = write_report(log_path, out=out)  # type: ignore[arg-type]
-        console.info(f"report written to {folder}")
+        summary["log_path"] = str(log_path)  # the CLI writes the report folder from it
     if as_json:
         print(json.dumps(summary, indent=2, default=str))
     else:
