@@ -27,12 +27,11 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Dict, Iterator, List, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Dict, Iterator, List, Optional, Sequence, Union
 
 from pantheon import __version__, console
 from pantheon.formats import store as st
@@ -215,13 +214,14 @@ def _mkdir(p: Path) -> Path:
     return p
 
 
-def demo(out: Optional[Path] = None, *, quick: bool = False, force: bool = False,
+def demo(out: Union[None, Path, st.Store] = None, *, quick: bool = False, force: bool = False,
          policies: Optional[Sequence[str]] = None, settings: Optional[DemoSettings] = None,
          device: str = "auto") -> DemoResult:
     """Run the whole digits demo; see the module docstring.
 
     Args:
-        out: the artifact-store root for the demo (default ``$PANTHEON_DATA`` / ``./pantheon-data``).
+        out: the artifact store of the demo, or its root (default: the store at ``$PANTHEON_DATA`` /
+            ``./pantheon-data``).
         quick: fewer epochs and a shorter workload (about 3 minutes once installed).
         force: redo every stage even when its inputs are unchanged.
         policies: policies to compare (default: every policy of the scheduler).
@@ -237,12 +237,10 @@ def demo(out: Optional[Path] = None, *, quick: bool = False, force: bool = False
 
     t0 = time.monotonic()
     device = resolve_device(device)
-    if out is not None:
-        os.environ[st.ENV_ROOT] = str(Path(out).resolve())
-    store = st.Store()
+    store = out if isinstance(out, st.Store) else st.Store(Path(out).resolve() if out is not None else None)
     chosen = [check_policy(p) for p in (policies or POLICIES)]
     settings = settings or DemoSettings.for_mode(quick)
-    app = load_app(APP)
+    app = load_app(APP, store)
     tasks = list(app.tasks)
     console.info(f"[bold]Pantheon demo[/bold] ({'quick' if quick else 'full'}): app {app.name}, tasks "
                  f"{', '.join(tasks)}, device {device}; artifact store {store.root}")
@@ -254,7 +252,8 @@ def demo(out: Optional[Path] = None, *, quick: bool = False, force: bool = False
     with tempfile.TemporaryDirectory(prefix="pantheon-demo-") as tmp, profiler_server(Path(tmp), device) as server:
         console.info(f"profiler server (pid {server.proc.pid}) listening on 127.0.0.1:{server.port}")
         stages = pipeline(app.name, PipelineOptions(board=f"127.0.0.1:{server.port}", force=force,
-                                                    epochs=settings.construct_epochs, limit=settings.limit))
+                                                    epochs=settings.construct_epochs, limit=settings.limit),
+                          store=store)
     repo_dir = store.repository_dir(app.name)
 
     console.info(f"[bold]5. live runtime on {device}, every policy, the same workload (and simulated)[/bold]")

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 from pantheon.errors import FormatError
+from pantheon.formats.store import Store
 from pantheon.metrics import DROPPED, LATE, MET, JobRecord, summarize
 
 PathLike = Union[str, Path]
@@ -338,19 +339,19 @@ PLOT_FILES = {
 
 
 def write_report(log: PathLike, out: Optional[PathLike] = None, workload: Optional[PathLike] = None,
-                 plots: bool = True, force: bool = True,
-                 window_ms: float = 1000.0) -> Tuple[Path, Dict[str, Any]]:
+                 plots: bool = True, force: bool = True, window_ms: float = 1000.0,
+                 store: Optional[Store] = None) -> Tuple[Path, Dict[str, Any]]:
     """Write the report folder of ``log`` into ``out``: report.md, report.json, the CSV views, PNG plots.
 
     CSV views (:mod:`pantheon.analysis.views`): ``trace.csv`` (one row per job),
     ``dmr_windows.csv`` (DMR per ``window_ms`` window of release time, overall, per task,
     per stream), ``preemptions.csv`` (per task and block). ``out`` defaults to
-    ``<root>/reports/<app>/<run-id>``. Written atomically with a manifest. Without
+    ``<store>/reports/<app>/<run-id>`` (default store: the one at ``$PANTHEON_DATA``). Written atomically with a manifest. Without
     matplotlib the plots are skipped with one warning. The summary's ``files`` maps each
     file written to what it holds. Returns ``(folder, summary)``.
     """
     from pantheon.analysis import views
-    from pantheon.formats import store
+    from pantheon.formats import store as store_mod
 
     window_us = views.check_window_ms(window_ms)
     data = analyze(log, workload)
@@ -361,10 +362,10 @@ def write_report(log: PathLike, out: Optional[PathLike] = None, workload: Option
     summary["dmr_windows"] = views.window_summary(windows, window_us)
     if out is None:
         app = summary.get("app") or "app"
-        run_id = summary.get("run_id") or store.new_run_id()
-        out = store.Store().report_dir(str(app), str(run_id))
+        run_id = summary.get("run_id") or store_mod.new_run_id()
+        out = (store or store_mod.Store()).report_dir(str(app), str(run_id))
     out = Path(out)
-    with store.write_artifact(out, kind="report", force=force, inputs={"log": str(data["path"])}) as tmp:
+    with store_mod.write_artifact(out, kind="report", force=force, inputs={"log": str(data["path"])}) as tmp:
         names: List[str] = []
         if plots:
             names = _plots(data, tmp)
@@ -452,29 +453,3 @@ def compare_markdown(rows: Sequence[Dict[str, Any]]) -> str:
     lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     lines += ["| " + " | ".join(r) + " |" for r in compare_rows(rows)]
     return "\n".join(lines) + "\n"
-
-
-def report_command(log: PathLike, workload: Optional[PathLike], out: Optional[PathLike], plots: bool,
-                   as_json: bool, window_ms: float = 1000.0) -> Dict[str, Any]:
-    """``pantheon report``: write the report folder, print its summary, preemptions and files."""
-    from pantheon import console
-
-    folder, summary = write_report(log, out=out, workload=workload, plots=plots, window_ms=window_ms)
-    if as_json:
-        print(json.dumps(summary, indent=2, default=str))
-    else:
-        console.print_table(
-            f"{summary.get('policy', '?')} ({summary.get('mode', '?')})", COMPARE_COLUMNS,
-            compare_rows([{**summary, "response_p99_us": summary["response_p99_us"]}]),
-        )
-        per_block = summary.get("preemptions_per_block") or {}
-        where = "; ".join(f"{t} at " + ", ".join(f"block {b}: {n}" for b, n in bl.items())
-                          for t, bl in per_block.items())
-        console.info(f"preemptions: {summary['preemptions']}" + (f" ({where})" if where else ""))
-        win = (summary.get("dmr_windows") or {}).get("worst")
-        if win:
-            console.info(f"worst {summary['dmr_windows']['window_ms']:g} ms window: DMR {100 * win['dmr']:.2f}% "
-                         f"({win['missed']}/{win['jobs']}) from {win['start_us'] / 1e6:g} s")
-        console.print_table(f"report written to {folder}", ("file", "contents"),
-                            [[name, what] for name, what in summary.get("files", {}).items()])
-    return summary

@@ -39,6 +39,7 @@ from typing import Any, Dict, List, Optional, Sequence
 
 from pantheon import __version__
 from pantheon.errors import UsageError
+from pantheon.formats.store import Store
 
 ENV_DIGEST = "PANTHEON_IMAGE_DIGEST"
 ENV_COMMIT = "PANTHEON_GIT_COMMIT"
@@ -93,6 +94,7 @@ def bench(
     force: bool = False,
     drop_rule: str = "shed",
     downgrade: str = "absolute",
+    store: Optional[Store] = None,
 ) -> Dict[str, Any]:
     """Run the benchmark of ``app`` and write its results folder.
 
@@ -108,6 +110,7 @@ def bench(
         dispatch_jobs: jobs of the dispatch-overhead measurement (0 skips it).
         force: replace an existing ``out``.
         drop_rule, downgrade: the pantheon refresh's rules (:class:`~pantheon.online.scheduler.Scheduler`).
+        store: the artifact store holding the app's repository (default: the one at ``$PANTHEON_DATA``).
 
     Returns:
         The results dict (also ``results.json``) with ``path`` added.
@@ -121,7 +124,8 @@ def bench(
     from pantheon import console
     from pantheon.analysis.report import analyze
     from pantheon.bench import benchmarks
-    from pantheon.formats import store, write_workloads
+    from pantheon.formats import store as store_mod
+    from pantheon.formats import write_workloads
     from pantheon.formats.app import load_app
     from pantheon.formats.events import read_events
     from pantheon.online.repository import read_repository, resolve_device
@@ -130,8 +134,8 @@ def bench(
     from pantheon.online.workload import generate
     from pantheon.platform import telemetry as tel
 
-    spec = load_app(app)
-    st = store.Store()
+    st = store or Store()
+    spec = load_app(app, st)
     repo_dir = st.repository_dir(spec.name)
     repo = read_repository(repo_dir)
     chosen = _policies(policies)
@@ -143,7 +147,7 @@ def bench(
     if decisions < 0:
         raise UsageError(f"--decisions must be >= 0, got {decisions}")
     ws = generate(spec, repo=repo, seed=seed, duration_s=duration_s)
-    run_id = store.new_run_id()
+    run_id = store_mod.new_run_id()
     dest = Path(out) if out else st.bench_dir(spec.name, run_id)
     settings = {"app": spec.name, "policies": chosen, "seed": seed, "duration_s": duration_s or spec.duration_s,
                 "device": dev, "telemetry": telemetry, "decisions": decisions, "dispatch_jobs": dispatch_jobs,
@@ -151,9 +155,9 @@ def bench(
     meta: Dict[str, Any] = {"run_id": run_id, **environment(), "settings": settings}
     results: Dict[str, Any] = {"app": spec.name, "run_id": run_id, "settings": settings, "policies": {}}
     steps = len(chosen) + (decisions > 0) + (dispatch_jobs > 0)
-    inputs = {"repository": store.fingerprint(repo_dir / store.MANIFEST), **settings}
+    inputs = {"repository": store_mod.fingerprint(repo_dir / store_mod.MANIFEST), **settings}
     # write_artifact reads `meta` when the block ends: the telemetry summary is added below.
-    with store.write_artifact(dest, kind="bench", force=force, meta=meta, inputs=inputs) as tmp, \
+    with store_mod.write_artifact(dest, kind="bench", force=force, meta=meta, inputs=inputs) as tmp, \
             console.progress() as bar:
         task = bar.add_task(f"bench {spec.name}", total=steps)
         write_workloads(tmp / "workload.bin", ws)
@@ -194,7 +198,7 @@ def table_markdown(results: Dict[str, Any], logs: Sequence[str] = ()) -> str:
     """The results as markdown: policy comparison, scheduler latency, environment."""
     from pantheon.analysis.report import compare_markdown
 
-    rows = _rows(results)
+    rows = result_rows(results)
     env = results.get("environment", {})
     board = env.get("board") or {}
     tele = results.get("telemetry") or {}
@@ -220,7 +224,7 @@ def table_markdown(results: Dict[str, Any], logs: Sequence[str] = ()) -> str:
     return "\n".join(lines)
 
 
-def _rows(results: Dict[str, Any]) -> List[Dict[str, Any]]:
+def result_rows(results: Dict[str, Any]) -> List[Dict[str, Any]]:
     rows = []
     for p, s in results["policies"].items():
         row = {"policy": p, **s}
@@ -228,29 +232,3 @@ def _rows(results: Dict[str, Any]) -> List[Dict[str, Any]]:
             row["sim_dmr"] = s["simulated"]["dmr"]
         rows.append(row)
     return rows
-
-
-def bench_command(app: str, policies: Optional[List[str]], out: Optional[Path], duration: Optional[float], seed: int,
-                  device: str, telemetry: str, decisions: int, force: bool, as_json: bool,
-                  drop_rule: str = "shed", downgrade: str = "absolute") -> Dict[str, Any]:
-    """``pantheon bench``: run, then print the comparison table (or JSON) and the folder."""
-    from pantheon import console
-    from pantheon.analysis.report import columns, compare_rows
-
-    res = bench(app, policies=policies, out=out, duration_s=duration, seed=seed, device=device,
-                telemetry=telemetry, decisions=decisions, force=force, drop_rule=drop_rule, downgrade=downgrade)
-    if as_json:
-        print(json.dumps(res, indent=2, default=str))
-        return res
-    rows = _rows(res)
-    console.print_table(f"{res['app']}: policies live on {res['settings']['device']} (and simulated)", columns(rows),
-                        compare_rows(rows))
-    tele = res.get("telemetry") or {}
-    if res.get("scheduler_latency"):
-        by_n = {r["queue_length"]: r for r in res["scheduler_latency"]}
-        parts = [f"{n} jobs {by_n[n]['p50_us']} us" for n in (4, 8, 11) if n in by_n]
-        console.info("scheduler decision p50: " + ", ".join(parts))
-    console.info(f"telemetry ({tele.get('n', 0)} samples): mean power {tele.get('mean_power_mw')} mW, "
-                 f"mean GPU load {tele.get('mean_gpu_load_pct')} %")
-    console.info(f"results written to {res['path']}")
-    return res

@@ -6,28 +6,42 @@ prints each action as the equivalent ``ssh``/``docker`` command instead of runni
 that plan the actions still run). Real runs save those commands as ``commands.sh`` under
 ``<store>/deploy/<board>/`` (and, for ``run``, beside the collected logs).
 
-Command bodies only gather options and call the library modules, imported lazily.
+Command bodies only gather options and call the library modules, imported lazily. The board
+options are declared once (:data:`BOARD_OPTIONS`, added by :func:`board_options`); errors are
+caught once, in the root group (:class:`~pantheon.cli.common.ErrorHandlingGroup`); the
+``--data-root`` callback makes the one local store the commands hand down.
 """
 
 from __future__ import annotations
 
 import enum
+import functools
+import inspect
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple, TypeVar
 
 import typer
 
 from pantheon import __version__
-from pantheon.cli import handle_errors
+from pantheon.cli.common import (
+    TYPER_SETTINGS,
+    ErrorHandlingGroup,
+    get_store,
+    policies_help,
+    policy_choice,
+    store_callback,
+    telemetry_backends,
+    telemetry_choice,
+)
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 app = typer.Typer(
     name="pantheon-deploy",
     help="Build, push and run Pantheon containers on Jetson boards over SSH.",
-    no_args_is_help=True,
+    cls=ErrorHandlingGroup,
     pretty_exceptions_enable=False,
-    # Help text is plain: "[user@]host[:port]" must not be read as rich markup.
-    rich_markup_mode=None,
-    context_settings={"help_option_names": ["-h", "--help"]},
+    **TYPER_SETTINGS,
 )
 
 
@@ -39,6 +53,7 @@ def _version_callback(value: bool) -> None:
 
 @app.callback()
 def _main(
+    ctx: typer.Context,
     version: bool = typer.Option(
         False, "--version", callback=_version_callback, is_eager=True, help="Print the version and exit."
     ),
@@ -61,29 +76,58 @@ def _main(
 
     The app defaults to --app, else $PANTHEON_APP, else the only app in the local store.
     """
-    if data_root is not None:
-        import os
-
-        os.environ["PANTHEON_DATA"] = str(data_root)
+    store_callback(ctx, data_root)
 
 
 # ---------------------------------------------------------------------------------------------
 # Options shared by the board commands
 # ---------------------------------------------------------------------------------------------
 
-BOARD = typer.Option([], "--board", "-b", help="Board as [user@]host[:port]; repeat for several boards.")
-INVENTORY = typer.Option(None, "--inventory", "-I", help="Inventory YAML of boards (host, user, port, identity, labels).")
-LABEL = typer.Option([], "--label", "-l", help="Only inventory boards with this KEY=VALUE label; repeatable.")
-USER = typer.Option(None, "--user", "-u", help="SSH user (default: from the board spec or your ssh config).")
-PORT = typer.Option(None, "--port", "-p", help="SSH port (default 22 or your ssh config).")
-IDENTITY = typer.Option(None, "--identity", "-i", help="Private key file (ssh -i); else your agent and default keys.")
-KNOWN_HOSTS = typer.Option(None, "--known-hosts", help="known_hosts file to check host keys against (default ssh's).")
-ACCEPT_NEW = typer.Option(False, "--accept-new-host-key", help="Record the host key of a board seen for the first time.")
-TIMEOUT = typer.Option(5, "--connect-timeout", help="Seconds to wait for a board to answer.")
-REMOTE_ROOT = typer.Option(None, "--remote-root", help="Data root on the board, bind-mounted at /data (default /var/lib/pantheon/data).")
-JOBS = typer.Option(4, "--jobs", "-j", help="Boards worked on at once.")
-DRY_RUN = typer.Option(False, "--dry-run", help="Print every action as its ssh/docker command instead of running it.")
+# (parameter name, annotation, typer option): the connection and fleet options of every board command.
+BOARD_OPTIONS: Tuple[Tuple[str, Any, Any], ...] = (
+    ("board", List[str], typer.Option([], "--board", "-b", help="Board as [user@]host[:port]; repeat for several boards.")),
+    ("inventory", Optional[Path], typer.Option(None, "--inventory", "-I", help="Inventory YAML of boards (host, user, port, identity, labels).")),
+    ("label", List[str], typer.Option([], "--label", "-l", help="Only inventory boards with this KEY=VALUE label; repeatable.")),
+    ("user", Optional[str], typer.Option(None, "--user", "-u", help="SSH user (default: from the board spec or your ssh config).")),
+    ("port", Optional[int], typer.Option(None, "--port", "-p", help="SSH port (default 22 or your ssh config).")),
+    ("identity", Optional[Path], typer.Option(None, "--identity", "-i", help="Private key file (ssh -i); else your agent and default keys.")),
+    ("known_hosts", Optional[Path], typer.Option(None, "--known-hosts", help="known_hosts file to check host keys against (default ssh's).")),
+    ("accept_new_host_key", bool, typer.Option(False, "--accept-new-host-key", help="Record the host key of a board seen for the first time.")),
+    ("connect_timeout", int, typer.Option(5, "--connect-timeout", help="Seconds to wait for a board to answer.")),
+    ("remote_root", Optional[str], typer.Option(None, "--remote-root", help="Data root on the board, bind-mounted at /data (default /var/lib/pantheon/data).")),
+    ("jobs", int, typer.Option(4, "--jobs", "-j", help="Boards worked on at once.")),
+    ("dry_run", bool, typer.Option(False, "--dry-run", help="Print every action as its ssh/docker command instead of running it.")),
+)
+LABEL = BOARD_OPTIONS[2][2]
 IMAGE = typer.Option("pantheon-jetson:latest", "--image", help="Runtime image tag on the board.")
+
+
+def board_options(dry_run: bool = True) -> Callable[[F], F]:
+    """Give a command the board options of :data:`BOARD_OPTIONS` and pass them as one ``common``.
+
+    The decorated function declares ``common`` (a :class:`~pantheon.deploy.fleet.Common`) in
+    place of the twelve options; its typer signature gets them back, after its own options, so
+    the command lines users type are those of every other board command. ``dry_run=False``
+    leaves ``--dry-run`` out (commands that only read).
+    """
+
+    def deco(fn: F) -> F:
+        sig = inspect.signature(fn)
+        own = [p for p in sig.parameters.values() if p.name != "common"]
+        shared = [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=opt, annotation=ann)
+                  for name, ann, opt in BOARD_OPTIONS if dry_run or name != "dry_run"]
+        names = [p.name for p in shared]
+
+        @functools.wraps(fn)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            values = {n: kwargs.pop(n) for n in names}
+            kwargs["common"] = _common(**values)
+            return fn(*args, **kwargs)
+
+        wrapper.__signature__ = sig.replace(parameters=own + shared)  # type: ignore[attr-defined]
+        return wrapper  # type: ignore[return-value]
+
+    return deco
 
 
 APP_HELP = "App (store apps/<app>/); default $PANTHEON_APP, else the only app in the local store."
@@ -94,7 +138,7 @@ def _app(app_name: Optional[str]) -> str:
     from pantheon import console
     from pantheon.deploy.push import resolve_app
 
-    name, how = resolve_app(app_name)
+    name, how = resolve_app(app_name, get_store())
     if how:
         console.info(f"app {name} ({how})")
     return name
@@ -112,23 +156,20 @@ class ImageSource(str, enum.Enum):
     skip = "skip"
 
 
-class Telemetry(str, enum.Enum):
-    auto = "auto"
-    jtop = "jtop"
-    sysfs = "sysfs"
-    psutil = "psutil"
-    off = "off"
+def _telemetry_help() -> str:
+    return "Telemetry backend in the container: " + ", ".join(telemetry_backends()) + "."
 
 
 def _common(board: List[str], inventory: Optional[Path], label: List[str], user: Optional[str], port: Optional[int],
             identity: Optional[Path], known_hosts: Optional[Path], accept_new_host_key: bool, connect_timeout: int,
-            remote_root: Optional[str], jobs: int, dry_run: bool) -> Any:
+            remote_root: Optional[str], jobs: int, dry_run: bool = False) -> Any:
     from pantheon.deploy.fleet import Common, Connection
 
     conn = Connection(user=user, port=port, identity=str(identity) if identity else None,
                       known_hosts=str(known_hosts) if known_hosts else None,
                       accept_new_host_key=accept_new_host_key, connect_timeout=connect_timeout, remote_root=remote_root)
-    return Common(boards=board, inventory=inventory, labels=label, conn=conn, jobs=jobs, dry_run=dry_run)
+    return Common(boards=board, inventory=inventory, labels=label, conn=conn, jobs=jobs, dry_run=dry_run,
+                  store=get_store())
 
 
 def _on_boards(name: str, common: Any, fn: Callable[..., Tuple[str, Dict[str, Any]]], as_json: bool = False) -> None:
@@ -151,17 +192,14 @@ def _on_boards(name: str, common: Any, fn: Callable[..., Tuple[str, Dict[str, An
 
 
 @app.command("build")
-@handle_errors
+@board_options()
 def build_cmd(
     target: Target = typer.Option(Target.jetson, "--target", help="Which image: jetson (runtime) or desktop (trainer)."),
     base_image: Optional[str] = typer.Option(None, "--base-image", help="BASE_IMAGE (default: chosen from the board's L4T)."),
     tag: Optional[str] = typer.Option(None, "--tag", help="Image tag (default pantheon-<target>:latest)."),
     wheelhouse: Optional[Path] = typer.Option(None, "--wheelhouse", help="Folder of wheels offered to pip in the build."),
     as_json: bool = typer.Option(False, "--json", help="Print the per-board results as JSON on stdout."),
-    board: List[str] = BOARD, inventory: Optional[Path] = INVENTORY, label: List[str] = LABEL,
-    user: Optional[str] = USER, port: Optional[int] = PORT, identity: Optional[Path] = IDENTITY,
-    known_hosts: Optional[Path] = KNOWN_HOSTS, accept_new_host_key: bool = ACCEPT_NEW, connect_timeout: int = TIMEOUT,
-    remote_root: Optional[str] = REMOTE_ROOT, jobs: int = JOBS, dry_run: bool = DRY_RUN,
+    common: Any = None,
 ) -> None:
     """Build the runtime image locally, or with --board on the board's own engine over SSH.
 
@@ -178,33 +216,29 @@ def build_cmd(
     from pantheon.deploy import build
 
     w = str(wheelhouse) if wheelhouse else None
-    if not board and inventory is None:
+    dry_run = common.dry_run
+    if not common.boards and common.inventory is None:
         from pantheon import console
         from pantheon.deploy.fleet import Ctx
         from pantheon.deploy.ssh import Board, Recorder
 
-        ctx = Ctx(Board(host="localhost", name="local"), Recorder(dry_run=dry_run), dry_run)
+        ctx = Ctx(Board(host="localhost", name="local"), Recorder(dry_run=dry_run), dry_run, store=common.store)
         res = build.build_local(ctx, target.value, base_image, tag, w)
         console.info(f"built {res['tag']}" if not dry_run else "dry run: 1 action listed")
         return
-    common = _common(board, inventory, label, user, port, identity, known_hosts, accept_new_host_key,
-                     connect_timeout, remote_root, jobs, dry_run)
     _on_boards("build", common, lambda ctx, s: build.build_on_board(ctx, s, target.value, base_image, tag, w),
                as_json=as_json)
 
 
 @app.command("push")
-@handle_errors
+@board_options()
 def push_cmd(
     app_name: Optional[str] = typer.Option(None, "--app", "-a", help=APP_HELP),
     image: str = IMAGE,
     image_source: ImageSource = typer.Option(ImageSource.auto, "--image-source",
                                              help="auto, load (docker save|load), build (on the board) or skip."),
     as_json: bool = typer.Option(False, "--json", help="Print the per-board results as JSON on stdout."),
-    board: List[str] = BOARD, inventory: Optional[Path] = INVENTORY, label: List[str] = LABEL,
-    user: Optional[str] = USER, port: Optional[int] = PORT, identity: Optional[Path] = IDENTITY,
-    known_hosts: Optional[Path] = KNOWN_HOSTS, accept_new_host_key: bool = ACCEPT_NEW, connect_timeout: int = TIMEOUT,
-    remote_root: Optional[str] = REMOTE_ROOT, jobs: int = JOBS, dry_run: bool = DRY_RUN,
+    common: Any = None,
 ) -> None:
     """Put the runtime image and an app's deployment bundle on the board(s).
 
@@ -220,24 +254,19 @@ def push_cmd(
     """
     from pantheon.deploy import push
 
-    common = _common(board, inventory, label, user, port, identity, known_hosts, accept_new_host_key,
-                     connect_timeout, remote_root, jobs, dry_run)
-    bundle = push.local_bundle(_app(app_name))
+    bundle = push.local_bundle(_app(app_name), common.store)
     _on_boards("push", common, lambda ctx, s: push.push_to_board(ctx, s, bundle, image, image_source.value),
                as_json=as_json)
 
 
 @app.command("setup")
-@handle_errors
+@board_options()
 def setup_cmd(
     nvpmodel: Optional[str] = typer.Option(None, "--nvpmodel", help="Power mode id or name (or 'bench': the preset's)."),
     jetson_clocks: bool = typer.Option(False, "--jetson-clocks/--no-jetson-clocks", help="Pin clocks to the mode's maximum."),
     restore: bool = typer.Option(False, "--restore", help="Undo: restore the stored mode and clocks."),
     as_json: bool = typer.Option(False, "--json", help="Print the per-board results as JSON on stdout."),
-    board: List[str] = BOARD, inventory: Optional[Path] = INVENTORY, label: List[str] = LABEL,
-    user: Optional[str] = USER, port: Optional[int] = PORT, identity: Optional[Path] = IDENTITY,
-    known_hosts: Optional[Path] = KNOWN_HOSTS, accept_new_host_key: bool = ACCEPT_NEW, connect_timeout: int = TIMEOUT,
-    remote_root: Optional[str] = REMOTE_ROOT, jobs: int = JOBS, dry_run: bool = DRY_RUN,
+    common: Any = None,
 ) -> None:
     """Set the Jetson power mode (nvpmodel) and pin clocks (jetson_clocks) through sudo; verify.
 
@@ -253,28 +282,24 @@ def setup_cmd(
     """
     from pantheon.deploy import setup
 
-    common = _common(board, inventory, label, user, port, identity, known_hosts, accept_new_host_key,
-                     connect_timeout, remote_root, jobs, dry_run)
     _on_boards("setup", common, lambda ctx, s: setup.setup_board(ctx, s, nvpmodel, jetson_clocks, restore),
                as_json=as_json)
 
 
 @app.command("run")
-@handle_errors
+@board_options()
 def run_cmd(
     app_name: Optional[str] = typer.Option(None, "--app", "-a", help=APP_HELP),
-    policy: str = typer.Option("pantheon", "--policy", help="Scheduling policy (pantheon, edf, fifo, rms, dms, ...)."),
+    policy: str = typer.Option("pantheon", "--policy", **policy_choice(),
+                               help="Scheduling policy: " + policies_help() + "."),
     duration: Optional[float] = typer.Option(None, "--duration", help="Seconds of workload (default: the pushed workload)."),
-    telemetry: Telemetry = typer.Option(Telemetry.auto, "--telemetry", help="Telemetry backend in the container."),
+    telemetry: str = typer.Option("auto", "--telemetry", **telemetry_choice(), help=_telemetry_help()),
     nvidia_runtime: bool = typer.Option(True, "--nvidia-runtime/--no-nvidia-runtime",
                                         help="Run with --runtime nvidia (off: a CPU trial)."),
     device: str = typer.Option("auto", "--device", help="Runtime device: auto, cuda or cpu."),
     image: str = IMAGE,
     as_json: bool = typer.Option(False, "--json", help="Print the per-board results as JSON on stdout."),
-    board: List[str] = BOARD, inventory: Optional[Path] = INVENTORY, label: List[str] = LABEL,
-    user: Optional[str] = USER, port: Optional[int] = PORT, identity: Optional[Path] = IDENTITY,
-    known_hosts: Optional[Path] = KNOWN_HOSTS, accept_new_host_key: bool = ACCEPT_NEW, connect_timeout: int = TIMEOUT,
-    remote_root: Optional[str] = REMOTE_ROOT, jobs: int = JOBS, dry_run: bool = DRY_RUN,
+    common: Any = None,
 ) -> None:
     """Run an app's workload in the runtime container on the board; collect logs and print the report.
 
@@ -290,24 +315,19 @@ def run_cmd(
     """
     from pantheon.deploy import run
 
-    common = _common(board, inventory, label, user, port, identity, known_hosts, accept_new_host_key,
-                     connect_timeout, remote_root, jobs, dry_run)
     name = _app(app_name)
     _on_boards("run", common, lambda ctx, s: run.run_app(ctx, s, name, policy=policy, duration=duration,
-                                                         telemetry=telemetry.value, image=image, nvidia=nvidia_runtime,
+                                                         telemetry=telemetry, image=image, nvidia=nvidia_runtime,
                                                          device=device), as_json=as_json)
 
 
 @app.command("collect")
-@handle_errors
+@board_options()
 def collect_cmd(
     run_id: Optional[str] = typer.Option(None, "--run", help="Run id to collect (default: every run not yet here)."),
     app_name: Optional[str] = typer.Option(None, "--app", "-a", help="Only runs of this app."),
     as_json: bool = typer.Option(False, "--json", help="Print the per-board results as JSON on stdout."),
-    board: List[str] = BOARD, inventory: Optional[Path] = INVENTORY, label: List[str] = LABEL,
-    user: Optional[str] = USER, port: Optional[int] = PORT, identity: Optional[Path] = IDENTITY,
-    known_hosts: Optional[Path] = KNOWN_HOSTS, accept_new_host_key: bool = ACCEPT_NEW, connect_timeout: int = TIMEOUT,
-    remote_root: Optional[str] = REMOTE_ROOT, jobs: int = JOBS, dry_run: bool = DRY_RUN,
+    common: Any = None,
 ) -> None:
     """Bring run logs (events, telemetry, summary, manifest) from the board into the local store.
 
@@ -321,29 +341,25 @@ def collect_cmd(
     """
     from pantheon.deploy import collect
 
-    common = _common(board, inventory, label, user, port, identity, known_hosts, accept_new_host_key,
-                     connect_timeout, remote_root, jobs, dry_run)
     _on_boards("collect", common, lambda ctx, s: collect.collect_command(ctx, s, run_id, app_name),
                as_json=as_json)
 
 
 @app.command("bench")
-@handle_errors
+@board_options()
 def bench_cmd(
     app_name: Optional[str] = typer.Option(None, "--app", "-a", help=APP_HELP),
-    policies: List[str] = typer.Option([], "--policies", "--policy", help="Policies to compare; repeatable (default all)."),
+    policies: List[str] = typer.Option([], "--policies", "--policy", **policy_choice(split=True),
+                                       help="Policies to compare; repeatable (default all): " + policies_help() + "."),
     duration: Optional[float] = typer.Option(None, "--duration", help="Seconds of workload per policy (default: the app's)."),
     seed: int = typer.Option(0, "--seed", help="Seed of the workload and the scheduler microbenchmark."),
-    telemetry: Telemetry = typer.Option(Telemetry.auto, "--telemetry", help="Telemetry backend in the container."),
+    telemetry: str = typer.Option("auto", "--telemetry", **telemetry_choice(), help=_telemetry_help()),
     nvidia_runtime: bool = typer.Option(True, "--nvidia-runtime/--no-nvidia-runtime",
                                         help="Run with --runtime nvidia (off: a CPU trial)."),
     device: str = typer.Option("auto", "--device", help="Device in the container: auto, cuda or cpu."),
     image: str = IMAGE,
     as_json: bool = typer.Option(False, "--json", help="Print the per-board results as JSON on stdout."),
-    board: List[str] = BOARD, inventory: Optional[Path] = INVENTORY, label: List[str] = LABEL,
-    user: Optional[str] = USER, port: Optional[int] = PORT, identity: Optional[Path] = IDENTITY,
-    known_hosts: Optional[Path] = KNOWN_HOSTS, accept_new_host_key: bool = ACCEPT_NEW, connect_timeout: int = TIMEOUT,
-    remote_root: Optional[str] = REMOTE_ROOT, jobs: int = JOBS, dry_run: bool = DRY_RUN,
+    common: Any = None,
 ) -> None:
     """Run the reproducible benchmark container (`pantheon bench --app APP`) and collect its results.
 
@@ -355,22 +371,17 @@ def bench_cmd(
     """
     from pantheon.deploy import run
 
-    common = _common(board, inventory, label, user, port, identity, known_hosts, accept_new_host_key,
-                     connect_timeout, remote_root, jobs, dry_run)
     name = _app(app_name)
     _on_boards("bench", common, lambda ctx, s: run.bench_app(
         ctx, s, name, policies=policies, image=image, nvidia=nvidia_runtime, device=device,
-        telemetry=telemetry.value, duration=duration, seed=seed), as_json=as_json)
+        telemetry=telemetry, duration=duration, seed=seed), as_json=as_json)
 
 
 @app.command("status")
-@handle_errors
+@board_options(dry_run=False)
 def status_cmd(
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of tables."),
-    board: List[str] = BOARD, inventory: Optional[Path] = INVENTORY, label: List[str] = LABEL,
-    user: Optional[str] = USER, port: Optional[int] = PORT, identity: Optional[Path] = IDENTITY,
-    known_hosts: Optional[Path] = KNOWN_HOSTS, accept_new_host_key: bool = ACCEPT_NEW, connect_timeout: int = TIMEOUT,
-    remote_root: Optional[str] = REMOTE_ROOT, jobs: int = JOBS,
+    common: Any = None,
 ) -> None:
     """Engine, images (ids, digests, L4T fit), L4T, power mode, clocks, jtop, disk and bundles of the board(s).
 
@@ -382,13 +393,10 @@ def status_cmd(
     """
     from pantheon.deploy import status
 
-    common = _common(board, inventory, label, user, port, identity, known_hosts, accept_new_host_key,
-                     connect_timeout, remote_root, jobs, False)
     _on_boards("status", common, status.board_status, as_json=as_json)
 
 
 @app.command("boards")
-@handle_errors
 def boards_cmd(
     inventory: Path = typer.Option(..., "--inventory", "-I", help="Inventory YAML of boards."),
     label: List[str] = LABEL,

@@ -26,7 +26,7 @@ from typing import Any, Dict, List, Optional, Tuple
 from pantheon.deploy.fleet import Ctx
 from pantheon.deploy.ssh import SHA256_TREE, Session, check_name, q, sha256sum_line
 from pantheon.errors import ArtifactError, DeployError
-from pantheon.formats.store import MANIFEST, Manifest, Store, sha256_file, write_artifact
+from pantheon.formats.store import MANIFEST, Manifest, sha256_file, write_artifact
 
 REMOTE_MANIFEST = "board-manifest.json"
 
@@ -148,7 +148,7 @@ def list_remote_runs(session: Session) -> List[Tuple[str, str]]:
 def collect_runs(ctx: Ctx, session: Session, run_id: Optional[str] = None, app: Optional[str] = None,
                  extras: Optional[Dict[str, Any]] = None) -> List[Dict[str, Any]]:
     """Collect run ``run_id`` (of ``app`` if given), or every run not yet in the local store."""
-    store = Store()
+    store = ctx.store
     runs = list_remote_runs(session)
     if run_id is not None:
         check_name("run id", run_id)

@@ -37,6 +37,7 @@ import yaml
 from pantheon import console
 from pantheon.deploy.ssh import Board, Recorder, parse_board
 from pantheon.errors import FormatError, PantheonError, UsageError
+from pantheon.formats.store import Store
 
 STOP = threading.Event()  # set on Ctrl-C during a fleet command; long board actions check it
 _BOARD_KEYS = {"name", "host", "user", "port", "identity", "labels", "env", "remote_root", "preset"}
@@ -155,6 +156,7 @@ class Ctx:
     dry_run: bool = False
     fleet: bool = False  # several boards: no progress bars, status lines prefixed with the board
     quiet: bool = False  # --json: no tables on stdout
+    store: Store = field(default_factory=Store)  # the local artifact store (collected logs, records)
 
     def log(self, msg: str) -> None:
         from rich.markup import escape  # "[nx-1]" would otherwise be read as a markup tag and vanish
@@ -179,7 +181,8 @@ Verb = Callable[[Ctx], Tuple[str, Dict[str, Any]]]
 
 
 def run_on_boards(
-    boards: Sequence[Board], verb: Verb, *, jobs: int = 4, dry_run: bool = False, name: str = "", quiet: bool = False
+    boards: Sequence[Board], verb: Verb, *, jobs: int = 4, dry_run: bool = False, name: str = "", quiet: bool = False,
+    store: Optional[Store] = None,
 ) -> List[BoardResult]:
     """Run ``verb`` on every board (in parallel when several); collect one result per board.
 
@@ -188,9 +191,11 @@ def run_on_boards(
     """
     fleet = len(boards) > 1
     STOP.clear()
+    store = store or Store()
 
     def one(board: Board) -> BoardResult:
-        ctx = Ctx(board, Recorder(dry_run=dry_run, prefix=f"[{board.name}] " if fleet else ""), dry_run, fleet, quiet)
+        ctx = Ctx(board, Recorder(dry_run=dry_run, prefix=f"[{board.name}] " if fleet else ""), dry_run, fleet, quiet,
+                  store)
         t0 = time.monotonic()
         try:
             summary, data = verb(ctx)
@@ -229,9 +234,9 @@ def run_on_boards(
 def _save_record(ctx: Ctx, name: str, res: BoardResult) -> None:
     if ctx.dry_run or not name or not ctx.recorder.commands:
         return
-    from pantheon.formats.store import Store, new_run_id, write_artifact
+    from pantheon.formats.store import new_run_id, write_artifact
 
-    dest = Store().root / "deploy" / ctx.board.name / f"{new_run_id()}-{name}"
+    dest = ctx.store.root / "deploy" / ctx.board.name / f"{new_run_id()}-{name}"
     result = {"board": ctx.board.name, "address": ctx.board.address, "verb": name, "ok": res.ok,
               "summary": res.summary, "seconds": round(res.seconds, 3), "data": res.data}
     try:
@@ -266,6 +271,7 @@ class Common:
     conn: Connection = field(default_factory=Connection)
     jobs: int = 4
     dry_run: bool = False
+    store: Store = field(default_factory=Store)  # the local artifact store
 
     def select(self) -> List[Board]:
         return select_boards(self.boards, self.inventory, self.conn, self.labels)
@@ -274,7 +280,8 @@ class Common:
 def execute(name: str, common: Common, verb: Verb, *, as_json: bool = False) -> int:
     """Select the boards, run ``verb`` on each, print the summary line or fleet table; the exit code."""
     boards = common.select()
-    results = run_on_boards(boards, verb, jobs=common.jobs, dry_run=common.dry_run, name=name, quiet=as_json)
+    results = run_on_boards(boards, verb, jobs=common.jobs, dry_run=common.dry_run, name=name, quiet=as_json,
+                            store=common.store)
     if as_json:
         payload = [{"board": r.board.name, "address": r.board.address, "ok": r.ok, "summary": r.summary,
                     **r.data} for r in results]

@@ -154,7 +154,7 @@ def local_bundle(app: str, store: Optional[Store] = None) -> Bundle:
     except ArtifactError as exc:
         raise DeployError(f"the deployment bundle of app {app} is damaged: {exc}") from exc
     try:
-        app_file = resolve_app_path(app)
+        app_file = resolve_app_path(app, store)
     except UsageError as exc:
         raise DeployError(f"app {app}: no application file to send ({exc})") from exc
     files = _files_of(repo, "repository", repo_manifest) + _files_of(workload, "workload", workload_manifest)

@@ -36,7 +36,7 @@ from pantheon.deploy.remote import BoardFacts, read_facts
 from pantheon.deploy.setup import board_state
 from pantheon.deploy.ssh import Session, check_name, last_line, q
 from pantheon.errors import BoardError, DeployError, DockerError
-from pantheon.formats.store import Store, new_run_id
+from pantheon.formats.store import new_run_id
 from pantheon.platform import jetson as pb
 
 DEFAULT_IMAGE = "pantheon-jetson:latest"
@@ -228,7 +228,7 @@ def run_container(
                     runtime=hc.get("Runtime"), network=hc.get("NetworkMode"))
         engine.record("rm", "-f", spec["name"])
         container.remove(force=True)
-    store_dir = Store().root / local_dir_kind[0]
+    store_dir = ctx.store.root / local_dir_kind[0]
     extras = {"board.json": state, "container.json": info, "container.log": output,
               "commands.sh": session.recorder.script(f"pantheon-deploy {command[0]} {app} on {session.board.address}")}
     collected = collect_dir(ctx, session, remote_dir, store_dir, kind=local_dir_kind[1], extras=extras,
@@ -276,7 +276,7 @@ def report(ctx: Ctx, local: str, app: str, run_id: str) -> Dict[str, Any]:
     """Write the report folder of a collected run and print its table (single board)."""
     from pantheon.analysis.report import COMPARE_COLUMNS, compare_rows, write_report
 
-    folder, summary = write_report(local, out=Store().report_dir(app, run_id), plots=not ctx.fleet)
+    folder, summary = write_report(local, out=ctx.store.report_dir(app, run_id), plots=not ctx.fleet)
     if not ctx.fleet and not ctx.quiet:
         console.print_table(f"{app} on {ctx.board.name}: {summary.get('policy', '?')} ({summary.get('device', '?')})",
                             COMPARE_COLUMNS, compare_rows([summary]))

@@ -20,11 +20,14 @@ import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Union
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Union
 
 import yaml
 
 from pantheon.errors import FormatError, UsageError
+
+if TYPE_CHECKING:
+    from pantheon.formats.store import Store
 
 ENV_APPS = "PANTHEON_APPS"
 
@@ -79,19 +82,35 @@ class App:
     raw: Dict[str, Any] = field(default_factory=dict)
 
 
+def packaged_apps_dir() -> Path:
+    """The app files shipped inside the package (``pantheon/deploy/data/apps``).
+
+    Found through :mod:`importlib.resources` so that it works from a wheel as from a
+    checkout (where the folder is a symlink to ``deploy/apps``). Only the top package is
+    imported, not :mod:`pantheon.deploy`.
+    """
+    try:
+        from importlib.resources import files
+    except ImportError:  # Python 3.8 (board images): a plain file-system install
+        return Path(__file__).resolve().parents[1] / "deploy" / "data" / "apps"
+    res = files("pantheon") / "deploy" / "data" / "apps"
+    return res if isinstance(res, Path) else Path(str(res))
+
+
 def app_search_dirs() -> List[Path]:
+    """Where app names are looked up: ``$PANTHEON_APPS``, ``./deploy/apps``, the package's apps."""
     dirs: List[Path] = []
     env = os.environ.get(ENV_APPS)
     if env:
         dirs.extend(Path(p) for p in env.split(os.pathsep) if p)
     dirs.append(Path.cwd() / "deploy" / "apps")
-    dirs.append(Path(__file__).resolve().parents[2] / "deploy" / "apps")
-    dirs.append(Path(__file__).resolve().parents[1] / "deploy" / "data" / "apps")  # package data (pip installs)
+    dirs.append(packaged_apps_dir())
     return dirs
 
 
-def resolve_app_path(name_or_path: Union[str, Path]) -> Path:
-    """A path as given, else ``<name>.yaml`` in the app search directories, else the store copy."""
+def resolve_app_path(name_or_path: Union[str, Path], store: Optional[Store] = None) -> Path:
+    """A path as given, else ``<name>.yaml`` in the app search directories, else the copy in
+    ``store`` (default: the store at ``$PANTHEON_DATA``)."""
     p = Path(name_or_path)
     if p.suffix in (".yaml", ".yml", ".json") or os.sep in str(name_or_path):
         if not p.is_file():
@@ -106,7 +125,7 @@ def resolve_app_path(name_or_path: Union[str, Path]) -> Path:
                     return cand
     from pantheon.formats.store import Store
 
-    cand = Store().app_dir(str(name_or_path)) / "app.yaml"
+    cand = (store or Store()).app_dir(str(name_or_path)) / "app.yaml"
     if cand.is_file():
         return cand
     known = sorted({f.stem for d in app_search_dirs() if d.is_dir() for f in d.glob("*.y*ml")})
@@ -274,9 +293,9 @@ def parse_app(data: Any, where: str = "<app>", name: Optional[str] = None) -> Ap
     )
 
 
-def load_app(name_or_path: Union[str, Path]) -> App:
-    """Load an application by name (``deploy/apps/<name>.yaml``) or path (YAML or JSON)."""
-    path = resolve_app_path(name_or_path)
+def load_app(name_or_path: Union[str, Path], store: Optional[Store] = None) -> App:
+    """Load an application by name (``deploy/apps/<name>.yaml``, else ``store``'s copy) or path (YAML or JSON)."""
+    path = resolve_app_path(name_or_path, store)
     try:
         text = path.read_text()
         data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)

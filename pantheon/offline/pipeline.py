@@ -134,9 +134,9 @@ def _plan(app: App, o: PipelineOptions, s: st.Store) -> Tuple[Path, bool]:
     before = _manifest_text(dest)
     setting = str(app.source)
     try:
-        res = plan(setting, force=o.force, min_chunk_us=o.min_chunk_us)
+        res = plan(setting, force=o.force, min_chunk_us=o.min_chunk_us, store=s)
     except ArtifactExistsError:  # a repository planned from older profiles or limits
-        res = plan(setting, force=True, min_chunk_us=o.min_chunk_us)
+        res = plan(setting, force=True, min_chunk_us=o.min_chunk_us, store=s)
     assert res.repository is not None
     return res.repository, before is not None and before == _manifest_text(res.repository)
 
@@ -179,24 +179,27 @@ def _run(results: List[StageResult], task: str, stage: str, fn: Callable[[], Tup
     return path
 
 
-def pipeline(app_name: str, options: Optional[PipelineOptions] = None, *, show: bool = True) -> List[StageResult]:
+def pipeline(app_name: str, options: Optional[PipelineOptions] = None, *, show: bool = True,
+             store: Optional[st.Store] = None) -> List[StageResult]:
     """Run construct -> export -> profile for every task of ``app_name``, then plan and workload.
 
     Args:
         app_name: an app name (``digits``) or app file; see :func:`pantheon.formats.app.load_app`.
         options: data dir, board profiler (``HOST:PORT``; None = time locally), force, epochs, limit.
+        show: print the table of stages at the end.
+        store: the artifact store every stage reads and writes (default: the one at ``$PANTHEON_DATA``).
 
     Returns: one :class:`StageResult` per stage and task, in the order they ran.
     """
     from pantheon.zoo import get_task
 
     o = options or PipelineOptions()
-    app = load_app(app_name)
+    s = store or st.Store()
+    app = load_app(app_name, s)
     if o.board:
         parse_board(o.board)
     for task in app.tasks:  # an unknown task fails now, not after an hour of training
         get_task(task)
-    s = st.Store()
     results: List[StageResult] = []
     for task in app.tasks:
         _run(results, task, "pretrain", partial(_pretrain, task, o, s))

@@ -65,6 +65,7 @@ import numpy as np
 from pantheon import console
 from pantheon.errors import ArtifactExistsError, InfeasibleError, PlanError, UsageError
 from pantheon.formats import ModelBlockProfile, ModelConfig, model_config_to_text, store
+from pantheon.formats import store as store_mod
 from pantheon.formats.app import App, load_app
 
 MAX_EXHAUSTIVE = 20
@@ -747,6 +748,7 @@ def plan(
     show: bool = True,
     min_chunk_us: Optional[float] = None,
     objective: str = DEFAULT_OBJECTIVE,
+    store: Optional[store_mod.Store] = None,
 ) -> PlanResult:
     """Plan the exits of application ``setting`` (name, YAML app file or reference settings JSON).
 
@@ -763,12 +765,14 @@ def plan(
         objective: ``reference`` (default: maximise ``sum 1/mean(T)``, allowed drop against
             each task's best accuracy, ties with a faster exit kept) or ``mean-time``
             (minimise ``sum mean(T)``, drop against the last exit, ties dropped).
+        store: the artifact store of the defaults above and of app copies (default: the one at
+            ``$PANTHEON_DATA``).
 
     Returns: the :class:`PlanResult` (``repository`` = where it was written).
     """
     check_objective(objective)
-    app = load_app(setting)
-    st = store.Store()
+    st = store or store_mod.Store()
+    app = load_app(setting, st)
     base = Path(base) if base is not None else st.root / "variants"
     dest = Path(save) if save is not None else st.repository_dir(app.name)
     if min_chunk_us is not None and (not math.isfinite(min_chunk_us) or min_chunk_us < 0):
@@ -779,7 +783,7 @@ def plan(
     inputs = {
         "app": app.name,
         "variants": {
-            t.name: store.fingerprint({k: e.sha256 for k, e in store.read_manifest(t.variants).files.items()})
+            t.name: store_mod.fingerprint({k: e.sha256 for k, e in store_mod.read_manifest(t.variants).files.items()})
             for t in tasks if t.variants
         },
         "limits": {t.name: t.max_delta_accuracy for t in tasks},
@@ -789,7 +793,7 @@ def plan(
         "objective": objective,
     }
     if dest.exists() and not force:  # decided before the solver runs
-        if store.is_complete(dest, inputs) and (dest / "plan.json").is_file():
+        if store_mod.is_complete(dest, inputs) and (dest / "plan.json").is_file():
             res = PlanResult.from_json(json.loads((dest / "plan.json").read_text()))
             res.repository = dest
             console.info(f"plan {app.name}: skipped (up to date): {dest}")

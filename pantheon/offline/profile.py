@@ -47,6 +47,7 @@ from pantheon.errors import (
 )
 from pantheon.formats import profiler_wire as wire
 from pantheon.formats import store
+from pantheon.formats.store import Store
 from pantheon.online import timing
 from pantheon.online.repository import load_torchscript
 
@@ -553,6 +554,7 @@ def profile(
     accuracies: Optional[Sequence[float]] = None,
     show: bool = True,
     variants: Optional[Variants] = None,
+    store: Optional[Store] = None,
 ) -> ProfileResult:
     """Profile the variants of ``task`` (in ``weights`` or the store) and write ``profile.csv``.
 
@@ -565,6 +567,7 @@ def profile(
         max_samples: evaluate accuracy on at most this many test samples.
         accuracies: library use only: known exit accuracies (skip the evaluation).
         variants: library use only: ``weights`` as :func:`load_variants` just read (and verified) it.
+        store: the artifact store of the default ``weights`` (default: the one at ``$PANTHEON_DATA``).
 
     Returns: the :class:`ProfileResult`; ``profile.csv`` and ``profile.json`` are in the
     variants directory and its manifest is updated.
@@ -572,7 +575,7 @@ def profile(
     if weights is None:
         if task is None:
             raise UsageError("pass --task or --weights")
-        weights = store.Store().variants_dir(task)
+        weights = (store or Store()).variants_dir(task)
     v = variants if variants is not None and variants.path == Path(weights) else load_variants(Path(weights))
     if task is not None and task != v.task:
         raise UsageError(f"--task {task} but {weights} holds variants of {v.task}")

@@ -982,35 +982,3 @@ def _build_task(name: str) -> tuple:
     spec = get_task(name)
     shape = getattr(spec, "input_shape", None)
     return spec.build_model(), (list(shape) if shape else None), getattr(spec, "arch", None)
-
-
-def print_report(res: SliceResult, as_json: bool = False) -> None:
-    """Print the per-chunk table and the equivalence line, or the JSON report on stdout."""
-    import json
-
-    from pantheon import console
-
-    if as_json:
-        print(json.dumps(res.to_json(), indent=2))
-        return
-    rows = [
-        (
-            i.index,
-            i.n_ops,
-            f"{i.param_bytes / 2**20:.2f}",
-            _fmt_shape(i.out_shape),
-            f"{i.out_bytes / 2**10:.1f}",
-        )
-        for i in res.info
-    ]
-    name = f"{res.task} ({res.arch})" if res.task else (res.arch or "model")
-    title = f"{name}: {len(res.chunks)} chunks ({'merged' if res.merged else 'not merged'})"
-    console.print_table(title, ["index", "ops", "params MB", "output shape", "output KB"], rows)
-    verdict = "exact" if res.exact else ("within 1e-5 relative" if res.equivalent else "NOT equivalent")
-    console.out.print(f"max abs diff vs original: {res.max_abs_diff:.3g} ({verdict})")
-
-
-def _fmt_shape(shape: list) -> str:
-    if shape and isinstance(shape[0], list):
-        return " ".join("x".join(map(str, s)) for s in shape)
-    return "x".join(map(str, shape))

@@ -1172,24 +1172,3 @@ def run(repo: PathLike, workload: PathLike, log: PathLike, *, policy: str = "pan
             signal.signal(sig, h)
         if not rt._stopped:
             rt.stop(drain=False)
-
-
-def runtime_command(repo: PathLike, workload: PathLike, log: PathLike, policy: str, device: str,
-                    best_effort: Sequence[str], telemetry: str, drop_late: bool, time_scale: float,
-                    max_inflight: int, as_json: bool, threads: Optional[int] = None,
-                    calibrate: bool = True, cuda_graphs: bool = True,
-                    dispatch_overhead_us: Optional[float] = None, drop_rule: str = DROP_RULES[0],
-                    downgrade: str = DOWNGRADES[0]) -> Dict[str, Any]:
-    """``pantheon runtime``: run, then print the summary (JSON or one line)."""
-    from pantheon import console
-
-    summary = run(repo, workload, log, policy=policy, device=device, best_effort=best_effort, telemetry=telemetry,
-                  drop_late=drop_late, time_scale=time_scale, max_inflight=max_inflight, progress=not as_json,
-                  threads=threads, calibrate=calibrate, cuda_graphs=cuda_graphs,
-                  dispatch_overhead_us=dispatch_overhead_us, drop_rule=drop_rule, downgrade=downgrade)
-    if as_json:
-        print(json.dumps(summary, indent=2, default=str))
-    else:
-        console.out.print(summary_line(summary))
-        console.info(f"log: {events_path(log)}")
-    return summary

@@ -43,6 +43,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence
 from pantheon.errors import ArtifactError, UsageError
 from pantheon.formats import Workloads
 from pantheon.formats.events import EventLog, NullLog
+from pantheon.formats.store import PathLike, Store
 from pantheon.metrics import DROPPED as DROPPED_JOB
 from pantheon.metrics import LATE, MET, JobRecord, summarize
 from pantheon.online.repository import Repository
@@ -315,15 +316,19 @@ def _run_logged(run: Callable[[EventLog], Dict[str, Any]], log: Path, path: Path
     return summary
 
 
-def simulate_command(repo_dir: Any, workload: Any, policy: str, jitter: float, seed: int, drop_late: bool,
-                     log: Optional[Any], out: Optional[Any], as_json: bool,
-                     dispatch_us: Optional[float] = None, pipelined: bool = False,
-                     drop_rule: str = DROP_RULES[0], downgrade: str = DOWNGRADES[0]) -> Dict[str, Any]:
-    """``pantheon simulate``: validate inputs, simulate, optionally log and report, print."""
-    import json
+def simulate_files(repo_dir: PathLike, workload: PathLike, policy: str, store: Store, *, jitter: float = 0.0,
+                   seed: int = 0, drop_late: bool = True, log: Optional[PathLike] = None, logged: bool = False,
+                   dispatch_us: Optional[float] = None, pipelined: bool = False,
+                   drop_rule: str = DROP_RULES[0], downgrade: str = DOWNGRADES[0]) -> Dict[str, Any]:
+    """Validate a repository folder and a workload file, simulate, and write the event log.
 
+    The log goes to ``log`` (a .jsonl file or a run folder), else, when ``logged``, to
+    ``store``'s logs folder of the repository's app; ``summary["log_path"]`` then names it.
+    ``summary["profiles_only"]`` says whether the repository held profiles alone.
+    """
     from pantheon import console
-    from pantheon.formats import read_workloads, store
+    from pantheon.formats import read_workloads
+    from pantheon.formats import store as store_mod
     from pantheon.formats.events import events_path
     from pantheon.online.repository import read_repository
 
@@ -336,9 +341,9 @@ def simulate_command(repo_dir: Any, workload: Any, policy: str, jitter: float, s
         console.info(f"{repo_dir}: profiles-only repository (config.pbtxt files, no chunks, no manifest)")
     ws = read_workloads(workload)
     jobs = validate(ws, repo, where=str(workload))
-    run_id = store.new_run_id()
-    if log is None and out is not None:
-        log = store.Store().logs_dir(repo.app, run_id)
+    run_id = store_mod.new_run_id()
+    if log is None and logged:
+        log = store.logs_dir(repo.app, run_id)
     fields = {"workload": str(workload), "run_id": run_id, "jobs": len(jobs), "profiles_only": repo.profiles_only}
 
     def run(elog: Optional[EventLog]) -> Dict[str, Any]:
@@ -363,13 +368,6 @@ def simulate_command(repo_dir: Any, workload: Any, policy: str, jitter: float, s
             where = exc.filename or log_path
             raise ArtifactError(f"cannot write the event log {where}: {exc.strerror or exc}; nothing was "
                                 f"written (free space or pick another --log)") from exc
-    if out is not None:
-        summary["log_path"] = str(log_path)  # the CLI writes the report folder from it
-    if as_json:
-        print(json.dumps(summary, indent=2, default=str))
-    else:
-        from pantheon.online.runtime import summary_line
-
-        note = ", profiles only" if repo.profiles_only else ""
-        console.out.print(summary_line(summary) + f" ({summary['jobs_per_s']:.0f} jobs/s simulated{note})")
+    if logged:
+        summary["log_path"] = str(log_path)
     return summary

@@ -45,6 +45,7 @@ import numpy as np
 from pantheon.errors import PantheonError, UsageError, WorkloadError
 from pantheon.formats import Workloads
 from pantheon.formats.app import App, Stream, load_app
+from pantheon.formats.store import PathLike, Store
 
 if TYPE_CHECKING:
     from pantheon.online.repository import Repository
@@ -380,73 +381,66 @@ def show(ws: Workloads, repo: Optional[Repository] = None) -> Dict[str, Any]:
     return out
 
 
-def workload_command(spec: Optional[str], out: Optional[Any], show_path: Optional[Any], repo_dir: Optional[Any],
-                     seed: Optional[int], duration: Optional[float], load_factor: float, force: bool,
-                     as_json: bool, max_jobs: int = MAX_JOBS, max_span_s: float = MAX_SPAN_S) -> Dict[str, Any]:
-    """``pantheon workload``: generate (``--spec``) or describe (``--show``) a workload file.
+def show_workload(show_path: PathLike, spec: Optional[str] = None, repo_dir: Optional[PathLike] = None,
+                  store: Optional[Store] = None) -> Dict[str, Any]:
+    """Describe a workload file (:func:`show`), checked against a repository and/or an app.
 
-    ``--show`` with ``--repo`` validates the file against the repository (tasks, input
-    shapes, deadlines) and with ``--spec`` checks its stream ids against the app's streams.
+    With ``repo_dir`` the file is validated against the repository (tasks, input shapes,
+    deadlines); with ``spec`` its stream ids are checked against the app's streams.
+    """
+    from pantheon.formats import read_workloads
+    from pantheon.online.repository import read_repository
+
+    repo = read_repository(repo_dir) if repo_dir is not None else None
+    ws = read_workloads(show_path)
+    shown_app = load_app(spec, store) if spec is not None else None
+    if shown_app is not None and not shown_app.streams:
+        raise UsageError(f"--spec {spec} defines no workload streams to check {show_path} against")
+    if repo is not None:
+        validate(ws, repo, where=str(show_path), app=shown_app)
+    elif shown_app is not None:
+        check_stream_ids(ws, shown_app, str(show_path))
+    info = show(ws, repo)
+    info["file"] = str(show_path)
+    if shown_app is not None:
+        info["app"] = shown_app.name
+    return info
+
+
+def generate_workload(spec: str, store: Store, out: Optional[PathLike] = None, repo_dir: Optional[PathLike] = None,
+                      seed: Optional[int] = None, duration: Optional[float] = None, load_factor: float = 1.0,
+                      force: bool = False, max_jobs: int = MAX_JOBS, max_span_s: float = MAX_SPAN_S) -> Dict[str, Any]:
+    """Generate an app's workload into ``out`` (a .bin) or the store's workload artifact; describe it.
+
+    Returns :func:`show`'s description with ``file``, the path written.
     """
     import json
     from pathlib import Path
 
-    from pantheon import console
-    from pantheon.formats import read_workloads, store, write_workloads
+    from pantheon.formats import store as st
+    from pantheon.formats import write_workloads
     from pantheon.online.repository import read_repository
 
-    if spec is None and show_path is None:
-        raise UsageError("pass --spec APP (generate) or --show FILE.bin (describe; with --spec APP, check its "
-                         "stream ids against the app)")
     check_options(seed, duration, load_factor, max_jobs, max_span_s)
     repo = read_repository(repo_dir) if repo_dir is not None else None
-    if show_path is not None:
-        if out is not None:
-            raise UsageError("--show describes a file and writes nothing: drop --out")
-        ws = read_workloads(show_path)
-        shown_app = load_app(spec) if spec is not None else None
-        if shown_app is not None and not shown_app.streams:
-            raise UsageError(f"--spec {spec} defines no workload streams to check {show_path} against")
-        if repo is not None:
-            validate(ws, repo, where=str(show_path), app=shown_app)
-        elif shown_app is not None:
-            check_stream_ids(ws, shown_app, str(show_path))
-        info = show(ws, repo)
-        info["file"] = str(show_path)
-        if shown_app is not None:
-            info["app"] = shown_app.name
-    else:
-        app = load_app(spec)  # type: ignore[arg-type]
-        if out is not None and Path(out).is_dir():
-            raise UsageError(f"--out {out} is a directory; pass a file name such as {Path(out) / 'workload.bin'}")
-        if out is not None and Path(out).exists() and not force:
-            from pantheon.errors import ArtifactExistsError
+    app = load_app(spec, store=store)
+    if out is not None and Path(out).is_dir():
+        raise UsageError(f"--out {out} is a directory; pass a file name such as {Path(out) / 'workload.bin'}")
+    if out is not None and Path(out).exists() and not force:
+        from pantheon.errors import ArtifactExistsError
 
-            raise ArtifactExistsError(f"{out} already exists; pass --force to replace it")
-        ws = generate(app, repo=repo, seed=seed, duration_s=duration, load_factor=load_factor,
-                      max_jobs=max_jobs, max_span_s=max_span_s)
-        if out is None:
-            dest = store.Store().workload_dir(app.name)
-            inputs = {"spec": str(app.source), "seed": seed, "duration": duration, "load_factor": load_factor}
-            with store.write_artifact(dest, kind="workload", force=force, inputs=inputs) as tmp:
-                write_workloads(tmp / "workload.bin", ws)
-                (tmp / "workload.json").write_text(json.dumps(app.raw, indent=2, default=str) + "\n")
-            out = dest / "workload.bin"
-        else:
-            write_workloads(out, ws)
-        info = show(ws, repo)
-        info["file"] = str(out)
-    if as_json:
-        print(json.dumps(info, indent=2))
+        raise ArtifactExistsError(f"{out} already exists; pass --force to replace it")
+    ws = generate(app, repo=repo, seed=seed, duration_s=duration, load_factor=load_factor,
+                  max_jobs=max_jobs, max_span_s=max_span_s)
+    if out is None:
+        dest = store.workload_dir(app.name)
+        inputs = {"spec": str(app.source), "seed": seed, "duration": duration, "load_factor": load_factor}
+        with st.write_artifact(dest, kind="workload", force=force, inputs=inputs) as tmp:
+            write_workloads(tmp / "workload.bin", ws)
+            (tmp / "workload.json").write_text(json.dumps(app.raw, indent=2, default=str) + "\n")
+        out = dest / "workload.bin"
     else:
-        console.print_table(
-            f"workload {info['file']}", ["task", "jobs"], list(info["per_task"].items()) + [("total", info["jobs"])]
-        )
-        console.print_table(
-            "streams (workload id)", ["stream", "task", "jobs", "period ms", "deadline ms", "first release ms"],
-            [(r["stream"], r["task"], r["jobs"], "-" if r["period_us"] is None else f"{r['period_us'] / 1000:.3f}",
-              f"{r['deadline_us'] / 1000:g}", f"{r['start_us'] / 1000:.3f}") for r in info["per_stream"]],
-        )
-        load = f", load {info['load']:.3f}" if "load" in info else " (pass --repo for the load)"
-        console.out.print(f"span {info['span_us'] / 1e6:.3f} s{load}")
+        write_workloads(out, ws)
+    info = show(ws, repo)
+    info["file"] = str(out)
     return info

@@ -252,30 +252,3 @@ def get_task(name: str) -> Task:
 def zoo_rows() -> List[Dict[str, Any]]:
     """One JSON-able record per task (``pantheon zoo --json``)."""
     return [t.to_dict() for t in _TASKS]
-
-
-def print_zoo(as_json: bool = False) -> None:
-    """The zoo as a table (or JSON on stdout)."""
-    import json
-
-    from pantheon import console
-
-    if as_json:
-        print(json.dumps({"tasks": zoo_rows()}, indent=2))
-        return
-    rows = []
-    for t in _TASKS:
-        d = t.defaults
-        rows.append([
-            t.name + ("" if t.group == "paper" else f" ({t.group})"), t.arch.replace("_mobilenet_v3_large", ""),
-            "x".join(map(str, t.input_shape)), t.num_classes, t.metric_name, t.data_format,
-            f"{d.learning_rate:g} {d.batch_size} {d.weight_decay:g} {d.max_epochs}",
-        ])
-    cols = ["task", "backbone", "input", "classes", "metric", "data", "lr batch wd epochs"]
-    console.print_table("Pantheon task zoo (training defaults of the reference artifact)", cols, rows)
-    console.out.print("dataset layouts under --data_dir:")
-    seen = set()
-    for t in _TASKS:
-        if (t.data_format, t.dataset) not in seen:
-            seen.add((t.data_format, t.dataset))
-            console.out.print(f"  {t.name}: {t.data_layout()}")
