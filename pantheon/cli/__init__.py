@@ -7,7 +7,8 @@ app joined from sub-apps, one module per side of the pipeline:
   profile, plan, pipeline (the desktop);
 * :mod:`pantheon.cli.online`: workload, runtime, simulate, report, repository, bench (the
   board and the analysis);
-* here: the root options (``--version``, ``--data-root``) and ``demo``.
+* here: the root options (``--version``, ``--data-root``) and ``demo``; :func:`_join` puts
+  the sub-apps' commands at the top level.
 
 The root callback makes the invocation's one :class:`~pantheon.formats.store.Store` from
 ``--data-root``/``$PANTHEON_DATA``; commands hand it down to the library. Errors are caught
@@ -97,9 +98,18 @@ def demo_cmd(
     demo(store, quick=quick, force=force, policies=policies, device=device)
 
 
-app.add_typer(offline.app)
-app.add_typer(online.app)
-app.add_typer(demo_app)
+
+
+def _join(root: typer.Typer, *parts: typer.Typer) -> None:
+    """Put the commands and groups of ``parts`` at the top level of ``root`` (``pantheon slice``, not
+    ``pantheon offline slice``). Done by hand, not with a nameless ``add_typer``: typer merges those
+    only since 0.15, and the board images may carry an older one."""
+    for part in parts:
+        root.registered_commands.extend(part.registered_commands)
+        root.registered_groups.extend(part.registered_groups)
+
+
+_join(app, offline.app, online.app, demo_app)
 
 
 def main() -> None:

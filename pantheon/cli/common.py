@@ -22,7 +22,7 @@ import errno
 import os
 import sys
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence
+from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import click
 import typer
@@ -74,6 +74,23 @@ def _silence_stdout() -> None:
         pass
 
 
+def _click_exits() -> Tuple[type, ...]:
+    """click's own exceptions (usage errors, exits, aborts): of click, and of the copy of click
+    that newer typer releases carry inside (``typer._click``)."""
+    mods: List[Any] = [click.exceptions]
+    try:
+        import typer._click.exceptions as vendored
+    except ImportError:  # typer < 0.20 uses click itself
+        pass
+    else:
+        mods.append(vendored)
+    names = ("ClickException", "Exit", "Abort")  # the vendored copy raises typer.Exit/typer.Abort
+    return tuple(getattr(m, n) for m in mods for n in names if hasattr(m, n))
+
+
+_CLICK_EXITS = _click_exits()
+
+
 @contextlib.contextmanager
 def errors_to_exit_codes() -> Iterator[None]:
     """Turn every error raised inside into one line on stderr and a non-zero exit code."""
@@ -82,8 +99,7 @@ def errors_to_exit_codes() -> Iterator[None]:
     debug = bool(os.environ.get("PANTHEON_DEBUG"))
     try:
         yield
-    except (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort,
-            typer.Exit, typer.Abort, SystemExit):
+    except (*_CLICK_EXITS, typer.Exit, typer.Abort, SystemExit):
         raise  # click's own usage errors and exits keep their meaning
     except PantheonError as exc:
         if debug:
@@ -202,10 +218,9 @@ def store_callback(ctx: typer.Context, data_root: Optional[Path]) -> None:
     ctx.obj = Store(data_root)
 
 
-def get_store(ctx: Optional[click.Context] = None) -> Store:
-    """The store the root callback made; a default one when a command runs outside the tree."""
-    ctx = ctx or click.get_current_context(silent=True)
-    obj = ctx.find_object(Store) if ctx is not None else None
+def get_store(ctx: Any) -> Store:
+    """The store the root callback made (``ctx`` is the command's ``typer.Context``)."""
+    obj = ctx.find_object(Store)
     return obj if obj is not None else Store()
 
 

@@ -117,14 +117,16 @@ def board_options(dry_run: bool = True) -> Callable[[F], F]:
         shared = [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=opt, annotation=ann)
                   for name, ann, opt in BOARD_OPTIONS if dry_run or name != "dry_run"]
         names = [p.name for p in shared]
+        # typer hands the invocation's context (and so its store) to a parameter typed typer.Context
+        context = inspect.Parameter("board_ctx", inspect.Parameter.KEYWORD_ONLY, annotation=typer.Context)
 
         @functools.wraps(fn)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
             values = {n: kwargs.pop(n) for n in names}
-            kwargs["common"] = _common(**values)
+            kwargs["common"] = _common(store=get_store(kwargs.pop("board_ctx")), **values)
             return fn(*args, **kwargs)
 
-        wrapper.__signature__ = sig.replace(parameters=own + shared)  # type: ignore[attr-defined]
+        wrapper.__signature__ = sig.replace(parameters=[*own, context, *shared])  # type: ignore[attr-defined]
         return wrapper  # type: ignore[return-value]
 
     return deco
@@ -133,12 +135,12 @@ def board_options(dry_run: bool = True) -> Callable[[F], F]:
 APP_HELP = "App (store apps/<app>/); default $PANTHEON_APP, else the only app in the local store."
 
 
-def _app(app_name: Optional[str]) -> str:
+def _app(app_name: Optional[str], store: Any) -> str:
     """``--app``, ``$PANTHEON_APP`` or the store's only app; says which when it chose."""
     from pantheon import console
     from pantheon.deploy.push import resolve_app
 
-    name, how = resolve_app(app_name, get_store())
+    name, how = resolve_app(app_name, store)
     if how:
         console.info(f"app {name} ({how})")
     return name
@@ -162,14 +164,14 @@ def _telemetry_help() -> str:
 
 def _common(board: List[str], inventory: Optional[Path], label: List[str], user: Optional[str], port: Optional[int],
             identity: Optional[Path], known_hosts: Optional[Path], accept_new_host_key: bool, connect_timeout: int,
-            remote_root: Optional[str], jobs: int, dry_run: bool = False) -> Any:
+            remote_root: Optional[str], jobs: int, dry_run: bool = False, store: Any = None) -> Any:
     from pantheon.deploy.fleet import Common, Connection
 
     conn = Connection(user=user, port=port, identity=str(identity) if identity else None,
                       known_hosts=str(known_hosts) if known_hosts else None,
                       accept_new_host_key=accept_new_host_key, connect_timeout=connect_timeout, remote_root=remote_root)
     return Common(boards=board, inventory=inventory, labels=label, conn=conn, jobs=jobs, dry_run=dry_run,
-                  store=get_store())
+                  store=store)
 
 
 def _on_boards(name: str, common: Any, fn: Callable[..., Tuple[str, Dict[str, Any]]], as_json: bool = False) -> None:
@@ -254,7 +256,7 @@ def push_cmd(
     """
     from pantheon.deploy import push
 
-    bundle = push.local_bundle(_app(app_name), common.store)
+    bundle = push.local_bundle(_app(app_name, common.store), common.store)
     _on_boards("push", common, lambda ctx, s: push.push_to_board(ctx, s, bundle, image, image_source.value),
                as_json=as_json)
 
@@ -315,7 +317,7 @@ def run_cmd(
     """
     from pantheon.deploy import run
 
-    name = _app(app_name)
+    name = _app(app_name, common.store)
     _on_boards("run", common, lambda ctx, s: run.run_app(ctx, s, name, policy=policy, duration=duration,
                                                          telemetry=telemetry, image=image, nvidia=nvidia_runtime,
                                                          device=device), as_json=as_json)
@@ -371,7 +373,7 @@ def bench_cmd(
     """
     from pantheon.deploy import run
 
-    name = _app(app_name)
+    name = _app(app_name, common.store)
     _on_boards("bench", common, lambda ctx, s: run.bench_app(
         ctx, s, name, policies=policies, image=image, nvidia=nvidia_runtime, device=device,
         telemetry=telemetry, duration=duration, seed=seed), as_json=as_json)
