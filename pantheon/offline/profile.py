@@ -163,18 +163,6 @@ def load_module(path: Path, device: Any = "cpu") -> Any:
         raise ArtifactError(f"{path} is not a loadable TorchScript file: {exc}") from exc
 
 
-def module_bytes(module: Any) -> int:
-    """Bytes of the distinct parameters and buffers of a (TorchScript) module."""
-    seen = set()
-    total = 0
-    for t in list(module.parameters()) + list(module.buffers()):
-        key = (t.data_ptr(), t.numel(), t.dtype)
-        if key not in seen:
-            seen.add(key)
-            total += t.numel() * t.element_size()
-    return total
-
-
 def archive_tensor_bytes(path: Path) -> int:
     """Bytes of the tensor records in a TorchScript archive (counts constants of frozen modules)."""
     with zipfile.ZipFile(path) as zf:
@@ -187,6 +175,8 @@ def file_memory_mb(path: Path) -> float:
     A frozen module has no parameters left (they became constants): then the
     tensor records stored in the archive are counted instead.
     """
+    from pantheon.online.memory import module_bytes
+
     n = module_bytes(load_module(path))
     if n == 0:
         try:

@@ -216,6 +216,7 @@ def measure_task(name: str, repeat: int = 7, warmup: int = 2) -> Dict[str, Any]:
     import torch
 
     from pantheon.offline.exits import build_multi_exit
+    from pantheon.online.memory import module_bytes
     from pantheon.zoo import get_task
 
     task = get_task(name)
@@ -224,7 +225,7 @@ def measure_task(name: str, repeat: int = 7, warmup: int = 2) -> Dict[str, Any]:
     model.eval()
 
     def mb(mod: Any) -> float:
-        return sum(t.numel() * t.element_size() for t in list(mod.parameters()) + list(mod.buffers())) / 2**20
+        return module_bytes(mod) / 2**20
 
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # no waiting on a descheduled worker thread
