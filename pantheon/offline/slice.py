@@ -29,8 +29,6 @@ The stage is a chain of torch.fx passes, each a function on a ``GraphModule``:
 
 from __future__ import annotations
 
-import difflib
-import importlib
 import linecache
 import os
 import traceback
@@ -43,6 +41,7 @@ from torch.fx.passes.shape_prop import ShapeProp
 
 from pantheon.errors import ModelError, TraceError, UsageError
 from pantheon.online.memory import module_bytes
+from pantheon.zoo.models import build_arch
 
 # "0 or within 1e-5 relative": max |chunked - original| <= REL_TOL * max |original|
 REL_TOL = 1e-5
@@ -871,6 +870,7 @@ def slice_model(
 
 # ------------------------------------------------------------------------------------------------
 # Model lookup for the CLI: torchvision names, ``ssdlite``, ``package.module:factory``
+# (:func:`pantheon.zoo.models.build_arch`, the zoo's builders)
 # ------------------------------------------------------------------------------------------------
 
 # The architectures whose slicing is checked exactly in the tests and measured by bench/slicing.py.
@@ -894,65 +894,6 @@ CHECKED_ARCHS = (
     "alexnet",
     "ssdlite",
 )
-
-# Builders whose defaults slow down or break slicing: no aux heads, no input transform.
-_BUILD_KWARGS: Dict[str, Dict[str, Any]] = {
-    "googlenet": {"aux_logits": False, "transform_input": False, "init_weights": False},
-    "inception_v3": {"aux_logits": False, "transform_input": False, "init_weights": False},
-}
-
-
-def classification_archs() -> List[str]:
-    """torchvision classification model names (``torchvision.models.list_models``)."""
-    import torchvision
-
-    return sorted(torchvision.models.list_models(module=torchvision.models))
-
-
-def build_arch(arch: str) -> torch.nn.Module:
-    """Build a model by name, randomly initialised (``weights=None``).
-
-    Args:
-        arch: a torchvision classification builder name (``resnet18``), ``ssdlite``
-            (the backbone of SSDLite320-MobileNetV3-Large, returning a dict of feature
-            maps), or ``package.module:factory`` (a callable returning a module).
-
-    Raises:
-        UsageError: unknown name (listing close matches), or a factory that cannot be imported.
-    """
-    if ":" in arch:
-        return _from_factory(arch)
-    if arch == "ssdlite":
-        from torchvision.models.detection import ssdlite320_mobilenet_v3_large
-
-        return ssdlite320_mobilenet_v3_large(weights=None, weights_backbone=None).backbone
-    import torchvision
-
-    names = classification_archs()
-    if arch not in names:
-        close = difflib.get_close_matches(arch, names + ["ssdlite"], n=5) or [
-            "resnet18",
-            "vgg16",
-            "googlenet",
-        ]
-        raise UsageError(
-            f"unknown arch {arch!r}: try {', '.join(close)} (any torchvision classification model,"
-            " 'ssdlite', or package.module:factory)"
-        )
-    return torchvision.models.get_model(arch, weights=None, **_BUILD_KWARGS.get(arch, {}))
-
-
-def _from_factory(spec: str) -> torch.nn.Module:
-    mod_name, _, attr = spec.partition(":")
-    try:
-        factory = getattr(importlib.import_module(mod_name), attr)
-    except (ImportError, AttributeError) as exc:
-        raise UsageError(f"cannot load model factory {spec!r}: {exc}") from exc
-    model = factory() if callable(factory) and not isinstance(factory, torch.nn.Module) else factory
-    if not isinstance(model, torch.nn.Module):
-        raise UsageError(f"model factory {spec!r} returned {type(model).__name__}, not a torch.nn.Module")
-    return model
-
 
 SLICE_STEPS = ("build", "trace", "shapes", "split", "merge", "check")
 
