@@ -59,6 +59,7 @@ from pantheon.errors import ConnectionLostError, ProfilerError, UsageError
 from pantheon.formats import profiler_pb2
 from pantheon.metrics import percentile
 from pantheon.online.repository import load_torchscript as load_torchscript  # chunks arrive as bytes
+from pantheon.online.timing import time_calls
 
 PROTOCOL_VERSION = 1
 HEADER = struct.Struct(">Q")  # 8-byte big-endian length prefix
@@ -195,15 +196,9 @@ def time_module(module: Any, input_shape: Sequence[int], *, warmup: int = 10, re
         return _time_cuda(module, shape, warmup, repeat, device, cuda_graphs)
     x = torch.randn(*shape, device=device)
     flush = torch.zeros(cache_flush_bytes(), dtype=torch.uint8)
-    samples: List[int] = []
     with torch.inference_mode():
-        for _ in range(max(0, warmup)):
-            module(x)
-        for _ in range(repeat):
-            flush.add_(1)  # evict the chunk's weights, as the chunks of other jobs do live
-            t0 = time.perf_counter_ns()
-            module(x)
-            samples.append(time.perf_counter_ns() - t0)
+        # before each sample, evict the chunk's weights, as the chunks of other jobs do live
+        (samples,) = time_calls([lambda: module(x)], repeat, warmup=warmup, before_sample=lambda: flush.add_(1))
     return stats_us(samples, warmup, device_name(device))
 
 
