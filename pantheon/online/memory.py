@@ -5,9 +5,6 @@ the next block (or the exit branch) consumes it, which frees it. So a job never 
 more than one tensor, and a finished or dropped job holds none. ``bytes_held`` and
 ``peak_bytes`` track the device memory these tensors occupy.
 
-:func:`module_bytes` is the one rule for the memory a module's weights take (parameters and
-buffers, each storage once), used by slicing, profiling and the benchmarks alike.
-
 Example::
 
     mm = MemoryManager()
