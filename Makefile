@@ -41,6 +41,7 @@ $(COMPAT_VENV)/.installed:
 
 lint: venv
 	$(BIN)/ruff check pantheon tests bench
+	$(BIN)/lint-imports
 	$(BIN)/hadolint $(wildcard Dockerfile.*)
 
 pytest: venv

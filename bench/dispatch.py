@@ -29,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from _common import emit
 
-from pantheon.online import benchmarks as B
+from pantheon.bench import benchmarks as B
 
 TARGET_US = 30.0  # H100/H200
 CPU_TARGET_US = 15.0

@@ -44,7 +44,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import torch
 
-from pantheon.online import benchmarks as B
+from pantheon.bench import benchmarks as B
 from pantheon.online.repository import read_repository
 from pantheon.online.runtime import Runtime
 from pantheon.online.timing import time_calls

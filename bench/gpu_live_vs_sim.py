@@ -154,7 +154,7 @@ def main() -> int:
             res["loads"][str(lf)] = rows
 
     log("3. dispatch and preemption benchmarks")
-    from pantheon.online import benchmarks as B
+    from pantheon.bench import benchmarks as B
 
     jobs = 100 if args.quick else 400
     res["dispatch"] = [B.dispatch_overhead(jobs=jobs, device=dev, depth=depth, cuda_graphs=g)

@@ -97,8 +97,8 @@ def context_kb() -> float:
 
 
 def make_data(root: Path) -> None:
+    from pantheon.bench.benchmarks import build_conv_repository
     from pantheon.formats import store
-    from pantheon.online.benchmarks import build_conv_repository
 
     app_dir = root / "apps" / APP
     app_dir.mkdir(parents=True)

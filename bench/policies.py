@@ -5,8 +5,8 @@ Paper apps (traffic, robot, uav), in the simulator:
 * latency profiles: each task's model is sliced and given exits as ``pantheon construct``
   does, every block and exit is timed on this CPU, and the task's profile is scaled so its
   full model takes the paper board's latency (Xavier NX figures of the reference artifact,
-  ``pantheon.online.benchmarks.PAPER_FULL_US``): the paper's load. Exit accuracies are
-  MODELLED (``modelled_accuracy``), exits placed by the real planner (GA) under the app's
+  ``pantheon.bench.paper.PAPER_FULL_US``): the paper's load. Exit accuracies are
+  MODELLED (``pantheon.bench.paper.modelled_accuracy``), exits placed by the real planner (GA) under the app's
   accuracy and memory limits;
 * workloads: the app's YAML (30 fps streams, +-1 ms jitter), several seeds; chunk latency
   noise ``--jitter`` (log-normal, mean 1) in the simulator;
@@ -73,8 +73,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from _common import RESULTS, emit, machine_info
 
 from pantheon import console
+from pantheon.bench import benchmarks as B
 from pantheon.formats.app import load_app
-from pantheon.online import benchmarks as B
 from pantheon.online.scheduler import POLICIES
 
 PAPER_APPS = ["traffic", "robot", "uav"]

@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from _common import emit
 
-from pantheon.online import benchmarks as B
+from pantheon.bench import benchmarks as B
 
 
 def main() -> int:

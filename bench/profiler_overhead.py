@@ -37,6 +37,8 @@ from _common import emit
 from pantheon import console
 from pantheon.offline.profile import ProfilerClient
 from pantheon.online import profiler_server as ps
+from pantheon.online import timing
+from pantheon.online.repository import load_torchscript
 
 
 def chunks() -> List[Dict[str, Any]]:
@@ -77,7 +79,7 @@ def start_server(log_dir: Path, threads: int) -> Any:
     return srv.proc, srv.port
 
 
-def compare(it: Dict[str, Any], remote: List[ps.Timing], local: List[ps.Timing]) -> Dict[str, Any]:
+def compare(it: Dict[str, Any], remote: List[timing.Timing], local: List[timing.Timing]) -> Dict[str, Any]:
     """Median over rounds of each side's p50 (robust to other processes) and mean."""
     srv = statistics.median(t.p50_us for t in remote)
     inproc = statistics.median(t.p50_us for t in local)
@@ -107,7 +109,7 @@ def main(argv: List[str]) -> int:
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     items = chunks()
-    device = ps.pick_device()
+    device = timing.pick_device()
     results = []
     with tempfile.TemporaryDirectory() as tmp:
         proc, port = start_server(Path(tmp), args.threads)
@@ -119,8 +121,8 @@ def main(argv: List[str]) -> int:
                     for _ in range(args.rounds):
                         remote.append(client.time_bytes(it["bytes"], it["shape"], name=it["name"], warmup=args.warmup,
                                                         repeat=args.repeat))
-                        module = ps.load_torchscript(it["bytes"], device)  # fresh each round, as the server does
-                        local.append(ps.time_module(module, it["shape"], warmup=args.warmup, repeat=args.repeat, device=device))
+                        module = load_torchscript(it["bytes"], device)  # fresh each round, as the server does
+                        local.append(timing.time_module(module, it["shape"], warmup=args.warmup, repeat=args.repeat, device=device))
                         bar.advance(t)
                     results.append(compare(it, remote, local))
         finally:

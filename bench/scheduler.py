@@ -3,7 +3,7 @@
 The mix: the robot app's four tasks (face detection, age, gender, emotion) with the chunk
 structure of the zoo's architectures as ``pantheon construct`` slices them, timed on this
 CPU and scaled to the paper board's per-task latency, exits placed by the planner
-(``pantheon.online.benchmarks.paper_profiles``; accuracies modelled). Without the zoo
+(``pantheon.bench.benchmarks.paper_profiles``; accuracies modelled). Without the zoo
 (torchvision missing) a documented synthetic stand-in with the reference's chunk counts is
 used (``robot_like_tasks``). Each decision is :meth:`Scheduler.arrive` under ``pantheon`` on
 a queue built by ``overloaded_queue``: random tasks, half of them already started, deadlines
@@ -36,7 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from _common import RESULTS, emit
 
 from pantheon import console
-from pantheon.online import benchmarks as B
+from pantheon.bench import benchmarks as B
 
 TARGETS = {4: 10.0, 8: 25.0, 11: 40.0}
 ROBOT = ["face_detection", "age_classification", "gender_classification", "emotion_classification"]

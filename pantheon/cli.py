@@ -470,6 +470,8 @@ def runtime_cmd(
     dispatch_us: Optional[float] = typer.Option(
         None, "--dispatch-us", help="Per-chunk dispatch overhead to plan with (default: measured at start)."
     ),
+    drop_rule: str = typer.Option("shed", "--drop-rule", help="pantheon policies, a hopeless job: shed (drop the job that frees the most time), skip (drop it), keep (the reference's)."),
+    downgrade: str = typer.Option("absolute", "--downgrade", help="pantheon policies: lower first the exit losing the least absolute or relative accuracy."),
     as_json: bool = typer.Option(False, "--json", help="Print the run summary as JSON."),
 ) -> None:
     """Replay a workload live on the device with the preemptive scheduler; write the event log.
@@ -479,7 +481,8 @@ def runtime_cmd(
     from pantheon.online.runtime import runtime_command
 
     summary = runtime_command(repo, workload, log, policy, device, best_effort or [], telemetry, drop_late,
-                              time_scale, max_inflight, as_json, threads, calibrate, cuda_graphs, dispatch_us)
+                              time_scale, max_inflight, as_json, threads, calibrate, cuda_graphs, dispatch_us,
+                              drop_rule, downgrade)
     if summary.get("interrupted"):
         raise typer.Exit(130)
 
@@ -502,6 +505,8 @@ def simulate_cmd(
     pipelined: bool = typer.Option(
         False, "--pipelined", help="Chunks after the first of a busy period take max(overhead, latency) (ideal CUDA overlap)."
     ),
+    drop_rule: str = typer.Option("shed", "--drop-rule", help="pantheon policies, a hopeless job: shed (drop the job that frees the most time), skip (drop it), keep (the reference's)."),
+    downgrade: str = typer.Option("absolute", "--downgrade", help="pantheon policies: lower first the exit losing the least absolute or relative accuracy."),
 ) -> None:
     """Replay a workload in the discrete-event simulator with the runtime's scheduler.
 
@@ -509,7 +514,14 @@ def simulate_cmd(
     """
     from pantheon.online.simulate import simulate_command
 
-    simulate_command(repo, workload, policy, jitter, seed, drop_late, log, out, as_json, dispatch_us, pipelined)
+    summary = simulate_command(repo, workload, policy, jitter, seed, drop_late, log, out, as_json, dispatch_us,
+                               pipelined, drop_rule, downgrade)
+    if out is not None:
+        from pantheon import console
+        from pantheon.analysis.report import write_report
+
+        folder, _ = write_report(summary["log_path"], out=out)
+        console.info(f"report written to {folder}")
 
 
 @app.command("report")
@@ -592,15 +604,18 @@ def bench_cmd(
     telemetry: str = typer.Option("auto", "--telemetry", help="off, auto, jtop, sysfs, nvml or psutil."),
     decisions: int = typer.Option(1000, "--decisions", help="Scheduler decisions timed per queue length (0: skip)."),
     force: bool = typer.Option(False, "--force", help="Replace an existing --out folder."),
+    drop_rule: str = typer.Option("shed", "--drop-rule", help="pantheon policies, a hopeless job: shed (drop the job that frees the most time), skip (drop it), keep (the reference's)."),
+    downgrade: str = typer.Option("absolute", "--downgrade", help="pantheon policies: lower first the exit losing the least absolute or relative accuracy."),
     as_json: bool = typer.Option(False, "--json", help="Print the results as JSON."),
 ) -> None:
     """Policy comparison live on the device + scheduler microbenchmark, with fixed seeds, into one results folder.
 
     Example: pantheon bench --app digits --policies pantheon,edf,rtmdl --duration 10 --seed 0
     """
-    from pantheon.online.bench import bench_command
+    from pantheon.bench.suite import bench_command
 
-    bench_command(app_name, policies, out, duration, seed, device, telemetry, decisions, force, as_json)
+    bench_command(app_name, policies, out, duration, seed, device, telemetry, decisions, force, as_json, drop_rule,
+                  downgrade)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -8,7 +8,6 @@ that degrades to nothing when stderr is not a terminal and
 from __future__ import annotations
 
 import os
-import sys
 from typing import Any, Iterable, Optional, Sequence
 
 from rich.console import Console
@@ -70,7 +69,3 @@ def make_table(title: Optional[str], columns: Sequence[str], rows: Iterable[Sequ
 
 def print_table(title: Optional[str], columns: Sequence[str], rows: Iterable[Sequence[Any]], to_stderr: bool = False) -> None:
     (err if to_stderr else out).print(make_table(title, columns, rows))
-
-
-def is_tty() -> bool:
-    return sys.stderr.isatty()

@@ -1,4 +1,4 @@
-"""Platform facts (pantheon.online.board): parsers on real sample outputs, base images, compatibility."""
+"""Platform facts (pantheon.platform.jetson): parsers on real sample outputs, base images, compatibility."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 from _deploy import FIXTURES, stand_in_board_root
 
 from pantheon.errors import BoardError, UsageError
-from pantheon.online import board as pb
+from pantheon.platform import jetson as pb
 
 # Real outputs, as quoted in the module (Xavier NX JetPack 5.1.1, Orin, TX2).
 NX_RELEASE = ("# R35 (release), REVISION: 3.1, GCID: 32790763, BOARD: t186ref, EABI: aarch64, "

@@ -211,7 +211,7 @@ def test_docker_compose_config_when_a_compose_cli_exists(tmp_path):
 
 def test_board_services_see_the_hosts_facts_read_only_and_never_create_them(compose):
     """runtime and bench record board model and power mode like pantheon-deploy bench does."""
-    from pantheon.online import board as pb
+    from pantheon.platform import jetson as pb
 
     for name in ("runtime", "bench"):
         by_target = {v["target"]: v for v in compose["services"][name]["volumes"]}

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from pantheon.formats import store as st
-from pantheon.online.events import read_events
+from pantheon.formats.events import read_events
 
 pytestmark = pytest.mark.slow
 

@@ -13,7 +13,7 @@ from _deploy import board_args, make_app
 from typer.testing import CliRunner
 
 from pantheon.deploy.cli import app as deploy_app
-from pantheon.online import board as pb
+from pantheon.platform import jetson as pb
 
 runner = CliRunner()
 

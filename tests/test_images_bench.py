@@ -13,9 +13,9 @@ import pytest
 from _repo import TaskSpec, build_repository
 from typer.testing import CliRunner
 
+from pantheon.bench.suite import bench
 from pantheon.cli import app as cli_app
 from pantheon.formats import read_workloads, store
-from pantheon.online.bench import bench
 
 FIXTURE_ROOT = Path(__file__).parent / "fixtures" / "board_root"
 

@@ -79,6 +79,6 @@ def test_simulated_jobs_summarise_the_same_from_the_simulator_and_from_its_log(r
 
 
 def _log(path):
-    from pantheon.online.events import EventLog
+    from pantheon.formats.events import EventLog
 
     return EventLog(path)

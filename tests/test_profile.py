@@ -67,13 +67,13 @@ def test_profile_through_the_server_writes_profile_csv_and_updates_the_manifest(
 def test_local_profile_uses_the_same_timing_code(tmp_path, monkeypatch):
     vdir, _, _ = make_variants(tmp_path / "tiny", n_blocks=2)
     calls = []
-    real = prof.ps.time_module
+    real = prof.timing.time_module
 
     def spy(*a, **kw):
         calls.append(kw.get("repeat"))
         return real(*a, **kw)
 
-    monkeypatch.setattr(prof.ps, "time_module", spy)
+    monkeypatch.setattr(prof.timing, "time_module", spy)
     res = prof.profile(weights=vdir, local=True, repeat=4, warmup=1, accuracies=[0.7, 0.9], show=False)
     assert calls == [4, 4, 4, 4] and res.source == "local"
     assert len(prof.read_profile_csv(vdir / "profile.csv", 2)) == 2

@@ -13,8 +13,10 @@ from _profiling import ServerProcess, script_bytes, server
 from torch import nn
 
 from pantheon.errors import AuthError, ProtocolError
+from pantheon.formats import profiler_wire as wire
+from pantheon.metrics import percentile
 from pantheon.offline.profile import ProfilerClient
-from pantheon.online import profiler_server as ps
+from pantheon.online import timing
 
 pytestmark = pytest.mark.filterwarnings("ignore::FutureWarning")
 
@@ -28,21 +30,21 @@ def srv(tmp_path_factory):
 
 
 def _req(data=CONV, shape=(1, 3, 16, 16), **kw):
-    return ps.ProfileRequest(
-        version=ps.PROTOCOL_VERSION, file_name="conv.pt", file=data,
+    return wire.ProfileRequest(
+        version=wire.PROTOCOL_VERSION, file_name="conv.pt", file=data,
         sha256=hashlib.sha256(data).hexdigest(), input_shape=list(shape), **kw,
     )
 
 
 def _exchange(sock, req):
-    ps.send_msg(sock, req)
+    wire.send_msg(sock, req)
     return _read_reply(sock)
 
 
 def _read_reply(sock):
-    n = ps.recv_header(sock)
+    n = wire.recv_header(sock)
     assert n is not None, "server closed without a reply"
-    return ps.ProfileReply.FromString(ps.recv_exact(sock, n))
+    return wire.ProfileReply.FromString(wire.recv_exact(sock, n))
 
 
 def _connect(s):
@@ -57,7 +59,7 @@ def test_times_a_real_torchscript_chunk(srv):
         assert r.repeat == 7 and r.warmup == 2  # the server's defaults
         assert 0 < r.min_us <= r.p50_us <= r.p99_us <= r.max_us
         assert r.min_us <= r.mean_us <= r.max_us
-        assert r.device.startswith("cpu") and r.version == ps.PROTOCOL_VERSION
+        assert r.device.startswith("cpu") and r.version == wire.PROTOCOL_VERSION
         r2 = _exchange(sock, _req(repeat=3, warmup=1))  # a request may override, same connection
         assert r2.ok and r2.repeat == 3 and r2.warmup == 1
 
@@ -67,25 +69,25 @@ def test_bad_requests_get_error_replies_and_the_connection_keeps_serving(srv):
         bad_sum = _req()
         bad_sum.sha256 = hashlib.sha256(b"other").hexdigest()
         r = _exchange(sock, bad_sum)
-        assert not r.ok and r.error_kind == ps.ErrorKind.CHECKSUM and "sha256" in r.error
+        assert not r.ok and r.error_kind == wire.ErrorKind.CHECKSUM and "sha256" in r.error
 
         sock.sendall(struct.pack(">Q", 6) + b"\xff\xff\xff\xff\xff\xff")  # framed garbage
         r = _read_reply(sock)
-        assert not r.ok and r.error_kind == ps.ErrorKind.PROTOCOL
+        assert not r.ok and r.error_kind == wire.ErrorKind.PROTOCOL
 
         r = _exchange(sock, _req(b"not a zip archive"))
-        assert not r.ok and r.error_kind == ps.ErrorKind.MODEL and "TorchScript" in r.error
+        assert not r.ok and r.error_kind == wire.ErrorKind.MODEL and "TorchScript" in r.error
 
         r = _exchange(sock, _req(shape=(1, 5, 16, 16)))  # wrong channel count for the conv
-        assert not r.ok and r.error_kind == ps.ErrorKind.MODEL and "[1, 5, 16, 16]" in r.error
+        assert not r.ok and r.error_kind == wire.ErrorKind.MODEL and "[1, 5, 16, 16]" in r.error
 
         r = _exchange(sock, _req(shape=(1, 0, 4)))
-        assert not r.ok and r.error_kind == ps.ErrorKind.LIMIT
+        assert not r.ok and r.error_kind == wire.ErrorKind.LIMIT
 
         old = _req()
-        old.version = ps.PROTOCOL_VERSION + 1
+        old.version = wire.PROTOCOL_VERSION + 1
         r = _exchange(sock, old)
-        assert not r.ok and r.error_kind == ps.ErrorKind.PROTOCOL and "version" in r.error
+        assert not r.ok and r.error_kind == wire.ErrorKind.PROTOCOL and "version" in r.error
 
         assert _exchange(sock, _req()).ok  # still serving on the same connection
 
@@ -94,7 +96,7 @@ def test_oversized_prefix_and_raw_garbage_close_only_that_connection(srv):
     with _connect(srv) as sock:
         sock.sendall(struct.pack(">Q", 1 << 40))  # announces 1 TiB, never sent
         r = _read_reply(sock)
-        assert not r.ok and r.error_kind == ps.ErrorKind.PROTOCOL and "exceeds" in r.error
+        assert not r.ok and r.error_kind == wire.ErrorKind.PROTOCOL and "exceeds" in r.error
         assert sock.recv(1) == b""  # closed without reading a body
     with _connect(srv) as sock:
         sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")  # not our protocol at all
@@ -162,11 +164,11 @@ def test_a_second_server_on_a_taken_port_is_one_clear_line(srv, tmp_path):
 def test_time_module_statistics_are_consistent():
     import torch
 
-    t = ps.time_module(torch.jit.script(nn.Linear(4, 4)), [1, 4], warmup=1, repeat=9)
+    t = timing.time_module(torch.jit.script(nn.Linear(4, 4)), [1, 4], warmup=1, repeat=9)
     assert t.repeat == 9 and t.min_us <= t.p50_us <= t.p99_us <= t.max_us
-    assert ps.percentile([1.0, 2.0, 3.0, 4.0], 50) == 2.5
+    assert percentile([1.0, 2.0, 3.0, 4.0], 50) == 2.5
     with pytest.raises(ValueError):
-        ps.time_module(torch.jit.script(nn.Linear(4, 4)), [1, 4], repeat=0)
+        timing.time_module(torch.jit.script(nn.Linear(4, 4)), [1, 4], repeat=0)
 
 
 def test_idle_and_read_timeouts_close_only_that_connection(tmp_path):
@@ -200,3 +202,25 @@ def test_a_network_bind_needs_a_token_or_an_explicit_insecure():
     check_server_config(ServerConfig(host="127.0.0.1"))  # loopback: no token needed
     assert is_loopback("localhost") and is_loopback("::1") and is_loopback("127.0.0.5")
     assert not is_loopback("0.0.0.0") and not is_loopback("192.168.1.10")
+
+
+def test_the_client_speaks_the_protocol_without_the_server_module():
+    """The wire protocol is a format (torch-free, server-free); `pantheon profile` never loads the server."""
+    import subprocess
+    import sys
+
+    code = ("import sys, pantheon.formats.profiler_wire as w; "
+            "print(sorted(m for m in sys.modules if m.startswith(('torch', 'pantheon.online', 'pantheon.analysis')))); "
+            "import pantheon.offline.profile; print('pantheon.online.profiler_server' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["[]", "False"]
+    # and a framed message round-trips through it
+    a, b = socket.socketpair()
+    with a, b:
+        wire.send_msg(a, wire.ProfileRequest(version=wire.PROTOCOL_VERSION, token="t", ping=True))
+        n = wire.recv_header(b)
+        req = wire.ProfileRequest.FromString(wire.recv_exact(b, n))
+        assert (req.version, req.token, req.ping) == (wire.PROTOCOL_VERSION, "t", True)
+        a.close()
+        assert wire.recv_header(b) is None  # a clean close before a header

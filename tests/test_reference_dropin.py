@@ -15,7 +15,7 @@ from pantheon.cli import app as cli
 from pantheon.errors import WorkloadError
 from pantheon.formats import Workloads, read_model_config, read_workloads, write_workloads
 from pantheon.formats.app import load_app
-from pantheon.online.events import read_events
+from pantheon.formats.events import read_events
 from pantheon.online.repository import read_repository
 from pantheon.online.workload import generate, show, stream_rows, validate
 from pantheon.zoo import get_task

@@ -10,6 +10,7 @@ import pytest
 from typer.testing import CliRunner
 
 from pantheon.cli import app
+from pantheon.formats import profiler_wire as wire
 
 runner = CliRunner()
 
@@ -134,13 +135,13 @@ def _profiler_bits():
         return socket.create_connection(("127.0.0.1", s.port), timeout=10)
 
     def read_reply(sock):
-        n = ps.recv_header(sock)
+        n = wire.recv_header(sock)
         assert n is not None, "server closed without a reply"
-        return ps.ProfileReply.FromString(ps.recv_exact(sock, n))
+        return wire.ProfileReply.FromString(wire.recv_exact(sock, n))
 
     def request(token, data=b"x" * 100):
-        return ps.ProfileRequest(version=ps.PROTOCOL_VERSION, token=token, file_name="m.pt", file=data,
-                                 sha256=hashlib.sha256(data).hexdigest(), input_shape=[1, 4], ping=False)
+        return wire.ProfileRequest(version=wire.PROTOCOL_VERSION, token=token, file_name="m.pt", file=data,
+                                   sha256=hashlib.sha256(data).hexdigest(), input_shape=[1, 4], ping=False)
 
     return ps, connect, read_reply, request, struct, socket
 
@@ -157,14 +158,14 @@ def test_profiler_token_is_checked_before_the_body_is_read(tmp_path):
                 # announce 512 MiB but send only the first bytes: the server must answer from them alone
                 sock.sendall(struct.pack(">Q", 512 << 20) + body[:40])
                 r = read_reply(sock)
-                assert not r.ok and r.error_kind == ps.ErrorKind.AUTH and "token" in r.error
+                assert not r.ok and r.error_kind == wire.ErrorKind.AUTH and "token" in r.error
                 assert sock.recv(1) == b""  # closed, the body never read
         # the right token: the whole request is read and answered as before (a module that does not load)
         with connect(s) as sock:
-            ps.send_msg(sock, request("s3cret"))
+            wire.send_msg(sock, request("s3cret"))
             r = read_reply(sock)
-            assert not r.ok and r.error_kind == ps.ErrorKind.MODEL
-            ps.send_msg(sock, ps.ProfileRequest(version=ps.PROTOCOL_VERSION, token="s3cret", ping=True))
+            assert not r.ok and r.error_kind == wire.ErrorKind.MODEL
+            wire.send_msg(sock, wire.ProfileRequest(version=wire.PROTOCOL_VERSION, token="s3cret", ping=True))
             assert read_reply(sock).ok
         assert "wrong or missing token" in s.logs()
     with server(tmp_path, "--repeat", "2") as s, connect(s) as sock:  # default --max-bytes: 256 MiB
@@ -207,19 +208,19 @@ def test_profiler_server_limits_concurrent_connections(tmp_path):
     ps, connect, read_reply, request, struct, _ = _profiler_bits()
     with server(tmp_path, "--repeat", "2", "--max-connections", "2") as s:
         a, b = connect(s), connect(s)
-        ping = ps.ProfileRequest(version=ps.PROTOCOL_VERSION, ping=True)
+        ping = wire.ProfileRequest(version=wire.PROTOCOL_VERSION, ping=True)
         for sock in (a, b):
-            ps.send_msg(sock, ping)
+            wire.send_msg(sock, ping)
             assert read_reply(sock).ok
         with connect(s) as c:
             r = read_reply(c)
-            assert not r.ok and r.error_kind == ps.ErrorKind.LIMIT and "--max-connections" in r.error
+            assert not r.ok and r.error_kind == wire.ErrorKind.LIMIT and "--max-connections" in r.error
             assert c.recv(1) == b""
         a.close()
         deadline = time.monotonic() + 10
         while True:  # the slot frees once the server sees the close
             with connect(s) as d:
-                ps.send_msg(d, ping)
+                wire.send_msg(d, ping)
                 r = read_reply(d)
             if r.ok or time.monotonic() > deadline:
                 break
@@ -305,7 +306,7 @@ def _fill_disk_after(monkeypatch, module, room):
 
 @pytest.mark.parametrize("target", ["run", "run.jsonl"])
 def test_simulate_log_on_a_full_disk_leaves_nothing(sim_inputs, tmp_path, monkeypatch, target):
-    from pantheon.online import events
+    from pantheon.formats import events
 
     repo, wl, _ = sim_inputs
     out_dir = tmp_path / "logs"

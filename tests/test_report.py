@@ -13,7 +13,7 @@ from pantheon.analysis import report as rep
 from pantheon.cli import app
 from pantheon.errors import FormatError
 from pantheon.formats import Workloads, store, write_workloads
-from pantheon.online.events import EventLog
+from pantheon.formats.events import EventLog
 from pantheon.online.repository import Repository
 from pantheon.online.scheduler import TaskProfile
 from pantheon.online.simulate import simulate

@@ -15,8 +15,8 @@ from typer.testing import CliRunner
 from pantheon.cli import app
 from pantheon.errors import ChecksumError, ManifestError, RepositoryError, UsageError
 from pantheon.formats import read_model_config, read_workloads, write_model_config
+from pantheon.formats.events import read_events
 from pantheon.formats.store import write_artifact
-from pantheon.online.events import read_events
 from pantheon.online.repository import (
     chunk_file,
     is_profiles_only,

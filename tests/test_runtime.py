@@ -22,8 +22,8 @@ from typer.testing import CliRunner
 from pantheon.cli import app
 from pantheon.errors import ChecksumError, RepositoryError, RuntimeFault, UsageError
 from pantheon.formats import read_workloads
+from pantheon.formats.events import read_events
 from pantheon.formats.store import write_artifact
-from pantheon.online.events import read_events
 from pantheon.online.memory import MemoryManager
 from pantheon.online.repository import read_repository
 from pantheon.online.runtime import InflightWindow, Runtime, parse_best_effort
@@ -395,14 +395,15 @@ def test_a_task_whose_scale_makes_it_unschedulable_recovers(repo_dir, tmp_path):
     with Runtime(repo_dir, device="cpu", log=log) as rt:
         tp = rt.repo.tasks["short"]
         rel = 6 * tp.full_latency  # a deadline the task meets easily at its real cost
-        with rt._lock:
-            tp.rescale(40.0)
+        smallest = tp.base_blocks[0] + tp.base_exit_lat[0]  # profiled, without the dispatch overhead
+        with rt._lock:  # at least 40, and enough that even the smallest exit looks hopeless here
+            tp.rescale(max(40.0, 1.5 * rel / smallest))
         assert tp.full[0] > rel  # planned as hopeless
         results = [rt.submit("short", torch.randn(*DIMS["short"]), relative_deadline_us=rel).result(60) for _ in range(60)]
     assert results[0].dropped and results[0].reason == "unschedulable"
     assert all(r.met for r in results[-10:]), [r.reason or r.met for r in results]
     evs = [e for e in read_events(log) if e["ev"] == "calibrate" and e["task"] == "short"]
-    assert evs and evs[0]["why"] == "decay" and evs[0]["scale"] < 40.0
+    assert evs and evs[0]["why"] == "decay" and evs[0]["scale"] < max(40.0, 1.5 * rel / smallest)
     assert rt.repo.tasks["short"].scale <= 8.0  # down from 40: the fitted range tops out at 8
 
 
@@ -437,3 +438,40 @@ def test_bad_runtime_numbers_are_one_line_errors(repo_dir, tmp_path, args, match
     r = runner.invoke(app, ["runtime", str(repo_dir), str(wl), str(tmp_path / "log"), "--device", "cpu", *args])
     assert r.exit_code != 0 and match in r.output and "Traceback" not in r.output, r.output
     assert not (tmp_path / "log").exists()
+
+
+class _Boom(torch.nn.Module):
+    """A chunk that works ``after`` times, then raises (a fault in the middle of a run)."""
+
+    def __init__(self, inner: torch.nn.Module, after: int) -> None:
+        super().__init__()
+        self.inner = inner
+        self.calls = 0
+        self.after = after
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.calls += 1
+        if self.calls > self.after:
+            raise RuntimeError("chunk fault")
+        return self.inner(x)
+
+
+def test_a_run_that_fails_midway_leaves_an_unsealed_log_saying_why(tmp_path):
+    from pantheon.formats.store import MANIFEST, update_artifact
+
+    repo = build_repository(tmp_path / "repo", {"t": TaskSpec(widths=[8, 8], exits={1: 0.9}, input=(3, 16, 16),
+                                                               latencies=[300, 300], exit_latencies={1: 50})})
+    block = sorted((repo / "t" / "model_files").glob("block_01*.pt"))[0]
+    boom = torch.jit.script(_Boom(torch.jit.load(str(block)), after=60))
+    torch.jit.save(boom, str(tmp_path / "boom.pt"))
+    update_artifact(repo, {str(block.relative_to(repo)): tmp_path / "boom.pt"})
+    wl = write_workload(tmp_path / "w.bin", [("t", i * 2000, i * 2000 + 50_000) for i in range(200)],
+                        dims={"t": [1, 3, 16, 16]})
+    log = tmp_path / "run"
+    res = runner.invoke(app, ["runtime", str(repo), str(wl), str(log), "--device", "cpu"])
+    assert res.exit_code != 0 and "chunk fault" in res.output and "Traceback" not in res.output
+    assert not (log / MANIFEST).exists()  # not sealed: no reader takes it for a complete run
+    run = json.loads((log / "run.json").read_text())
+    assert "chunk fault" in run["failed"] and run["jobs"] < 200
+    rep = runner.invoke(app, ["report", str(log)])
+    assert rep.exit_code != 0 and "manifest" in rep.output.lower()

@@ -9,6 +9,8 @@ from hypothesis import strategies as st
 from pantheon.errors import UsageError
 from pantheon.online.scheduler import (
     BLOCK,
+    DOWNGRADES,
+    DROP_RULES,
     DROPPED,
     EXIT,
     POLICIES,
@@ -54,7 +56,7 @@ def test_three_task_example_deadlines_20_30_10_ms():
     A ends at 16 ms, B at 27 ms. Two downgrades; C keeps its original exit.
     """
     a, b, c = three_tasks()
-    s = Scheduler([a, b, c], "pantheon")
+    s = Scheduler([a, b, c], "pantheon", downgrade="relative")
     ja, jb, jc = Job(0, a, 0, 20_000), Job(1, b, 0, 30_000), Job(2, c, 0, 10_000)
     s.arrive(ja, 0)
     s.arrive(jb, 0)
@@ -83,7 +85,7 @@ def test_three_task_example_deadlines_20_30_10_ms():
 
 def test_reset_to_largest_exit_on_every_decision():
     a, b, c = three_tasks()
-    s = Scheduler([a, b, c], "pantheon")
+    s = Scheduler([a, b, c], "pantheon", downgrade="relative")
     ja, jb, jc = Job(0, a, 0, 20_000), Job(1, b, 0, 30_000), Job(2, c, 0, 10_000)
     for j in (ja, jb, jc):
         s.arrive(j, 0)
@@ -340,18 +342,20 @@ def queues(draw):
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(queues(), st.sampled_from(["pantheon", "pantheon-wo-ee"]), st.booleans())
-def test_optimised_refresh_matches_plain_transcription(q, policy, drop_late):
+@given(queues(), st.sampled_from(["pantheon", "pantheon-wo-ee"]), st.booleans(), st.sampled_from(DROP_RULES),
+       st.sampled_from(DOWNGRADES))
+def test_optimised_refresh_matches_plain_transcription(q, policy, drop_late, rule, downgrade):
     tasks, jobs, now = q
     frozen = {j.id: j.exit for j in jobs}
-    s = Scheduler(tasks, policy, drop_late=drop_late)
+    s = Scheduler(tasks, policy, drop_late=drop_late, drop_rule=rule, downgrade=downgrade)
     s.queue = list(jobs[:-1])
     s.arrive(jobs[-1], now)
     fast = ([(j.id, j.exit) for j in s.queue], [j.id for j in s.dropped], s.downgrades)
     for j in jobs:
         j.state = QUEUED
         j.exit = frozen[j.id]
-    order, dropped, down = reference_refresh(jobs, now, fix_started=policy == "pantheon-wo-ee", drop_late=drop_late)
+    order, dropped, down = reference_refresh(jobs, now, fix_started=policy == "pantheon-wo-ee", drop_late=drop_late,
+                                             drop_rule=rule, downgrade=downgrade)
     assert fast == ([(j.id, j.exit) for j in order], [j.id for j in dropped], down)
     # every kept job meets its deadline in the decided schedule, at an eligible exit
     r = now
@@ -420,3 +424,64 @@ def test_the_dispatch_overhead_is_charged_once_per_chunk():
             t.rescale(1.0, bad)
     with pytest.raises(UsageError):
         t.rescale(float("inf"))
+
+
+# -- drop rules and downgrade rankings ---------------------------------------------------------
+
+
+def test_downgrade_ranking_absolute_and_relative_pick_different_jobs():
+    """P loses 0.05 absolute (10% relative) by going down, Q 0.07 absolute (7.4% relative).
+
+    Both released at 0, deadline 1500 us: the original exits take 1600 us together, either
+    downgrade (200 us saved) makes it fit. Absolute ranking lowers P, relative lowers Q.
+    """
+    p = TaskProfile("P", [300, 500], [(0, 100, 0.45), (1, 100, 0.50)], index=0)
+    q = TaskProfile("Q", [300, 500], [(0, 100, 0.88), (1, 100, 0.95)], index=1)
+    chosen = {}
+    for ranking in DOWNGRADES:
+        s = Scheduler([p, q], "pantheon", downgrade=ranking)
+        jp, jq = Job(0, p, 0, 1_500), Job(1, q, 0, 1_600)
+        s.arrive(jp, 0)
+        s.arrive(jq, 0)
+        assert s.downgrades == 1 and list(s.dropped) == []
+        chosen[ranking] = "P" if jp.exit == 0 else "Q"
+        assert (jp.exit, jq.exit).count(0) == 1
+    assert chosen == {"absolute": "P", "relative": "Q"}
+
+
+def test_shed_drops_the_job_that_frees_the_most_time_skip_drops_the_hopeless_one():
+    """A long job L (1000 us, deadline 1000) then three short ones (100 us, deadlines 1050-1070).
+
+    After L the first short job is hopeless. ``skip`` drops it, then the next two (each
+    still behind L): three misses. ``shed`` drops L instead (the largest smallest-exit
+    latency among the first k) and all three short jobs fit: one miss.
+    """
+    big = TaskProfile("L", [900], [(0, 100, 0.9)], index=0)
+    small = TaskProfile("S", [50], [(0, 50, 0.9)], index=1)
+    kept = {}
+    for rule in ("skip", "shed"):
+        s = Scheduler([big, small], "pantheon", drop_rule=rule)
+        jobs = [Job(0, big, 0, 1_000)] + [Job(i, small, 0, 1_040 + 10 * i) for i in (1, 2, 3)]
+        s.queue = jobs[:-1]
+        s.arrive(jobs[-1], 0)
+        kept[rule] = ([j.id for j in s.queue], sorted(j.id for j in s.dropped))
+    assert kept["skip"] == ([0], [1, 2, 3])
+    assert kept["shed"] == ([1, 2, 3], [0])
+
+
+def test_drop_rule_and_downgrade_are_checked():
+    with pytest.raises(UsageError, match="drop rule 'never'.*shed"):
+        Scheduler([], "pantheon", drop_rule="never")
+    with pytest.raises(UsageError, match="downgrade ranking 'best'.*absolute"):
+        Scheduler([], "pantheon", downgrade="best")
+
+
+def test_downgrades_skip_an_exit_no_faster_than_a_larger_one():
+    """Exit 1 (after block 1, branch 300: 700 us) is slower than exit 2 (600 us): never chosen."""
+    t = TaskProfile("T", [200, 200, 150], [(0, 50, 0.5), (1, 300, 0.7), (2, 50, 0.9)])
+    assert t.full == [250, 700, 600]
+    assert t.down == [-1, 0, 0] and t.lo_for_nb == [0, 0, 2, 2]  # after block 1: exit 2 is the faster
+    s = Scheduler([t], "pantheon")
+    j = Job(0, t, 0, 500)
+    s.arrive(j, 0)
+    assert j.exit == 0 and s.downgrades == 1

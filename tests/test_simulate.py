@@ -15,7 +15,7 @@ from pantheon.analysis.report import analyze
 from pantheon.cli import app
 from pantheon.errors import UsageError
 from pantheon.formats import Workloads
-from pantheon.online.events import EventLog, NullLog, read_events
+from pantheon.formats.events import EventLog, NullLog, read_events
 from pantheon.online.repository import Repository
 from pantheon.online.scheduler import POLICIES, TaskProfile
 from pantheon.online.simulate import simulate
@@ -250,6 +250,19 @@ def test_cli_simulate_bad_inputs(tiny_repo, tmp_path):
     assert res.exit_code == 1 and "not a Workloads protobuf" in res.output
     res = runner.invoke(app, ["simulate", "--repo", str(tiny_repo), "--workload", str(wl), "--jitter", "-1"])
     assert res.exit_code == 2 and "--jitter" in res.output
+    res = runner.invoke(app, ["simulate", "--repo", str(tiny_repo), "--workload", str(wl), "--drop-rule", "never"])
+    assert res.exit_code == 2 and "unknown --drop-rule 'never'" in res.output and "shed, skip, keep" in res.output
+    res = runner.invoke(app, ["simulate", "--repo", str(tiny_repo), "--workload", str(wl), "--downgrade", "best"])
+    assert res.exit_code == 2 and "unknown --downgrade 'best'" in res.output
+
+
+def test_cli_simulate_takes_the_drop_rule_and_ranking(tiny_repo, tmp_path):
+    wl = write_workload(tmp_path / "w.bin", [("a", 0, 9000), ("b", 0, 2500)])
+    res = runner.invoke(app, ["simulate", "--repo", str(tiny_repo), "--workload", str(wl), "--drop-rule", "keep",
+                              "--downgrade", "relative", "--json"])
+    assert res.exit_code == 0, res.output
+    s = json.loads(res.output)
+    assert s["drop_rule"] == "keep" and s["downgrade"] == "relative"
 
 
 @pytest.mark.parametrize("policy", ["pantheon", "pantheon-wo-ee-pr", "edf", "rtmdl"])
@@ -296,3 +309,24 @@ def test_a_pipelined_executor_overlaps_launch_and_execution(tmp_path, logged):
     # pipelined: 400 (idle device) + max(100, 50) + max(100, 300) + max(100, 200)
     assert piped["response_p50_us"] == 400 + 100 + 300 + 200 and piped["pipelined"]
     assert all(tp.full_latency == 1250 for tp in repo.tasks.values())  # what the scheduler plans with
+
+
+def test_a_job_is_saved_through_an_exit_it_already_passed():
+    """T: four 100 us blocks, exits after block 0 (branch 10 us) and block 3 (10 us). Job 0
+    (deadline 500) runs at its original exit and passes exit 0 at 100 us. Job 1 of U (210 us,
+    deadline 420) arrives at 150, planned from 200: it fits, but job 0 can then only reach its
+    original exit at 620 > 500, so it is dropped. With the fallback, job 0's block-0 output was
+    kept and it leaves through exit 0's branch after job 1: 410 + 10 = 420 <= 500, both met."""
+    t = TaskProfile("T", [100, 100, 100, 100], [(0, 10, 0.6), (3, 10, 0.9)], index=0)
+    u = TaskProfile("U", [200], [(0, 10, 0.9)], index=1)
+    repo = Repository(Path("."), {"T": t, "U": u}, app="fb")
+    ws = _workloads([("T", 0, 500), ("U", 150, 420)])
+    before = RecordingLog()
+    s0 = simulate(repo, ws, "pantheon", log=before)
+    assert s0["met"] == 1 and ("drop", 150, 0, "unschedulable") in before.events
+    after = RecordingLog()
+    s1 = simulate(repo, ws, "pantheon", log=after, fallback=True)
+    assert s1["met"] == 2 and s1["fallback_exits"] == 1
+    assert ("exit", 420, 0, 0, True) in after.events and ("exit", 410, 1, 0, True) in after.events
+    # the no-log fast path (blocks back to back) saves it the same way
+    assert simulate(repo, ws, "pantheon", fallback=True)["met"] == 2

@@ -11,7 +11,10 @@ from pathlib import Path
 import pytest
 
 from pantheon.errors import TelemetryError
-from pantheon.online import telemetry as tm
+from pantheon.platform import jetson
+from pantheon.platform import telemetry as tm
+from pantheon.platform.telemetry import jtop, sysfs
+from pantheon.platform.telemetry.__main__ import main as telemetry_main
 
 FIXTURE = Path(__file__).parent / "fixtures" / "board_root"
 HWMON = "sys/bus/i2c/devices/7-0040/hwmon/hwmon4"
@@ -22,7 +25,7 @@ def board(tmp_path, monkeypatch):
     """A private copy of the fake board root, set as PANTHEON_BOARD_ROOT."""
     root = tmp_path / "board"
     shutil.copytree(FIXTURE, root)
-    monkeypatch.setenv(tm.ENV_BOARD_ROOT, str(root))
+    monkeypatch.setenv(jetson.ENV_BOARD_ROOT, str(root))
     return root
 
 
@@ -31,7 +34,7 @@ def bare_root(tmp_path, monkeypatch):
     """A root with no Jetson files at all (a desktop or CI machine seen through the prefix)."""
     root = tmp_path / "bare"
     root.mkdir()
-    monkeypatch.setenv(tm.ENV_BOARD_ROOT, str(root))
+    monkeypatch.setenv(jetson.ENV_BOARD_ROOT, str(root))
     return root
 
 
@@ -74,7 +77,7 @@ def test_gpu_node_is_found_by_scanning_devfreq_names(board):
     (board / "sys/class/devfreq/17000000.gv11b").rename(board / "sys/class/devfreq/17000000.ga10b")
     (board / "sys/class/devfreq/17000000.ga10b/device/of_node/name").write_bytes(b"ga10b\x00")
     (board / "sys/class/devfreq/17000000.ga10b/device/load").write_text("250\n")
-    assert tm.find_gpu_load_file() == board / "sys/class/devfreq/17000000.ga10b/device/load"
+    assert sysfs.find_gpu_load_file() == board / "sys/class/devfreq/17000000.ga10b/device/load"
     assert tm.SysfsSampler().sample()["gpu_load_pct"] == pytest.approx(25.0)
 
 
@@ -215,7 +218,7 @@ def test_jtop_stats_conversion():
         "Temp CPU": 42.5, "Temp GPU-therm": 40.0, "Power VDD_CPU_GPU_CV": 2450, "Power VDD_SOC": 1320,
         "Power TOT": 7210, "jetson_clocks": "ON", "nvp model": "MODE_20W_6CORE",
     }
-    got = tm.jtop_stats_to_sample(stats)
+    got = jtop.jtop_stats_to_sample(stats)
     assert got == {
         "gpu_load_pct": 61.5, "power_mw": 7210.0, "power_vdd_cpu_gpu_cv_mw": 2450.0,
         "power_vdd_soc_mw": 1320.0, "temp_cpu_c": 42.5, "temp_gpu_c": 40.0,
@@ -282,7 +285,7 @@ def test_summarize_empty():
 
 
 def test_diagnostic_main_prints_json_lines(board, capsys):
-    assert tm.main(["auto", "3", "0.01"]) == 0
+    assert telemetry_main(["auto", "3", "0.01"]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert len(lines) == 3
     rows = [json.loads(ln) for ln in lines]
@@ -290,8 +293,65 @@ def test_diagnostic_main_prints_json_lines(board, capsys):
     assert all(r["gpu_load_pct"] == pytest.approx(53.7) for r in rows)
 
 
+def test_diagnostic_runs_as_a_module(board):
+    """``python -m pantheon.platform.telemetry sysfs 2 0.01``, as docs/containers.md says."""
+    import os
+    import subprocess
+    import sys
+
+    env = dict(os.environ, **{jetson.ENV_BOARD_ROOT: str(board)})
+    out = subprocess.run([sys.executable, "-m", "pantheon.platform.telemetry", "sysfs", "2", "0.01"],
+                         capture_output=True, text=True, env=env, timeout=120)
+    assert out.returncode == 0, out.stderr
+    rows = [json.loads(ln) for ln in out.stdout.splitlines()]
+    assert len(rows) == 2 and {r["backend"] for r in rows} == {"sysfs"}
+
+
+@pytest.mark.parametrize("argv, fragment", [
+    (["gpu"], "invalid choice: 'gpu'"),
+    (["auto", "many"], "COUNT must be a whole number"),
+    (["auto", "0"], "COUNT must be at least 1"),
+    (["auto", "3", "-1"], "INTERVAL_S must be a positive number"),
+    (["auto", "3", "nan"], "INTERVAL_S must be a positive number"),
+])
+def test_diagnostic_refuses_bad_arguments_as_usage_errors(bare_root, capsys, argv, fragment):
+    with pytest.raises(SystemExit) as exc:
+        telemetry_main(argv)
+    assert exc.value.code == 2
+    captured = capsys.readouterr()
+    assert fragment in captured.err and "Traceback" not in captured.err and captured.out == ""
+
+
+def test_diagnostic_names_an_unusable_backend_in_one_line(bare_root, capsys):
+    assert telemetry_main(["sysfs", "1"]) == 1
+    err = [ln for ln in capsys.readouterr().err.splitlines() if ln.strip()]
+    assert len(err) == 1 and "no Jetson GPU load node" in err[0]
+
+
+def test_a_container_that_sees_only_sysfs_is_a_jetson(board, monkeypatch):
+    """One `is_jetson` for the board facts and telemetry: an L4T release, or a Jetson GPU devfreq node."""
+    (board / "etc/nv_tegra_release").unlink()
+    assert jetson.l4t_release() is None
+    assert jetson.is_jetson()  # the GPU node still says so
+    with tm.open_sampler("auto") as s:
+        assert s.name == "sysfs"
+    monkeypatch.setenv(jetson.ENV_L4T, "not-a-release")  # malformed: says nothing about the hardware
+    assert jetson.is_jetson()
+
+
+def test_telemetry_and_board_facts_agree_on_the_jtop_socket(board):
+    """One JTOP_SOCKET: the socket the board facts report is the one telemetry's auto tries."""
+    _stale_socket(board / "run/jtop.sock")
+    assert jetson.jtop_socket() == str(board / "run/jtop.sock")
+    assert jetson.board_facts()["jtop_socket"] is True
+    warnings = []
+    with tm.open_sampler("auto", warn=warnings.append) as s:
+        assert s.name == "sysfs"
+    assert len(warnings) == 1 and str(board / "run/jtop.sock") in warnings[0]
+
+
 def test_board_facts_for_the_run_manifest(board):
-    facts = tm.board_facts()
+    facts = jetson.board_facts()
     assert facts["model"] == "NVIDIA Jetson Xavier NX Developer Kit"
     assert facts["l4t"] == "35.3.1"  # parsed from the stand-in's etc/nv_tegra_release
     assert facts["jtop_socket"] is False

@@ -7,7 +7,7 @@ import time
 import pytest
 import torch
 
-from pantheon.online import profiler_server as ps
+from pantheon.online import timing
 from pantheon.online.timing import MIN_BUDGET_ROUNDS, time_calls
 
 
@@ -62,15 +62,15 @@ def test_time_module_on_cpu_flushes_before_every_sample(monkeypatch):
             calls.append(len(flushes))
             return x + 1
 
-    monkeypatch.setattr(ps, "cache_flush_bytes", lambda: 1 << 20)
-    real = ps.time_calls
+    monkeypatch.setattr(timing, "cache_flush_bytes", lambda: 1 << 20)
+    real = timing.time_calls
 
     def spy(*args, **kwargs):
         hook = kwargs["before_sample"]
         kwargs["before_sample"] = lambda: (flushes.append(1), hook())
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(ps, "time_calls", spy)
-    t = ps.time_module(Count(), [1, 4], warmup=2, repeat=5, device=torch.device("cpu"))
+    monkeypatch.setattr(timing, "time_calls", spy)
+    t = timing.time_module(Count(), [1, 4], warmup=2, repeat=5, device=torch.device("cpu"))
     assert t.repeat == 5 and t.warmup == 2
     assert calls == [0, 0, 1, 2, 3, 4, 5]  # two warm-up calls, then one flush before each sample

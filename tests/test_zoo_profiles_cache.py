@@ -6,7 +6,7 @@ import json
 
 import torch
 
-from pantheon.online.benchmarks import zoo_profiles
+from pantheon.bench.benchmarks import zoo_profiles
 from pantheon.zoo import get_task
 
 

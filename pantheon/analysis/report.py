@@ -49,7 +49,7 @@ def analyze(log: PathLike, workload: Optional[PathLike] = None) -> Dict[str, Any
     ``series["preemption_table"]`` the ``(task, block, preemptions)`` rows.
     """
     from pantheon.analysis.views import preemption_table, task_streams
-    from pantheon.online.events import events_path, read_events
+    from pantheon.formats.events import events_path, read_events
 
     path = events_path(log)
     check_run_folder(log, path)
@@ -159,7 +159,7 @@ def analyze(log: PathLike, workload: Optional[PathLike] = None) -> Dict[str, Any
         summary["calibration"] = {t: round(v, 3) for t, v in sorted(calibration.items())}
     if telemetry:
         try:
-            from pantheon.online.telemetry import summarize as tsum
+            from pantheon.platform.telemetry import summarize as tsum
 
             summary["telemetry"] = tsum(telemetry)
         except ImportError:

@@ -29,7 +29,7 @@ from pantheon.deploy.fleet import Ctx
 from pantheon.deploy.remote import BoardFacts, read_facts
 from pantheon.deploy.ssh import Session, last_line
 from pantheon.errors import BoardError, DockerError, UsageError
-from pantheon.online import board as pb
+from pantheon.platform import jetson as pb
 
 IMAGE_SOURCES = ("auto", "load", "build", "skip")
 

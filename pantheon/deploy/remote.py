@@ -4,7 +4,7 @@ Platform files and commands are found under the board's root, ``/`` on a real bo
 board whose inventory ``env`` sets ``PANTHEON_BOARD_ROOT`` (a stand-in root in tests) has
 its files read under it and its commands run as ``$PANTHEON_BOARD_ROOT/usr/sbin/nvpmodel``
 and ``$PANTHEON_BOARD_ROOT/usr/bin/jetson_clocks``; otherwise the plain names run. Either
-way the command is the same: ``sudo -n nvpmodel -m 8`` (see :mod:`pantheon.online.board`).
+way the command is the same: ``sudo -n nvpmodel -m 8`` (see :mod:`pantheon.platform.jetson`).
 
 Power-mode changes always go through ``sudo -n`` on the host, never through a privileged
 container; a user who cannot sudo without a password gets one line saying so and how to fix it.
@@ -25,7 +25,7 @@ import yaml
 
 from pantheon.deploy.ssh import Result, Session, q, qjoin
 from pantheon.errors import BoardError
-from pantheon.online import board as pb
+from pantheon.platform import jetson as pb
 
 SETUP_STATE_DIR = "/var/lib/pantheon-setup"  # under the board root; root-owned, written via sudo
 

@@ -37,7 +37,7 @@ from pantheon.deploy.setup import board_state
 from pantheon.deploy.ssh import Session, check_name, last_line, q
 from pantheon.errors import BoardError, DeployError, DockerError
 from pantheon.formats.store import Store, new_run_id
-from pantheon.online import board as pb
+from pantheon.platform import jetson as pb
 
 DEFAULT_IMAGE = "pantheon-jetson:latest"
 
@@ -190,7 +190,7 @@ def run_container(
         env = {"PANTHEON_DATA": "/data", "PANTHEON_PROGRESS": "0", "PANTHEON_IMAGE_DIGEST": img.id,
                "PANTHEON_RUN_ID": run_id}
         # Host facts a container cannot read itself (nvpmodel/jetson_clocks live on the host), for the
-        # run and bench manifests (pantheon.online.board honours these variables).
+        # run and bench manifests (pantheon.platform.jetson honours these variables).
         if facts.model:
             env[pb.ENV_MODEL] = facts.model
         if state.get("nvpmodel"):

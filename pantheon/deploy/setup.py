@@ -37,7 +37,7 @@ from pantheon.deploy.remote import (
 )
 from pantheon.deploy.ssh import Session, q, qjoin
 from pantheon.errors import BoardError, UsageError
-from pantheon.online import board as pb
+from pantheon.platform import jetson as pb
 
 
 def _state_paths(session: Session) -> Tuple[str, str, str]:

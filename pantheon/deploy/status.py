@@ -18,7 +18,7 @@ from pantheon.deploy.remote import BoardFacts, preset_for, read_facts
 from pantheon.deploy.setup import power_state
 from pantheon.deploy.ssh import Session, q
 from pantheon.errors import PantheonError
-from pantheon.online import board as pb
+from pantheon.platform import jetson as pb
 
 IMAGE_HINT = "pantheon"  # images whose tags contain this are listed
 

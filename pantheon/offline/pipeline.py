@@ -52,7 +52,7 @@ def _manifest_text(directory: Path) -> Optional[str]:
 
 def parse_board(board: str) -> Tuple[str, int]:
     """``"192.168.55.1:8765"`` -> ``("192.168.55.1", 8765)``; a bare host gets the server's default port."""
-    from pantheon.online.profiler_server import DEFAULT_PORT
+    from pantheon.formats.profiler_wire import DEFAULT_PORT
 
     host, _, port = board.rpartition(":") if ":" in board else (board, "", str(DEFAULT_PORT))
     try:

@@ -6,7 +6,7 @@ see CONTRIBUTING.md) this measures, per block ``j`` and the exit ``j`` that foll
 - memory (MB = 2**20 bytes): parameters + buffers of the TorchScript module;
 - latency (ms): on the board, through ``pantheon profiler-server`` (one request per
   file, batch 1, the input shape of block ``j`` is the output shape of block ``j-1``),
-  or in this process with ``local=True`` using the server's own :func:`time_module`;
+  or in this process with ``local=True`` using the server's own :func:`~pantheon.online.timing.time_module`;
 - accuracy (fraction): exit ``j`` on the task's test split (blocks ``0..j`` then
   branch ``j``), top-1 or mAP@0.5 through the zoo's metric.
 
@@ -45,8 +45,11 @@ from pantheon.errors import (
     ProtocolError,
     UsageError,
 )
+from pantheon.formats import profiler_wire as wire
 from pantheon.formats import store
-from pantheon.online import profiler_server as ps
+from pantheon.online import timing
+from pantheon.online.memory import module_bytes
+from pantheon.online.repository import load_torchscript
 
 PROFILE_CSV = "profile.csv"
 PROFILE_JSON = "profile.json"
@@ -158,7 +161,7 @@ def load_variants(path: Path) -> Variants:
 
 def load_module(path: Path, device: Any = "cpu") -> Any:
     try:
-        return ps.load_torchscript(path, device)
+        return load_torchscript(path, device)
     except Exception as exc:
         raise ArtifactError(f"{path} is not a loadable TorchScript file: {exc}") from exc
 
@@ -175,8 +178,6 @@ def file_memory_mb(path: Path) -> float:
     A frozen module has no parameters left (they became constants): then the
     tensor records stored in the archive are counted instead.
     """
-    from pantheon.online.memory import module_bytes
-
     n = module_bytes(load_module(path))
     if n == 0:
         try:
@@ -241,18 +242,18 @@ class ProfilerClient:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         return sock
 
-    def _exchange(self, req: ps.ProfileRequest) -> ps.ProfileReply:
+    def _exchange(self, req: wire.ProfileRequest) -> wire.ProfileReply:
         if self.sock is None:
             self.sock = self._connect()
-        ps.send_msg(self.sock, req)
-        n = ps.recv_header(self.sock, self.buffer)
+        wire.send_msg(self.sock, req)
+        n = wire.recv_header(self.sock, self.buffer)
         if n is None:
             raise ConnectionLostError("the server closed the connection")
-        return ps.ProfileReply.FromString(ps.recv_exact(self.sock, n, self.buffer))
+        return wire.ProfileReply.FromString(wire.recv_exact(self.sock, n, self.buffer))
 
-    def request(self, req: ps.ProfileRequest) -> ps.ProfileReply:
+    def request(self, req: wire.ProfileRequest) -> wire.ProfileReply:
         """Send ``req`` and return a successful reply (reconnecting on connection loss)."""
-        req.version = ps.PROTOCOL_VERSION
+        req.version = wire.PROTOCOL_VERSION
         req.token = self.token
         last: Optional[BaseException] = None
         for attempt in range(self.retries + 1):
@@ -273,23 +274,23 @@ class ProfilerClient:
             f"({last.__class__.__name__}: {last}); is `pantheon profiler-server` running there?"
         )
 
-    def _check(self, reply: ps.ProfileReply, req: ps.ProfileRequest) -> ps.ProfileReply:
+    def _check(self, reply: wire.ProfileReply, req: wire.ProfileRequest) -> wire.ProfileReply:
         if reply.ok:
             self.device = reply.device or self.device
             return reply
         what = f"profiler server {self.host}:{self.port}"
-        if reply.error_kind == ps.ErrorKind.AUTH:
+        if reply.error_kind == wire.ErrorKind.AUTH:
             raise AuthError(f"{what} refused the request: {reply.error}")
-        if reply.error_kind in (ps.ErrorKind.PROTOCOL, ps.ErrorKind.CHECKSUM):
+        if reply.error_kind in (wire.ErrorKind.PROTOCOL, wire.ErrorKind.CHECKSUM):
             raise ProtocolError(f"{what}: {reply.error}")
         raise ProfilerError(f"{what} could not time {req.file_name or 'the module'}: {reply.error}")
 
-    def ping(self) -> ps.ProfileReply:
+    def ping(self) -> wire.ProfileReply:
         """Check reachability, protocol version and token; returns the reply (device name)."""
-        return self.request(ps.ProfileRequest(ping=True))
+        return self.request(wire.ProfileRequest(ping=True))
 
-    def time_bytes(self, data: bytes, shape: Sequence[int], *, name: str = "", warmup: int = 0, repeat: int = 0) -> ps.Timing:
-        req = ps.ProfileRequest(
+    def time_bytes(self, data: bytes, shape: Sequence[int], *, name: str = "", warmup: int = 0, repeat: int = 0) -> timing.Timing:
+        req = wire.ProfileRequest(
             file_name=name,
             file=data,
             sha256=hashlib.sha256(data).hexdigest(),
@@ -298,11 +299,11 @@ class ProfilerClient:
             repeat=repeat,
         )
         r = self.request(req)
-        return ps.Timing(r.mean_us, r.p50_us, r.p99_us, r.max_us, r.min_us, r.repeat, r.warmup, r.device,
+        return timing.Timing(r.mean_us, r.p50_us, r.p99_us, r.max_us, r.min_us, r.repeat, r.warmup, r.device,
                          r.executor or "eager", r.fallback_reason,
                          r.dispatch_overhead_us if r.dispatch_overhead_us > 0 else None)  # 0: an older server
 
-    def time_file(self, path: Path, shape: Sequence[int], *, warmup: int = 0, repeat: int = 0) -> ps.Timing:
+    def time_file(self, path: Path, shape: Sequence[int], *, warmup: int = 0, repeat: int = 0) -> timing.Timing:
         return self.time_bytes(Path(path).read_bytes(), shape, name=Path(path).name, warmup=warmup, repeat=repeat)
 
 
@@ -324,7 +325,7 @@ def latency_items(v: Variants) -> List[Item]:
     return items
 
 
-Timer = Callable[[Item], ps.Timing]
+Timer = Callable[[Item], timing.Timing]
 
 
 def remote_timer(client: ProfilerClient, warmup: int = 0, repeat: int = 0) -> Timer:
@@ -332,18 +333,18 @@ def remote_timer(client: ProfilerClient, warmup: int = 0, repeat: int = 0) -> Ti
 
 
 def local_timer(warmup: int = 10, repeat: int = 100) -> Timer:
-    """Time in this process with the server's own :func:`time_module` (same code path)."""
+    """Time in this process with the server's own :func:`~pantheon.online.timing.time_module` (same code path)."""
     from pantheon.online.repository import configure_cpu_threads
     from pantheon.online.runtime import dispatch_overhead_here
 
-    device = ps.pick_device()
+    device = timing.pick_device()
     configure_cpu_threads(device.type)
     overhead: List[float] = []
 
-    def run(item: Item) -> ps.Timing:
-        module = ps.load_torchscript(item.path.read_bytes(), device)
+    def run(item: Item) -> timing.Timing:
+        module = load_torchscript(item.path.read_bytes(), device)
         try:
-            t = ps.time_module(module, item.shape, warmup=warmup or 10, repeat=repeat or 100, device=device)
+            t = timing.time_module(module, item.shape, warmup=warmup or 10, repeat=repeat or 100, device=device)
             if not overhead:  # once, as a profiler server does
                 overhead.append(round(dispatch_overhead_here(device), 2))
             t.dispatch_overhead_us = overhead[0]
@@ -528,7 +529,7 @@ def profile(
     *,
     data_dir: Optional[Path] = None,
     host: str = "127.0.0.1",
-    port: int = ps.DEFAULT_PORT,
+    port: int = wire.DEFAULT_PORT,
     local: bool = False,
     token: Optional[str] = None,
     buffer: int = 1 << 20,
@@ -616,7 +617,7 @@ def _measure_memory(items: Sequence[Item]) -> Dict[str, float]:
     return out
 
 
-def _measure_latency(items: Sequence[Item], timer: Timer) -> Dict[str, ps.Timing]:
+def _measure_latency(items: Sequence[Item], timer: Timer) -> Dict[str, timing.Timing]:
     out = {}
     with console.progress() as bar:
         t = bar.add_task("latency", total=len(items))

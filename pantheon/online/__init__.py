@@ -1,1 +1,1 @@
-"""Online parts, run on the board: scheduler, runtime, memory, workload, telemetry, profiler server."""
+"""Online parts, run on the board: scheduler, runtime, memory, workload, repository, profiler server, chunk timing."""

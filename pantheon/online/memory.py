@@ -1,9 +1,15 @@
-"""The memory manager: the one intermediate tensor each preempted or running job keeps.
+"""The memory manager: the intermediate tensor each preempted or running job keeps.
 
 A job's input and, after each block, that block's output are stored under the job id;
 the next block (or the exit branch) consumes it, which frees it. So a job never holds
-more than one tensor, and a finished or dropped job holds none. ``bytes_held`` and
+more than one such tensor, and a finished or dropped job holds none. ``bytes_held`` and
 ``peak_bytes`` track the device memory these tensors occupy.
+
+Fallback exits (the scheduler's ``fallback=True``): when a job's block runs on the output
+of a block that a kept exit follows, the runtime also keeps that tensor (:meth:`keep`), so the
+job can still leave through that exit (its branch only) after moving on. A job keeps at
+most one such tensor, the latest (a newer one replaces it), so a job holds at most two
+tensors; ``kept_peak_tensors``/``kept_peak_bytes`` measure what keeping costs.
 
 Example::
 
@@ -60,6 +66,10 @@ class MemoryManager:
     def __init__(self) -> None:
         self._held: Dict[int, Any] = {}
         self._sizes: Dict[int, int] = {}
+        self._kept: Dict[int, Any] = {}  # job -> (tensor, bytes) at its latest passed exit
+        self.kept_bytes = 0
+        self.kept_peak_bytes = 0
+        self.kept_peak_tensors = 0
         self._lock = threading.Lock()
         self.bytes_held = 0
         self.peak_bytes = 0
@@ -92,13 +102,46 @@ class MemoryManager:
         return t
 
     def release(self, job: int) -> bool:
-        """Free whatever ``job`` holds (a dropped job); True when it held something."""
+        """Free whatever ``job`` holds (a dropped job), kept tensor included; True when it held one."""
         with self._lock:
+            self._unkeep(job)
             if job not in self._held:
                 return False
             del self._held[job]
             self.bytes_held -= self._sizes.pop(job)
             return True
+
+    def keep(self, job: int, tensor: Any) -> None:
+        """Also hold ``tensor`` (the input of a kept exit ``job`` moves past), replacing an older one."""
+        n = _nbytes(tensor)
+        with self._lock:
+            self._unkeep(job)
+            self._kept[job] = (tensor, n)
+            self.kept_bytes += n
+            self.bytes_held += n
+            self.kept_peak_bytes = max(self.kept_peak_bytes, self.kept_bytes)
+            self.kept_peak_tensors = max(self.kept_peak_tensors, len(self._kept))
+            self.peak_bytes = max(self.peak_bytes, self.bytes_held)
+
+    def take_kept(self, job: int) -> Any:
+        """Take ``job``'s kept tensor out (it finishes through that exit)."""
+        with self._lock:
+            if job not in self._kept:
+                raise RuntimeFault(f"memory manager: job {job} kept no tensor at a passed exit")
+            tensor = self._kept[job][0]
+            self._unkeep(job)
+        return tensor
+
+    def discard_kept(self, job: int) -> None:
+        """Free ``job``'s kept tensor, if any (it leaves through an exit ahead)."""
+        with self._lock:
+            self._unkeep(job)
+
+    def _unkeep(self, job: int) -> None:
+        old = self._kept.pop(job, None)
+        if old is not None:
+            self.kept_bytes -= old[1]
+            self.bytes_held -= old[1]
 
     def holds(self, job: int) -> bool:
         with self._lock:
@@ -114,5 +157,7 @@ class MemoryManager:
             n = len(self._held)
             self._held.clear()
             self._sizes.clear()
+            self._kept.clear()
+            self.kept_bytes = 0
             self.bytes_held = 0
             return n

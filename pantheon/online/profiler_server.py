@@ -3,12 +3,12 @@
 The desktop (``pantheon profile``) sends one request per chunk or exit branch: the
 TorchScript file, its sha256 and the input shape. The server checks the sum, loads
 the module on CUDA when present (else CPU), warms it up, times ``repeat`` runs the way
-the runtime runs chunks (:func:`time_module`) and answers mean/p50/p99/max latency in
+the runtime runs chunks (:func:`~pantheon.online.timing.time_module`) and answers mean/p50/p99/max latency in
 microseconds, the device name, how the chunk was run (CUDA graph or eager) and the
 runtime's per-dispatch overhead on this device (``pantheon/formats/profiler.proto``).
 
-Framing: an 8-byte big-endian length, then a serialized ``ProfileRequest`` /
-``ProfileReply``. One reply per request, in order, on a connection that stays open
+The wire protocol (framing, messages, version) is :mod:`pantheon.formats.profiler_wire`,
+shared with the client. One reply per request, in order, on a connection that stays open
 until the client closes it or the idle timeout expires. A bad request (garbage,
 wrong version or token, bad sum, a module that fails) gets an error reply and the
 server keeps serving; an oversized length prefix gets an error reply without the
@@ -23,8 +23,8 @@ unauthenticated peer cannot make it buffer a large body. The wire format is unch
 (protocol 1). ``--max-connections`` bounds the open connections (an extra one gets a LIMIT
 reply and is closed), ``--read-timeout`` bounds the time to receive one whole message.
 
-:func:`time_module` is also what ``pantheon profile --local`` uses, so local and
-remote figures come from the same code.
+:func:`pantheon.online.timing.time_module` times the chunks; ``pantheon profile --local``
+uses it too, so local and remote figures come from the same code.
 
 Example::
 
@@ -38,32 +38,34 @@ import hashlib
 import hmac
 import math
 import os
-import platform
 import re
 import signal
 import socket
 import socketserver
-import struct
 import subprocess
 import sys
 import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from google.protobuf import message as _message
 
 from pantheon import __version__
 from pantheon.errors import ConnectionLostError, ProfilerError, UsageError
-from pantheon.formats import profiler_pb2
-from pantheon.metrics import percentile
-from pantheon.online.repository import load_torchscript as load_torchscript  # chunks arrive as bytes
-from pantheon.online.timing import time_calls
+from pantheon.formats.profiler_wire import (
+    DEFAULT_PORT,
+    PROTOCOL_VERSION,
+    ErrorKind,
+    ProfileReply,
+    ProfileRequest,
+    recv_header,
+    send_msg,
+)
+from pantheon.online.repository import load_torchscript
+from pantheon.online.timing import Timing, device_name, pick_device, time_module
 
-PROTOCOL_VERSION = 1
-HEADER = struct.Struct(">Q")  # 8-byte big-endian length prefix
-DEFAULT_PORT = 8765
 DEFAULT_MAX_BYTES = 256 << 20  # a ResNet/MobileNet/SSDlite chunk is a few MB; VGG16's fc6 (~400 MB) needs --max-bytes
 DEFAULT_MAX_CONNECTIONS = 32
 MAX_TIMEOUT_S = 86_400.0
@@ -72,176 +74,6 @@ MAX_WARMUP = 10_000
 MAX_ELEMENTS = 1 << 28  # 1 GiB of float32 input
 MAX_DIMS = 8
 
-ProfileRequest = profiler_pb2.ProfileRequest
-ProfileReply = profiler_pb2.ProfileReply
-ErrorKind = profiler_pb2.ErrorKind
-
-
-# ------------------------------------------------------------------------------------------------
-# Framing (shared with the client)
-# ------------------------------------------------------------------------------------------------
-
-
-def recv_exact(sock: socket.socket, n: int, bufsize: int = 1 << 20) -> bytes:
-    """Read exactly ``n`` bytes; :class:`ConnectionLostError` when the peer closes first."""
-    chunks = []
-    left = n
-    while left > 0:
-        chunk = sock.recv(min(left, bufsize))
-        if not chunk:
-            raise ConnectionLostError(f"connection closed after {n - left} of {n} bytes")
-        chunks.append(chunk)
-        left -= len(chunk)
-    return b"".join(chunks)
-
-
-def send_msg(sock: socket.socket, msg: _message.Message) -> None:
-    data = msg.SerializeToString()
-    sock.sendall(HEADER.pack(len(data)) + data)
-
-
-def recv_header(sock: socket.socket, bufsize: int = 1 << 20) -> Optional[int]:
-    """The next length prefix, or None when the peer closed the connection cleanly before it."""
-    first = sock.recv(HEADER.size)
-    if not first:
-        return None
-    rest = recv_exact(sock, HEADER.size - len(first), bufsize) if len(first) < HEADER.size else b""
-    return int(HEADER.unpack(first + rest)[0])
-
-
-# ------------------------------------------------------------------------------------------------
-# Timing (shared with `pantheon profile --local`)
-# ------------------------------------------------------------------------------------------------
-
-
-@dataclass
-class Timing:
-    """Latency statistics of one module, in microseconds."""
-
-    mean_us: float
-    p50_us: float
-    p99_us: float
-    max_us: float
-    min_us: float
-    repeat: int
-    warmup: int
-    device: str
-    executor: str = "eager"  # "cuda-graph" or "eager": how the chunk was run
-    fallback_reason: str = ""  # why a CUDA chunk ran eager
-    dispatch_overhead_us: Optional[float] = None  # the runtime's per-chunk cost on this device
-
-
-def stats_us(samples_ns: Sequence[float], warmup: int, device: str, executor: str = "eager",
-             fallback_reason: str = "") -> Timing:
-    values = sorted(s / 1000.0 for s in samples_ns)
-    return Timing(
-        mean_us=sum(values) / len(values),
-        p50_us=percentile(values, 50),
-        p99_us=percentile(values, 99),
-        max_us=values[-1],
-        min_us=values[0],
-        repeat=len(values),
-        warmup=warmup,
-        device=device,
-        executor=executor,
-        fallback_reason=fallback_reason,
-    )
-
-
-def pick_device() -> Any:
-    """CUDA when present (the board), else CPU."""
-    import torch
-
-    return torch.device("cuda:0") if torch.cuda.is_available() else torch.device("cpu")
-
-
-def device_name(device: Any = None) -> str:
-    import torch
-
-    device = device or pick_device()
-    if device.type == "cuda":
-        return f"cuda ({torch.cuda.get_device_name(device)})"
-    return f"cpu ({platform.machine()}, {torch.get_num_threads()} threads)"
-
-
-def time_module(module: Any, input_shape: Sequence[int], *, warmup: int = 10, repeat: int = 100, device: Any = None,
-                cuda_graphs: bool = True) -> Timing:
-    """Warm ``module`` up, then time ``repeat`` runs on a random input of ``input_shape``,
-    the way the runtime runs chunks.
-
-    On CUDA the module is captured as a CUDA graph (:func:`pantheon.online.graphs.capture`;
-    eager when capture fails or ``cuda_graphs`` is False) and run back to back on a
-    high-priority stream, each run bracketed by CUDA events: a graph's sample is its GPU
-    time (input copied in, replay, output copied out), since the runtime's CPU cost of
-    launching it is the separately measured dispatch overhead. The stream is held by a
-    spin kernel while the runs are queued so the CPU stays ahead of the GPU. An eager
-    run is timed without that hold: its launch cost is part of what it costs. On the
-    CPU each sample is the wall time of one call made with cold caches: the runtime runs
-    a chunk after other chunks (other tasks' weights) went through the caches, which made
-    live chunks 1.3-2x slower than back-to-back calls of the same chunk, so a buffer the
-    size of the last-level cache is written between samples (:func:`cache_flush_bytes`).
-
-    Example::
-
-        t = time_module(torch.jit.load("block_00.pt"), [1, 3, 32, 32], repeat=50)
-        t.mean_us, t.p99_us, t.executor
-    """
-    import torch
-
-    device = device or pick_device()
-    if repeat < 1:
-        raise ValueError("repeat must be >= 1")
-    shape = [int(d) for d in input_shape]
-    if device.type == "cuda":
-        return _time_cuda(module, shape, warmup, repeat, device, cuda_graphs)
-    x = torch.randn(*shape, device=device)
-    flush = torch.zeros(cache_flush_bytes(), dtype=torch.uint8)
-    with torch.inference_mode():
-        # before each sample, evict the chunk's weights, as the chunks of other jobs do live
-        (samples,) = time_calls([lambda: module(x)], repeat, warmup=warmup, before_sample=lambda: flush.add_(1))
-    return stats_us(samples, warmup, device_name(device))
-
-
-def cache_flush_bytes() -> int:
-    """Bytes written between two CPU samples: the largest CPU cache (sysfs), 8-64 MiB."""
-    sizes = []
-    for f in Path("/sys/devices/system/cpu/cpu0/cache").glob("index*/size"):
-        try:
-            text = f.read_text().strip().upper()
-            sizes.append(int(text[:-1]) * {"K": 1 << 10, "M": 1 << 20}[text[-1]] if text[-1] in "KM" else int(text))
-        except (OSError, ValueError, KeyError, IndexError):
-            continue
-    return int(min(max(max(sizes, default=32 << 20), 8 << 20), 64 << 20))
-
-
-def _time_cuda(module: Any, shape: List[int], warmup: int, repeat: int, device: Any, cuda_graphs: bool) -> Timing:
-    import torch
-
-    from pantheon.online import graphs
-
-    chunk, executor, reason = module, "eager", "" if cuda_graphs else "cuda graphs off"
-    with torch.cuda.device(device):
-        if cuda_graphs:
-            try:
-                chunk, executor = graphs.capture(module, shape), "cuda-graph"
-            except Exception as exc:  # timed eager, as the runtime would run it
-                reason = graphs.reason(exc)
-        stream = torch.cuda.Stream(device=device, priority=torch.cuda.Stream.priority_range()[1])
-        x = torch.randn(*shape, device=device)
-        events = [torch.cuda.Event(enable_timing=True) for _ in range(repeat + 1)]
-        with torch.inference_mode(), torch.cuda.stream(stream):
-            for _ in range(max(1, warmup)):
-                chunk(x)
-            stream.synchronize()
-            if executor == "cuda-graph":
-                torch.cuda._sleep(int(2e7 + 5e4 * repeat))  # GPU spin (~25 us a run): the queue fills meanwhile
-            events[0].record(stream)
-            for i in range(repeat):
-                chunk(x)
-                events[i + 1].record(stream)
-            stream.synchronize()
-    samples = [events[i].elapsed_time(events[i + 1]) * 1e6 for i in range(repeat)]  # ms -> ns
-    return stats_us(samples, warmup, device_name(device), executor, reason)
 
 
 # ------------------------------------------------------------------------------------------------

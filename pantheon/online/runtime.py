@@ -63,10 +63,9 @@ from pathlib import Path
 from typing import Any, Callable, Deque, Dict, List, Optional, Sequence, Tuple, Union
 
 from pantheon.errors import PantheonError, RuntimeFault, UsageError
+from pantheon.formats.events import Clock, EventLog, events_path
 from pantheon.metrics import DROPPED as DROPPED_JOB
 from pantheon.metrics import LATE, MET, JobRecord, summarize
-from pantheon.online import telemetry as tm
-from pantheon.online.events import Clock, EventLog, events_path
 from pantheon.online.memory import MemoryManager
 from pantheon.online.repository import (
     LoadedTask,
@@ -75,10 +74,24 @@ from pantheon.online.repository import (
     load_modules,
     read_repository,
     resolve_device,
+    torch_error_line,
     warm_up,
 )
-from pantheon.online.scheduler import BLOCK, DROPPED, EXIT, Job, Scheduler, check_policy, configure_static
+from pantheon.online.scheduler import (
+    BLOCK,
+    DOWNGRADES,
+    DROP_RULES,
+    DROPPED,
+    EXIT,
+    Job,
+    Scheduler,
+    check_choice,
+    check_policy,
+    configure_static,
+)
 from pantheon.online.workload import JobSpec, apply_timing, validate
+from pantheon.platform import jetson
+from pantheon.platform import telemetry as tm
 
 PathLike = Union[str, Path]
 
@@ -391,7 +404,7 @@ class Runtime:
         log: a run folder (``events.jsonl`` + ``run.json`` + manifest), an ``.jsonl`` file,
             an :class:`EventLog`, or None.
         best_effort: ``[(task, jobs_per_second)]`` run on the low-priority side.
-        telemetry: ``off`` or a backend of :mod:`pantheon.online.telemetry`.
+        telemetry: ``off`` or a backend of :mod:`pantheon.platform.telemetry`.
         max_inflight: CUDA chunks allowed on the stream at once.
         warmup: warm-up runs per exit path at start.
         cuda_priorities: ``(real-time, best-effort)`` stream priorities instead of the highest
@@ -405,6 +418,9 @@ class Runtime:
         dispatch_overhead_us: the per-chunk dispatch overhead to plan with instead of the
             one measured at start (None: measure it).
         start_fields: extra fields for the ``start`` event.
+        drop_rule, downgrade: the pantheon refresh's rules (:class:`~pantheon.online.scheduler.Scheduler`).
+        fallback: let the pantheon policy finish a job through a kept exit it already passed (the
+            memory manager keeps the tensor there; see :mod:`pantheon.online.memory`).
     """
 
     def __init__(
@@ -426,6 +442,9 @@ class Runtime:
         calibrate: bool = True,
         cuda_graphs: bool = True,
         dispatch_overhead_us: Optional[float] = None,
+        drop_rule: str = DROP_RULES[0],
+        downgrade: str = DOWNGRADES[0],
+        fallback: bool = False,
     ) -> None:
         check_runtime_options(max_inflight, dispatch_overhead_us)
         repo = repo if isinstance(repo, Repository) else read_repository(repo)
@@ -456,13 +475,15 @@ class Runtime:
         self._starved_now: set = set()
         self._starved_jobs: Dict[str, int] = {}
         self._last_end = 0
+        self._fallback_exits = 0
         self.start_fields = dict(start_fields or {})
         self._log_arg = log
         self.log: Optional[EventLog] = None
         self.run_dir: Optional[Path] = None
         self.models: Dict[str, LoadedTask] = {}
         self.memory = MemoryManager()
-        self.sched = Scheduler(list(self.repo.tasks.values()), policy, drop_late=drop_late)
+        self.sched = Scheduler(list(self.repo.tasks.values()), policy, drop_late=drop_late, drop_rule=drop_rule,
+                               downgrade=downgrade, fallback=fallback)
         self._lock = threading.Lock()
         self._cv = threading.Condition(self._lock)
         self._rt_idle = threading.Event()
@@ -529,7 +550,7 @@ class Runtime:
         if self.telemetry != "off":  # an unavailable backend fails here, before the log exists
             self._sampler = tm.open_sampler(self.telemetry)
             self.start_fields.setdefault("telemetry_backend", getattr(self._sampler, "name", self.telemetry))
-            self.start_fields.setdefault("board", tm.board_facts())  # into the start event
+            self.start_fields.setdefault("board", jetson.board_facts())  # into the start event
         self._open_log()
         self._old_switch = sys.getswitchinterval()
         sys.setswitchinterval(0.0005)  # hand the GIL over quickly between release and worker
@@ -622,7 +643,7 @@ class Runtime:
                 self.run_dir = path.parent
             self.log = EventLog(path)
         else:
-            from pantheon.online.events import NullLog
+            from pantheon.formats.events import NullLog
 
             self.log = NullLog()
         fields = {
@@ -633,6 +654,8 @@ class Runtime:
             "run_id": self.start_fields.pop("run_id", None) or store.new_run_id(),
             "version": __version__,
             "drop_late": self.drop_late,
+            "drop_rule": self.sched.drop_rule,
+            "downgrade": self.sched.downgrade,
             "repository": str(self.repo.path),
             "tasks": self.repo.describe(),
             "best_effort": [{"task": t, "rate": r} for t, r in self.best_effort],
@@ -768,7 +791,7 @@ class Runtime:
                             return
                         self._cv.wait(0.05)
                     if act is not None:  # taken with the action: a decision may drop the job meanwhile
-                        x = mem.consume(act[1].id)
+                        x = self._input(act, mem)
                 if dropped:
                     self._dropped(dropped, now, "late")
                 if act is None:
@@ -788,6 +811,24 @@ class Runtime:
                 self._completed(done)
                 if self._abort:
                     return
+
+    def _input(self, act: Tuple[Any, ...], mem: MemoryManager) -> Any:
+        """The tensor ``act`` runs on; keeps or frees the job's tensor at a passed exit (fallback)."""
+        kind, job, idx = act[0], act[1], act[2]
+        tp = job.task
+        if kind == EXIT:
+            if job.next_block > tp.exit_blocks[idx] + 1:  # finishing through an exit it passed
+                x = mem.take_kept(job.id)
+                mem.release(job.id)  # the tensor ahead is not needed any more
+                self._fallback_exits += 1
+                return x
+            if self.sched.fallback:
+                mem.discard_kept(job.id)
+            return mem.consume(job.id)
+        x = mem.consume(job.id)
+        if self.sched.fallback and idx > 0 and tp.exit_after[idx - 1] >= 0:
+            mem.keep(job.id, x)  # the scheduler may still send the job out through that exit
+        return x
 
     @staticmethod
     def _launch(act: Tuple[Any, ...], x: Any, t: int, log: Any, mem: MemoryManager, ex: Any,
@@ -1016,6 +1057,9 @@ class Runtime:
         self.memory.clear()
         sys.setswitchinterval(self._old_switch)
         self.summary = self._summary()
+        if self._errors:
+            err = self._errors[0]
+            self.summary["failed"] = f"{err.__class__.__name__}: {torch_error_line(err)}"
         self.log.close(self.clock.now(), summary=self.summary)  # type: ignore[union-attr]
         self._write_run_dir()
         self._stopped = True
@@ -1023,17 +1067,23 @@ class Runtime:
             err = self._errors[0]
             if isinstance(err, PantheonError):
                 raise err
-            raise RuntimeFault(f"the runtime failed: {err.__class__.__name__}: {err}") from err
+            kept = f"; its log {self.run_dir} is kept, unsealed" if self.run_dir is not None else ""
+            raise RuntimeFault(f"the runtime failed: {err.__class__.__name__}: {torch_error_line(err)}{kept}") from err
         return self.summary
 
     def _summary(self) -> Dict[str, Any]:
         records = [r for _, r in sorted(self._records.items())]
         meta = {"mode": "live", "policy": self.policy, "device": self.device, "app": self.repo.app,
-                "run_id": self.run_id, "drop_late": self.drop_late}
+                "run_id": self.run_id, "drop_late": self.drop_late, "drop_rule": self.sched.drop_rule,
+                "downgrade": self.sched.downgrade}
         s = summarize(records, self._decisions, self._be_done, self._preemptions, meta)
         s["interrupted"] = self._interrupted
         s["memory_peak_bytes"] = self.memory.peak_bytes
         s["memory_peak_tensors"] = self.memory.peak_tensors
+        if self.sched.fallback:
+            s["fallback_exits"] = self._fallback_exits
+            s["memory_kept_peak_tensors"] = self.memory.kept_peak_tensors
+            s["memory_kept_peak_bytes"] = self.memory.kept_peak_bytes
         s["dispatch_overhead_us"] = None if self.dispatch_us is None else round(self.dispatch_us, 1)
         s["starved"] = dict(sorted(self._starved_jobs.items()))
         s["scales"] = {n: round(t.scale, 4) for n, t in sorted(self.repo.tasks.items())}
@@ -1046,11 +1096,18 @@ class Runtime:
         return s
 
     def _write_run_dir(self) -> None:
+        """``run.json`` and, for a run that did not fail, the manifest that seals the run folder.
+
+        A failed run keeps its events and its ``run.json`` (with ``failed``: what went wrong)
+        to debug from, but stays unsealed, so no reader takes it for a complete run.
+        """
         if self.run_dir is None:
             return
         from pantheon.formats import store
 
         (self.run_dir / "run.json").write_text(json.dumps(self.summary, indent=2, default=str) + "\n")
+        if self.summary.get("failed"):
+            return
         manifest = store.build_manifest(self.run_dir, kind="log", meta={"run_id": self.run_id})
         store.atomic_write_text(self.run_dir / store.MANIFEST, manifest.to_json())
 
@@ -1080,7 +1137,8 @@ def run(repo: PathLike, workload: PathLike, log: PathLike, *, policy: str = "pan
         best_effort: Sequence[str] = (), telemetry: str = "off", drop_late: bool = True, time_scale: float = 1.0,
         progress: bool = True, handle_signals: bool = True, max_inflight: int = 2,
         threads: Optional[int] = None, calibrate: bool = True, cuda_graphs: bool = True,
-        dispatch_overhead_us: Optional[float] = None) -> Dict[str, Any]:
+        dispatch_overhead_us: Optional[float] = None, drop_rule: str = DROP_RULES[0],
+        downgrade: str = DOWNGRADES[0]) -> Dict[str, Any]:
     """``pantheon runtime``: validate everything, replay ``workload`` live, write the log.
 
     Every input is checked before a job runs (policy, repository manifest and chunks,
@@ -1090,6 +1148,8 @@ def run(repo: PathLike, workload: PathLike, log: PathLike, *, policy: str = "pan
     from pantheon.formats import read_workloads
 
     check_policy(policy)
+    check_choice(drop_rule, DROP_RULES, "--drop-rule")
+    check_choice(downgrade, DOWNGRADES, "--downgrade")
     check_runtime_options(max_inflight, dispatch_overhead_us, time_scale)
     be = parse_best_effort(best_effort)
     repository = read_repository(repo)
@@ -1097,7 +1157,8 @@ def run(repo: PathLike, workload: PathLike, log: PathLike, *, policy: str = "pan
     jobs = validate(ws, repository, where=str(workload))
     rt = Runtime(repository, device=device, policy=policy, drop_late=drop_late, log=log, best_effort=be,
                  telemetry=telemetry, max_inflight=max_inflight, threads=threads, calibrate=calibrate,
-                 cuda_graphs=cuda_graphs, dispatch_overhead_us=dispatch_overhead_us,
+                 cuda_graphs=cuda_graphs, dispatch_overhead_us=dispatch_overhead_us, drop_rule=drop_rule,
+                 downgrade=downgrade,
                  start_fields={"workload": str(workload), "time_scale": time_scale, "jobs": len(jobs)})
     stop = threading.Event()
     old: Dict[int, Any] = {}
@@ -1117,14 +1178,15 @@ def runtime_command(repo: PathLike, workload: PathLike, log: PathLike, policy: s
                     best_effort: Sequence[str], telemetry: str, drop_late: bool, time_scale: float,
                     max_inflight: int, as_json: bool, threads: Optional[int] = None,
                     calibrate: bool = True, cuda_graphs: bool = True,
-                    dispatch_overhead_us: Optional[float] = None) -> Dict[str, Any]:
+                    dispatch_overhead_us: Optional[float] = None, drop_rule: str = DROP_RULES[0],
+                    downgrade: str = DOWNGRADES[0]) -> Dict[str, Any]:
     """``pantheon runtime``: run, then print the summary (JSON or one line)."""
     from pantheon import console
 
     summary = run(repo, workload, log, policy=policy, device=device, best_effort=best_effort, telemetry=telemetry,
                   drop_late=drop_late, time_scale=time_scale, max_inflight=max_inflight, progress=not as_json,
                   threads=threads, calibrate=calibrate, cuda_graphs=cuda_graphs,
-                  dispatch_overhead_us=dispatch_overhead_us)
+                  dispatch_overhead_us=dispatch_overhead_us, drop_rule=drop_rule, downgrade=downgrade)
     if as_json:
         print(json.dumps(summary, indent=2, default=str))
     else:

@@ -19,14 +19,34 @@ Policies (``--policy``):
 ``pantheon``
     EDF order; every job reset to its largest exit; scan with finishing times
     ``r_i = r_{i-1} + remaining latency of job i`` (from its first undispatched block through
-    its chosen exit); at the first job ``k`` that misses its deadline, downgrade one exit of
-    the job among ``1..k`` whose next smaller exit loses the least relative accuracy
-    (``1 - acc[m-1] / acc[original]``; ties: the earliest in EDF order), until ``k`` fits.
+    its chosen exit); at the first job ``k`` that misses its deadline, lower by one step the
+    exit of the job among ``1..k`` whose next smaller exit loses the least accuracy, until
+    ``k`` fits (ties: the earliest in EDF order). ``--downgrade absolute`` (default, as the
+    reference runtime) ranks by ``acc[original] - acc[next]``, ``relative`` by
+    ``1 - acc[next] / acc[original]``: they differ across tasks of different accuracy.
     An exit is eligible only if it follows a block at or after the job's last dispatched
-    block. If ``k`` cannot fit even with ``1..k`` at their smallest eligible exits it is
-    unschedulable: it is dropped (``--drop-late``) or set aside to run last
-    (``--no-drop-late``), and the scan continues. We test that up front with a running sum
-    of minimum remaining latencies, so a hopeless job costs the others no accuracy.
+    block, and useful only if it is faster than every larger exit: a step down goes to the
+    next useful exit, and a job's smallest exit is its first eligible useful one.
+    If ``k`` cannot fit even with ``1..k`` at their smallest exits it is *hopeless*; what
+    happens then is the drop rule (``--drop-rule``), tested up front with a running sum of
+    minimum remaining latencies:
+
+    * ``shed`` (default): set aside the job among ``1..k`` with the largest remaining
+      latency at its smallest exit (ties: the latest in EDF order, so ``k`` itself when it
+      is as long), then rescan from the start without it. This is Moore-Hodgson's rule
+      (drop the longest job of a late prefix), which minimises the number of late jobs of
+      a set released together with fixed latencies; under overload it drops one long job
+      where the other rules would drop several short ones behind it.
+    * ``skip``: set aside ``k`` itself and continue the scan; the others lose no accuracy.
+    * ``keep`` (the reference runtime's rule): lower every job of ``1..k`` to its smallest
+      exit, and keep ``k``'s time (at its smallest exit) in the scan of the later jobs
+      (the reference then runs ``k``; here it is set aside as with the other rules).
+
+    Set-aside jobs are dropped (``--drop-late``) or run last, in EDF order, at their
+    smallest exits (``--no-drop-late``). Measured in ``bench/drop_rule.py``: ``shed`` had the
+    fewest misses on random overloads and on the paper apps, and meets the serial lower
+    bound (the fewest misses with every job at its smallest exit) on the reference's
+    profiles and workloads, where ``skip`` missed 9 points more on the robot app.
 ``pantheon-wo-ee``
     As ``pantheon``, but a job's exit is frozen once its first block ran.
 ``pantheon-wo-ee-pr``
@@ -43,6 +63,14 @@ Policies (``--policy``):
     task set's utilisation ``sum(C_i / T_i)`` exceeds 1, lower the exit of the task that
     loses the least relative accuracy per unit of utilisation saved.
 
+Fallback exits (``fallback=True``, ``pantheon`` policy only, off by default): a job that
+moved past a kept exit (it dispatched the block after the one that exit follows) may still
+finish through it, at the cost of its branch alone: the memory manager keeps the tensor
+there (the latest such exit per job). In the scan that exit is one more step down below
+the job's smallest exit ahead, taken only when its branch is cheaper; at dispatch a late
+head job that no exit ahead can save falls back to it when its branch still meets the
+deadline. ``Scheduler.fallbacks`` counts the jobs that left that way.
+
 Dropping late jobs (``drop_late``, default on): before a job's first block is dispatched,
 a job that can no longer meet its deadline (``start + remaining latency > deadline``) is
 dropped instead of run. The pantheon policies first try the largest eligible exit that
@@ -54,7 +82,8 @@ The hot path (:meth:`Scheduler.arrive` under ``pantheon``) is written for speed:
 tables (prefix sums of block latencies, full latency and downgrade delta per exit, smallest
 eligible exit per next-block) make a job's remaining latency ``full[m] - prefix[nb]``; a
 downgrade of job ``i`` shifts ``r_i..r_k`` by a known delta, so only ``r_k`` is updated;
-the least-loss candidate is ``min`` over a list of precomputed next-loss values.
+the least-loss candidate is ``min`` over a list of precomputed next-loss values; a job
+shed restarts the scan (rare: only under overload).
 :func:`reference_refresh` is the plain transcription (full rescan per downgrade) that
 the tests compare it against.
 
@@ -77,6 +106,8 @@ from pantheon.errors import RepositoryError, UsageError
 POLICIES = ("pantheon", "pantheon-wo-ee", "pantheon-wo-ee-pr", "edf", "fifo", "rms", "dms", "rtmdl")
 PANTHEON_FAMILY = ("pantheon", "pantheon-wo-ee", "pantheon-wo-ee-pr")
 NON_PREEMPTIVE = ("pantheon-wo-ee-pr", "fifo", "rms", "dms", "rtmdl")
+DROP_RULES = ("shed", "skip", "keep")  # what the pantheon refresh does with a hopeless job (first: default)
+DOWNGRADES = ("absolute", "relative")  # how it ranks exit downgrades (first: default)
 
 BLOCK = 0  # action kinds returned by Scheduler.next_action
 EXIT = 1
@@ -87,6 +118,13 @@ DROPPED = 2
 
 INF = math.inf
 _NONE: Tuple = ()  # "no job dropped", without allocating a list per call
+
+
+def check_choice(value: str, choices: Sequence[str], option: str) -> str:
+    """Return ``value`` if it is one of ``choices``, else raise a :class:`UsageError` naming ``option``."""
+    if value not in choices:
+        raise UsageError(f"unknown {option} {value!r}: choose one of {', '.join(choices)}")
+    return value
 
 
 def check_policy(policy: str) -> str:
@@ -112,7 +150,8 @@ class TaskProfile:
     __slots__ = (
         "name", "index", "dims", "blocks", "exit_blocks", "exit_lat", "exit_acc", "prefix", "full",
         "top", "loss", "delta", "lo_for_nb", "rel_acc", "period_us", "rel_deadline_us", "static_exit",
-        "priority", "base_blocks", "base_exit_lat", "scale", "dispatch_us",
+        "priority", "base_blocks", "base_exit_lat", "scale", "dispatch_us", "loss_abs", "down", "rank",
+        "exit_after",
     )
 
     def __init__(
@@ -147,19 +186,14 @@ class TaskProfile:
         self.base_exit_lat = [e[1] for e in exits]
         self.exit_acc = [e[2] for e in exits]
         self.top = len(exits) - 1
+        # exit_after[b]: the exit that follows block b (-1: none), for the fallback exits
+        self.exit_after = [-1] * len(self.base_blocks)
+        for m, b in enumerate(ids):
+            self.exit_after[b] = m
         a_top = self.exit_acc[-1]
         self.rel_acc = [a / a_top for a in self.exit_acc]
-        # loss[m]: relative accuracy lost (vs the original) by moving from exit m down to m-1.
-        self.loss = [INF] + [1.0 - self.exit_acc[m - 1] / a_top for m in range(1, len(exits))]
         self.dispatch_us = 0.0
         self.rescale(1.0, dispatch_us)
-        # lo_for_nb[nb]: smallest exit a job whose first undispatched block is nb may use.
-        self.lo_for_nb = []
-        for nb in range(self.exit_blocks[-1] + 2):
-            m = 0
-            while self.exit_blocks[m] < nb - 1:
-                m += 1
-            self.lo_for_nb.append(m)
         self.period_us: Optional[float] = None
         self.rel_deadline_us: Optional[float] = None
         self.static_exit = self.top
@@ -189,8 +223,40 @@ class TaskProfile:
             self.prefix.append(self.prefix[-1] + lat)
         # full[m]: latency of blocks 0..exit_blocks[m] plus exit m, from scratch.
         self.full = [self.prefix[b + 1] + lat for b, lat in zip(self.exit_blocks, self.exit_lat)]
-        # delta[m]: latency saved by moving from exit m down to m-1.
-        self.delta = [0] + [self.full[m] - self.full[m - 1] for m in range(1, len(self.exit_blocks))]
+        # An exit no faster than a larger one is never worth choosing: downgrades skip it.
+        # down[m]: the next smaller exit that is faster than every larger one (-1: none);
+        # rank[m]: how many such steps lie below m.
+        n = len(self.exit_blocks)
+        fastest = INF  # smallest full latency among exits above m
+        useful = [False] * n
+        for m in range(n - 1, -1, -1):
+            if self.full[m] < fastest:
+                useful[m] = True
+                fastest = self.full[m]
+        self.down = []
+        self.rank = []
+        below = -1
+        steps = 0
+        for m in range(n):
+            self.down.append(below)
+            self.rank.append(steps)
+            if useful[m]:
+                below = m
+                steps += 1
+        # delta[m] / loss[m] / loss_abs[m]: latency saved / relative (vs the original) and absolute
+        # accuracy lost by moving from exit m down to down[m].
+        a_top = self.exit_acc[-1]
+        self.delta = [0 if d < 0 else self.full[m] - self.full[d] for m, d in enumerate(self.down)]
+        self.loss = [INF if d < 0 else 1.0 - self.exit_acc[d] / a_top for d in self.down]
+        self.loss_abs = [INF if d < 0 else a_top - self.exit_acc[d] for d in self.down]
+        # lo_for_nb[nb]: smallest exit a job whose first undispatched block is nb may use (the
+        # first that follows block nb-1 or later), moved up to the first useful one: the fastest.
+        self.lo_for_nb = []
+        for nb in range(self.exit_blocks[-1] + 2):
+            m = 0
+            while self.exit_blocks[m] < nb - 1 or not useful[m]:
+                m += 1
+            self.lo_for_nb.append(m)
 
     def remaining(self, next_block: int, m: int) -> int:
         """Latency (us) of a job at ``next_block`` still to run through exit index ``m``."""
@@ -210,6 +276,7 @@ class Job:
 
     __slots__ = (
         "id", "task", "release", "deadline", "next_block", "exit", "started", "state", "seq", "payload",
+        "fb", "fb_save", "fb_loss",
     )
 
     def __init__(self, id: int, task: TaskProfile, release: int, deadline: int, payload: object = None) -> None:
@@ -223,6 +290,9 @@ class Job:
         self.state = QUEUED
         self.seq = id
         self.payload = payload
+        self.fb = -1  # the passed exit it may still finish through (Scheduler fallback=True), -1: none
+        self.fb_save = 0  # latency that exit saves over the job's smallest exit ahead (this refresh)
+        self.fb_loss = INF  # accuracy lost by taking it (this refresh)
 
     def __repr__(self) -> str:
         return (
@@ -291,10 +361,17 @@ class Scheduler:
         downgrades: exit downgrades made by the last refresh.
     """
 
-    def __init__(self, tasks: Sequence[TaskProfile], policy: str = "pantheon", drop_late: bool = True) -> None:
+    def __init__(self, tasks: Sequence[TaskProfile], policy: str = "pantheon", drop_late: bool = True,
+                 drop_rule: str = DROP_RULES[0], downgrade: str = DOWNGRADES[0], fallback: bool = False) -> None:
         self.policy = check_policy(policy)
         self.tasks = list(tasks)
         self.drop_late = bool(drop_late)
+        self.drop_rule = check_choice(drop_rule, DROP_RULES, "drop rule")
+        self.downgrade = check_choice(downgrade, DOWNGRADES, "downgrade ranking")
+        self._rule = DROP_RULES.index(drop_rule)
+        self._abs = downgrade == "absolute"
+        self.fallback = bool(fallback) and policy == "pantheon"
+        self.fallbacks = 0  # jobs finished through a passed exit
         self.queue: List[Job] = []
         self.dropped: Sequence[Job] = _NONE
         self.downgrades = 0
@@ -347,66 +424,130 @@ class Scheduler:
             q.insert(0, locked)
         fix_started = self.fix_started
         drop_late = self.drop_late
-        order: List[Job] = []
-        nl: List[float] = []  # next-loss of each job in `order`
-        los: List[int] = []  # its smallest eligible exit
-        aside: List[Job] = []
-        r = now  # finishing time of the last job in `order`
-        rmin = now  # the same with every job at its smallest eligible exit
-        ndown = 0
-        for job in q:
-            t = job.task
-            nb = job.next_block
-            full = t.full
-            base = t.prefix[nb]
-            if fix_started and job.started:
-                m = job.exit
-                lo = m
-                loss = INF
-            else:
-                m = t.top
-                lo = t.lo_for_nb[nb]
-                loss = t.loss[m] if m > lo else INF
-            rem = full[m] - base
-            mn = full[lo] - base
-            r += rem
-            rmin += mn
-            d = job.deadline
-            job.exit = m
-            if r > d:
-                if rmin > d:  # unschedulable even with 1..k at their smallest exits
-                    r -= rem
-                    rmin -= mn
-                    aside.append(job)
-                    continue
-                order.append(job)
-                nl.append(loss)
-                los.append(lo)
-                while r > d:
-                    v = min(nl)
-                    if v == INF:  # only with exits slower than larger ones: give k up
-                        order.pop()
-                        nl.pop()
-                        los.pop()
-                        r -= job.task.full[job.exit] - base
+        fallback = self.fallback
+        rule = self._rule  # 0 shed, 1 skip, 2 keep (DROP_RULES)
+        use_abs = self._abs
+        shed: List[Job] = []  # jobs shed by earlier passes (rule "shed" rescans without them)
+        while True:
+            order: List[Job] = []
+            nl: List[float] = []  # next-loss of each job in `order`
+            los: List[int] = []  # its smallest eligible exit
+            mns: List[int] = []  # its remaining latency at that exit
+            aside: List[Job] = list(shed)
+            victim = None
+            r = now  # finishing time of the last job in `order`
+            rmin = now  # the same with every job at its smallest eligible exit
+            ndown = 0
+            for job in q:
+                t = job.task
+                nb = job.next_block
+                full = t.full
+                base = t.prefix[nb]
+                if fix_started and job.started:
+                    m = job.exit
+                    lo = m
+                    loss = INF
+                else:
+                    m = t.top
+                    lo = t.lo_for_nb[nb]
+                    loss = (t.loss_abs if use_abs else t.loss)[m] if m > lo else INF
+                rem = full[m] - base
+                mn = full[lo] - base
+                if fallback and job.fb >= 0:
+                    fc = t.exit_lat[job.fb]
+                    if fc < mn:  # its passed exit is the cheapest way out: one more step down
+                        job.fb_save = mn - fc
+                        a = t.exit_acc[job.fb]
+                        job.fb_loss = t.exit_acc[-1] - a if use_abs else 1.0 - a / t.exit_acc[-1]
+                        mn = fc
+                        if m == lo:
+                            loss = job.fb_loss
+                    else:
+                        job.fb_loss = INF
+                r += rem
+                rmin += mn
+                d = job.deadline
+                job.exit = m
+                if r > d:
+                    if rmin > d:  # hopeless: late even with 1..k at their smallest exits
+                        if rule == 0:  # shed the job among 1..k with the largest minimum remaining latency
+                            best = mn
+                            vi = -1
+                            for i in range(len(mns) - 1, -1, -1):
+                                if mns[i] > best:
+                                    best = mns[i]
+                                    vi = i
+                            if vi >= 0:
+                                victim = order[vi]
+                                break
+                        elif rule == 2:  # keep: 1..k go to their smallest exits, k still takes its time
+                            for i, j in enumerate(order):
+                                if nl[i] != INF:
+                                    tj = j.task
+                                    if j.exit >= los[i]:
+                                        ndown += tj.rank[j.exit] - tj.rank[los[i]]
+                                        j.exit = los[i]
+                                    if fallback and j.fb_loss != INF:
+                                        ndown += 1
+                                        j.exit = j.fb
+                                    nl[i] = INF
+                            ndown += t.rank[m] - t.rank[lo]
+                            job.exit = lo
+                            if fallback and job.fb >= 0 and job.fb_loss != INF:
+                                ndown += 1
+                                job.exit = job.fb
+                            r = rmin
+                            aside.append(job)
+                            continue
+                        r -= rem
                         rmin -= mn
                         aside.append(job)
-                        break
-                    i = nl.index(v)
-                    j = order[i]
-                    tj = j.task
-                    mj = j.exit
-                    r -= tj.delta[mj]
-                    mj -= 1
-                    j.exit = mj
-                    nl[i] = tj.loss[mj] if mj > los[i] else INF
-                    ndown += 1
-            else:
-                order.append(job)
-                nl.append(loss)
-                los.append(lo)
+                        continue
+                    order.append(job)
+                    nl.append(loss)
+                    los.append(lo)
+                    mns.append(mn)
+                    while r > d:
+                        v = min(nl)
+                        if v == INF:  # only with exits slower than larger ones: give k up
+                            order.pop()
+                            nl.pop()
+                            los.pop()
+                            mns.pop()
+                            r -= job.task.full[job.exit] - base
+                            rmin -= mn
+                            aside.append(job)
+                            break
+                        i = nl.index(v)
+                        j = order[i]
+                        tj = j.task
+                        mj = j.exit
+                        ndown += 1
+                        if mj == los[i]:  # at its smallest exit ahead: finish through the passed one
+                            r -= j.fb_save
+                            j.exit = j.fb
+                            nl[i] = INF
+                            continue
+                        r -= tj.delta[mj]
+                        mj = tj.down[mj]
+                        j.exit = mj
+                        if mj > los[i]:
+                            nl[i] = (tj.loss_abs if use_abs else tj.loss)[mj]
+                        else:
+                            nl[i] = j.fb_loss if fallback and j.fb >= 0 else INF
+                else:
+                    order.append(job)
+                    nl.append(loss)
+                    los.append(lo)
+                    mns.append(mn)
+            if victim is None:
+                break
+            q.remove(victim)
+            shed.append(victim)
         self.downgrades = ndown
         if aside:
+            if len(aside) > 1:
+                aside.sort(key=_EDF_KEY)
             if drop_late:
                 locked_dropped = False
                 for job in aside:
@@ -443,7 +584,9 @@ class Scheduler:
             t = job.task
             m = job.exit
             nb = job.next_block
-            if drop_late and start + t.full[m] - t.prefix[nb] > job.deadline:
+            eb = t.exit_blocks[m]
+            rem = t.exit_lat[m] if nb > eb + 1 else t.full[m] - t.prefix[nb]  # a passed exit: its branch
+            if drop_late and start + rem > job.deadline:
                 if not self._rescue(job, start):
                     q.pop(0)
                     job.state = DROPPED
@@ -454,6 +597,7 @@ class Scheduler:
                         self.locked = None
                     continue
                 m = job.exit
+                eb = t.exit_blocks[m]
             prev = self.last_job
             if prev is job:
                 pre = None
@@ -461,7 +605,9 @@ class Scheduler:
                 pre = prev if (prev is not None and prev.started and prev.state == QUEUED) else None
                 self.last_job = job
             self.dropped = dropped or _NONE
-            if nb <= t.exit_blocks[m]:
+            if nb <= eb:
+                if self.fallback and nb > 0 and t.exit_after[nb - 1] >= 0:
+                    job.fb = t.exit_after[nb - 1]  # block nb-1's output stays: its exit remains a way out
                 job.next_block = nb + 1
                 job.started = True
                 if not self.preemptive:
@@ -473,6 +619,8 @@ class Scheduler:
             job.state = DISPATCHED
             if self.locked is job:
                 self.locked = None
+            if nb > eb + 1:
+                self.fallbacks += 1
             lat = t.exit_lat[m]
             self.busy_until = start + lat
             return (EXIT, job, m, lat, pre)
@@ -496,10 +644,13 @@ class Scheduler:
         prefix = t.prefix
         left = job.deadline - t.full[job.exit]  # late when start > deadline - (full[m] - prefix[nb])
         drop_late = self.drop_late
+        after = t.exit_after if self.fallback else None
         nb = job.next_block
         while end < horizon and nb <= eb:
             if drop_late and end - prefix[nb] > left:
                 break
+            if after is not None and nb > 0 and after[nb - 1] >= 0:
+                job.fb = after[nb - 1]
             lat = blocks[nb]
             nb += 1
             self.busy_until = end + lat
@@ -517,6 +668,10 @@ class Scheduler:
                 if t.full[m] <= slack:
                     job.exit = m
                     return True
+            fb = job.fb
+            if self.fallback and fb >= 0 and fb != job.exit and start + t.exit_lat[fb] <= job.deadline:
+                job.exit = fb
+                return True
             return False
         # Classical policies only refuse to *start* a late job; pantheon's also stop a hopeless one.
         return job.started and not self.ee
@@ -556,11 +711,13 @@ def configure_static(tasks: Sequence[TaskProfile], policy: str) -> None:
 
 
 def reference_refresh(jobs: Sequence[Job], now: int, fix_started: bool = False, drop_late: bool = True,
-                      locked: Optional[Job] = None) -> Tuple[List[Job], List[Job], int]:
+                      locked: Optional[Job] = None, drop_rule: str = DROP_RULES[0],
+                      downgrade: str = DOWNGRADES[0]) -> Tuple[List[Job], List[Job], int]:
     """The pantheon refresh as a plain transcription: full rescan after every downgrade.
 
     Returns ``(order, dropped_or_set_aside, downgrades)`` and sets each job's ``exit``.
-    Kept for the tests (same decisions as :meth:`Scheduler._refresh_ee`) and the benchmark.
+    Kept for the tests (same decisions as :meth:`Scheduler._refresh_ee` without fallback
+    exits) and the benchmark.
     """
     q = sorted(jobs, key=lambda j: (j.deadline, j.seq))
     if locked is not None and locked in q:
@@ -570,41 +727,67 @@ def reference_refresh(jobs: Sequence[Job], now: int, fix_started: bool = False, 
     def lo_of(j: Job) -> int:
         return j.exit if (fix_started and j.started) else j.task.lo_for_nb[j.next_block]
 
-    for j in q:
-        if not (fix_started and j.started):
-            j.exit = j.task.top
-    kept = list(q)
-    aside: List[Job] = []
-    ndown = 0
-    while True:
-        r = now
-        miss = None
-        for k, j in enumerate(kept):
-            r += j.task.remaining(j.next_block, j.exit)
-            if r > j.deadline:
-                miss = k
+    def loss_of(j: Job) -> float:
+        return (j.task.loss_abs if downgrade == "absolute" else j.task.loss)[j.exit]
+
+    shed: List[Job] = []
+    while True:  # one pass per job shed
+        for j in q:
+            if not (fix_started and j.started):
+                j.exit = j.task.top
+        kept = list(q)
+        aside: List[Job] = []
+        hopeless: List[Job] = []  # rule "keep": in the scan at their smallest exits, never checked
+        ndown = 0
+        victim = None
+        while True:
+            r = now
+            miss = None
+            for k, j in enumerate(kept):
+                r += j.task.remaining(j.next_block, j.exit)
+                if r > j.deadline and j not in hopeless:
+                    miss = k
+                    break
+            if miss is None:
                 break
-        if miss is None:
+            jk = kept[miss]
+            best = now + sum(j.task.remaining(j.next_block, lo_of(j)) for j in kept[: miss + 1])
+            if best > jk.deadline:
+                if drop_rule == "shed":
+                    mins = [j.task.remaining(j.next_block, lo_of(j)) for j in kept[: miss + 1]]
+                    top = max(mins)
+                    victim = kept[max(i for i in range(miss + 1) if mins[i] == top)]
+                    if victim is not jk:
+                        break
+                    victim = None
+                if drop_rule == "keep":
+                    for j in kept[: miss + 1]:
+                        while j.exit > lo_of(j):
+                            j.exit = j.task.down[j.exit]
+                            ndown += 1
+                    hopeless.append(jk)
+                    continue
+                aside.append(jk)
+                del kept[miss]
+                continue
+            cand = None
+            for i in range(miss + 1):
+                j = kept[i]
+                if j.exit > lo_of(j) and (cand is None or loss_of(j) < cand[0]):
+                    cand = (loss_of(j), i)
+            if cand is None:
+                aside.append(jk)
+                del kept[miss]
+                continue
+            j = kept[cand[1]]
+            j.exit = j.task.down[j.exit]
+            ndown += 1
+        if victim is None:
             break
-        jk = kept[miss]
-        best = now + sum(j.task.remaining(j.next_block, lo_of(j)) for j in kept[: miss + 1])
-        if best > jk.deadline:
-            aside.append(jk)
-            del kept[miss]
-            continue
-        cand = None
-        for i in range(miss + 1):
-            j = kept[i]
-            if j.exit > lo_of(j):
-                loss = j.task.loss[j.exit]
-                if cand is None or loss < cand[0]:
-                    cand = (loss, i)
-        if cand is None:
-            aside.append(jk)
-            del kept[miss]
-            continue
-        kept[cand[1]].exit -= 1
-        ndown += 1
+        q.remove(victim)
+        shed.append(victim)
+    kept = [j for j in kept if j not in hopeless]
+    aside = sorted(shed + aside + hopeless, key=lambda j: (j.deadline, j.seq))
     if not drop_late:
         for j in aside:
             if not (fix_started and j.started):

@@ -42,11 +42,19 @@ from typing import Any, Callable, Dict, List, Optional, Sequence
 
 from pantheon.errors import ArtifactError, UsageError
 from pantheon.formats import Workloads
+from pantheon.formats.events import EventLog, NullLog
 from pantheon.metrics import DROPPED as DROPPED_JOB
 from pantheon.metrics import LATE, MET, JobRecord, summarize
-from pantheon.online.events import EventLog, NullLog
 from pantheon.online.repository import Repository
-from pantheon.online.scheduler import BLOCK, Job, Scheduler, check_policy
+from pantheon.online.scheduler import (
+    BLOCK,
+    DOWNGRADES,
+    DROP_RULES,
+    Job,
+    Scheduler,
+    check_choice,
+    check_policy,
+)
 from pantheon.online.workload import JobSpec, apply_timing, validate
 
 INF = math.inf
@@ -65,6 +73,9 @@ def simulate(
     jobs: Optional[Sequence[JobSpec]] = None,
     dispatch_us: Optional[float] = None,
     pipelined: bool = False,
+    drop_rule: str = DROP_RULES[0],
+    downgrade: str = DOWNGRADES[0],
+    fallback: bool = False,
 ) -> Dict[str, Any]:
     """Simulate ``workload`` on ``repo`` under ``policy``; return the run summary.
 
@@ -80,6 +91,8 @@ def simulate(
         jobs: already validated jobs (skips validation).
         dispatch_us: per-chunk dispatch overhead instead of the repository's.
         pipelined: model an ideal overlap of launch and execution (see above; default False).
+        drop_rule, downgrade: the pantheon refresh's rules (:class:`~pantheon.online.scheduler.Scheduler`).
+        fallback: let the pantheon policy finish a job through an exit it already passed.
 
     Returns:
         The summary (:func:`pantheon.metrics.summarize`), with ``dmr`` and
@@ -95,9 +108,11 @@ def simulate(
         repo = repo.with_dispatch_overhead(dispatch_us)
     specs = list(jobs) if jobs is not None else validate(workload, repo)
     apply_timing(repo, specs)
-    sched = Scheduler(list(repo.tasks.values()), policy, drop_late=drop_late)
+    sched = Scheduler(list(repo.tasks.values()), policy, drop_late=drop_late, drop_rule=drop_rule,
+                      downgrade=downgrade, fallback=fallback)
     log = log or NullLog()
-    meta = {"mode": "sim", "policy": policy, "device": "simulated", "app": repo.app, "drop_late": drop_late}
+    meta = {"mode": "sim", "policy": policy, "device": "simulated", "app": repo.app, "drop_late": drop_late,
+            "drop_rule": drop_rule, "downgrade": downgrade}
     pipe = bool(pipelined)
     log.start(0, **meta, repository=str(repo.path), jitter=jitter, seed=seed, tasks=repo.describe(),
               dispatch_overhead_us=repo.dispatch_us, pipelined=pipe, **(start_fields or {}))
@@ -107,6 +122,8 @@ def simulate(
     records, decisions, preemptions, downgrades, t_end = res
     summary = summarize(records, decisions, (), preemptions, meta)
     summary["downgrades"] = downgrades
+    if sched.fallback:
+        summary["fallback_exits"] = sched.fallbacks
     summary["dispatch_overhead_us"] = repo.dispatch_us
     summary["pipelined"] = pipe
     summary["sim_wall_s"] = round(wall, 4)
@@ -300,17 +317,20 @@ def _run_logged(run: Callable[[EventLog], Dict[str, Any]], log: Path, path: Path
 
 def simulate_command(repo_dir: Any, workload: Any, policy: str, jitter: float, seed: int, drop_late: bool,
                      log: Optional[Any], out: Optional[Any], as_json: bool,
-                     dispatch_us: Optional[float] = None, pipelined: bool = False) -> Dict[str, Any]:
+                     dispatch_us: Optional[float] = None, pipelined: bool = False,
+                     drop_rule: str = DROP_RULES[0], downgrade: str = DOWNGRADES[0]) -> Dict[str, Any]:
     """``pantheon simulate``: validate inputs, simulate, optionally log and report, print."""
     import json
 
     from pantheon import console
     from pantheon.formats import read_workloads, store
-    from pantheon.online.events import events_path
+    from pantheon.formats.events import events_path
     from pantheon.online.repository import read_repository
 
     check_policy(policy)
     check_jitter(jitter)
+    check_choice(drop_rule, DROP_RULES, "--drop-rule")
+    check_choice(downgrade, DOWNGRADES, "--downgrade")
     repo = read_repository(repo_dir, profiles_only_ok=True)  # the simulator needs the profiles alone
     if repo.profiles_only:
         console.info(f"{repo_dir}: profiles-only repository (config.pbtxt files, no chunks, no manifest)")
@@ -324,7 +344,8 @@ def simulate_command(repo_dir: Any, workload: Any, policy: str, jitter: float, s
     def run(elog: Optional[EventLog]) -> Dict[str, Any]:
         try:
             summary = simulate(repo, ws, policy, jitter=jitter, seed=seed, drop_late=drop_late, log=elog, jobs=jobs,
-                               dispatch_us=dispatch_us, pipelined=pipelined, start_fields=fields)
+                               dispatch_us=dispatch_us, pipelined=pipelined, start_fields=fields,
+                               drop_rule=drop_rule, downgrade=downgrade)
         finally:
             if elog is not None:
                 elog.close()
@@ -343,10 +364,7 @@ def simulate_command(repo_dir: Any, workload: Any, policy: str, jitter: float, s
             raise ArtifactError(f"cannot write the event log {where}: {exc.strerror or exc}; nothing was "
                                 f"written (free space or pick another --log)") from exc
     if out is not None:
-        from pantheon.analysis.report import write_report
-
-        folder, _ = write_report(log_path, out=out)  # type: ignore[arg-type]
-        console.info(f"report written to {folder}")
+        summary["log_path"] = str(log_path)  # the CLI writes the report folder from it
     if as_json:
         print(json.dumps(summary, indent=2, default=str))
     else:

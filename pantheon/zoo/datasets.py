@@ -47,7 +47,6 @@ from pantheon.errors import DataError
 from pantheon.zoo.tasks import describe_layout
 
 SPLITS = ("train", "val", "test")
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
 FER_SIDE = 48
 DIGITS_SPLIT_SEED = 0
 VAL_FRACTION = 0.1

@@ -8,8 +8,8 @@ On the device, with fixed seeds:
    under each policy, telemetry sampled into each log, and the same workload in the
    simulator (:func:`pantheon.online.simulate.simulate`, the repository's profiles and
    dispatch overhead) so the table shows what the plan predicted next to what happened;
-3. the scheduler microbenchmark (:func:`pantheon.online.benchmarks.scheduler_latency`) and the
-   runtime's dispatch overhead (:func:`pantheon.online.benchmarks.dispatch_overhead`).
+3. the scheduler microbenchmark (:func:`pantheon.bench.benchmarks.scheduler_latency`) and the
+   runtime's dispatch overhead (:func:`pantheon.bench.benchmarks.dispatch_overhead`).
 
 Everything lands in one results folder (``store.write_artifact``; default
 ``<root>/bench/<app>/<run-id>``)::
@@ -47,7 +47,7 @@ ENV_BASE = "PANTHEON_BASE_IMAGE"
 
 def environment() -> Dict[str, Any]:
     """Where the benchmark ran: image, code version, board facts, torch. Never raises."""
-    from pantheon.online.board import board_facts
+    from pantheon.platform.jetson import board_facts
 
     commit = os.environ.get(ENV_COMMIT) or ""
     if not commit or commit == "unknown":
@@ -91,6 +91,8 @@ def bench(
     decisions: int = 1000,
     dispatch_jobs: int = 200,
     force: bool = False,
+    drop_rule: str = "shed",
+    downgrade: str = "absolute",
 ) -> Dict[str, Any]:
     """Run the benchmark of ``app`` and write its results folder.
 
@@ -105,6 +107,7 @@ def bench(
         decisions: scheduler decisions timed per queue length (0 skips the microbenchmark).
         dispatch_jobs: jobs of the dispatch-overhead measurement (0 skips it).
         force: replace an existing ``out``.
+        drop_rule, downgrade: the pantheon refresh's rules (:class:`~pantheon.online.scheduler.Scheduler`).
 
     Returns:
         The results dict (also ``results.json``) with ``path`` added.
@@ -117,21 +120,25 @@ def bench(
     """
     from pantheon import console
     from pantheon.analysis.report import analyze
+    from pantheon.bench import benchmarks
     from pantheon.formats import store, write_workloads
     from pantheon.formats.app import load_app
-    from pantheon.online import benchmarks
-    from pantheon.online import telemetry as tel
-    from pantheon.online.events import read_events
+    from pantheon.formats.events import read_events
     from pantheon.online.repository import read_repository, resolve_device
     from pantheon.online.runtime import run
     from pantheon.online.simulate import simulate
     from pantheon.online.workload import generate
+    from pantheon.platform import telemetry as tel
 
     spec = load_app(app)
     st = store.Store()
     repo_dir = st.repository_dir(spec.name)
     repo = read_repository(repo_dir)
     chosen = _policies(policies)
+    from pantheon.online.scheduler import DOWNGRADES, DROP_RULES, check_choice
+
+    check_choice(drop_rule, DROP_RULES, "--drop-rule")
+    check_choice(downgrade, DOWNGRADES, "--downgrade")
     dev = resolve_device(device)
     if decisions < 0:
         raise UsageError(f"--decisions must be >= 0, got {decisions}")
@@ -139,7 +146,8 @@ def bench(
     run_id = store.new_run_id()
     dest = Path(out) if out else st.bench_dir(spec.name, run_id)
     settings = {"app": spec.name, "policies": chosen, "seed": seed, "duration_s": duration_s or spec.duration_s,
-                "device": dev, "telemetry": telemetry, "decisions": decisions, "dispatch_jobs": dispatch_jobs}
+                "device": dev, "telemetry": telemetry, "decisions": decisions, "dispatch_jobs": dispatch_jobs,
+                "drop_rule": drop_rule, "downgrade": downgrade}
     meta: Dict[str, Any] = {"run_id": run_id, **environment(), "settings": settings}
     results: Dict[str, Any] = {"app": spec.name, "run_id": run_id, "settings": settings, "policies": {}}
     steps = len(chosen) + (decisions > 0) + (dispatch_jobs > 0)
@@ -155,11 +163,11 @@ def bench(
             bar.update(task, description=f"live run: {policy}")
             log = tmp / "runs" / policy
             live = run(repo_dir, tmp / "workload.bin", log, policy=policy, device=dev, telemetry=telemetry,
-                       progress=False)
+                       progress=False, drop_rule=drop_rule, downgrade=downgrade)
             if live.get("interrupted"):  # Ctrl-C / SIGTERM stopped the run: stop here, seal nothing
                 raise KeyboardInterrupt
             summary = analyze(log, tmp / "workload.bin")["summary"]
-            sim = simulate(read_repository(repo_dir), ws, policy)
+            sim = simulate(read_repository(repo_dir), ws, policy, drop_rule=drop_rule, downgrade=downgrade)
             summary["simulated"] = {k: sim[k] for k in ("dmr", "relative_accuracy", "dispatch_overhead_us")}
             results["policies"][policy] = summary
             samples += [ev for ev in read_events(log) if ev.get("ev") == "telemetry"]
@@ -223,13 +231,14 @@ def _rows(results: Dict[str, Any]) -> List[Dict[str, Any]]:
 
 
 def bench_command(app: str, policies: Optional[List[str]], out: Optional[Path], duration: Optional[float], seed: int,
-                  device: str, telemetry: str, decisions: int, force: bool, as_json: bool) -> Dict[str, Any]:
+                  device: str, telemetry: str, decisions: int, force: bool, as_json: bool,
+                  drop_rule: str = "shed", downgrade: str = "absolute") -> Dict[str, Any]:
     """``pantheon bench``: run, then print the comparison table (or JSON) and the folder."""
     from pantheon import console
     from pantheon.analysis.report import columns, compare_rows
 
     res = bench(app, policies=policies, out=out, duration_s=duration, seed=seed, device=device,
-                telemetry=telemetry, decisions=decisions, force=force)
+                telemetry=telemetry, decisions=decisions, force=force, drop_rule=drop_rule, downgrade=downgrade)
     if as_json:
         print(json.dumps(res, indent=2, default=str))
         return res

@@ -15,7 +15,7 @@ ids are CONTRIBUTING.md's (exit ``j`` follows block ``j``).
                         "acc": [accuracy per exit], "blocks": [block latency us],
                         "exit_lat": [us], "original": exit block id}}``, and free-form
                         extras (``time_scale``, ``telemetry`` backend, ``board`` facts
-                        from :func:`pantheon.online.telemetry.board_facts`, CUDA stream
+                        from :func:`pantheon.platform.jetson.board_facts`, CUDA stream
                         priorities ``rt_stream_priority``/``be_stream_priority``...)
 ``release``             ``job``, ``task``, ``release`` (scheduled release, us),
                         ``deadline`` (absolute, us), ``stream`` (the workload ``id``:
@@ -36,7 +36,7 @@ ids are CONTRIBUTING.md's (exit ``j`` follows block ``j``).
                         "shutdown": still queued when the run stopped), ``started``
 ``preempt``             ``job`` (displaced from the head while started), ``by`` (new head)
 ``be``                  best-effort completion: ``task``, ``job``, ``response`` (us)
-``telemetry``           a sample of :mod:`pantheon.online.telemetry` (``gpu_load_pct``,
+``telemetry``           a sample of :mod:`pantheon.platform.telemetry` (``gpu_load_pct``,
                         ``power_mw``, ``cpu_pct``, ...)
 ``calibrate``           live runs: ``task``, ``scale`` (the fitted ``s`` of the cost model
                         ``chunk = dispatch overhead + s x profiled latency``, smoothed; the
@@ -76,11 +76,6 @@ from typing import Any, Dict, Iterator, List, Optional, Union
 from pantheon.errors import FormatError
 
 PathLike = Union[str, "os.PathLike[str]"]
-
-EVENTS = (
-    "start", "release", "schedule", "dispatch", "done", "exit", "drop", "preempt", "be", "telemetry", "calibrate",
-    "starved", "fallback", "end",
-)
 
 
 class Clock:

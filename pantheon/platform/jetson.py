@@ -45,7 +45,9 @@ L4T_LABEL = "org.pantheon.l4t"
 
 NV_TEGRA_RELEASE = "/etc/nv_tegra_release"
 DEVICE_TREE_MODEL = "/proc/device-tree/model"
-JTOP_SOCKET = "/run/jtop.sock"
+JTOP_SOCKET = "/run/jtop.sock"  # the jetson-stats service's socket (under the board root: board_path)
+# devfreq of_node names of the Jetson integrated GPUs (TX2, Xavier, Orin; "gpu" on newer kernels).
+GPU_NODE_NAMES = ("gv11b", "gp10b", "ga10b", "gpu")
 
 # Where L4T installs the board commands (absolute, so sudo's secure_path does not matter).
 COMMAND_DIRS = {"nvpmodel": "/usr/sbin", "jetson_clocks": "/usr/bin"}
@@ -187,8 +189,17 @@ def board_model() -> Optional[str]:
 
 
 def is_jetson() -> bool:
-    """True when an L4T release can be read on this machine (or its stand-in root)."""
-    return l4t_release() is not None
+    """True when this machine (or its stand-in root) is a Jetson: an L4T release can be read, or
+    the board root has a Jetson GPU devfreq node (a container that sees sysfs but not the release).
+
+    Never raises: a malformed ``$PANTHEON_L4T_VERSION`` says nothing about the hardware.
+    """
+    try:
+        if l4t_release() is not None:
+            return True
+    except UsageError:
+        pass
+    return find_gpu_devfreq(board_root()) is not None
 
 
 def jtop_socket() -> Optional[str]:
@@ -546,11 +557,11 @@ def clock_values() -> Dict[str, Any]:
 
 
 def find_gpu_devfreq(root: Path) -> Optional[Path]:
-    """The GPU's devfreq folder (``gv11b``/``gp10b``/``ga10b``/``gpu`` in its name or of_node)."""
+    """The GPU's devfreq folder (one of :data:`GPU_NODE_NAMES` in its name or of_node)."""
     for d in sorted((root / "sys/class/devfreq").glob("*")):
         name = d.name.split(".")[-1]
         node = (_read_text(d / "device/of_node/name") or "").strip("\x00\n ")
-        if name in ("gv11b", "gp10b", "ga10b", "gpu") or node in ("gv11b", "gp10b", "ga10b", "gpu"):
+        if name in GPU_NODE_NAMES or node in GPU_NODE_NAMES:
             return d
     return None
 

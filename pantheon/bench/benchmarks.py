@@ -31,33 +31,11 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
+from pantheon.bench.paper import PAPER_FULL_US, PAPER_ORIGINAL_ACC, modelled_accuracy
 from pantheon.metrics import percentile
 from pantheon.online.repository import Repository
 from pantheon.online.scheduler import POLICIES, QUEUED, Job, Scheduler, TaskProfile, reference_refresh
 from pantheon.online.timing import time_calls
-
-# Full-model latency (us) of each paper task on the paper's board (Jetson Xavier NX), from the
-# reference artifact's deployment repositories (github.com/PantheonInfer/Pantheon,
-# experiments/model_repositories/*/<task>/config.pbtxt: sum of block latencies through the last
-# exit plus that exit's latency). They fix the paper's load: traffic 1.33, robot 1.49 and UAV
-# 1.38 times one 30 fps frame period of original-model work.
-PAPER_FULL_US = {
-    "object_detection": 12327, "sign_recognition": 9801, "face_detection": 15754,
-    "age_classification": 12669, "gender_classification": 9259, "emotion_classification": 11886,
-    "wildlife_recognition": 20371, "scene_recognition": 10163, "wildfire_detection": 15575,
-}
-# Original-exit accuracy of those repositories (top-1, mAP for detection), used as a_orig below.
-PAPER_ORIGINAL_ACC = {
-    "object_detection": 0.9944, "sign_recognition": 0.9780, "face_detection": 0.8702,
-    "age_classification": 0.7174, "gender_classification": 0.8374, "emotion_classification": 0.6956,
-    "wildlife_recognition": 0.8869, "scene_recognition": 0.8180, "wildfire_detection": 0.9141,
-}
-# Modelled exit accuracy: a_j = a_orig * (1 - ACC_DROP * (1 - f_j) ** ACC_POWER), f_j = latency
-# fraction of the full model reached at exit j. Anchored on the reference's sign_recognition
-# profile, whose exit after 71% of the latency loses 0.7% (0.3 * 0.29**3 = 0.7%).
-ACC_DROP = 0.3
-ACC_POWER = 3.0
-
 
 # -- scheduler decision latency ---------------------------------------------------------------
 
@@ -183,18 +161,6 @@ def scheduler_latency(tasks: Sequence[TaskProfile], queue_lengths: Sequence[int]
 # -- profiles of the paper apps ----------------------------------------------------------------
 
 
-def modelled_accuracy(block_us: Sequence[float], exit_us: Sequence[float], a_orig: float) -> List[float]:
-    """Accuracy of an exit after every block (see ``ACC_DROP``/``ACC_POWER``); the last is ``a_orig``."""
-    full = sum(block_us) + exit_us[-1]
-    out, cum = [], 0.0
-    for b, e in zip(block_us, exit_us):
-        cum += b
-        f = min(1.0, (cum + e) / full)
-        out.append(a_orig * (1.0 - ACC_DROP * (1.0 - f) ** ACC_POWER))
-    out[-1] = a_orig
-    return out
-
-
 def profile_to_task(p: Dict[str, Any], index: int = 0) -> TaskProfile:
     """A profile dict (``block_us``, ``exit_us`` per block, ``acc`` per block, ``exits`` kept) as a TaskProfile."""
     exits = sorted(p["exits"])
@@ -283,7 +249,7 @@ def paper_profiles(measured: Dict[str, Dict[str, Any]], max_delta: Dict[str, flo
 
     Every block and exit of task t is multiplied by ``PAPER_FULL_US[t] / measured full latency``
     (the chunk structure is ours, the magnitude the paper board's). Exit accuracies are
-    modelled (:func:`modelled_accuracy`). Exits are chosen by the real planner
+    modelled (:func:`pantheon.bench.paper.modelled_accuracy`). Exits are chosen by the real planner
     (``pantheon.offline.plan.optimise``, GA) under the app's accuracy and memory limits; when
     the zoo-sized models do not fit the app's memory budget, the plan runs without it
     (recorded in the notes). Returns ``(profiles with "exits", notes)``.
@@ -469,7 +435,7 @@ def dispatch_overhead(chunks: int = 8, jobs: int = 200, channels: int = 16, hw: 
     """
     import torch
 
-    from pantheon.online.events import read_events
+    from pantheon.formats.events import read_events
     from pantheon.online.repository import load_modules, read_repository
     from pantheon.online.runtime import Runtime
 
@@ -567,7 +533,7 @@ def preemption_wait(block_depths: Sequence[int] = (1, 2, 4, 8), urgent_jobs: int
     """
     import torch
 
-    from pantheon.online.events import read_events
+    from pantheon.formats.events import read_events
     from pantheon.online.runtime import Runtime
 
     rng = random.Random(seed)
