@@ -33,6 +33,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from pantheon.bench.paper import PAPER_FULL_US, PAPER_ORIGINAL_ACC, modelled_accuracy
 from pantheon.metrics import percentile
+from pantheon.online.memory import module_bytes
 from pantheon.online.repository import Repository
 from pantheon.online.scheduler import POLICIES, QUEUED, Job, Scheduler, TaskProfile, reference_refresh
 from pantheon.online.timing import time_calls
@@ -184,7 +185,6 @@ def measure_task(name: str, repeat: int = 7, warmup: int = 2) -> Dict[str, Any]:
     import torch
 
     from pantheon.offline.exits import build_multi_exit
-    from pantheon.online.memory import module_bytes
     from pantheon.zoo import get_task
 
     task = get_task(name)
