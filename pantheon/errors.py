@@ -33,9 +33,19 @@ errors are wrapped at the boundary with ``raise ... from exc``.
         ├── HostKeyError           unknown or changed host key
         ├── BoardError             not a Jetson, no sudo, no NVIDIA runtime, L4T mismatch
         └── DockerError            engine errors, build failures
+
+Ctrl-C is not a ``PantheonError``: it stays Python's ``KeyboardInterrupt`` (exit 130).
+Python cannot raise it inside a weakref callback or a ``__del__`` (it prints "Exception
+ignored in ..." and goes on); :func:`swallowed_interrupt_hook` records such an interrupt
+instead, and :func:`check_interrupt` raises it again at the next safe point (artifacts
+check it before they are sealed), so an interrupt is never lost and never printed as noise.
 """
 
 from __future__ import annotations
+
+import sys
+import threading
+from typing import Any
 
 
 class PantheonError(Exception):
@@ -149,3 +159,39 @@ class BoardError(DeployError):
 
 class DockerError(DeployError):
     pass
+
+
+_interrupt_pending = threading.Event()
+
+
+def swallowed_interrupt_hook(previous: Any = None) -> Any:
+    """A ``sys.unraisablehook`` that records a ``KeyboardInterrupt`` Python could not raise (quietly)
+    and passes every other unraisable exception to ``previous`` (default: Python's own hook)."""
+    previous = previous or sys.__unraisablehook__
+
+    def hook(unraisable: Any) -> None:
+        if isinstance(unraisable.exc_value, KeyboardInterrupt):
+            _interrupt_pending.set()
+            return
+        previous(unraisable)
+
+    hook.pantheon_interrupts = True  # type: ignore[attr-defined]
+    return hook
+
+
+def install_interrupt_hook() -> None:
+    """Install :func:`swallowed_interrupt_hook` once per process (the CLI does, at each command)."""
+    if not getattr(sys.unraisablehook, "pantheon_interrupts", False):
+        sys.unraisablehook = swallowed_interrupt_hook(sys.unraisablehook)
+
+
+def interrupt_pending() -> bool:
+    """True once a Ctrl-C was swallowed where it could not be raised (see the module docstring)."""
+    return _interrupt_pending.is_set()
+
+
+def check_interrupt() -> None:
+    """Raise ``KeyboardInterrupt`` if one was swallowed earlier: call it before sealing a result."""
+    if _interrupt_pending.is_set():
+        _interrupt_pending.clear()
+        raise KeyboardInterrupt

@@ -688,3 +688,172 @@ def test_simulate_sigint_exits_130_and_leaves_no_log(sim_inputs, tmp_path):
         assert proc.returncode == 130, stderr
         assert "interrupted" in stderr and "Traceback" not in stderr
         assert os.listdir(out_dir) == []
+
+
+# -- items 1, 13, 14: real read-only and full file systems, one line per writing command ------------
+
+
+def _mount_tmpfs(path, options):
+    import subprocess
+
+    path.mkdir(parents=True, exist_ok=True)
+    res = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(path)], capture_output=True, text=True)
+    if res.returncode != 0:
+        pytest.skip(f"mounting a tmpfs is not permitted here ({res.stderr.strip() or res.returncode}): "
+                    f"run as root (or with CAP_SYS_ADMIN) to test real read-only and full disks")
+
+
+def _umount(path):
+    import subprocess
+
+    subprocess.run(["umount", "-l", str(path)], capture_output=True)
+
+
+@pytest.fixture(scope="module")
+def hostile_disks(tmp_path_factory):
+    """Two real file systems: ``ro`` (read-only, holding an empty ``sub/``) and ``full`` (no byte left,
+    holding an empty ``sub/``), plus the inputs of every cheap writing command."""
+    import errno
+    import subprocess
+
+    from _profiling import make_variants
+    from _repo import TaskSpec, build_repository, write_workload
+
+    d = tmp_path_factory.mktemp("disks")
+    ro, full = d / "ro", d / "full"
+    _mount_tmpfs(ro, "size=1m")
+    try:
+        (ro / "sub").mkdir()
+        res = subprocess.run(["mount", "-o", "remount,ro", str(ro)], capture_output=True, text=True)
+        if res.returncode != 0:
+            pytest.skip(f"remounting read-only is not permitted here: {res.stderr.strip()}")
+        _mount_tmpfs(full, "size=64k,nr_inodes=64")
+        (full / "sub").mkdir()
+        fd = os.open(full / "ballast", os.O_WRONLY | os.O_CREAT)
+        try:
+            while True:
+                os.write(fd, b"\0" * 512)
+        except OSError as exc:
+            assert exc.errno == errno.ENOSPC
+        finally:
+            os.close(fd)
+        inputs = d / "in"
+        repo = build_repository(inputs / "repo", {
+            "a": TaskSpec(widths=[4, 4], exits={0: 0.6, 1: 0.9}, latencies=[300, 200], exit_latencies={0: 50, 1: 80}),
+        })
+        wl = write_workload(inputs / "w.bin", [("a", k * 500, k * 500 + 1500) for k in range(400)])
+        spec = _spec(inputs)
+        run = inputs / "run"
+        assert runner.invoke(app, ["simulate", "--repo", str(repo), "--workload", str(wl), "--log", str(run)]
+                             ).exit_code == 0
+        csv = "block latency,branch latency,block mem,branch mem,accuracy\n1.0,0.2,2.0,0.1,0.80\n1.0,0.3,2.0,0.2,0.90\n"
+        make_variants(inputs / "variants" / "ta", "ta", n_blocks=2, profile_csv=csv)
+        setting = inputs / "mini.yaml"
+        setting.write_text("name: mini\ntasks:\n  ta: {max_delta_accuracy: 0.2}\n")
+        yield {"ro": ro, "full": full, "repo": repo, "wl": wl, "spec": spec, "run": run,
+               "variants": inputs / "variants", "setting": setting}
+    finally:
+        _umount(ro)
+        _umount(full)
+
+
+WRITING_COMMANDS = {
+    "workload --out": ["workload", "--spec", "{spec}", "--out", "{D}/w.bin"],
+    "workload --out in a folder": ["workload", "--spec", "{spec}", "--out", "{D}/sub/w.bin"],
+    "workload --out in a new folder": ["workload", "--spec", "{spec}", "--out", "{D}/new/w.bin"],
+    "workload into the store": ["--data-root", "{D}/data", "workload", "--spec", "{spec}"],
+    "simulate --log folder": ["simulate", "--repo", "{repo}", "--workload", "{wl}", "--log", "{D}/run"],
+    "simulate --log file": ["simulate", "--repo", "{repo}", "--workload", "{wl}", "--log", "{D}/sub/run.jsonl"],
+    "simulate --out": ["simulate", "--repo", "{repo}", "--workload", "{wl}", "--out", "{D}/rep"],
+    "report --out": ["report", "{run}", "--no-plots", "--out", "{D}/sub/rep"],
+    "report into the store": ["--data-root", "{D}/data", "report", "{run}", "--no-plots"],
+    "plan --save": ["plan", "--setting", "{setting}", "--base", "{variants}", "--exhaustive", "--save", "{D}/repo"],
+}
+
+
+@pytest.mark.parametrize("disk", ["ro", "full"])
+@pytest.mark.parametrize("command", list(WRITING_COMMANDS))
+def test_writing_commands_on_read_only_and_full_disks_are_one_line(hostile_disks, disk, command):
+    mount = hostile_disks[disk]
+    values = {k: str(v) for k, v in hostile_disks.items()}
+    args = [a.format(D=mount, **values) for a in WRITING_COMMANDS[command]]
+    before = sorted(p.relative_to(mount).as_posix() for p in mount.rglob("*"))
+    res = runner.invoke(app, args)
+    assert res.exit_code == 1, (args, res.output)
+    lines = _one_line(res)
+    assert len(lines) == 1 and lines[0].startswith("error: "), res.output
+    assert str(mount) in lines[0] and ".tmp-" not in lines[0], lines[0]  # the user's path, not a temporary one
+    if disk == "ro":
+        assert "read-only" in lines[0].lower() and "pick" in lines[0], lines[0]
+    else:
+        assert "No space left on device" in lines[0] and ("free" in lines[0] or "pick" in lines[0]), lines[0]
+    assert sorted(p.relative_to(mount).as_posix() for p in mount.rglob("*")) == before
+
+
+# -- item 2: a Ctrl-C Python cannot raise (inside a weakref callback) is neither noise nor lost ------
+
+
+def test_an_interrupt_swallowed_in_a_weakref_callback_is_quiet_and_seals_nothing(tmp_path, capfd):
+    import gc
+    import sys
+    import weakref
+
+    from pantheon import errors
+    from pantheon.formats import store
+
+    class Thing:
+        pass
+
+    def callback(_ref):
+        raise KeyboardInterrupt  # what SIGINT does when it lands while a WeakSet entry is removed
+
+    old = sys.unraisablehook
+    try:
+        errors.install_interrupt_hook()
+        thing = Thing()
+        ref = weakref.ref(thing, callback)
+        del thing
+        gc.collect()
+        assert ref() is None
+        assert errors.interrupt_pending()
+        assert "Exception ignored" not in capfd.readouterr().err
+        dest = tmp_path / "artifact"
+        with pytest.raises(KeyboardInterrupt):
+            with store.write_artifact(dest, kind="bench") as tmp:
+                (tmp / "results.json").write_text("{}")
+        assert os.listdir(tmp_path) == []  # nothing sealed, no temporary folder
+        assert not errors.interrupt_pending()  # raised once, then cleared
+        with store.write_artifact(dest, kind="bench") as tmp:
+            (tmp / "results.json").write_text("{}")
+        store.verify(dest, kind="bench")
+    finally:
+        sys.unraisablehook = old
+
+
+# -- item 14: deploy inventory type errors are one line each ------------------------------------------
+
+
+@pytest.mark.parametrize("content, fragment", [
+    ({"boards": [{"host": "10.0.0.1", "port": [22]}]}, "'port' must be a whole number from 1 to 65535, got a list"),
+    ({"boards": [{"host": "10.0.0.1", "port": 22.7}]}, "'port' must be a whole number from 1 to 65535"),
+    ({"boards": [{"host": "10.0.0.1", "env": "FOO=1"}]}, "'env' must be a mapping of NAME: value, got a string"),
+    ({"boards": [{"host": "10.0.0.1", "labels": ["lab"]}]}, "'labels' must be a mapping of NAME: value, got a list"),
+    ({"boards": {"nx-1": "10.0.0.1"}}, "board 'nx-1' must be a mapping of keys"),
+    ({"boards": {"nx-1": {"host": "10.0.0.1", "env": {"A": {"b": 1}}}}}, "'env' entry 'A'"),
+    ({"defaults": ["nvidia"], "boards": [{"host": "10.0.0.1"}]}, "'defaults' must be a mapping"),
+    ({"defaults": {"user": 5}, "boards": [{"host": "10.0.0.1"}]}, "'user' must be a string, got a number"),
+    ({"boards": [{"host": ["10.0.0.1"]}]}, "'host' must be a string, got a list"),
+    ({"boards": [{"host": "10.0.0.1", "remote_root": 5}]}, "'remote_root' must be a string"),
+])
+def test_inventory_type_errors_are_one_line(tmp_path, content, fragment):
+    import yaml
+
+    from pantheon.deploy.cli import app as deploy_app
+
+    inv = tmp_path / "boards.yaml"
+    inv.write_text(yaml.safe_dump(content))
+    res = runner.invoke(deploy_app, ["boards", "--inventory", str(inv)])
+    assert res.exit_code == 1, res.output
+    assert fragment in res.output and str(inv) in res.output, res.output
+    lines = _one_line(res)
+    assert len(lines) == 1, res.output
