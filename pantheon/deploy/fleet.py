@@ -51,17 +51,14 @@ def _type_name(value: Any) -> str:
 
 
 def _check_types(entry: Any, where: str) -> None:
-    """Every inventory value has the type the format says, before anything uses it:
-    text keys are strings (``port`` a whole number), ``labels``/``env`` map names to scalars."""
+    """Every inventory value has the type the format says, before anything uses it: text keys
+    are strings, ``labels``/``env`` map names to scalars (``port`` is checked by the board itself)."""
     if not isinstance(entry, dict):
         raise FormatError(f"{where} must be a mapping of keys such as host, port, env; got {_type_name(entry)}")
     for key in _TEXT_KEYS:
         value = entry.get(key)
         if value is not None and not isinstance(value, str):
             raise FormatError(f"{where}: '{key}' must be a string, got {_type_name(value)} {value!r}")
-    port = entry.get("port")
-    if port is not None and (isinstance(port, bool) or not isinstance(port, (int, str))):
-        raise FormatError(f"{where}: 'port' must be a whole number from 1 to 65535, got {_type_name(port)} {port!r}")
     for key in _MAP_KEYS:
         value = entry.get(key)
         if value is None:

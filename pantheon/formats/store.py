@@ -308,6 +308,17 @@ _WRITE_HINTS = {
 }
 
 
+def check_replaceable(dest: PathLike, what: str = "destination") -> None:
+    """Refuse to replace what pantheon did not write: ``dest`` may be missing, an empty folder, or an
+    artifact folder (it has a manifest); a file or a folder of other files is an :class:`ArtifactExistsError`."""
+    dest = Path(dest)
+    if dest.is_symlink() or (dest.exists() and not dest.is_dir()):
+        raise ArtifactExistsError(f"{what} {dest} is a file, not a folder pantheon wrote; pass a new folder name")
+    if dest.is_dir() and not (dest / MANIFEST).is_file() and any(dest.iterdir()):
+        raise ArtifactExistsError(f"{what} {dest} is a folder holding other files (no {MANIFEST}); pass a new or "
+                                  f"empty folder, or one pantheon wrote, to replace")
+
+
 def _is_write_error(exc: OSError, tmp: Path) -> bool:
     """An error of writing the artifact (full/read-only disk, or a file under ``tmp``), not of reading an input."""
     if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS):
@@ -335,13 +346,15 @@ def write_artifact(
 ) -> Iterator[Path]:
     """Yield a temporary directory; on success, manifest + verify + rename it to ``dest``.
 
-    ``dest`` existing is an :class:`ArtifactExistsError` unless ``force``.
+    ``dest`` existing is an :class:`ArtifactExistsError` unless ``force``; even with ``force``
+    only an empty folder or an artifact folder is replaced (:func:`check_replaceable`).
     ``seed_from`` copies an existing artifact's files (not its manifest) into the
     temporary directory first, to update an artifact in place atomically.
     """
     dest = Path(dest)
     if dest.exists() and not force:
         raise ArtifactExistsError(f"{dest} already exists; pass --force to replace it")
+    check_replaceable(dest)  # even with force: never a file or a folder pantheon did not write
     created: list = []
     try:
         tmp = _tmp_dir_for(dest, created)
