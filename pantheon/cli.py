@@ -43,17 +43,26 @@ def handle_errors(fn: F) -> F:
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         from pantheon import console
-        from pantheon.errors import install_interrupt_hook
+        from pantheon.errors import clear_interrupt, interrupt_pending, recorded_interrupts
 
-        install_interrupt_hook()  # a Ctrl-C inside a weakref callback: recorded, not printed
         try:
-            return fn(*args, **kwargs)
+            with recorded_interrupts():  # a Ctrl-C that library code swallows is not lost (errors.py)
+                try:
+                    result = fn(*args, **kwargs)
+                except Exception:
+                    if interrupt_pending():  # an error a swallowed Ctrl-C caused: report the interrupt
+                        raise KeyboardInterrupt from None
+                    raise
+            if interrupt_pending():  # swallowed, and nothing sealed since: still an interrupted command
+                raise KeyboardInterrupt
+            return result
         except PantheonError as exc:
             if os.environ.get("PANTHEON_DEBUG"):
                 raise
             console.error_line(_user_paths(str(exc)))
             raise typer.Exit(exc.exit_code) from None
         except KeyboardInterrupt:
+            clear_interrupt()
             console.error_line("interrupted")
             raise typer.Exit(130) from None
         except (typer.Exit, typer.Abort, SystemExit):

@@ -25,6 +25,13 @@ def _spec(tmp_path, **over):
     return p
 
 
+def _terminal_sigint():
+    """In a child before exec: SIGINT as a terminal's Ctrl-C delivers it, even where the test runner ignores it."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _one_line(res):
     lines = [ln for ln in res.output.splitlines() if ln.strip()]
     assert "Traceback" not in res.output and "unexpected" not in res.output, res.output
@@ -495,7 +502,8 @@ def test_bench_sigint_stops_exits_130_and_seals_nothing(tmp_path):
     proc = subprocess.Popen(
         [sys.executable, "-m", "pantheon.cli", "bench", "--app", "tiny", "--policies", "fifo,edf", "--duration", "8",
          "--decisions", "0", "--out", str(out), "--device", "cpu", "--telemetry", "off"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, text=True)
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, text=True,
+        preexec_fn=_terminal_sigint)
     try:
         deadline = time.monotonic() + 120
         pattern = str(tmp_path / ".B.tmp-*" / "runs" / "fifo" / "events.jsonl")
@@ -671,7 +679,7 @@ def test_simulate_sigint_exits_130_and_leaves_no_log(sim_inputs, tmp_path):
         proc = subprocess.Popen([sys.executable, "-m", "pantheon.cli", "simulate", "--repo", str(repo), "--workload",
                                  str(big), "--log", str(out_dir / target)],
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                env=dict(os.environ, PANTHEON_PROGRESS="0"))
+                                env=dict(os.environ, PANTHEON_PROGRESS="0"), preexec_fn=_terminal_sigint)
         try:
             deadline = time.monotonic() + 120
             while not glob.glob(str(out_dir / ".run*")):  # the temporary log exists: the run is under way
@@ -884,3 +892,68 @@ def test_out_never_replaces_a_users_file_or_folder(sim_inputs, tmp_path):
     for _ in range(2):  # a new folder, then the report folder it became, are (re)written
         res = runner.invoke(app, ["report", str(run), "--no-plots", "--out", str(rep)])
         assert res.exit_code == 0, res.output
+
+
+# -- item 2 / Deliver 4: construct and export under a real SIGINT exit 130 and leave nothing --------------
+
+
+def _sigint_when(args, env, ready, timeout=120):
+    """Start ``pantheon ARGS``, wait until ``ready()`` (the work is under way), send SIGINT; return (rc, stderr)."""
+    import signal
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen([sys.executable, "-m", "pantheon.cli", *args], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, env=env, text=True, preexec_fn=_terminal_sigint)
+    try:
+        deadline = time.monotonic() + timeout
+        while not ready():
+            assert proc.poll() is None, proc.communicate()
+            assert time.monotonic() < deadline, "the command never got under way"
+            time.sleep(0.05)
+        time.sleep(0.5)
+        proc.send_signal(signal.SIGINT)
+        _, stderr = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    return proc.returncode, stderr
+
+
+def _tree(root):
+    return sorted(p.relative_to(root).as_posix() for p in root.rglob("*"))
+
+
+@pytest.mark.filterwarnings("ignore::FutureWarning")
+def test_construct_and_export_sigint_exit_130_and_leave_nothing(construct_run, tmp_path):
+    import glob
+
+    import torch
+
+    from pantheon.formats import store
+    from pantheon.zoo import get_task
+
+    weights = tmp_path / "backbone.pt"
+    torch.save(get_task("digits_resnet18").build_model().state_dict(), weights)
+    data = tmp_path / "data"
+    data.mkdir()
+    env = dict(os.environ, PANTHEON_DATA=str(data), PANTHEON_PROGRESS="0")
+    runs = tmp_path / "runs"
+    rc, stderr = _sigint_when(["construct", "--task", "digits_resnet18", "--pretrain", str(weights), "--max_epochs",
+                               "50", "--limit", "256", "--log", str(runs)], env,
+                              lambda: bool(glob.glob(str(runs / "digits_resnet18" / "*" / "manifest.json"))))
+    assert rc == 130, stderr
+    assert stderr.strip().splitlines()[-1] == "error: interrupted" and "Traceback" not in stderr, stderr
+    # what is left is the last whole epoch's checkpoint, for --resume, marked unfinished; no temporary folder
+    (run,) = (runs / "digits_resnet18").iterdir()
+    manifest = store.verify(run, kind="run")
+    assert manifest.meta["complete"] is False and manifest.meta["epoch"] < 50
+    assert not [p for p in runs.rglob("*") if ".tmp-" in p.name]
+    out = tmp_path / "out"
+    out.mkdir()
+    rc, stderr = _sigint_when(["export", "--task", "digits_googlenet", "--weights", str(construct_run), "--save",
+                               str(out / "variants")], env, lambda: bool(glob.glob(str(out / ".variants.tmp-*"))))
+    assert rc == 130, stderr
+    assert stderr.strip().splitlines()[-1] == "error: interrupted" and "Traceback" not in stderr, stderr
+    assert _tree(out) == [] and _tree(data) == []
