@@ -957,3 +957,70 @@ def test_construct_and_export_sigint_exit_130_and_leave_nothing(construct_run, t
     assert rc == 130, stderr
     assert stderr.strip().splitlines()[-1] == "error: interrupted" and "Traceback" not in stderr, stderr
     assert _tree(out) == [] and _tree(data) == []
+
+
+# -- Deliver 6: the bad-input table: (command, input) -> exit code, one line naming the fix, nothing written --
+
+BAD_INPUTS = [
+    # (case, argv with {repo} {wl} {spec} {dir} placeholders, exit code, fragment of the one line)
+    ("workload duration nan", ["workload", "--spec", "{spec}", "--duration", "nan", "--out", "{dir}/w.bin"], 2,
+     "--duration must be a finite number"),
+    ("workload release 1e25", ["workload", "--spec", "{dir}/start.json", "--out", "{dir}/w.bin"], 1, "--max-span"),
+    ("workload deadline text", ["workload", "--spec", "{dir}/text.json", "--out", "{dir}/w.bin"], 1,
+     "deadline must be a number"),
+    ("workload --out a folder", ["workload", "--spec", "{spec}", "--out", "{dir}"], 2, "is a directory"),
+    ("workload --load-factor -1", ["workload", "--spec", "{spec}", "--load-factor", "-1", "--out", "{dir}/w.bin"], 2,
+     "--load-factor must be positive"),
+    ("simulate --jitter inf", ["simulate", "--repo", "{repo}", "--workload", "{wl}", "--jitter", "inf", "--log",
+                               "{dir}/run"], 2, "--jitter must be a finite number"),
+    ("simulate --dispatch-us nan", ["simulate", "--repo", "{repo}", "--workload", "{wl}", "--dispatch-us", "nan",
+                                    "--log", "{dir}/run"], 2, "--dispatch-us must be a finite number"),
+    ("simulate --policy", ["simulate", "--repo", "{repo}", "--workload", "{wl}", "--policy", "nope"], 2,
+     "unknown policy 'nope'"),
+    ("simulate workload is a folder", ["simulate", "--repo", "{repo}", "--workload", "{dir}", "--log", "{dir}/run"], 1,
+     "Is a directory"),
+    ("simulate --repo a workload", ["simulate", "--repo", "{wl}", "--workload", "{wl}"], 1, "{wl}"),
+    ("report missing log", ["report", "{dir}/nothing", "--no-plots"], 1, "No such file or directory"),
+    ("report --window-ms nan", ["report", "{dir}/nothing", "--window-ms", "nan"], 2, "--window-ms must be a finite"),
+    ("runtime --threads 0", ["runtime", "{repo}", "{wl}", "{dir}/run", "--device", "cpu", "--threads", "0"], 2,
+     "--threads must be at least 1"),
+    ("runtime --dispatch-us -5", ["runtime", "{repo}", "{wl}", "{dir}/run", "--device", "cpu", "--dispatch-us", "-5"],
+     2, "--dispatch-us must be a finite number >= 0"),
+    ("runtime --time-scale nan", ["runtime", "{repo}", "{wl}", "{dir}/run", "--device", "cpu", "--time-scale", "nan"],
+     2, "--time-scale"),
+    ("profiler-server --port 70000", ["profiler-server", "--port", "70000"], 2, "--port"),
+    ("slice huge input", ["slice", "--arch", "resnet18", "--input", "3,100000,100000"], 2, "elements"),
+    ("slice zero input", ["slice", "--arch", "resnet18", "--input", "0"], 2, "every dimension must be a positive"),
+    ("pretrain --limit 0", ["pretrain", "--task", "digits_resnet18", "--limit", "0"], 2, "--limit must be positive"),
+    ("construct --learning_rate nan", ["construct", "--task", "digits_resnet18", "--learning_rate", "nan"], 2,
+     "--learning_rate must be a finite number"),
+    ("construct --run-id escape", ["construct", "--task", "digits_resnet18", "--run-id", "../../x"], 2,
+     "--run-id must be a plain name"),
+    ("export unknown task", ["export", "--task", "nope"], 2, "unknown task 'nope'"),
+    ("export missing weights", ["export", "--task", "digits_resnet18", "--weights", "{dir}/none"], 1,
+     "does not exist"),
+    ("plan unknown app", ["plan", "--setting", "nope"], 2, "unknown application 'nope'"),
+    ("repository import missing", ["repository", "import", "{dir}/none"], 1, "does not exist"),
+    ("demo --policy", ["demo", "--policy", "nope", "--out", "{dir}/demo"], 2, "unknown policy 'nope'"),
+]
+
+
+@pytest.mark.parametrize("case, argv, code, fragment", BAD_INPUTS, ids=[c[0] for c in BAD_INPUTS])
+def test_bad_input_table(sim_inputs, tmp_path, case, argv, code, fragment):
+    from pantheon.formats import store
+
+    repo, wl, _ = sim_inputs
+    _spec(tmp_path)
+    (tmp_path / "start.json").write_text(json.dumps({"workloads": [dict(SPEC["workloads"][0], start=1e25,
+                                                                        end=1e25)]}))
+    (tmp_path / "text.json").write_text(json.dumps({"workloads": [dict(SPEC["workloads"][0], deadline="x")]}))
+    values = {"repo": str(repo), "wl": str(wl), "spec": str(tmp_path / "spec.json"), "dir": str(tmp_path)}
+    before = _tree(tmp_path)
+    root = store.Store().root
+    res = runner.invoke(app, [a.format(**values) for a in argv])
+    assert res.exit_code == code, res.output
+    lines = _one_line(res)
+    assert len(lines) == 1 and lines[0].startswith("error: "), res.output
+    assert fragment.format(**values) in lines[0], lines[0]
+    assert _tree(tmp_path) == before  # nothing written, no temporary file
+    assert not root.exists() or _tree(root) == []

@@ -346,15 +346,14 @@ def write_artifact(
 ) -> Iterator[Path]:
     """Yield a temporary directory; on success, manifest + verify + rename it to ``dest``.
 
-    ``dest`` existing is an :class:`ArtifactExistsError` unless ``force``; even with ``force``
-    only an empty folder or an artifact folder is replaced (:func:`check_replaceable`).
+    ``dest`` existing is an :class:`ArtifactExistsError` unless ``force``. A caller that replaces
+    by default (no ``--force`` asked for) checks :func:`check_replaceable` first.
     ``seed_from`` copies an existing artifact's files (not its manifest) into the
     temporary directory first, to update an artifact in place atomically.
     """
     dest = Path(dest)
     if dest.exists() and not force:
         raise ArtifactExistsError(f"{dest} already exists; pass --force to replace it")
-    check_replaceable(dest)  # even with force: never a file or a folder pantheon did not write
     created: list = []
     try:
         tmp = _tmp_dir_for(dest, created)

@@ -138,8 +138,6 @@ def bench(
     ws = generate(spec, repo=repo, seed=seed, duration_s=duration_s)
     run_id = store.new_run_id()
     dest = Path(out) if out else st.bench_dir(spec.name, run_id)
-    if force:
-        store.check_replaceable(dest, "--out")  # --force replaces results, never a user's file or folder
     settings = {"app": spec.name, "policies": chosen, "seed": seed, "duration_s": duration_s or spec.duration_s,
                 "device": dev, "telemetry": telemetry, "decisions": decisions, "dispatch_jobs": dispatch_jobs}
     meta: Dict[str, Any] = {"run_id": run_id, **environment(), "settings": settings}
