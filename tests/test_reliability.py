@@ -758,8 +758,20 @@ def hostile_disks(tmp_path_factory):
         make_variants(inputs / "variants" / "ta", "ta", n_blocks=2, profile_csv=csv)
         setting = inputs / "mini.yaml"
         setting.write_text("name: mini\ntasks:\n  ta: {max_delta_accuracy: 0.2}\n")
+        import torch
+
+        from pantheon.zoo import get_task
+
+        torch.manual_seed(0)
+        torch.save(get_task("digits_resnet18").build_model().state_dict(), inputs / "backbone.pt")
+        build_repository(inputs / "bench-data" / "apps" / "tiny" / "repository", {
+            "a": TaskSpec(widths=[4], exits={0: 0.8}, latencies=[300], exit_latencies={0: 50})}, app="tiny")
+        (inputs / "apps").mkdir()
+        (inputs / "apps" / "tiny.yaml").write_text("name: tiny\ntasks: {a: {}}\nworkload: {duration_s: 1, streams: "
+                                                   "[{task: a, period_ms: 50, deadline_ms: 40}]}\n")
         yield {"ro": ro, "full": full, "repo": repo, "wl": wl, "spec": spec, "run": run,
-               "variants": inputs / "variants", "setting": setting}
+               "variants": inputs / "variants", "setting": setting, "weights": inputs / "backbone.pt",
+               "bench_data": inputs / "bench-data", "apps": inputs / "apps"}
     finally:
         _umount(ro)
         _umount(full)
@@ -776,25 +788,33 @@ WRITING_COMMANDS = {
     "report --out": ["report", "{run}", "--no-plots", "--out", "{D}/sub/rep"],
     "report into the store": ["--data-root", "{D}/data", "report", "{run}", "--no-plots"],
     "plan --save": ["plan", "--setting", "{setting}", "--base", "{variants}", "--exhaustive", "--save", "{D}/repo"],
+    "pretrain into the store": ["--data-root", "{D}/data", "pretrain", "--task", "digits_resnet18", "--epochs", "1",
+                                "--limit", "64"],
+    "construct --log": ["construct", "--task", "digits_resnet18", "--pretrain", "{weights}", "--max_epochs", "1",
+                        "--limit", "64", "--log", "{D}/sub/runs"],
+    "bench --out": ["--data-root", "{bench_data}", "bench", "--app", "tiny", "--policies", "fifo", "--decisions", "0",
+                    "--device", "cpu", "--telemetry", "off", "--out", "{D}/B"],
 }
 
 
 @pytest.mark.parametrize("disk", ["ro", "full"])
 @pytest.mark.parametrize("command", list(WRITING_COMMANDS))
-def test_writing_commands_on_read_only_and_full_disks_are_one_line(hostile_disks, disk, command):
+def test_writing_commands_on_read_only_and_full_disks_are_one_line(hostile_disks, disk, command, monkeypatch):
+    monkeypatch.setenv("PANTHEON_APPS", str(hostile_disks["apps"]))
     mount = hostile_disks[disk]
     values = {k: str(v) for k, v in hostile_disks.items()}
     args = [a.format(D=mount, **values) for a in WRITING_COMMANDS[command]]
     before = sorted(p.relative_to(mount).as_posix() for p in mount.rglob("*"))
     res = runner.invoke(app, args)
     assert res.exit_code == 1, (args, res.output)
-    lines = _one_line(res)
-    assert len(lines) == 1 and lines[0].startswith("error: "), res.output
-    assert str(mount) in lines[0] and ".tmp-" not in lines[0], lines[0]  # the user's path, not a temporary one
+    errors = [ln for ln in _one_line(res) if ln.startswith("error")]  # training commands report progress first
+    assert len(errors) == 1 and res.output.rstrip().endswith(errors[0]), res.output
+    line = errors[0]
+    assert str(mount) in line and ".tmp-" not in line, line  # the user's path, not a temporary one
     if disk == "ro":
-        assert "read-only" in lines[0].lower() and "pick" in lines[0], lines[0]
+        assert "read-only" in line.lower() and "pick" in line, line
     else:
-        assert "No space left on device" in lines[0] and ("free" in lines[0] or "pick" in lines[0]), lines[0]
+        assert "No space left on device" in line and ("free" in line or "pick" in line), line
     assert sorted(p.relative_to(mount).as_posix() for p in mount.rglob("*")) == before
 
 
