@@ -353,6 +353,8 @@ def write_report(log: PathLike, out: Optional[PathLike] = None, workload: Option
     from pantheon.formats import store
 
     window_us = views.check_window_ms(window_ms)
+    if out is not None:  # a report replaces a report by default, never a user's file or folder
+        store.check_replaceable(out, "report folder")
     data = analyze(log, workload)
     summary = data["summary"]
     traces = data["series"]["jobs"]
@@ -364,6 +366,7 @@ def write_report(log: PathLike, out: Optional[PathLike] = None, workload: Option
         run_id = summary.get("run_id") or store.new_run_id()
         out = store.Store().report_dir(str(app), str(run_id))
     out = Path(out)
+    store.check_replaceable(out, "report folder")
     with store.write_artifact(out, kind="report", force=force, inputs={"log": str(data["path"])}) as tmp:
         names: List[str] = []
         if plots:
