@@ -800,6 +800,8 @@ WRITING_COMMANDS = {
                                 "--limit", "64"],
     "construct --log": ["construct", "--task", "digits_resnet18", "--pretrain", "{weights}", "--max_epochs", "1",
                         "--limit", "64", "--log", "{D}/sub/runs"],
+    "runtime log folder": ["runtime", "{repo}", "{wl}", "{D}/rt", "--device", "cpu"],
+    "runtime log file": ["runtime", "{repo}", "{wl}", "{D}/sub/rt.jsonl", "--device", "cpu"],
     "bench --out": ["--data-root", "{bench_data}", "bench", "--app", "tiny", "--policies", "fifo", "--decisions", "0",
                     "--device", "cpu", "--telemetry", "off", "--out", "{D}/B"],
 }

@@ -53,6 +53,7 @@ import itertools
 import json
 import math
 import os
+import shutil
 import signal
 import sys
 import threading
@@ -1155,23 +1156,38 @@ def run(repo: PathLike, workload: PathLike, log: PathLike, *, policy: str = "pan
     repository = read_repository(repo)
     ws = read_workloads(workload)
     jobs = validate(ws, repository, where=str(workload))
-    rt = Runtime(repository, device=device, policy=policy, drop_late=drop_late, log=log, best_effort=be,
-                 telemetry=telemetry, max_inflight=max_inflight, threads=threads, calibrate=calibrate,
-                 cuda_graphs=cuda_graphs, dispatch_overhead_us=dispatch_overhead_us, drop_rule=drop_rule,
-                 downgrade=downgrade,
-                 start_fields={"workload": str(workload), "time_scale": time_scale, "jobs": len(jobs)})
-    stop = threading.Event()
-    old: Dict[int, Any] = {}
-    if handle_signals and threading.current_thread() is threading.main_thread():
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            old[sig] = signal.signal(sig, lambda *_: stop.set())
+    log_path = events_path(log)
+    new_log = log_path.parent if log_path.name == "events.jsonl" else log_path
+    created = not new_log.exists()  # removed again if the disk refuses the log
     try:
-        return rt.run_workload(jobs, time_scale=time_scale, progress=progress, interrupt=stop)
-    finally:
-        for sig, h in old.items():
-            signal.signal(sig, h)
-        if not rt._stopped:
-            rt.stop(drain=False)
+        rt = Runtime(repository, device=device, policy=policy, drop_late=drop_late, log=log, best_effort=be,
+                     telemetry=telemetry, max_inflight=max_inflight, threads=threads, calibrate=calibrate,
+                     cuda_graphs=cuda_graphs, dispatch_overhead_us=dispatch_overhead_us, drop_rule=drop_rule,
+                     downgrade=downgrade,
+                     start_fields={"workload": str(workload), "time_scale": time_scale, "jobs": len(jobs)})
+        stop = threading.Event()
+        old: Dict[int, Any] = {}
+        if handle_signals and threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                old[sig] = signal.signal(sig, lambda *_: stop.set())
+        try:
+            return rt.run_workload(jobs, time_scale=time_scale, progress=progress, interrupt=stop)
+        finally:
+            for sig, h in old.items():
+                signal.signal(sig, h)
+            if not rt._stopped:
+                rt.stop(drain=False)
+    except (OSError, RuntimeFault) as exc:
+        cause = exc if isinstance(exc, OSError) else exc.__cause__
+        if not isinstance(cause, OSError):
+            raise
+        from pantheon.formats import store
+
+        if created and new_log.is_dir():  # a log the disk refused is no log: nothing of it stays
+            shutil.rmtree(new_log, ignore_errors=True)
+        elif created:
+            new_log.unlink(missing_ok=True)
+        raise store.write_failed(log, cause) from exc
 
 
 def runtime_command(repo: PathLike, workload: PathLike, log: PathLike, policy: str, device: str,
