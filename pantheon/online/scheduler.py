@@ -408,6 +408,7 @@ class Scheduler:
     def arrive(self, job: Job, now: int) -> int:
         """Queue ``job`` (released at ``now``) and refresh the order and exits.
 
+        The job is first bound to this scheduler's state of its task (:meth:`bind`).
         Returns the queue length the decision worked on; dropped jobs are in :attr:`dropped`.
         """
         t = self.states.get(job.task.name)
