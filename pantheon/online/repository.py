@@ -77,10 +77,10 @@ class TaskProfile:
     """
 
     name: str
-    blocks: Tuple[int, ...]
-    exits: Tuple[Tuple[int, int, float], ...]
+    blocks: Sequence[int]  # stored as a tuple, as are exits and dims
+    exits: Sequence[Tuple[int, int, float]]
     index: int = 0
-    dims: Tuple[int, ...] = ()
+    dims: Sequence[int] = ()
     dispatch_us: float = 0.0
 
     def __post_init__(self) -> None:

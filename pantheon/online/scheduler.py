@@ -99,7 +99,7 @@ from __future__ import annotations
 
 import math
 from operator import attrgetter
-from typing import Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Union, cast
 
 from pantheon.errors import UsageError
 from pantheon.online.repository import TaskProfile, check_dispatch_us
@@ -271,7 +271,7 @@ class Job:
     def __init__(self, id: int, task: Union[TaskState, TaskProfile], release: int, deadline: int,
                  payload: object = None) -> None:
         self.id = id
-        self.task = task
+        self.task = cast(TaskState, task)  # a profile is bound to the run's TaskState by Scheduler.arrive
         self.release = int(release)
         self.deadline = int(deadline)
         self.next_block = 0  # first undispatched block
@@ -412,7 +412,7 @@ class Scheduler:
         Returns the queue length the decision worked on; dropped jobs are in :attr:`dropped`.
         """
         t = self.states.get(job.task.name)
-        if t is not job.task:
+        if t is None or t is not job.task:
             t = self.bind(job).task
         job.exit = t.static_exit if self.policy == "rtmdl" else t.top
         self.queue.append(job)
