@@ -493,3 +493,16 @@ def test_downgrades_skip_an_exit_no_faster_than_a_larger_one():
     j = Job(0, t, 0, 500)
     s.arrive(j, 0)
     assert j.exit == 0 and s.downgrades == 1
+
+
+def test_each_scheduler_binds_jobs_to_its_own_task_state():
+    """Two schedulers of one profile keep separate tables; a job of a task a scheduler does not
+    know is refused in one line."""
+    a, b, c = three_tasks()
+    s1, s2 = Scheduler([a, b], "edf"), Scheduler([a, b], "edf")
+    assert s1.states["A"] is not s2.states["A"] and s1.states["A"].profile is a is s2.states["A"].profile
+    j = Job(0, a, 0, 20_000)
+    s1.arrive(j, 0)
+    assert j.task is s1.states["A"] and s1.tasks == [s1.states["A"], s1.states["B"]]
+    with pytest.raises(UsageError, match="task 'C' is not scheduled here"):
+        s1.arrive(Job(1, c, 0, 20_000), 0)
