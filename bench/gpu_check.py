@@ -47,6 +47,7 @@ import torch
 from pantheon.bench import benchmarks as B
 from pantheon.online.repository import read_repository
 from pantheon.online.runtime import Runtime
+from pantheon.online.timing import time_calls
 from pantheon.online.workload import JobSpec
 
 RATES = [0, 5, 15, 25]
@@ -62,17 +63,9 @@ def conv_depth(device: str, channels: int, hw: int, target_us: float) -> int:
     conv = torch.nn.Conv2d(channels, channels, 3, padding=1).to(device).eval()
     x = torch.randn(1, channels, hw, hw, device=device)
     with torch.inference_mode():
-        for _ in range(5):
-            conv(x)
-        if device.startswith("cuda"):
-            torch.cuda.synchronize()
-        one = float("inf")
-        for _ in range(20):  # the fastest run: robust to other load on the machine
-            t0 = time.perf_counter()
-            conv(x)
-            if device.startswith("cuda"):
-                torch.cuda.synchronize()
-            one = min(one, (time.perf_counter() - t0) * 1e6)
+        sync = torch.cuda.synchronize if device.startswith("cuda") else None
+        (samples,) = time_calls([lambda: conv(x)], 20, warmup=5, sync=sync)
+    one = min(samples) / 1e3  # the fastest run: robust to other load on the machine
     return max(1, min(48, round(target_us / max(one, 1.0))))
 
 

@@ -20,6 +20,7 @@ Example::
 
 from __future__ import annotations
 
+import functools
 import gc
 import json
 import random
@@ -32,8 +33,10 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from pantheon.bench.paper import PAPER_FULL_US, PAPER_ORIGINAL_ACC, modelled_accuracy
 from pantheon.metrics import percentile
+from pantheon.online.memory import module_bytes
 from pantheon.online.repository import Repository, TaskProfile
 from pantheon.online.scheduler import POLICIES, QUEUED, Job, Scheduler, TaskState, reference_refresh
+from pantheon.online.timing import time_calls
 
 # -- scheduler decision latency ---------------------------------------------------------------
 
@@ -192,7 +195,7 @@ def measure_task(name: str, repeat: int = 7, warmup: int = 2) -> Dict[str, Any]:
     model.eval()
 
     def mb(mod: Any) -> float:
-        return sum(t.numel() * t.element_size() for t in list(mod.parameters()) + list(mod.buffers())) / 2**20
+        return module_bytes(mod) / 2**20
 
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # no waiting on a descheduled worker thread
@@ -204,15 +207,8 @@ def measure_task(name: str, repeat: int = 7, warmup: int = 2) -> Dict[str, Any]:
                 items.append(("block", j, blk, x))
                 x = blk(x)
                 items.append(("exit", j, ex, x))
-            for _ in range(warmup):
-                for _, _, mod, inp in items:
-                    mod(inp)
-            best = [float("inf")] * len(items)
-            for _ in range(repeat):
-                for i, (_, _, mod, inp) in enumerate(items):
-                    t0 = time.perf_counter_ns()
-                    mod(inp)
-                    best[i] = min(best[i], (time.perf_counter_ns() - t0) / 1000.0)
+            samples = time_calls([functools.partial(mod, inp) for _, _, mod, inp in items], repeat, warmup=warmup)
+            best = [min(s) / 1000.0 for s in samples]
     finally:
         torch.set_num_threads(threads)
     n = len(model.blocks)
@@ -408,20 +404,10 @@ def build_conv_repository(dest: Path, tasks: Dict[str, Dict[str, Any]], device: 
                 sm = torch.jit.script(head)
                 torch.jit.save(sm, str(mdir / f"branch_{e:02d}.pt"))
                 items.append((name, "exit", e, sm, outs[e], acc))
-        best = [float("inf")] * len(items)
         with torch.inference_mode():
-            for _ in range(10):
-                for it in items:
-                    it[3](it[4])
-            for _ in range(repeat):
-                for i, it in enumerate(items):
-                    if cuda:
-                        torch.cuda.synchronize()
-                    t0 = time.perf_counter_ns()
-                    it[3](it[4])
-                    if cuda:
-                        torch.cuda.synchronize()
-                    best[i] = min(best[i], (time.perf_counter_ns() - t0) / 1000.0)
+            samples = time_calls([functools.partial(it[3], it[4]) for it in items], repeat, warmup=10,
+                                 sync=torch.cuda.synchronize if cuda else None)
+        best = [min(s) / 1000.0 for s in samples]
         for (name, kind, idx, _m, _x, acc), lat in zip(items, best):
             if kind == "block":
                 cfgs[name].block_profile.add(id=idx, latency=max(1, int(lat)))
@@ -479,20 +465,18 @@ def dispatch_overhead(chunks: int = 8, jobs: int = 200, channels: int = 16, hw: 
         rounds = max(1, jobs // batch)
 
         def direct_batch() -> None:  # in its own thread, like the runtime's worker
+            def graph_chain() -> Any:
+                y = x
+                for c in gchain:
+                    y = c(y)
+                return y
+
             with torch.inference_mode():
-                for _ in range(batch):
-                    t0 = time.perf_counter_ns()
-                    lt.run_exit(x, -1)
-                    if device.startswith("cuda"):
-                        torch.cuda.synchronize()
-                    direct.append((time.perf_counter_ns() - t0) / 1000.0)
-                    if gchain:
-                        t0 = time.perf_counter_ns()
-                        y = x
-                        for c in gchain:
-                            y = c(y)
-                        torch.cuda.synchronize()
-                        direct_graph.append((time.perf_counter_ns() - t0) / 1000.0)
+                calls = [lambda: lt.run_exit(x, -1)] + ([graph_chain] if gchain else [])
+                got = time_calls(calls, batch, sync=torch.cuda.synchronize if cuda else None)
+            direct.extend(ns / 1000.0 for ns in got[0])
+            if gchain:
+                direct_graph.extend(ns / 1000.0 for ns in got[1])
 
         threads = torch.get_num_threads()
         torch.set_num_threads(1)  # no intra-op pool hand-offs between the two callers
