@@ -48,7 +48,7 @@ from pantheon.bench import benchmarks as B
 from pantheon.online.repository import read_repository
 from pantheon.online.runtime import Runtime
 from pantheon.online.timing import time_calls
-from pantheon.online.workload import JobSpec, apply_timing
+from pantheon.online.workload import JobSpec
 
 RATES = [0, 5, 15, 25]
 DEFAULT_OUT = Path(__file__).resolve().parent / "results" / "gpu_check.json"
@@ -132,7 +132,6 @@ def workload(repo, seconds: float, utilisation: float = 0.5, deadline_x: float =
 def run_config(repo_dir: Path, device: str, jobs: List[JobSpec], rate: float, logdir: Path,
                priorities=None, be_task: str = "be") -> Dict[str, Any]:
     repo = read_repository(repo_dir)
-    apply_timing(repo, jobs)
     be = [(be_task, float(rate))] if rate > 0 else []
     rt = Runtime(repo, device=device, policy="pantheon", best_effort=be, log=logdir / "events.jsonl",
                  cuda_priorities=priorities)
@@ -185,7 +184,7 @@ def main() -> int:
         result["models"] = build(d / "repo", device, args.quick)
         repo = read_repository(d / "repo")
         result["models"]["full_latency_us"] = {n: t.full_latency for n, t in repo.tasks.items()}
-        result["models"]["block_latency_us"] = {n: t.blocks for n, t in repo.tasks.items()}
+        result["models"]["block_latency_us"] = {n: list(t.costs()[0]) for n, t in repo.tasks.items()}
         # the CPU dry run is lighter with looser deadlines: a shared CPU is far noisier than a GPU
         util, dl_x = (0.2, 6.0) if args.quick else (0.5, 2.5)
         result["settings"].update(utilisation=util, deadline=f"{dl_x}x model latency")

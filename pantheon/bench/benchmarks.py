@@ -34,8 +34,8 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 from pantheon.bench.paper import PAPER_FULL_US, PAPER_ORIGINAL_ACC, modelled_accuracy
 from pantheon.metrics import percentile
 from pantheon.online.memory import module_bytes
-from pantheon.online.repository import Repository
-from pantheon.online.scheduler import POLICIES, QUEUED, Job, Scheduler, TaskProfile, reference_refresh
+from pantheon.online.repository import Repository, TaskProfile
+from pantheon.online.scheduler import POLICIES, QUEUED, Job, Scheduler, TaskState, reference_refresh
 from pantheon.online.timing import time_calls
 
 # -- scheduler decision latency ---------------------------------------------------------------
@@ -67,9 +67,10 @@ def robot_like_tasks(profiles: Optional[Dict[str, Dict[str, Any]]] = None) -> Li
     return out
 
 
-def overloaded_queue(tasks: Sequence[TaskProfile], n: int, rng: random.Random, now: int = 0,
+def overloaded_queue(tasks: Sequence[TaskState], n: int, rng: random.Random, now: int = 0,
                      tightness: Tuple[float, float] = (0.8, 1.0)) -> List[Job]:
-    """``n`` jobs of ``tasks`` that overload the device: the ``pantheon`` policy must downgrade.
+    """``n`` jobs of ``tasks`` (a scheduler's states) that overload the device: the ``pantheon``
+    policy must downgrade.
 
     Each job is of a random task; with probability 0.5 it already ran a random number of its
     blocks (up to half). Its deadline is ``now + u * (work of the jobs listed before it and
@@ -110,10 +111,11 @@ def scheduler_latency(tasks: Sequence[TaskProfile], queue_lengths: Sequence[int]
     rows = []
     for n in queue_lengths:
         sched = Scheduler(list(tasks), "pantheon")
+        states = [sched.states[t.name] for t in tasks]  # the queues are built on the scheduler's tables
         times: List[float] = []
         ref_times: List[float] = []
         down = drops = 0
-        queues = [overloaded_queue(tasks, n, rng) for _ in range(decisions)]
+        queues = [overloaded_queue(states, n, rng) for _ in range(decisions)]
         gc.collect()
         for jobs in queues:
             best = float("inf")
@@ -301,8 +303,9 @@ def scaled_repository(repo: Repository, factor: float) -> Repository:
     """``repo`` with every block and exit latency multiplied by ``factor`` (a slower/faster device)."""
     tasks = {}
     for n, t in repo.tasks.items():
-        exits = [(b, int(round(lat * factor)), acc) for b, lat, acc in zip(t.exit_blocks, t.exit_lat, t.exit_acc)]
-        tasks[n] = TaskProfile(n, [int(round(x * factor)) for x in t.blocks], exits, index=t.index, dims=t.dims)
+        blocks, exit_lat = t.costs()  # each chunk as charged (dispatch overhead included), then scaled
+        exits = [(b, int(round(lat * factor)), acc) for b, lat, acc in zip(t.exit_blocks, exit_lat, t.exit_acc)]
+        tasks[n] = TaskProfile(n, [int(round(x * factor)) for x in blocks], exits, index=t.index, dims=t.dims)
     return Repository(repo.path, tasks, app=repo.app, plan=repo.plan)
 
 
@@ -513,7 +516,7 @@ def dispatch_overhead(chunks: int = 8, jobs: int = 200, channels: int = 16, hw: 
         "overhead_per_chunk_batches_us": [round(p, 1) for p in paired],
         "threads": 1,
         "gap_between_chunks_median_us": round(statistics.median(gaps), 1) if gaps else None,
-        "chunk_profile_us": repo.tasks["chain"].blocks,
+        "chunk_profile_us": list(repo.tasks["chain"].costs()[0]),
         "cuda_graphs": bool(cuda and cuda_graphs),
         "dispatch_overhead_measured_us": round(rt.dispatch_us or 0.0, 2),
         **({"direct_graph_chain_median_us": round(statistics.median(direct_graph), 1),
@@ -549,7 +552,7 @@ def preemption_wait(block_depths: Sequence[int] = (1, 2, 4, 8), urgent_jobs: int
             with Runtime(repo_dir, device=device, log=log) as rt:
                 xl = torch.randn(1, 3, hw, hw, device=device)
                 xu = torch.randn(1, 3, 8, 8, device=device)
-                chunk = max(rt.repo.tasks["long"].blocks)
+                chunk = max(rt.sched.states["long"].blocks)
                 pending = [rt.submit("long", xl, relative_deadline_us=600_000_000) for _ in range(2)]
                 futs = []
                 for _ in range(urgent_jobs):
