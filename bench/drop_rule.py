@@ -47,8 +47,8 @@ from _common import emit
 
 from pantheon import console
 from pantheon.formats import Workloads, read_model_config, read_workloads
-from pantheon.online.repository import Repository
-from pantheon.online.scheduler import DOWNGRADES, DROP_RULES, POLICIES, TaskProfile
+from pantheon.online.repository import Repository, TaskProfile
+from pantheon.online.scheduler import DOWNGRADES, DROP_RULES, POLICIES
 from pantheon.online.simulate import simulate
 from pantheon.online.workload import JobSpec, validate
 

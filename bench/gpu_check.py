@@ -47,7 +47,8 @@ import torch
 from pantheon.bench import benchmarks as B
 from pantheon.online.repository import read_repository
 from pantheon.online.runtime import Runtime
-from pantheon.online.workload import JobSpec, apply_timing
+from pantheon.online.timing import time_calls
+from pantheon.online.workload import JobSpec
 
 RATES = [0, 5, 15, 25]
 DEFAULT_OUT = Path(__file__).resolve().parent / "results" / "gpu_check.json"
@@ -62,17 +63,9 @@ def conv_depth(device: str, channels: int, hw: int, target_us: float) -> int:
     conv = torch.nn.Conv2d(channels, channels, 3, padding=1).to(device).eval()
     x = torch.randn(1, channels, hw, hw, device=device)
     with torch.inference_mode():
-        for _ in range(5):
-            conv(x)
-        if device.startswith("cuda"):
-            torch.cuda.synchronize()
-        one = float("inf")
-        for _ in range(20):  # the fastest run: robust to other load on the machine
-            t0 = time.perf_counter()
-            conv(x)
-            if device.startswith("cuda"):
-                torch.cuda.synchronize()
-            one = min(one, (time.perf_counter() - t0) * 1e6)
+        sync = torch.cuda.synchronize if device.startswith("cuda") else None
+        (samples,) = time_calls([lambda: conv(x)], 20, warmup=5, sync=sync)
+    one = min(samples) / 1e3  # the fastest run: robust to other load on the machine
     return max(1, min(48, round(target_us / max(one, 1.0))))
 
 
@@ -139,7 +132,6 @@ def workload(repo, seconds: float, utilisation: float = 0.5, deadline_x: float =
 def run_config(repo_dir: Path, device: str, jobs: List[JobSpec], rate: float, logdir: Path,
                priorities=None, be_task: str = "be") -> Dict[str, Any]:
     repo = read_repository(repo_dir)
-    apply_timing(repo, jobs)
     be = [(be_task, float(rate))] if rate > 0 else []
     rt = Runtime(repo, device=device, policy="pantheon", best_effort=be, log=logdir / "events.jsonl",
                  cuda_priorities=priorities)
@@ -192,7 +184,7 @@ def main() -> int:
         result["models"] = build(d / "repo", device, args.quick)
         repo = read_repository(d / "repo")
         result["models"]["full_latency_us"] = {n: t.full_latency for n, t in repo.tasks.items()}
-        result["models"]["block_latency_us"] = {n: t.blocks for n, t in repo.tasks.items()}
+        result["models"]["block_latency_us"] = {n: list(t.costs()[0]) for n, t in repo.tasks.items()}
         # the CPU dry run is lighter with looser deadlines: a shared CPU is far noisier than a GPU
         util, dl_x = (0.2, 6.0) if args.quick else (0.5, 2.5)
         result["settings"].update(utilisation=util, deadline=f"{dl_x}x model latency")

@@ -132,7 +132,7 @@ def main() -> int:
         res["repository"] = {"dispatch_overhead_us": repo.dispatch_us, "min_chunk_us": plan.get("min_chunk_us"),
                              "chunks": {n: len(g) for n, g in (plan.get("chunks") or {}).items()},
                              "blocks_before": {n: max(e) + 1 for n, e in plan["exits"].items()},
-                             "block_profile_us": {n: t.base_blocks for n, t in repo.tasks.items()},
+                             "block_profile_us": {n: list(t.blocks) for n, t in repo.tasks.items()},
                              "full_us": {n: t.full_latency for n, t in repo.tasks.items()}}
         prof = json.loads((root / "variants" / "digits_resnet18" / "profile.json").read_text())
         res["profile_executors"] = prof.get("executors")

@@ -19,10 +19,10 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import statistics
 import sys
-import time
 import warnings
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Sequence
@@ -37,6 +37,7 @@ from _common import emit
 
 from pantheon import console
 from pantheon.offline import slice as sl
+from pantheon.online.timing import time_calls
 
 GOAL = 0.10  # merged >= 10% faster (paper: +10.3% on Xavier NX, VGG)
 MODES = ("eager", "script", "frozen")
@@ -78,21 +79,13 @@ def time_variants(
     machine still finishes in time; the caller reports how many rounds ran.
     """
     names = list(variants)
-    times: Dict[str, List[float]] = {n: [] for n in names}
-    start = time.perf_counter()
     with torch.no_grad(), console.progress() as bar:
         job = bar.add_task("timing", total=warmup + repeats)
-        for r in range(warmup + repeats):
-            if r > warmup + 2 and time.perf_counter() - start > budget_s:
-                break
-            order = names[r % len(names) :] + names[: r % len(names)]
-            for n in order:
-                t0 = time.perf_counter()
-                variants[n][0](x)
-                if r >= warmup:
-                    times[n].append((time.perf_counter() - t0) * 1e3)
-            bar.advance(job)
-    return times
+        samples = time_calls(
+            [functools.partial(variants[n][0], x) for n in names], repeats, warmup=warmup, rotate=True,
+            budget_s=budget_s, on_round=lambda r: bar.advance(job),
+        )
+    return {n: [ns / 1e6 for ns in s] for n, s in zip(names, samples)}
 
 
 def call_overhead_us(n: int = 2000) -> Dict[str, float]:
@@ -102,12 +95,8 @@ def call_overhead_us(n: int = 2000) -> Dict[str, float]:
     out = {}
     with torch.no_grad():
         for name, fn in (("eager", gm), ("script", torch.jit.script(gm)), ("frozen", _frozen(gm))):
-            samples = []
-            for _ in range(n):
-                t0 = time.perf_counter()
-                fn(x)
-                samples.append(time.perf_counter() - t0)
-            out[name] = statistics.median(samples) * 1e6
+            (samples,) = time_calls([functools.partial(fn, x)], n)
+            out[name] = statistics.median(samples) / 1e3
     return out
 
 

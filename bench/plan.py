@@ -77,9 +77,9 @@ def _flops(module: torch.nn.Module, x: torch.Tensor) -> Any:
 
 
 def _mb(module: torch.nn.Module) -> float:
-    from pantheon.offline.slice import param_bytes
+    from pantheon.online.memory import module_bytes
 
-    return param_bytes(module) / float(1 << 20)
+    return module_bytes(module) / float(1 << 20)
 
 
 def task_profile(name: str, deadline_ms: float, delta: float, seed: int) -> Dict[str, Any]:

@@ -240,7 +240,7 @@ def paper_app(name: str) -> Dict[str, Any]:
     load = sum(repo.tasks[s.task].full_latency / s.period_us for s in app.streams)
     return {"app": app, "repo": repo, "notes": notes, "utilisation_original_exits": round(load, 3),
             "tasks": {n: {"blocks": len(t.blocks), "exits": t.exit_blocks, "full_us": t.full_latency,
-                          "exit_full_us": t.full, "exit_relative_accuracy": [round(x, 4) for x in t.rel_acc]}
+                          "exit_full_us": t.full, "exit_relative_accuracy": [round(x / t.exit_acc[-1], 4) for x in t.exit_acc]}
                       for n, t in repo.tasks.items()}}
 
 

@@ -33,9 +33,24 @@ errors are wrapped at the boundary with ``raise ... from exc``.
         ├── HostKeyError           unknown or changed host key
         ├── BoardError             not a Jetson, no sudo, no NVIDIA runtime, L4T mismatch
         └── DockerError            engine errors, build failures
+
+Ctrl-C is not a ``PantheonError``: it stays Python's ``KeyboardInterrupt`` (exit 130).
+It can be lost on its way up: Python cannot raise it inside a weakref callback or a
+``__del__`` (it prints "Exception ignored in ..." and goes on), and C++ code that calls back
+into Python (``torch.jit.script``) turns it into an ordinary error that a fallback catches.
+Under :func:`recorded_interrupts` (the CLI runs every command in it) SIGINT is also recorded,
+:func:`swallowed_interrupt_hook` keeps the ignored ones quiet, and :func:`check_interrupt`
+raises a lost one again at the next safe point (every artifact checks it before it is
+sealed), so an interrupt is never lost and never printed as noise.
 """
 
 from __future__ import annotations
+
+import contextlib
+import signal
+import sys
+import threading
+from typing import Any, Iterator
 
 
 class PantheonError(Exception):
@@ -149,3 +164,69 @@ class BoardError(DeployError):
 
 class DockerError(DeployError):
     pass
+
+
+_interrupt_pending = threading.Event()
+
+
+def swallowed_interrupt_hook(previous: Any = None) -> Any:
+    """A ``sys.unraisablehook`` that records a ``KeyboardInterrupt`` Python could not raise (quietly)
+    and passes every other unraisable exception to ``previous`` (default: Python's own hook)."""
+    previous = previous or sys.__unraisablehook__
+
+    def hook(unraisable: Any) -> None:
+        if isinstance(unraisable.exc_value, KeyboardInterrupt):
+            _interrupt_pending.set()
+            return
+        previous(unraisable)
+
+    hook.pantheon_interrupts = True  # type: ignore[attr-defined]
+    return hook
+
+
+def install_interrupt_hook() -> None:
+    """Install :func:`swallowed_interrupt_hook` once per process (the CLI does, at each command)."""
+    if not getattr(sys.unraisablehook, "pantheon_interrupts", False):
+        sys.unraisablehook = swallowed_interrupt_hook(sys.unraisablehook)
+
+
+def _record_and_raise(signum: int, frame: Any) -> None:
+    _interrupt_pending.set()
+    raise KeyboardInterrupt
+
+
+@contextlib.contextmanager
+def recorded_interrupts() -> Iterator[None]:
+    """Within the block, SIGINT is recorded (for :func:`check_interrupt`) as well as raised.
+
+    Only Python's default handler is replaced, in the main thread: an ignored SIGINT (``nohup``,
+    ``cmd &``) or a command's own handler (the runtime's clean stop) is left alone. A clean exit
+    of the block clears the record.
+    """
+    install_interrupt_hook()
+    old = None
+    if threading.current_thread() is threading.main_thread() and \
+            signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+        old = signal.signal(signal.SIGINT, _record_and_raise)
+    try:
+        yield
+    finally:
+        if old is not None:
+            signal.signal(signal.SIGINT, old)
+
+
+def clear_interrupt() -> None:
+    """Forget a recorded interrupt (it was handled: the command ended with exit 130)."""
+    _interrupt_pending.clear()
+
+
+def interrupt_pending() -> bool:
+    """True once a Ctrl-C was swallowed where it could not be raised (see the module docstring)."""
+    return _interrupt_pending.is_set()
+
+
+def check_interrupt() -> None:
+    """Raise ``KeyboardInterrupt`` if one was swallowed earlier: call it before sealing a result."""
+    if _interrupt_pending.is_set():
+        _interrupt_pending.clear()
+        raise KeyboardInterrupt

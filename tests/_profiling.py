@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from pantheon.formats import store
+from pantheon.online.memory import module_bytes
 from pantheon.online.profiler_server import ServerProcess as _LibServerProcess
 
 
@@ -80,9 +81,7 @@ def make_variants(
 
 
 def param_mb(module: nn.Module) -> float:
-    n = sum(p.numel() * p.element_size() for p in module.parameters())
-    n += sum(b.numel() * b.element_size() for b in module.buffers())
-    return n / float(1 << 20)
+    return module_bytes(module) / float(1 << 20)
 
 
 class ServerProcess(_LibServerProcess):

@@ -15,7 +15,6 @@ Example::
 from __future__ import annotations
 
 import json
-import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,6 +25,7 @@ from torch import nn
 
 from pantheon.formats import ModelConfig, Workloads, model_config_to_text, write_workloads
 from pantheon.formats.store import write_artifact
+from pantheon.online.timing import time_calls
 
 
 @dataclass
@@ -60,15 +60,9 @@ def make_chunks(spec: TaskSpec) -> Tuple[List[nn.Module], Dict[int, nn.Module]]:
 
 
 def _time_us(mod: nn.Module, x: torch.Tensor, repeat: int = 7) -> int:
-    with torch.inference_mode():
-        for _ in range(3):  # TorchScript's profiling executor optimises after the first runs
-            mod(x)
-        times = []
-        for _ in range(repeat):
-            t0 = time.perf_counter_ns()
-            mod(x)
-            times.append((time.perf_counter_ns() - t0) / 1000)
-    return max(1, int(min(times)))  # the uncontended latency: robust on a busy machine
+    with torch.inference_mode():  # 3 warm-up runs: TorchScript's profiling executor optimises after the first
+        (times,) = time_calls([lambda: mod(x)], repeat, warmup=3)
+    return max(1, int(min(times) / 1000))  # the uncontended latency: robust on a busy machine
 
 
 def build_repository(dest: Path, tasks: Dict[str, TaskSpec], app: str = "testapp", force: bool = False) -> Path:

@@ -129,7 +129,7 @@ def test_tampered_run_directory_is_a_checksum_error(run_dir, tmp_path):
 
 
 def test_a_failing_round_trip_is_loud_and_writes_nothing(run_dir, tmp_path, monkeypatch):
-    real = ex._compile
+    real = ex.to_torchscript
     count = {"n": 0}
 
     def wrong_branch(module, example):
@@ -138,7 +138,7 @@ def test_a_failing_round_trip_is_loud_and_writes_nothing(run_dir, tmp_path, monk
             module = type(module)(list(example.shape[1:]), 10)
         return real(module, example)
 
-    monkeypatch.setattr(ex, "_compile", wrong_branch)
+    monkeypatch.setattr(ex, "to_torchscript", wrong_branch)
     dest = tmp_path / "variants"
     with pytest.raises(ModelError, match="exported exit 1 differs from the eager model"):
         ex.export(TASK, weights=str(run_dir), save=str(dest))

@@ -51,7 +51,7 @@ def _past_exit_3_then_hopeless(rt, tries=200):
     exit 5 cannot meet the deadline any more while exit 3's branch alone still can."""
     import time
 
-    tp = rt.repo.tasks["long"]
+    tp = rt.sched.states["long"]  # this run's tables of the task (the repository is not touched)
     for _ in range(tries * 50):
         with rt._cv:
             job = next((j for j in rt.sched.queue if j.task is tp), None)
@@ -79,7 +79,7 @@ def test_the_runtime_finishes_a_job_through_an_exit_it_passed(repo_dir, tmp_path
             res = fut.result(60)
             if hit:
                 break
-            rt.repo.tasks["long"].rescale(1.0)
+            rt.sched.states["long"].rescale(1.0)
         assert hit, "never caught the job between blocks 4 and 5"
     if fallback:
         assert res.met and res.exit == 3 and tuple(res.output.shape) == (1, 10)

@@ -99,7 +99,7 @@ def test_import_writes_a_verified_repository_whose_chunks_match_the_sources(tmp_
         assert (dest / rel).read_bytes() == (src / rel).with_suffix(".pth").read_bytes()
     repo = read_repository(dest)
     assert repo.names == ["classify", "detect"] and repo.app == "traffic" and not repo.profiles_only
-    assert repo.tasks["detect"].exit_blocks == [1, 2] and repo.tasks["detect"].blocks == [100, 200, 300]
+    assert repo.tasks["detect"].exit_blocks == (1, 2) and repo.tasks["detect"].blocks == (100, 200, 300)
     # the imported chunks compute what the source modules compute
     blocks, branches = _modules(3, [4, 6, 8], {1: 0.8, 2: 0.9})
     x = torch.randn(1, 3, 16, 16)

@@ -26,6 +26,13 @@ def _spec(tmp_path, **over):
     return p
 
 
+def _terminal_sigint():
+    """In a child before exec: SIGINT as a terminal's Ctrl-C delivers it, even where the test runner ignores it."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _one_line(res):
     lines = [ln for ln in res.output.splitlines() if ln.strip()]
     assert "Traceback" not in res.output and "unexpected" not in res.output, res.output
@@ -315,7 +322,7 @@ def test_simulate_log_on_a_full_disk_leaves_nothing(sim_inputs, tmp_path, monkey
     _fill_disk_after(monkeypatch, events, 3000)
     res = runner.invoke(app, ["simulate", "--repo", str(repo), "--workload", str(wl), "--log", str(log)])
     assert res.exit_code == 1, res.output
-    assert "No space left on device" in res.output and "cannot write the event log" in res.output
+    assert "No space left on device" in res.output and "cannot write" in res.output and str(log) in res.output
     _one_line(res)
     assert os.listdir(out_dir) == []  # no truncated events.jsonl, no temp file or folder
     monkeypatch.undo()
@@ -496,7 +503,8 @@ def test_bench_sigint_stops_exits_130_and_seals_nothing(tmp_path):
     proc = subprocess.Popen(
         [sys.executable, "-m", "pantheon.cli", "bench", "--app", "tiny", "--policies", "fifo,edf", "--duration", "8",
          "--decisions", "0", "--out", str(out), "--device", "cpu", "--telemetry", "off"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, text=True)
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, text=True,
+        preexec_fn=_terminal_sigint)
     try:
         deadline = time.monotonic() + 120
         pattern = str(tmp_path / ".B.tmp-*" / "runs" / "fifo" / "events.jsonl")
@@ -672,7 +680,7 @@ def test_simulate_sigint_exits_130_and_leaves_no_log(sim_inputs, tmp_path):
         proc = subprocess.Popen([sys.executable, "-m", "pantheon.cli", "simulate", "--repo", str(repo), "--workload",
                                  str(big), "--log", str(out_dir / target)],
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                env=dict(os.environ, PANTHEON_PROGRESS="0"))
+                                env=dict(os.environ, PANTHEON_PROGRESS="0"), preexec_fn=_terminal_sigint)
         try:
             deadline = time.monotonic() + 120
             while not glob.glob(str(out_dir / ".run*")):  # the temporary log exists: the run is under way
@@ -689,3 +697,360 @@ def test_simulate_sigint_exits_130_and_leaves_no_log(sim_inputs, tmp_path):
         assert proc.returncode == 130, stderr
         assert "interrupted" in stderr and "Traceback" not in stderr
         assert os.listdir(out_dir) == []
+
+
+# -- items 1, 13, 14: real read-only and full file systems, one line per writing command ------------
+
+
+def _mount_tmpfs(path, options):
+    import subprocess
+
+    path.mkdir(parents=True, exist_ok=True)
+    try:
+        res = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(path)], capture_output=True,
+                             text=True, timeout=30)
+    except (OSError, subprocess.SubprocessError) as exc:
+        pytest.skip(f"cannot run mount here ({exc}): real read-only and full disks need root (or CAP_SYS_ADMIN)")
+    if res.returncode != 0:
+        pytest.skip(f"mounting a tmpfs is not permitted here ({res.stderr.strip() or res.returncode}): "
+                    f"run as root (or with CAP_SYS_ADMIN) to test real read-only and full disks")
+
+
+def _umount(path):
+    import subprocess
+
+    try:
+        subprocess.run(["umount", "-l", str(path)], capture_output=True, timeout=30)
+    except (OSError, subprocess.SubprocessError):
+        pass
+
+
+@pytest.fixture(scope="module")
+def hostile_disks(tmp_path_factory):
+    """Two real file systems: ``ro`` (read-only, holding an empty ``sub/``) and ``full`` (no byte left,
+    holding an empty ``sub/``), plus the inputs of every cheap writing command."""
+    import errno
+    import subprocess
+
+    from _profiling import make_variants
+    from _repo import TaskSpec, build_repository, write_workload
+
+    d = tmp_path_factory.mktemp("disks")
+    ro, full = d / "ro", d / "full"
+    _mount_tmpfs(ro, "size=1m")
+    try:
+        (ro / "sub").mkdir()
+        res = subprocess.run(["mount", "-o", "remount,ro", str(ro)], capture_output=True, text=True)
+        if res.returncode != 0:
+            pytest.skip(f"remounting read-only is not permitted here: {res.stderr.strip()}")
+        _mount_tmpfs(full, "size=64k,nr_inodes=64")
+        (full / "sub").mkdir()
+        fd = os.open(full / "ballast", os.O_WRONLY | os.O_CREAT)
+        try:
+            while True:
+                os.write(fd, b"\0" * 512)
+        except OSError as exc:
+            assert exc.errno == errno.ENOSPC
+        finally:
+            os.close(fd)
+        inputs = d / "in"
+        repo = build_repository(inputs / "repo", {
+            "a": TaskSpec(widths=[4, 4], exits={0: 0.6, 1: 0.9}, latencies=[300, 200], exit_latencies={0: 50, 1: 80}),
+        })
+        wl = write_workload(inputs / "w.bin", [("a", k * 500, k * 500 + 1500) for k in range(400)])
+        spec = _spec(inputs)
+        run = inputs / "run"
+        assert runner.invoke(app, ["simulate", "--repo", str(repo), "--workload", str(wl), "--log", str(run)]
+                             ).exit_code == 0
+        csv = "block latency,branch latency,block mem,branch mem,accuracy\n1.0,0.2,2.0,0.1,0.80\n1.0,0.3,2.0,0.2,0.90\n"
+        make_variants(inputs / "variants" / "ta", "ta", n_blocks=2, profile_csv=csv)
+        setting = inputs / "mini.yaml"
+        setting.write_text("name: mini\ntasks:\n  ta: {max_delta_accuracy: 0.2}\n")
+        import torch
+
+        from pantheon.zoo import get_task
+
+        torch.manual_seed(0)
+        torch.save(get_task("digits_resnet18").build_model().state_dict(), inputs / "backbone.pt")
+        build_repository(inputs / "bench-data" / "apps" / "tiny" / "repository", {
+            "a": TaskSpec(widths=[4], exits={0: 0.8}, latencies=[300], exit_latencies={0: 50})}, app="tiny")
+        (inputs / "apps").mkdir()
+        (inputs / "apps" / "tiny.yaml").write_text("name: tiny\ntasks: {a: {}}\nworkload: {duration_s: 1, streams: "
+                                                   "[{task: a, period_ms: 50, deadline_ms: 40}]}\n")
+        yield {"ro": ro, "full": full, "repo": repo, "wl": wl, "spec": spec, "run": run,
+               "variants": inputs / "variants", "setting": setting, "weights": inputs / "backbone.pt",
+               "bench_data": inputs / "bench-data", "apps": inputs / "apps"}
+    finally:
+        _umount(ro)
+        _umount(full)
+
+
+WRITING_COMMANDS = {
+    "workload --out": ["workload", "--spec", "{spec}", "--out", "{D}/w.bin"],
+    "workload --out in a folder": ["workload", "--spec", "{spec}", "--out", "{D}/sub/w.bin"],
+    "workload --out in a new folder": ["workload", "--spec", "{spec}", "--out", "{D}/new/w.bin"],
+    "workload into the store": ["--data-root", "{D}/data", "workload", "--spec", "{spec}"],
+    "simulate --log folder": ["simulate", "--repo", "{repo}", "--workload", "{wl}", "--log", "{D}/run"],
+    "simulate --log file": ["simulate", "--repo", "{repo}", "--workload", "{wl}", "--log", "{D}/sub/run.jsonl"],
+    "simulate --out": ["simulate", "--repo", "{repo}", "--workload", "{wl}", "--out", "{D}/rep"],
+    "report --out": ["report", "{run}", "--no-plots", "--out", "{D}/sub/rep"],
+    "report into the store": ["--data-root", "{D}/data", "report", "{run}", "--no-plots"],
+    "plan --save": ["plan", "--setting", "{setting}", "--base", "{variants}", "--exhaustive", "--save", "{D}/repo"],
+    "pretrain into the store": ["--data-root", "{D}/data", "pretrain", "--task", "digits_resnet18", "--epochs", "1",
+                                "--limit", "64"],
+    "construct --log": ["construct", "--task", "digits_resnet18", "--pretrain", "{weights}", "--max_epochs", "1",
+                        "--limit", "64", "--log", "{D}/sub/runs"],
+    "runtime log folder": ["runtime", "{repo}", "{wl}", "{D}/rt", "--device", "cpu"],
+    "runtime log file": ["runtime", "{repo}", "{wl}", "{D}/sub/rt.jsonl", "--device", "cpu"],
+    "bench --out": ["--data-root", "{bench_data}", "bench", "--app", "tiny", "--policies", "fifo", "--decisions", "0",
+                    "--device", "cpu", "--telemetry", "off", "--out", "{D}/B"],
+}
+
+
+@pytest.mark.parametrize("disk", ["ro", "full"])
+@pytest.mark.parametrize("command", list(WRITING_COMMANDS))
+def test_writing_commands_on_read_only_and_full_disks_are_one_line(hostile_disks, disk, command, monkeypatch):
+    monkeypatch.setenv("PANTHEON_APPS", str(hostile_disks["apps"]))
+    mount = hostile_disks[disk]
+    values = {k: str(v) for k, v in hostile_disks.items()}
+    args = [a.format(D=mount, **values) for a in WRITING_COMMANDS[command]]
+    before = sorted(p.relative_to(mount).as_posix() for p in mount.rglob("*"))
+    res = runner.invoke(app, args)
+    assert res.exit_code == 1, (args, res.output)
+    errors = [ln for ln in _one_line(res) if ln.startswith("error")]  # training commands report progress first
+    assert len(errors) == 1 and res.output.rstrip().endswith(errors[0]), res.output
+    line = errors[0]
+    assert str(mount) in line and ".tmp-" not in line, line  # the user's path, not a temporary one
+    if disk == "ro":
+        assert "read-only" in line.lower() and "pick" in line, line
+    else:
+        assert "No space left on device" in line and ("free" in line or "pick" in line), line
+    assert sorted(p.relative_to(mount).as_posix() for p in mount.rglob("*")) == before
+
+
+# -- item 2: a Ctrl-C Python cannot raise (inside a weakref callback) is neither noise nor lost ------
+
+
+def test_an_interrupt_swallowed_in_a_weakref_callback_is_quiet_and_seals_nothing(tmp_path, capfd):
+    import gc
+    import sys
+    import weakref
+
+    from pantheon import errors
+    from pantheon.formats import store
+
+    class Thing:
+        pass
+
+    def callback(_ref):
+        raise KeyboardInterrupt  # what SIGINT does when it lands while a WeakSet entry is removed
+
+    old = sys.unraisablehook
+    try:
+        errors.install_interrupt_hook()
+        thing = Thing()
+        ref = weakref.ref(thing, callback)
+        del thing
+        gc.collect()
+        assert ref() is None
+        assert errors.interrupt_pending()
+        assert "Exception ignored" not in capfd.readouterr().err
+        dest = tmp_path / "artifact"
+        with pytest.raises(KeyboardInterrupt):
+            with store.write_artifact(dest, kind="bench") as tmp:
+                (tmp / "results.json").write_text("{}")
+        assert os.listdir(tmp_path) == []  # nothing sealed, no temporary folder
+        assert not errors.interrupt_pending()  # raised once, then cleared
+        with store.write_artifact(dest, kind="bench") as tmp:
+            (tmp / "results.json").write_text("{}")
+        store.verify(dest, kind="bench")
+    finally:
+        sys.unraisablehook = old
+
+
+# -- item 14: deploy inventory type errors are one line each ------------------------------------------
+
+
+@pytest.mark.parametrize("content, fragment", [
+    ({"boards": [{"host": "10.0.0.1", "port": [22]}]}, "bad port [22] for board 10.0.0.1: a whole number"),
+    ({"boards": [{"host": "10.0.0.1", "port": 22.7}]}, "bad port 22.7 for board 10.0.0.1"),
+    ({"boards": [{"host": "10.0.0.1", "env": "FOO=1"}]}, "'env' must be a mapping of NAME: value, got a string"),
+    ({"boards": [{"host": "10.0.0.1", "labels": ["lab"]}]}, "'labels' must be a mapping of NAME: value, got a list"),
+    ({"boards": {"nx-1": "10.0.0.1"}}, "board 'nx-1' must be a mapping of keys"),
+    ({"boards": {"nx-1": {"host": "10.0.0.1", "env": {"A": {"b": 1}}}}}, "'env' entry 'A'"),
+    ({"defaults": ["nvidia"], "boards": [{"host": "10.0.0.1"}]}, "'defaults' must be a mapping"),
+    ({"defaults": {"user": 5}, "boards": [{"host": "10.0.0.1"}]}, "'user' must be a string, got a number"),
+    ({"boards": [{"host": ["10.0.0.1"]}]}, "'host' must be a string, got a list"),
+    ({"boards": [{"host": "10.0.0.1", "remote_root": 5}]}, "'remote_root' must be a string"),
+])
+def test_inventory_type_errors_are_one_line(tmp_path, content, fragment):
+    import yaml
+
+    from pantheon.deploy.cli import app as deploy_app
+
+    inv = tmp_path / "boards.yaml"
+    inv.write_text(yaml.safe_dump(content))
+    res = runner.invoke(deploy_app, ["boards", "--inventory", str(inv)])
+    assert res.exit_code in (1, 2), res.output
+    assert fragment in res.output, res.output
+    assert str(inv) in res.output or "bad port" in fragment, res.output
+    lines = _one_line(res)
+    assert len(lines) == 1, res.output
+
+
+# -- item 14: --out never replaces a file or a folder pantheon did not write ----------------------------
+
+
+def test_out_never_replaces_a_users_file_or_folder(sim_inputs, tmp_path):
+    repo, wl, _ = sim_inputs
+    run = tmp_path / "run.jsonl"
+    assert runner.invoke(app, ["simulate", "--repo", str(repo), "--workload", str(wl), "--log", str(run)]).exit_code == 0
+    a_file = tmp_path / "notes.txt"
+    a_file.write_text("keep me")
+    a_folder = tmp_path / "mine"
+    a_folder.mkdir()
+    (a_folder / "thesis.tex").write_text("keep me too")
+    for target, fragment in ((a_file, "is a file"), (a_folder, "holding other files")):
+        for args in (["simulate", "--repo", str(repo), "--workload", str(wl), "--out", str(target)],
+                     ["report", str(run), "--no-plots", "--out", str(target)]):
+            res = runner.invoke(app, args)
+            assert res.exit_code == 1 and fragment in res.output and str(target) in res.output, (args, res.output)
+            _one_line(res)
+    assert a_file.read_text() == "keep me" and os.listdir(a_folder) == ["thesis.tex"]
+    assert sorted(os.listdir(tmp_path)) == ["mine", "notes.txt", "run.jsonl"]
+    rep = tmp_path / "rep"
+    for _ in range(2):  # a new folder, then the report folder it became, are (re)written
+        res = runner.invoke(app, ["report", str(run), "--no-plots", "--out", str(rep)])
+        assert res.exit_code == 0, res.output
+
+
+# -- item 2 / Deliver 4: construct and export under a real SIGINT exit 130 and leave nothing --------------
+
+
+def _sigint_when(args, env, ready, timeout=120):
+    """Start ``pantheon ARGS``, wait until ``ready()`` (the work is under way), send SIGINT; return (rc, stderr)."""
+    import signal
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen([sys.executable, "-m", "pantheon.cli", *args], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, env=env, text=True, preexec_fn=_terminal_sigint)
+    try:
+        deadline = time.monotonic() + timeout
+        while not ready():
+            assert proc.poll() is None, proc.communicate()
+            assert time.monotonic() < deadline, "the command never got under way"
+            time.sleep(0.05)
+        time.sleep(0.5)
+        proc.send_signal(signal.SIGINT)
+        _, stderr = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    return proc.returncode, stderr
+
+
+def _tree(root):
+    return sorted(p.relative_to(root).as_posix() for p in root.rglob("*"))
+
+
+@pytest.mark.filterwarnings("ignore::FutureWarning")
+def test_construct_and_export_sigint_exit_130_and_leave_nothing(construct_run, tmp_path):
+    import glob
+
+    import torch
+
+    from pantheon.formats import store
+    from pantheon.zoo import get_task
+
+    weights = tmp_path / "backbone.pt"
+    torch.save(get_task("digits_resnet18").build_model().state_dict(), weights)
+    data = tmp_path / "data"
+    data.mkdir()
+    env = dict(os.environ, PANTHEON_DATA=str(data), PANTHEON_PROGRESS="0")
+    runs = tmp_path / "runs"
+    rc, stderr = _sigint_when(["construct", "--task", "digits_resnet18", "--pretrain", str(weights), "--max_epochs",
+                               "50", "--limit", "256", "--log", str(runs)], env,
+                              lambda: bool(glob.glob(str(runs / "digits_resnet18" / "*" / "manifest.json"))))
+    assert rc == 130, stderr
+    assert stderr.strip().splitlines()[-1] == "error: interrupted" and "Traceback" not in stderr, stderr
+    # what is left is the last whole epoch's checkpoint, for --resume, marked unfinished; no temporary folder
+    (run,) = (runs / "digits_resnet18").iterdir()
+    manifest = store.verify(run, kind="run")
+    assert manifest.meta["complete"] is False and manifest.meta["epoch"] < 50
+    assert not [p for p in runs.rglob("*") if ".tmp-" in p.name]
+    out = tmp_path / "out"
+    out.mkdir()
+    rc, stderr = _sigint_when(["export", "--task", "digits_googlenet", "--weights", str(construct_run), "--save",
+                               str(out / "variants")], env, lambda: bool(glob.glob(str(out / ".variants.tmp-*"))))
+    assert rc == 130, stderr
+    assert stderr.strip().splitlines()[-1] == "error: interrupted" and "Traceback" not in stderr, stderr
+    assert _tree(out) == [] and _tree(data) == []
+
+
+# -- Deliver 6: the bad-input table: (command, input) -> exit code, one line naming the fix, nothing written --
+
+BAD_INPUTS = [
+    # (case, argv with {repo} {wl} {spec} {dir} placeholders, exit code, fragment of the one line)
+    ("workload duration nan", ["workload", "--spec", "{spec}", "--duration", "nan", "--out", "{dir}/w.bin"], 2,
+     "--duration must be a finite number"),
+    ("workload release 1e25", ["workload", "--spec", "{dir}/start.json", "--out", "{dir}/w.bin"], 1, "--max-span"),
+    ("workload deadline text", ["workload", "--spec", "{dir}/text.json", "--out", "{dir}/w.bin"], 1,
+     "deadline must be a number"),
+    ("workload --out a folder", ["workload", "--spec", "{spec}", "--out", "{dir}"], 2, "is a directory"),
+    ("workload --load-factor -1", ["workload", "--spec", "{spec}", "--load-factor", "-1", "--out", "{dir}/w.bin"], 2,
+     "--load-factor must be positive"),
+    ("simulate --jitter inf", ["simulate", "--repo", "{repo}", "--workload", "{wl}", "--jitter", "inf", "--log",
+                               "{dir}/run"], 2, "--jitter must be a finite number"),
+    ("simulate --dispatch-us nan", ["simulate", "--repo", "{repo}", "--workload", "{wl}", "--dispatch-us", "nan",
+                                    "--log", "{dir}/run"], 2, "--dispatch-us must be a finite number"),
+    ("simulate --policy", ["simulate", "--repo", "{repo}", "--workload", "{wl}", "--policy", "nope"], 2,
+     "unknown policy 'nope'"),
+    ("simulate workload is a folder", ["simulate", "--repo", "{repo}", "--workload", "{dir}", "--log", "{dir}/run"], 1,
+     "Is a directory"),
+    ("simulate --repo a workload", ["simulate", "--repo", "{wl}", "--workload", "{wl}"], 1, "{wl}"),
+    ("report missing log", ["report", "{dir}/nothing", "--no-plots"], 1, "No such file or directory"),
+    ("report --window-ms nan", ["report", "{dir}/nothing", "--window-ms", "nan"], 2, "--window-ms must be a finite"),
+    ("runtime --threads 0", ["runtime", "{repo}", "{wl}", "{dir}/run", "--device", "cpu", "--threads", "0"], 2,
+     "--threads must be at least 1"),
+    ("runtime --dispatch-us -5", ["runtime", "{repo}", "{wl}", "{dir}/run", "--device", "cpu", "--dispatch-us", "-5"],
+     2, "--dispatch-us must be a finite number >= 0"),
+    ("runtime --time-scale nan", ["runtime", "{repo}", "{wl}", "{dir}/run", "--device", "cpu", "--time-scale", "nan"],
+     2, "--time-scale"),
+    ("profiler-server --port 70000", ["profiler-server", "--port", "70000"], 2, "--port"),
+    ("slice huge input", ["slice", "--arch", "resnet18", "--input", "3,100000,100000"], 2, "elements"),
+    ("slice zero input", ["slice", "--arch", "resnet18", "--input", "0"], 2, "every dimension must be a positive"),
+    ("pretrain --limit 0", ["pretrain", "--task", "digits_resnet18", "--limit", "0"], 2, "--limit must be positive"),
+    ("construct --learning_rate nan", ["construct", "--task", "digits_resnet18", "--learning_rate", "nan"], 2,
+     "--learning_rate must be a finite number"),
+    ("construct --run-id escape", ["construct", "--task", "digits_resnet18", "--run-id", "../../x"], 2,
+     "--run-id must be a plain name"),
+    ("export unknown task", ["export", "--task", "nope"], 2, "unknown task 'nope'"),
+    ("export missing weights", ["export", "--task", "digits_resnet18", "--weights", "{dir}/none"], 1,
+     "does not exist"),
+    ("plan unknown app", ["plan", "--setting", "nope"], 2, "unknown application 'nope'"),
+    ("repository import missing", ["repository", "import", "{dir}/none"], 1, "does not exist"),
+    ("demo --policy", ["demo", "--policy", "nope", "--out", "{dir}/demo"], 2, "unknown policy 'nope'"),
+]
+
+
+@pytest.mark.parametrize("case, argv, code, fragment", BAD_INPUTS, ids=[c[0] for c in BAD_INPUTS])
+def test_bad_input_table(sim_inputs, tmp_path, case, argv, code, fragment):
+    from pantheon.formats import store
+
+    repo, wl, _ = sim_inputs
+    _spec(tmp_path)
+    (tmp_path / "start.json").write_text(json.dumps({"workloads": [dict(SPEC["workloads"][0], start=1e25,
+                                                                        end=1e25)]}))
+    (tmp_path / "text.json").write_text(json.dumps({"workloads": [dict(SPEC["workloads"][0], deadline="x")]}))
+    values = {"repo": str(repo), "wl": str(wl), "spec": str(tmp_path / "spec.json"), "dir": str(tmp_path)}
+    before = _tree(tmp_path)
+    root = store.Store().root
+    res = runner.invoke(app, [a.format(**values) for a in argv])
+    assert res.exit_code == code, res.output
+    lines = _one_line(res)
+    assert len(lines) == 1 and lines[0].startswith("error: "), res.output
+    assert fragment.format(**values) in lines[0], lines[0]
+    assert _tree(tmp_path) == before  # nothing written, no temporary file
+    assert not root.exists() or _tree(root) == []

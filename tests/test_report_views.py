@@ -18,8 +18,7 @@ from pantheon.analysis import report as rep
 from pantheon.cli import app
 from pantheon.formats import Workloads, store, write_workloads
 from pantheon.formats.events import EventLog
-from pantheon.online.repository import Repository
-from pantheon.online.scheduler import TaskProfile
+from pantheon.online.repository import Repository, TaskProfile
 from pantheon.online.simulate import simulate
 
 runner = CliRunner()

@@ -24,6 +24,7 @@ from pantheon.online.repository import (
     read_repository,
     resolve_device,
 )
+from pantheon.online.scheduler import TaskState
 
 SPEC = {
     "zeta": TaskSpec(widths=[4, 6, 8], exits={1: 0.7, 2: 0.75}, latencies=[100, 200, 300], exit_latencies={1: 10, 2: 20}),
@@ -51,10 +52,10 @@ def test_profiles_follow_config_and_plan_order(repo_dir):
     assert repo.names == ["zeta", "alpha"]  # plan.json order, not alphabetical
     assert repo.app == "myapp"
     z = repo.tasks["zeta"]
-    assert z.index == 0 and z.dims == [1, 3, 16, 16]
-    assert z.blocks == [100, 200, 300] and z.exit_blocks == [1, 2] and z.exit_lat == [10, 20]
-    assert z.full == [310, 620] and z.full_latency == 620
-    assert z.exit_acc == [0.7, 0.75] and z.rel_acc[-1] == 1.0
+    assert z.index == 0 and z.dims == (1, 3, 16, 16) and repo.dims("zeta") == [1, 3, 16, 16]
+    assert z.blocks == (100, 200, 300) and z.exit_blocks == (1, 2) and z.exit_lat == (10, 20)
+    assert z.full == (310, 620) and z.full_latency == 620
+    assert z.exit_acc == (0.7, 0.75) and TaskState(z).rel_acc[-1] == 1.0
     d = repo.describe()["alpha"]
     assert d == {"index": 1, "dims": [1, 1, 12, 12], "exits": [0, 1], "acc": [0.5, 0.6], "blocks": [50, 60],
                  "exit_lat": [5, 6], "original": 1, "full_us": 116, "dispatch_us": 0.0}
@@ -158,7 +159,7 @@ def test_a_profiles_only_folder_is_read_only_when_asked(repo_dir, tmp_path):
         read_repository(folder)  # the runtime's call: chunks are needed
     repo = read_repository(folder, profiles_only_ok=True)
     assert repo.profiles_only and repo.names == ["alpha", "zeta"] and repo.dispatch_us == 0.0
-    assert repo.tasks["zeta"].blocks == [100, 200, 300] and repo.tasks["zeta"].exit_lat == [10, 20]
+    assert repo.tasks["zeta"].blocks == (100, 200, 300) and repo.tasks["zeta"].exit_lat == (10, 20)
     assert not read_repository(repo_dir, profiles_only_ok=True).profiles_only  # a normal one stays normal
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 import signal
 import subprocess
 import sys
@@ -334,18 +335,20 @@ def test_calibration_learns_that_chunks_run_slower_than_profiled(tmp_path):
                         dims={"long": [1, 3, 48, 48]})
     for cal in (True, False):
         callers = read_repository(repo_dir)
+        before = pickle.dumps(callers)
         rt = Runtime(callers, device="cpu", log=tmp_path / f"run-{cal}", calibrate=cal)
         rt.start()
         rt.run_workload(read_workloads_jobs(repo_dir, wl))
-        # the runtime calibrates its own copy of the profiles, never the caller's repository
-        assert callers.tasks["long"].scale == 1.0 and callers.tasks["long"].blocks == spec["long"].latencies
+        # the runtime calibrates its scheduler's tables of the task, never the caller's repository
+        assert pickle.dumps(callers) == before and callers.tasks["long"].blocks == tuple(spec["long"].latencies)
+        assert rt.sched.states["long"].profile is callers.tasks["long"]  # read, not copied
         evs = [e for e in read_events(tmp_path / f"run-{cal}") if e["ev"] == "calibrate"]
         if cal:
             assert evs, "no calibrate events"
             assert evs[-1]["task"] == "long" and evs[-1]["scale"] > 2.0, evs[-1]
-            assert rt.repo.tasks["long"].scale == pytest.approx(evs[-1]["scale"], rel=1e-3)
+            assert rt.sched.states["long"].scale == pytest.approx(evs[-1]["scale"], rel=1e-3)
         else:
-            assert evs == [] and rt.repo.tasks["long"].scale == 1.0
+            assert evs == [] and rt.sched.states["long"].scale == 1.0
 
 
 def test_best_effort_runs_without_a_log(repo_dir):
@@ -368,23 +371,23 @@ def test_static_policies_rank_tasks_by_the_replayed_workload(repo_dir, tmp_path)
     jobs = [("long", k * p_long, k * p_long + 20 * full_long) for k in range(4)]
     jobs += [("short", k * p_short, k * p_short + 30 * full_long + full_short) for k in range(2)]
     wl = write_workload(tmp_path / "w.bin", sorted(jobs, key=lambda j: j[1]), dims=DIMS, ids={"long": 0, "short": 1})
-    specs = validate(read_workloads(wl), repo, where=str(wl))  # no apply_timing here
+    specs = validate(read_workloads(wl), repo, where=str(wl))
+    before = pickle.dumps(repo)
     for policy in ("rms", "dms"):
         rt = Runtime(repo, device="cpu", policy=policy)
-        assert rt.repo.tasks["long"].priority > rt.repo.tasks["short"].priority  # before: by latency
+        states = rt.sched.states
+        assert states["long"].priority > states["short"].priority  # before: by latency
         summary = rt.run_workload(specs)
         assert summary["jobs"] == 6
-        assert rt.repo.tasks["long"].priority == 0 and rt.repo.tasks["short"].priority == 1, policy
-    assert repo.tasks["long"].period_us is None  # the caller's repository is left as it was
+        assert states["long"].priority == 0 and states["short"].priority == 1, policy
+        assert states["long"].period_us == p_long
+    assert pickle.dumps(repo) == before  # the caller's repository is left as it was
 
 
 def read_workloads_jobs(repo_dir, wl):
-    from pantheon.online.workload import apply_timing, validate
+    from pantheon.online.workload import validate
 
-    repo = read_repository(repo_dir)
-    jobs = validate(read_workloads(wl), repo, where=str(wl))
-    apply_timing(repo, jobs)
-    return jobs
+    return validate(read_workloads(wl), read_repository(repo_dir), where=str(wl))
 
 
 def test_a_task_whose_scale_makes_it_unschedulable_recovers(repo_dir, tmp_path):
@@ -393,7 +396,7 @@ def test_a_task_whose_scale_makes_it_unschedulable_recovers(repo_dir, tmp_path):
     its jobs are dropped, jobs run again, and the measured chunks pull the scale down."""
     log = tmp_path / "run"
     with Runtime(repo_dir, device="cpu", log=log) as rt:
-        tp = rt.repo.tasks["short"]
+        tp = rt.sched.states["short"]
         rel = 6 * tp.full_latency  # a deadline the task meets easily at its real cost
         smallest = tp.base_blocks[0] + tp.base_exit_lat[0]  # profiled, without the dispatch overhead
         with rt._lock:  # at least 40, and enough that even the smallest exit looks hopeless here
@@ -404,13 +407,13 @@ def test_a_task_whose_scale_makes_it_unschedulable_recovers(repo_dir, tmp_path):
     assert all(r.met for r in results[-10:]), [r.reason or r.met for r in results]
     evs = [e for e in read_events(log) if e["ev"] == "calibrate" and e["task"] == "short"]
     assert evs and evs[0]["why"] == "decay" and evs[0]["scale"] < max(40.0, 1.5 * rel / smallest)
-    assert rt.repo.tasks["short"].scale <= 8.0  # down from 40: the fitted range tops out at 8
+    assert rt.sched.states["short"].scale <= 8.0  # down from 40: the fitted range tops out at 8
 
 
 def test_a_task_that_cannot_fit_even_alone_is_reported_starved(repo_dir, tmp_path):
     log = tmp_path / "run"
     with Runtime(repo_dir, device="cpu", log=log, dispatch_overhead_us=0.0) as rt:
-        tp = rt.repo.tasks["short"]
+        tp = rt.sched.states["short"]
         futs = [rt.submit("short", torch.randn(*DIMS["short"]), relative_deadline_us=max(1, tp.full[0] // 2)) for _ in range(3)]
         assert all(f.result(60).dropped for f in futs)
     starved = [e for e in read_events(log) if e["ev"] == "starved"]
@@ -422,8 +425,9 @@ def test_the_dispatch_overhead_is_measured_at_start_logged_and_planned_with(repo
     log = tmp_path / "run"
     with Runtime(repo_dir, device="cpu", log=log) as rt:
         o = rt.dispatch_us
-        tp = rt.repo.tasks["short"]
+        tp = rt.sched.states["short"]
         assert o > 0 and tp.blocks == [round(o + b) for b in tp.base_blocks]
+        assert rt.repo.tasks["short"].dispatch_us == 0.0  # the profile keeps its own overhead
     start = next(iter(read_events(log)))
     assert start["dispatch_overhead_us"] == round(o, 1) and start["profile_dispatch_overhead_us"] == 0.0
     assert start["tasks"]["short"]["dispatch_us"] == pytest.approx(o)  # what the scheduler plans with

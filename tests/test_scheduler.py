@@ -7,6 +7,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from pantheon.errors import UsageError
+from pantheon.online.repository import TaskProfile
 from pantheon.online.scheduler import (
     BLOCK,
     DOWNGRADES,
@@ -17,7 +18,7 @@ from pantheon.online.scheduler import (
     QUEUED,
     Job,
     Scheduler,
-    TaskProfile,
+    TaskState,
     configure_static,
     reference_refresh,
     rtmdl_exits,
@@ -38,6 +39,8 @@ def three_tasks():
 
 def test_profile_tables():
     a, b, c = three_tasks()
+    assert a.full == (9000, 13000) and b.full == (11000, 16000) and c.full == (4000, 7000)
+    a, b, c = (TaskState(t) for t in (a, b, c))  # the scheduler's tables
     assert a.full == [9000, 13000] and b.full == [11000, 16000] and c.full == [4000, 7000]
     assert a.prefix == [0, 4000, 8000, 12000]
     assert a.remaining(2, 0) == 1000  # blocks 0,1 done: only exit 0's branch is left
@@ -218,9 +221,8 @@ def test_wo_ee_pr_runs_a_started_job_to_its_end():
 @pytest.mark.parametrize("policy", ["fifo", "rms", "dms", "rtmdl"])
 def test_model_level_non_preemptive_policies(policy):
     a, b, c = three_tasks()
-    a.period_us, b.period_us, c.period_us = 30_000, 20_000, 40_000
-    a.rel_deadline_us, b.rel_deadline_us, c.rel_deadline_us = 25_000, 35_000, 15_000
-    s = Scheduler([a, b, c], policy)
+    timing = {"A": (30_000, 25_000), "B": (20_000, 35_000), "C": (40_000, 15_000)}  # (period, deadline)
+    s = Scheduler([a, b, c], policy, timing=timing)
     ja = Job(0, a, 0, 200_000)
     s.arrive(ja, 0)
     s.next_action(0)  # A started: it runs to its end under every one of these policies
@@ -239,15 +241,13 @@ def test_model_level_non_preemptive_policies(policy):
 
 
 def test_rms_ties_break_by_shorter_execution_time():
-    a, b, c = three_tasks()
-    for t in (a, b, c):
-        t.period_us = 33_333
+    a, b, c = (TaskState(t, period_us=33_333) for t in three_tasks())
     configure_static([a, b, c], "rms")
     assert sorted([a, b, c], key=lambda t: t.priority) == [c, a, b]  # 7 < 13 < 16 ms
 
 
 def test_rtmdl_picks_largest_exits_with_utilisation_at_most_one():
-    a, b, c = three_tasks()
+    a, b, c = (TaskState(t) for t in three_tasks())
     # utilisation with original exits: 13/20 + 16/40 + 7/70 = 0.65 + 0.4 + 0.1 = 1.15 > 1
     a.period_us, b.period_us, c.period_us = 20_000, 40_000, 70_000
     # lowering A saves 4/20 = 0.2 for 1-.85/.95 = .105 of accuracy: .526 per unit
@@ -325,11 +325,13 @@ def task_sets(draw):
 
 @st.composite
 def queues(draw):
+    """``(profiles, jobs, now)``: jobs on tables built from the profiles (a scheduler binds them to its own)."""
     tasks = draw(task_sets())
+    states = [TaskState(p) for p in tasks]
     n = draw(st.integers(1, 10))
     jobs = []
     for k in range(n):
-        t = draw(st.sampled_from(tasks))
+        t = draw(st.sampled_from(states))
         j = Job(k, t, 0, draw(st.integers(500, 40_000)))
         j.next_block = draw(st.integers(0, t.exit_blocks[-1] + 1))
         j.started = j.next_block > 0
@@ -348,7 +350,7 @@ def test_optimised_refresh_matches_plain_transcription(q, policy, drop_late, rul
     tasks, jobs, now = q
     frozen = {j.id: j.exit for j in jobs}
     s = Scheduler(tasks, policy, drop_late=drop_late, drop_rule=rule, downgrade=downgrade)
-    s.queue = list(jobs[:-1])
+    s.queue = [s.bind(j) for j in jobs[:-1]]
     s.arrive(jobs[-1], now)
     fast = ([(j.id, j.exit) for j in s.queue], [j.id for j in s.dropped], s.downgrades)
     for j in jobs:
@@ -378,7 +380,7 @@ def test_no_downgrade_when_edf_with_original_exits_is_feasible(q):
         r += j.task.remaining(j.next_block, j.task.top)
         feasible &= r <= j.deadline
     s = Scheduler(tasks, "pantheon")
-    s.queue = list(jobs[:-1])
+    s.queue = [s.bind(j) for j in jobs[:-1]]
     s.arrive(jobs[-1], now)
     if feasible:
         assert s.downgrades == 0 and list(s.dropped) == []
@@ -386,7 +388,8 @@ def test_no_downgrade_when_edf_with_original_exits_is_feasible(q):
 
 
 def test_rescale_scales_every_latency_table_and_keeps_accuracies():
-    t = TaskProfile("a", blocks=[3000, 3000, 4000], exits=[(1, 500, 0.90), (2, 800, 0.95)])
+    p = TaskProfile("a", blocks=[3000, 3000, 4000], exits=[(1, 500, 0.90), (2, 800, 0.95)])
+    t = TaskState(p)
     assert (t.full, t.delta, t.remaining(1, 1)) == ([6500, 10800], [0, 4300], 7800)
     t.rescale(1.5)
     assert t.blocks == [4500, 4500, 6000] and t.exit_lat == [750, 1200]
@@ -396,6 +399,7 @@ def test_rescale_scales_every_latency_table_and_keeps_accuracies():
     assert t.rel_acc == [0.90 / 0.95, 1.0] and t.loss[1] == pytest.approx(1 - 0.90 / 0.95)
     t.rescale(1.0)
     assert t.full == [6500, 10800] and t.base_blocks == [3000, 3000, 4000]
+    assert p == TaskProfile("a", blocks=[3000, 3000, 4000], exits=[(1, 500, 0.90), (2, 800, 0.95)])  # untouched
 
 
 def test_a_rescaled_task_changes_the_decision():
@@ -404,15 +408,18 @@ def test_a_rescaled_task_changes_the_decision():
     s = Scheduler([t], "pantheon")
     s.arrive(Job(0, t, release=0, deadline=12_000), now=0)
     assert s.queue[0].exit == 1  # 10.8 ms fits 12 ms
-    t.rescale(1.5)
     s2 = Scheduler([t], "pantheon")
+    s2.states["a"].rescale(1.5)  # this run's calibration: neither the profile nor the other run sees it
     s2.arrive(Job(1, t, release=0, deadline=12_000), now=0)
     assert s2.queue[0].exit == 0  # 16.2 ms does not; exit 0 at 9.75 ms does
+    assert s.states["a"].full == [6500, 10800] and t.full == (6500, 10800)
+    s.arrive(Job(2, t, release=0, deadline=12_000), now=0)
+    assert s.queue[-1].task is s.states["a"] and s2.queue[0].task is s2.states["a"]
 
 
 def test_the_dispatch_overhead_is_charged_once_per_chunk():
     """Cost model: chunk = overhead + scale x profile, for blocks and exit branches alike."""
-    t = TaskProfile("a", blocks=[3000, 3000, 4000], exits=[(1, 500, 0.90), (2, 800, 0.95)], dispatch_us=100)
+    t = TaskState(TaskProfile("a", blocks=[3000, 3000, 4000], exits=[(1, 500, 0.90), (2, 800, 0.95)], dispatch_us=100))
     assert t.blocks == [3100, 3100, 4100] and t.exit_lat == [600, 900]
     assert t.full == [6800, 11200]  # exit 1: 2 blocks + branch = 3 dispatches; exit 2: 4 dispatches
     t.rescale(2.0)  # keeps the overhead
@@ -462,7 +469,7 @@ def test_shed_drops_the_job_that_frees_the_most_time_skip_drops_the_hopeless_one
     for rule in ("skip", "shed"):
         s = Scheduler([big, small], "pantheon", drop_rule=rule)
         jobs = [Job(0, big, 0, 1_000)] + [Job(i, small, 0, 1_040 + 10 * i) for i in (1, 2, 3)]
-        s.queue = jobs[:-1]
+        s.queue = [s.bind(j) for j in jobs[:-1]]
         s.arrive(jobs[-1], 0)
         kept[rule] = ([j.id for j in s.queue], sorted(j.id for j in s.dropped))
     assert kept["skip"] == ([0], [1, 2, 3])
@@ -479,9 +486,23 @@ def test_drop_rule_and_downgrade_are_checked():
 def test_downgrades_skip_an_exit_no_faster_than_a_larger_one():
     """Exit 1 (after block 1, branch 300: 700 us) is slower than exit 2 (600 us): never chosen."""
     t = TaskProfile("T", [200, 200, 150], [(0, 50, 0.5), (1, 300, 0.7), (2, 50, 0.9)])
-    assert t.full == [250, 700, 600]
-    assert t.down == [-1, 0, 0] and t.lo_for_nb == [0, 0, 2, 2]  # after block 1: exit 2 is the faster
+    ts = TaskState(t)
+    assert ts.full == [250, 700, 600]
+    assert ts.down == [-1, 0, 0] and ts.lo_for_nb == [0, 0, 2, 2]  # after block 1: exit 2 is the faster
     s = Scheduler([t], "pantheon")
     j = Job(0, t, 0, 500)
     s.arrive(j, 0)
     assert j.exit == 0 and s.downgrades == 1
+
+
+def test_each_scheduler_binds_jobs_to_its_own_task_state():
+    """Two schedulers of one profile keep separate tables; a job of a task a scheduler does not
+    know is refused in one line."""
+    a, b, c = three_tasks()
+    s1, s2 = Scheduler([a, b], "edf"), Scheduler([a, b], "edf")
+    assert s1.states["A"] is not s2.states["A"] and s1.states["A"].profile is a is s2.states["A"].profile
+    j = Job(0, a, 0, 20_000)
+    s1.arrive(j, 0)
+    assert j.task is s1.states["A"] and s1.tasks == [s1.states["A"], s1.states["B"]]
+    with pytest.raises(UsageError, match="task 'C' is not scheduled here"):
+        s1.arrive(Job(1, c, 0, 20_000), 0)

@@ -35,8 +35,7 @@ from hypothesis import strategies as st
 
 from pantheon.formats import Workloads
 from pantheon.formats.events import NullLog
-from pantheon.online.repository import Repository
-from pantheon.online.scheduler import TaskProfile
+from pantheon.online.repository import Repository, TaskProfile
 from pantheon.online.simulate import simulate
 
 RULES = ("shed", "skip", "keep")

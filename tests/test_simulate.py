@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import pickle
 from pathlib import Path
 
 import pytest
@@ -16,8 +18,8 @@ from pantheon.cli import app
 from pantheon.errors import UsageError
 from pantheon.formats import Workloads
 from pantheon.formats.events import EventLog, NullLog, read_events
-from pantheon.online.repository import Repository
-from pantheon.online.scheduler import POLICIES, TaskProfile
+from pantheon.online.repository import Repository, TaskProfile
+from pantheon.online.scheduler import POLICIES
 from pantheon.online.simulate import simulate
 
 runner = CliRunner()
@@ -289,6 +291,21 @@ def test_the_simulator_charges_the_dispatch_overhead_per_chunk():
     assert (same["dmr"], same["response_p50_us"]) == (heavy["dmr"], heavy["response_p50_us"])
     with pytest.raises(UsageError, match="--dispatch-us"):
         simulate(repo, ws, "edf", dispatch_us=float("nan"))
+
+
+@pytest.mark.parametrize("policy", ["pantheon", "rtmdl", "dms"])
+def test_simulating_twice_on_one_repository_gives_the_same_run_and_leaves_it_unchanged(policy):
+    """The profiles are frozen: the workload's timing (static policies), the dispatch overhead and the
+    scheduler's tables live in the run, so one Repository object serves any number of runs."""
+    repo, ws = _overloaded()
+    before = pickle.dumps(repo)
+    runs = [simulate(repo, ws, policy, dispatch_us=d) for d in (None, 200, None)]
+    assert pickle.dumps(repo) == before
+    timed = ("sim_wall_s", "sim_cpu_s", "jobs_per_s", "jobs_per_cpu_s", "scheduler")  # this machine's speed
+    timeless = [{k: v for k, v in r.items() if k not in timed} for r in runs]
+    assert timeless[0] == timeless[2] and timeless[1]["dispatch_overhead_us"] == 200
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        repo.tasks["long"].blocks = (1,)  # type: ignore[misc]
 
 
 @pytest.mark.parametrize("logged", [False, True])

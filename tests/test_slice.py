@@ -12,6 +12,7 @@ import torch.fx
 
 from pantheon.errors import ModelError
 from pantheon.offline import slice as sl
+from pantheon.online.memory import module_bytes
 
 ARCHS = sl.CHECKED_ARCHS
 SIDE = {"alexnet": 64}  # smallest input each model accepts, to keep the file fast; default 32
@@ -90,7 +91,7 @@ def test_chunks_reproduce_model(cache, arch):
         assert info.has_compute and sl.has_compute(chunk)
         assert info.n_ops > 0
     # parameters are not duplicated or lost: chunk bytes add up to the model's
-    assert sum(i.param_bytes for i in res.info) == sl.param_bytes(model)
+    assert sum(i.param_bytes for i in res.info) == module_bytes(model)
 
 
 @pytest.mark.parametrize("arch", ["resnet18", "googlenet", "ssdlite", "shufflenet_v2_x1_0", "densenet121"])
@@ -182,10 +183,59 @@ def test_size_used_later_is_not_cut_and_constants_travel():
     assert names_between and not names_between & set(res.critical_nodes)
     assert "reshape" in res.critical_nodes or "mean" in res.critical_nodes
     assert all(_placeholders(c) == 1 for c in res.chunks)
-    assert sum(i.param_bytes for i in res.info) == sl.param_bytes(model)
+    assert sum(i.param_bytes for i in res.info) == module_bytes(model)
     x = torch.randn(2, 3, 8, 8)
     with torch.no_grad():
         assert sl.max_abs_diff(model(x), sl.run_chunks(res.chunks, x)) == 0.0
+
+
+def test_propagate_shapes_records_each_value_and_fails_in_one_line(capfd):
+    model = _Quirky().eval()
+    gm = sl.trace(model)
+    x = torch.randn(2, 3, 8, 8)
+    sl.propagate_shapes(gm, x)
+    values = {}
+
+    class Keep(torch.fx.Interpreter):  # the values themselves, by a plain interpreter
+        def run_node(self, n):
+            values[n] = super().run_node(n)
+            return values[n]
+
+    with torch.no_grad():
+        Keep(gm).run(x)
+    assert any(not isinstance(v, torch.Tensor) for v in values.values())  # the size
+    for n, v in values.items():
+        assert n.meta["type"] is type(v)
+        if isinstance(v, torch.Tensor):
+            assert n.meta["tensor_meta"].shape == v.shape and n.meta["tensor_meta"].dtype == v.dtype
+            assert n.meta["nbytes"] == v.untyped_storage().nbytes()
+        else:
+            assert "tensor_meta" not in n.meta and n.meta["nbytes"] == 0
+    with pytest.raises(ModelError, match=r"shape \[2, 1, 8, 8\] at conv1 \(call_module Conv2d\): .*channels"):
+        sl.propagate_shapes(sl.trace(model), torch.randn(2, 1, 8, 8))
+    assert "Traceback" not in capfd.readouterr().err  # ShapeProp prints one on errors it catches
+
+
+def test_module_bytes_counts_each_storage_once(tmp_path):
+    class Shared(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.a = torch.nn.Linear(4, 4, bias=False)  # 64 bytes
+            self.b = torch.nn.Linear(4, 4, bias=False)
+            self.b.weight = self.a.weight  # tied: one storage
+            self.bn = torch.nn.BatchNorm1d(4)  # weight, bias, running mean and var (16 each) + 8-byte counter
+            base = torch.zeros(10)
+            self.register_buffer("head", base[:2])  # views of one 40-byte storage: counted once, whole
+            self.register_buffer("tail", base[5:])
+
+        def forward(self, x):
+            return self.bn(self.b(self.a(x))) + self.head.sum() + self.tail.sum()
+
+    model = Shared().eval()
+    expected = 64 + 4 * 16 + 8 + 40
+    assert module_bytes(model) == expected
+    torch.jit.save(torch.jit.script(model), str(tmp_path / "m.pt"))
+    assert module_bytes(torch.jit.load(str(tmp_path / "m.pt"))) == expected  # fresh tensor objects per call
 
 
 def test_cut_at_non_critical_node_is_refused():

@@ -112,6 +112,33 @@ def test_paper_task_model_slices_and_takes_an_exit(name):
         assert out.shape == ref.shape == (2, task.num_classes)
 
 
+@pytest.mark.parametrize("arch", ["resnet18", "mobilenet_v2", "vgg16", "googlenet", "alexnet"])
+def test_every_backbone_takes_one_channel_and_its_classes(arch):
+    import dataclasses
+
+    from pantheon.zoo import models
+
+    side = 64 if arch == "alexnet" else 32
+    task = dataclasses.replace(get_task("digits_resnet18"), arch=arch, input_shape=(1, side, side), num_classes=7)
+    model = models.build(task).eval()
+    with torch.no_grad():
+        assert model(torch.zeros(2, 1, side, side)).shape == (2, 7)
+    if arch == "vgg16":  # small input: the light classifier over a 1x1 map
+        assert isinstance(model.avgpool, torch.nn.AdaptiveAvgPool2d) and model.classifier[0].in_features == 512
+
+
+def test_slice_and_zoo_build_through_the_same_builders():
+    from pantheon.offline import slice as sl
+    from pantheon.zoo import models
+
+    assert sl.build_arch is models.build_arch
+    zoo, sliced = get_task("digits_googlenet").build_model(), sl.build_arch("googlenet")
+    for m in (zoo, sliced):  # no auxiliary heads, no input transform, in both
+        assert m.aux1 is None and m.aux2 is None and not m.transform_input
+    assert [type(m) for m in zoo.modules()] == [type(m) for m in sliced.modules()]
+    assert isinstance(sl.build_arch("ssdlite"), type(models.ssdlite_detector().backbone))
+
+
 def test_ssd_anchors_match_the_original_head():
     from pantheon.zoo.models import ssd_anchors
 

@@ -354,6 +354,8 @@ def write_report(log: PathLike, out: Optional[PathLike] = None, workload: Option
     from pantheon.formats import store as store_mod
 
     window_us = views.check_window_ms(window_ms)
+    if out is not None:  # a report replaces a report by default, never a user's file or folder
+        store_mod.check_replaceable(out, "report folder")
     data = analyze(log, workload)
     summary = data["summary"]
     traces = data["series"]["jobs"]
@@ -365,6 +367,7 @@ def write_report(log: PathLike, out: Optional[PathLike] = None, workload: Option
         run_id = summary.get("run_id") or store_mod.new_run_id()
         out = (store or store_mod.Store()).report_dir(str(app), str(run_id))
     out = Path(out)
+    store_mod.check_replaceable(out, "report folder")
     with store_mod.write_artifact(out, kind="report", force=force, inputs={"log": str(data["path"])}) as tmp:
         names: List[str] = []
         if plots:

@@ -20,6 +20,7 @@ Example::
 
 from __future__ import annotations
 
+import functools
 import gc
 import json
 import random
@@ -32,8 +33,10 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from pantheon.bench.paper import PAPER_FULL_US, PAPER_ORIGINAL_ACC, modelled_accuracy
 from pantheon.metrics import percentile
-from pantheon.online.repository import Repository
-from pantheon.online.scheduler import POLICIES, QUEUED, Job, Scheduler, TaskProfile, reference_refresh
+from pantheon.online.memory import module_bytes
+from pantheon.online.repository import Repository, TaskProfile
+from pantheon.online.scheduler import POLICIES, QUEUED, Job, Scheduler, TaskState, reference_refresh
+from pantheon.online.timing import time_calls
 
 # -- scheduler decision latency ---------------------------------------------------------------
 
@@ -64,9 +67,10 @@ def robot_like_tasks(profiles: Optional[Dict[str, Dict[str, Any]]] = None) -> Li
     return out
 
 
-def overloaded_queue(tasks: Sequence[TaskProfile], n: int, rng: random.Random, now: int = 0,
+def overloaded_queue(tasks: Sequence[TaskState], n: int, rng: random.Random, now: int = 0,
                      tightness: Tuple[float, float] = (0.8, 1.0)) -> List[Job]:
-    """``n`` jobs of ``tasks`` that overload the device: the ``pantheon`` policy must downgrade.
+    """``n`` jobs of ``tasks`` (a scheduler's states) that overload the device: the ``pantheon``
+    policy must downgrade.
 
     Each job is of a random task; with probability 0.5 it already ran a random number of its
     blocks (up to half). Its deadline is ``now + u * (work of the jobs listed before it and
@@ -107,10 +111,11 @@ def scheduler_latency(tasks: Sequence[TaskProfile], queue_lengths: Sequence[int]
     rows = []
     for n in queue_lengths:
         sched = Scheduler(list(tasks), "pantheon")
+        states = [sched.states[t.name] for t in tasks]  # the queues are built on the scheduler's tables
         times: List[float] = []
         ref_times: List[float] = []
         down = drops = 0
-        queues = [overloaded_queue(tasks, n, rng) for _ in range(decisions)]
+        queues = [overloaded_queue(states, n, rng) for _ in range(decisions)]
         gc.collect()
         for jobs in queues:
             best = float("inf")
@@ -190,7 +195,7 @@ def measure_task(name: str, repeat: int = 7, warmup: int = 2) -> Dict[str, Any]:
     model.eval()
 
     def mb(mod: Any) -> float:
-        return sum(t.numel() * t.element_size() for t in list(mod.parameters()) + list(mod.buffers())) / 2**20
+        return module_bytes(mod) / 2**20
 
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # no waiting on a descheduled worker thread
@@ -202,15 +207,8 @@ def measure_task(name: str, repeat: int = 7, warmup: int = 2) -> Dict[str, Any]:
                 items.append(("block", j, blk, x))
                 x = blk(x)
                 items.append(("exit", j, ex, x))
-            for _ in range(warmup):
-                for _, _, mod, inp in items:
-                    mod(inp)
-            best = [float("inf")] * len(items)
-            for _ in range(repeat):
-                for i, (_, _, mod, inp) in enumerate(items):
-                    t0 = time.perf_counter_ns()
-                    mod(inp)
-                    best[i] = min(best[i], (time.perf_counter_ns() - t0) / 1000.0)
+            samples = time_calls([functools.partial(mod, inp) for _, _, mod, inp in items], repeat, warmup=warmup)
+            best = [min(s) / 1000.0 for s in samples]
     finally:
         torch.set_num_threads(threads)
     n = len(model.blocks)
@@ -305,8 +303,9 @@ def scaled_repository(repo: Repository, factor: float) -> Repository:
     """``repo`` with every block and exit latency multiplied by ``factor`` (a slower/faster device)."""
     tasks = {}
     for n, t in repo.tasks.items():
-        exits = [(b, int(round(lat * factor)), acc) for b, lat, acc in zip(t.exit_blocks, t.exit_lat, t.exit_acc)]
-        tasks[n] = TaskProfile(n, [int(round(x * factor)) for x in t.blocks], exits, index=t.index, dims=t.dims)
+        blocks, exit_lat = t.costs()  # each chunk as charged (dispatch overhead included), then scaled
+        exits = [(b, int(round(lat * factor)), acc) for b, lat, acc in zip(t.exit_blocks, exit_lat, t.exit_acc)]
+        tasks[n] = TaskProfile(n, [int(round(x * factor)) for x in blocks], exits, index=t.index, dims=t.dims)
     return Repository(repo.path, tasks, app=repo.app, plan=repo.plan)
 
 
@@ -405,20 +404,10 @@ def build_conv_repository(dest: Path, tasks: Dict[str, Dict[str, Any]], device: 
                 sm = torch.jit.script(head)
                 torch.jit.save(sm, str(mdir / f"branch_{e:02d}.pt"))
                 items.append((name, "exit", e, sm, outs[e], acc))
-        best = [float("inf")] * len(items)
         with torch.inference_mode():
-            for _ in range(10):
-                for it in items:
-                    it[3](it[4])
-            for _ in range(repeat):
-                for i, it in enumerate(items):
-                    if cuda:
-                        torch.cuda.synchronize()
-                    t0 = time.perf_counter_ns()
-                    it[3](it[4])
-                    if cuda:
-                        torch.cuda.synchronize()
-                    best[i] = min(best[i], (time.perf_counter_ns() - t0) / 1000.0)
+            samples = time_calls([functools.partial(it[3], it[4]) for it in items], repeat, warmup=10,
+                                 sync=torch.cuda.synchronize if cuda else None)
+        best = [min(s) / 1000.0 for s in samples]
         for (name, kind, idx, _m, _x, acc), lat in zip(items, best):
             if kind == "block":
                 cfgs[name].block_profile.add(id=idx, latency=max(1, int(lat)))
@@ -476,20 +465,18 @@ def dispatch_overhead(chunks: int = 8, jobs: int = 200, channels: int = 16, hw: 
         rounds = max(1, jobs // batch)
 
         def direct_batch() -> None:  # in its own thread, like the runtime's worker
+            def graph_chain() -> Any:
+                y = x
+                for c in gchain:
+                    y = c(y)
+                return y
+
             with torch.inference_mode():
-                for _ in range(batch):
-                    t0 = time.perf_counter_ns()
-                    lt.run_exit(x, -1)
-                    if device.startswith("cuda"):
-                        torch.cuda.synchronize()
-                    direct.append((time.perf_counter_ns() - t0) / 1000.0)
-                    if gchain:
-                        t0 = time.perf_counter_ns()
-                        y = x
-                        for c in gchain:
-                            y = c(y)
-                        torch.cuda.synchronize()
-                        direct_graph.append((time.perf_counter_ns() - t0) / 1000.0)
+                calls = [lambda: lt.run_exit(x, -1)] + ([graph_chain] if gchain else [])
+                got = time_calls(calls, batch, sync=torch.cuda.synchronize if cuda else None)
+            direct.extend(ns / 1000.0 for ns in got[0])
+            if gchain:
+                direct_graph.extend(ns / 1000.0 for ns in got[1])
 
         threads = torch.get_num_threads()
         torch.set_num_threads(1)  # no intra-op pool hand-offs between the two callers
@@ -529,7 +516,7 @@ def dispatch_overhead(chunks: int = 8, jobs: int = 200, channels: int = 16, hw: 
         "overhead_per_chunk_batches_us": [round(p, 1) for p in paired],
         "threads": 1,
         "gap_between_chunks_median_us": round(statistics.median(gaps), 1) if gaps else None,
-        "chunk_profile_us": repo.tasks["chain"].blocks,
+        "chunk_profile_us": list(repo.tasks["chain"].costs()[0]),
         "cuda_graphs": bool(cuda and cuda_graphs),
         "dispatch_overhead_measured_us": round(rt.dispatch_us or 0.0, 2),
         **({"direct_graph_chain_median_us": round(statistics.median(direct_graph), 1),
@@ -565,7 +552,7 @@ def preemption_wait(block_depths: Sequence[int] = (1, 2, 4, 8), urgent_jobs: int
             with Runtime(repo_dir, device=device, log=log) as rt:
                 xl = torch.randn(1, 3, hw, hw, device=device)
                 xu = torch.randn(1, 3, 8, 8, device=device)
-                chunk = max(rt.repo.tasks["long"].blocks)
+                chunk = max(rt.sched.states["long"].blocks)
                 pending = [rt.submit("long", xl, relative_deadline_us=600_000_000) for _ in range(2)]
                 futs = []
                 for _ in range(urgent_jobs):

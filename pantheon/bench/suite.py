@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
 from pantheon import __version__
-from pantheon.errors import UsageError
+from pantheon.errors import UsageError, check_interrupt
 from pantheon.formats.store import Store
 
 ENV_DIGEST = "PANTHEON_IMAGE_DIGEST"
@@ -164,6 +164,7 @@ def bench(
         samples: List[Dict[str, Any]] = []
         logs = []
         for policy in chosen:
+            check_interrupt()  # a Ctrl-C swallowed between steps stops the benchmark here
             bar.update(task, description=f"live run: {policy}")
             log = tmp / "runs" / policy
             live = run(repo_dir, tmp / "workload.bin", log, policy=policy, device=dev, telemetry=telemetry,
@@ -177,11 +178,13 @@ def bench(
             samples += [ev for ev in read_events(log) if ev.get("ev") == "telemetry"]
             logs.append(log)
             bar.advance(task)
+        check_interrupt()
         if decisions > 0:
             bar.update(task, description="scheduler microbenchmark")
             results["scheduler_latency"] = benchmarks.scheduler_latency(
                 benchmarks.robot_like_tasks(), queue_lengths=range(1, 12), decisions=decisions, seed=seed)
             bar.advance(task)
+        check_interrupt()
         if dispatch_jobs > 0:
             bar.update(task, description="dispatch overhead")
             results["dispatch_overhead"] = benchmarks.dispatch_overhead(jobs=dispatch_jobs, device=dev)

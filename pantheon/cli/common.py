@@ -53,12 +53,18 @@ _OS_HINTS = {
 }
 
 
+def _user_paths(text: str) -> str:
+    """Show the user's path, not the temporary ``.NAME.tmp-XXXX`` written beside it (and removed)."""
+    import re
+
+    return re.sub(r"(^|[/\s])\.([^/\s]+)\.tmp-[A-Za-z0-9_]+", r"\1\2", text)
+
+
 def os_error_line(exc: OSError) -> str:
     """One line for an :class:`OSError`: the path(s), what went wrong, what to do."""
-    path = exc.filename if exc.filename is not None else None
-    where = f" {path}" if path is not None else ""
+    where = f" {_user_paths(str(exc.filename))}" if exc.filename is not None else ""
     if exc.filename2 is not None:
-        where += f" -> {exc.filename2}"
+        where += f" -> {_user_paths(str(exc.filename2))}"
     reason = exc.strerror or exc.__class__.__name__
     hint = _OS_HINTS.get(exc.errno or -1)
     text = f"cannot use{where}: {reason}" + (f" ({hint})" if hint and hint != reason.lower() else "")
@@ -95,18 +101,31 @@ _CLICK_EXITS = _click_exits()
 def errors_to_exit_codes() -> Iterator[None]:
     """Turn every error raised inside into one line on stderr and a non-zero exit code."""
     from pantheon import console
+    from pantheon.errors import clear_interrupt, interrupt_pending, recorded_interrupts
 
     debug = bool(os.environ.get("PANTHEON_DEBUG"))
+    passthrough = (*_CLICK_EXITS, typer.Exit, typer.Abort, SystemExit)
     try:
-        yield
-    except (*_CLICK_EXITS, typer.Exit, typer.Abort, SystemExit):
+        with recorded_interrupts():  # a Ctrl-C that library code swallows is not lost (errors.py)
+            try:
+                yield
+            except passthrough:
+                raise
+            except Exception:
+                if interrupt_pending():  # an error a swallowed Ctrl-C caused: report the interrupt
+                    raise KeyboardInterrupt from None
+                raise
+        if interrupt_pending():  # swallowed, and nothing sealed since: still an interrupted command
+            raise KeyboardInterrupt
+    except passthrough:
         raise  # click's own usage errors and exits keep their meaning
     except PantheonError as exc:
         if debug:
             raise
-        console.error_line(str(exc))
+        console.error_line(_user_paths(str(exc)))
         raise typer.Exit(exc.exit_code) from None
     except KeyboardInterrupt:
+        clear_interrupt()
         console.error_line("interrupted")
         raise typer.Exit(130) from None
     except BrokenPipeError:  # `pantheon ... --json | head`: the reader left; stay quiet on exit

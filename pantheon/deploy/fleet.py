@@ -41,6 +41,34 @@ from pantheon.formats.store import Store
 
 STOP = threading.Event()  # set on Ctrl-C during a fleet command; long board actions check it
 _BOARD_KEYS = {"name", "host", "user", "port", "identity", "labels", "env", "remote_root", "preset"}
+_TEXT_KEYS = ("name", "host", "user", "identity", "remote_root", "preset")
+_MAP_KEYS = ("labels", "env")
+_SCALARS = (str, int, float, bool)
+
+
+def _type_name(value: Any) -> str:
+    return {dict: "a mapping", list: "a list", str: "a string", bool: "a boolean", int: "a number",
+            float: "a number", type(None): "nothing"}.get(type(value), type(value).__name__)
+
+
+def _check_types(entry: Any, where: str) -> None:
+    """Every inventory value has the type the format says, before anything uses it: text keys
+    are strings, ``labels``/``env`` map names to scalars (``port`` is checked by the board itself)."""
+    if not isinstance(entry, dict):
+        raise FormatError(f"{where} must be a mapping of keys such as host, port, env; got {_type_name(entry)}")
+    for key in _TEXT_KEYS:
+        value = entry.get(key)
+        if value is not None and not isinstance(value, str):
+            raise FormatError(f"{where}: '{key}' must be a string, got {_type_name(value)} {value!r}")
+    for key in _MAP_KEYS:
+        value = entry.get(key)
+        if value is None:
+            continue
+        if not isinstance(value, dict):
+            raise FormatError(f"{where}: '{key}' must be a mapping of NAME: value, got {_type_name(value)} {value!r}")
+        for k, v in value.items():
+            if not isinstance(k, str) or not isinstance(v, _SCALARS):
+                raise FormatError(f"{where}: '{key}' entry {k!r}: {v!r} must map a name to a string or number")
 
 
 @dataclass
@@ -92,13 +120,18 @@ def load_inventory(path: Path, conn: Optional[Connection] = None) -> List[Board]
     if not isinstance(data, dict) or "boards" not in data:
         raise FormatError(f"inventory {path}: expected a mapping with a 'boards' list")
     defaults = data.get("defaults") or {}
+    _check_types(defaults, f"inventory {path}: 'defaults'")
     entries = data["boards"]
     if isinstance(entries, dict):  # {name: {host: ...}} is accepted too
-        entries = [dict(v or {}, name=k) for k, v in entries.items()]
+        for k, v in entries.items():
+            _check_types(v or {}, f"inventory {path}: board {k!r}")
+        entries = [dict(v or {}, name=str(k)) for k, v in entries.items()]
     if not isinstance(entries, list) or not entries:
         raise FormatError(f"inventory {path}: 'boards' must be a non-empty list")
     boards: List[Board] = []
     for i, entry in enumerate(entries):
+        if isinstance(entry, dict):
+            _check_types(entry, f"inventory {path}: board #{i + 1}")
         if not isinstance(entry, dict) or not entry.get("host"):
             raise FormatError(f"inventory {path}: board #{i + 1} needs a 'host'")
         unknown = set(entry) - _BOARD_KEYS

@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as _dt
+import errno
 import hashlib
 import io
 import json
@@ -48,7 +49,7 @@ from pathlib import Path
 from typing import Any, Callable, Dict, Iterable, Iterator, Mapping, Optional, Union
 
 from pantheon import __version__
-from pantheon.errors import ArtifactError, ArtifactExistsError, ChecksumError, ManifestError
+from pantheon.errors import ArtifactError, ArtifactExistsError, ChecksumError, ManifestError, check_interrupt
 
 SCHEMA_VERSION = 1
 MANIFEST = "manifest.json"
@@ -267,9 +268,69 @@ def _swap_into_place(tmp: Path, dest: Path) -> None:
         shutil.rmtree(old, ignore_errors=True)
 
 
-def _tmp_dir_for(dest: Path) -> Path:
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    return Path(tempfile.mkdtemp(prefix=f".{dest.name}.tmp-", dir=dest.parent))
+def _make_parents(directory: Path) -> list:
+    """``mkdir -p directory``; return the folders it created, outermost first (to undo on failure)."""
+    created = []
+    p = directory
+    while not p.exists() and p != p.parent:
+        created.append(p)
+        p = p.parent
+    directory.mkdir(parents=True, exist_ok=True)
+    return created[::-1]
+
+
+def _remove_created(created: list) -> None:
+    """Remove the folders :func:`_make_parents` created, if still empty: a failed write leaves nothing."""
+    for p in reversed(created):
+        with contextlib.suppress(OSError):
+            p.rmdir()
+
+
+def _tmp_dir_for(dest: Path, created: Optional[list] = None) -> Path:
+    made = _make_parents(dest.parent)
+    if created is not None:
+        created += made
+    try:
+        return Path(tempfile.mkdtemp(prefix=f".{dest.name}.tmp-", dir=dest.parent))
+    except BaseException:
+        _remove_created(made)
+        raise
+
+
+_WRITE_HINTS = {
+    errno.ENOSPC: "the disk is full: free some space or pick another destination",
+    errno.EDQUOT: "the disk quota is exceeded: free some space or pick another destination",
+    errno.EROFS: "the file system is read-only: pick a writable destination",
+    errno.EACCES: "permission denied: pick a writable destination or fix the permissions",
+    errno.EPERM: "operation not permitted: pick a writable destination or fix the permissions",
+    errno.ENOTDIR: "a part of the path is a file, not a directory: pick another destination",
+    errno.EISDIR: "it is a directory: pass a file name",
+}
+
+
+def check_replaceable(dest: PathLike, what: str = "destination") -> None:
+    """Refuse to replace what pantheon did not write: ``dest`` may be missing, an empty folder, or an
+    artifact folder (it has a manifest); a file or a folder of other files is an :class:`ArtifactExistsError`."""
+    dest = Path(dest)
+    if dest.is_symlink() or (dest.exists() and not dest.is_dir()):
+        raise ArtifactExistsError(f"{what} {dest} is a file, not a folder pantheon wrote; pass a new folder name")
+    if dest.is_dir() and not (dest / MANIFEST).is_file() and any(dest.iterdir()):
+        raise ArtifactExistsError(f"{what} {dest} is a folder holding other files (no {MANIFEST}); pass a new or "
+                                  f"empty folder, or one pantheon wrote, to replace")
+
+
+def _is_write_error(exc: OSError, tmp: Path) -> bool:
+    """An error of writing the artifact (full/read-only disk, or a file under ``tmp``), not of reading an input."""
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS):
+        return True
+    return exc.filename is None or str(exc.filename).startswith(str(tmp))
+
+
+def write_failed(dest: PathLike, exc: OSError) -> ArtifactError:
+    """The one-line error for an ``OSError`` met while writing ``dest``: names ``dest`` (the
+    user's path, not a temporary one), the reason and what to do; nothing was written."""
+    hint = _WRITE_HINTS.get(exc.errno or -1, "pick another destination")
+    return ArtifactError(f"cannot write {dest}: {exc.strerror or exc} ({hint}); nothing was written")
 
 
 @contextlib.contextmanager
@@ -285,14 +346,19 @@ def write_artifact(
 ) -> Iterator[Path]:
     """Yield a temporary directory; on success, manifest + verify + rename it to ``dest``.
 
-    ``dest`` existing is an :class:`ArtifactExistsError` unless ``force``.
+    ``dest`` existing is an :class:`ArtifactExistsError` unless ``force``. A caller that replaces
+    by default (no ``--force`` asked for) checks :func:`check_replaceable` first.
     ``seed_from`` copies an existing artifact's files (not its manifest) into the
     temporary directory first, to update an artifact in place atomically.
     """
     dest = Path(dest)
     if dest.exists() and not force:
         raise ArtifactExistsError(f"{dest} already exists; pass --force to replace it")
-    tmp = _tmp_dir_for(dest)
+    created: list = []
+    try:
+        tmp = _tmp_dir_for(dest, created)
+    except OSError as exc:
+        raise write_failed(dest, exc) from exc
     try:
         if seed_from is not None:
             src = Path(seed_from)
@@ -302,12 +368,18 @@ def write_artifact(
                     target.parent.mkdir(parents=True, exist_ok=True)
                     shutil.copy2(p, target)
         yield tmp
+        check_interrupt()  # a Ctrl-C Python could not raise earlier: seal nothing
         manifest = build_manifest(tmp, kind=kind, command=command, inputs=inputs, meta=meta)
         atomic_write_text(tmp / MANIFEST, manifest.to_json())
         verify(tmp, kind=kind)
         _swap_into_place(tmp, dest)
-    except BaseException:
+    except BaseException as exc:
         shutil.rmtree(tmp, ignore_errors=True)
+        _remove_created(created)
+        if isinstance(exc, OSError) and _is_write_error(exc, tmp):  # name dest, not the temporary folder
+            raise write_failed(dest, exc) from exc
+        if isinstance(exc, ArtifactError) and str(tmp) in str(exc):
+            raise type(exc)(str(exc).replace(str(tmp), str(dest))) from exc
         raise
 
 
@@ -341,20 +413,26 @@ def update_artifact(
 def atomic_write_bytes(path: PathLike, data: bytes) -> None:
     """Write ``data`` to a temporary file beside ``path``, fsync, then rename over it."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.tmp-", dir=path.parent)
+    created = []
+    try:
+        created = _make_parents(path.parent)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.tmp-", dir=path.parent)
+    except OSError as exc:
+        _remove_created(created)
+        raise write_failed(path, exc) from exc
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
+        check_interrupt()
         os.replace(tmp, path)
     except BaseException as exc:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
-        if isinstance(exc, OSError) and exc.filename is None:  # a write error names no file: name it
-            raise ArtifactError(f"cannot write {path}: {exc.strerror or exc} (free some space or pick another "
-                                f"destination)") from exc
+        _remove_created(created)
+        if isinstance(exc, OSError):  # a write error names no file, or the temporary one: name path
+            raise write_failed(path, exc) from exc
         raise
 
 
@@ -366,8 +444,7 @@ def write_file(path: PathLike, data: bytes) -> None:
         with open(path, "wb") as f:
             f.write(data)
     except OSError as exc:
-        raise ArtifactError(f"cannot write {path}: {exc.strerror or exc}; free some space or pick another "
-                            f"destination") from exc
+        raise write_failed(path, exc) from exc
 
 
 def save_torch(save: Callable[[Any], None], path: PathLike) -> None:

@@ -49,6 +49,7 @@ from pantheon.formats import profiler_wire as wire
 from pantheon.formats import store
 from pantheon.formats.store import Store
 from pantheon.online import timing
+from pantheon.online.memory import module_bytes
 from pantheon.online.repository import load_torchscript
 
 PROFILE_CSV = "profile.csv"
@@ -164,18 +165,6 @@ def load_module(path: Path, device: Any = "cpu") -> Any:
         return load_torchscript(path, device)
     except Exception as exc:
         raise ArtifactError(f"{path} is not a loadable TorchScript file: {exc}") from exc
-
-
-def module_bytes(module: Any) -> int:
-    """Bytes of the distinct parameters and buffers of a (TorchScript) module."""
-    seen = set()
-    total = 0
-    for t in list(module.parameters()) + list(module.buffers()):
-        key = (t.data_ptr(), t.numel(), t.dtype)
-        if key not in seen:
-            seen.add(key)
-            total += t.numel() * t.element_size()
-    return total
 
 
 def archive_tensor_bytes(path: Path) -> int:

@@ -29,8 +29,6 @@ The stage is a chain of torch.fx passes, each a function on a ``GraphModule``:
 
 from __future__ import annotations
 
-import difflib
-import importlib
 import linecache
 import os
 import traceback
@@ -39,8 +37,11 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Set
 
 import torch
 import torch.fx
+from torch.fx.passes.shape_prop import ShapeProp
 
 from pantheon.errors import ModelError, TraceError, UsageError
+from pantheon.online.memory import module_bytes
+from pantheon.zoo.models import build_arch
 
 # "0 or within 1e-5 relative": max |chunked - original| <= REL_TOL * max |original|
 REL_TOL = 1e-5
@@ -83,7 +84,7 @@ class ChunkInfo:
     ``out_shape`` is the chunk's output shape on the example input, batch dimension
     included (a list of shapes when the chunk returns several tensors);
     ``out_bytes`` is the size of that output; ``param_bytes`` counts the parameters
-    and buffers the chunk holds.
+    and buffers the chunk holds (:func:`pantheon.online.memory.module_bytes`).
     """
 
     index: int
@@ -315,7 +316,7 @@ def dominators_of_output(gm: torch.fx.GraphModule) -> List[torch.fx.Node]:
 
 def _is_tensor_node(n: torch.fx.Node) -> bool:
     """True when shape propagation saw one tensor here (or has not run: unknown, assume yes)."""
-    seen = n.meta.get("type")  # set by propagate_shapes for every node it ran
+    seen = n.meta.get("type")  # set by ShapeProp (propagate_shapes) for every node it ran
     return seen is None or issubclass(seen, torch.Tensor)
 
 
@@ -344,32 +345,52 @@ def find_critical_nodes(gm: torch.fx.GraphModule) -> List[torch.fx.Node]:
     return crit
 
 
-class _ShapeRecorder(torch.fx.Interpreter):
-    """Runs the graph once, noting each node's value type and tensor shape in ``node.meta``."""
+class _ModelFailed(BaseException):
+    """The model's own error on the example input, carried out of :class:`_SizedShapeProp`.
 
-    def __init__(self, gm: torch.fx.GraphModule) -> None:
-        super().__init__(gm)
-        self.failed: Optional[torch.fx.Node] = None
+    A ``BaseException`` so that it passes ``ShapeProp.run_node``'s ``except Exception``, which
+    would print a traceback to stderr before re-raising (the CLI shows one line, never a
+    traceback); :func:`propagate_shapes` turns it into a :class:`ModelError`.
+    """
+
+    def __init__(self, node: torch.fx.Node, error: Exception) -> None:
+        super().__init__(str(error))
+        self.node, self.error = node, error
+
+
+class _SizedShapeProp(ShapeProp):
+    """``torch.fx``'s ``ShapeProp`` that also records the bytes each node's value keeps allocated."""
 
     def run_node(self, n: torch.fx.Node) -> Any:
-        try:
-            value = super().run_node(n)
-        except Exception:
-            self.failed = self.failed or n
-            raise
-        n.meta["type"] = type(value)
-        n.meta["shape"] = list(value.shape) if isinstance(value, torch.Tensor) else None
+        self._running = n
+        value = super().run_node(n)
         storages = {t.untyped_storage().data_ptr(): t.untyped_storage().nbytes() for t in tensors_of(value)}
         n.meta["nbytes"] = sum(storages.values())  # a view keeps its whole base alive
         return value
 
+    def _guarded(self, op: Callable[..., Any], target: Any, args: Any, kwargs: Any) -> Any:
+        try:
+            return op(target, args, kwargs)
+        except Exception as exc:
+            raise _ModelFailed(self._running, exc) from exc
+
+    def call_module(self, target: Any, args: Any, kwargs: Any) -> Any:
+        return self._guarded(super().call_module, target, args, kwargs)
+
+    def call_function(self, target: Any, args: Any, kwargs: Any) -> Any:
+        return self._guarded(super().call_function, target, args, kwargs)
+
+    def call_method(self, target: Any, args: Any, kwargs: Any) -> Any:
+        return self._guarded(super().call_method, target, args, kwargs)
+
 
 def propagate_shapes(gm: torch.fx.GraphModule, example_input: torch.Tensor) -> None:
-    """Record each node's value type, shape and size in ``node.meta``.
+    """Run ``gm`` once on ``example_input`` with ``torch.fx``'s ``ShapeProp``, recording in ``node.meta``.
 
-    ``"type"`` is the value's type, ``"shape"`` its shape (tensors only, else None),
-    ``"nbytes"`` the bytes of the distinct storages its tensors use (a view counts its
-    whole base storage: that is what holding the value keeps allocated).
+    ShapeProp sets ``"type"`` (the value's type) and, for values holding tensors,
+    ``"tensor_meta"`` (shape, dtype, stride, ...; a tuple/list/dict of them for a structure).
+    ``"nbytes"`` is added: the bytes of the distinct storages the value's tensors use (a view
+    counts its whole base storage: that is what holding the value keeps allocated).
 
     Raises:
         ModelError: the model fails on this input (e.g. an image too small for it),
@@ -377,17 +398,20 @@ def propagate_shapes(gm: torch.fx.GraphModule, example_input: torch.Tensor) -> N
     """
     placeholders = [n for n in gm.graph.nodes if n.op == "placeholder"]
     args = [example_input if not n.args else n.args[0] for n in placeholders]
-    rec = _ShapeRecorder(gm)
     try:
         with torch.no_grad():
-            rec.run(*args)
-    except Exception as exc:
-        msg = " ".join(str(exc).split("\n")[0].split())  # drop fx's "While executing ..." notes
-        at = f" at {rec.failed.name} ({rec.failed.op} {_target_name(rec.failed)})" if rec.failed else ""
-        raise ModelError(
-            f"{type(gm).__name__} fails on an input of shape {list(example_input.shape)}{at}: {msg}"
-            " (check --input: channel count and a large enough image)"
-        ) from exc
+            _SizedShapeProp(gm).propagate(*args)
+        return
+    except _ModelFailed as failed:
+        error: Exception = failed.error
+        at = f" at {failed.node.name} ({failed.node.op} {_target_name(failed.node)})"
+    except Exception as exc:  # the run itself failed, not one of the model's ops
+        error, at = exc, ""
+    msg = " ".join(str(error).split("\n")[0].split())
+    raise ModelError(
+        f"{type(gm).__name__} fails on an input of shape {list(example_input.shape)}{at}: {msg}"
+        " (check --input: channel count and a large enough image)"
+    ) from error
 
 
 def _target_name(n: torch.fx.Node) -> str:
@@ -736,14 +760,6 @@ def _max_abs(value: Any) -> float:
     return max((t.double().abs().max().item() for t in tensors_of(value) if t.numel()), default=0.0)
 
 
-def param_bytes(module: torch.nn.Module) -> int:
-    """Bytes of the distinct parameters and buffers a module holds."""
-    seen: Dict[int, int] = {}
-    for t in list(module.parameters()) + list(module.buffers()):
-        seen[id(t)] = t.numel() * t.element_size()
-    return sum(seen.values())
-
-
 def _shape_of(value: Any) -> list:
     ts = tensors_of(value)
     if isinstance(value, torch.Tensor):
@@ -761,7 +777,7 @@ def _describe(chunks: Sequence[torch.fx.GraphModule], x: torch.Tensor) -> tuple:
                 ChunkInfo(
                     index=i,
                     n_ops=sum(1 for n in c.graph.nodes if n.op in _OP_KINDS),
-                    param_bytes=param_bytes(c),
+                    param_bytes=module_bytes(c),
                     out_bytes=sum(t.numel() * t.element_size() for t in tensors_of(x)),
                     out_shape=_shape_of(x),
                     has_compute=has_compute(c),
@@ -854,6 +870,7 @@ def slice_model(
 
 # ------------------------------------------------------------------------------------------------
 # Model lookup for the CLI: torchvision names, ``ssdlite``, ``package.module:factory``
+# (:func:`pantheon.zoo.models.build_arch`, the zoo's builders)
 # ------------------------------------------------------------------------------------------------
 
 # The architectures whose slicing is checked exactly in the tests and measured by bench/slicing.py.
@@ -877,65 +894,6 @@ CHECKED_ARCHS = (
     "alexnet",
     "ssdlite",
 )
-
-# Builders whose defaults slow down or break slicing: no aux heads, no input transform.
-_BUILD_KWARGS: Dict[str, Dict[str, Any]] = {
-    "googlenet": {"aux_logits": False, "transform_input": False, "init_weights": False},
-    "inception_v3": {"aux_logits": False, "transform_input": False, "init_weights": False},
-}
-
-
-def classification_archs() -> List[str]:
-    """torchvision classification model names (``torchvision.models.list_models``)."""
-    import torchvision
-
-    return sorted(torchvision.models.list_models(module=torchvision.models))
-
-
-def build_arch(arch: str) -> torch.nn.Module:
-    """Build a model by name, randomly initialised (``weights=None``).
-
-    Args:
-        arch: a torchvision classification builder name (``resnet18``), ``ssdlite``
-            (the backbone of SSDLite320-MobileNetV3-Large, returning a dict of feature
-            maps), or ``package.module:factory`` (a callable returning a module).
-
-    Raises:
-        UsageError: unknown name (listing close matches), or a factory that cannot be imported.
-    """
-    if ":" in arch:
-        return _from_factory(arch)
-    if arch == "ssdlite":
-        from torchvision.models.detection import ssdlite320_mobilenet_v3_large
-
-        return ssdlite320_mobilenet_v3_large(weights=None, weights_backbone=None).backbone
-    import torchvision
-
-    names = classification_archs()
-    if arch not in names:
-        close = difflib.get_close_matches(arch, names + ["ssdlite"], n=5) or [
-            "resnet18",
-            "vgg16",
-            "googlenet",
-        ]
-        raise UsageError(
-            f"unknown arch {arch!r}: try {', '.join(close)} (any torchvision classification model,"
-            " 'ssdlite', or package.module:factory)"
-        )
-    return torchvision.models.get_model(arch, weights=None, **_BUILD_KWARGS.get(arch, {}))
-
-
-def _from_factory(spec: str) -> torch.nn.Module:
-    mod_name, _, attr = spec.partition(":")
-    try:
-        factory = getattr(importlib.import_module(mod_name), attr)
-    except (ImportError, AttributeError) as exc:
-        raise UsageError(f"cannot load model factory {spec!r}: {exc}") from exc
-    model = factory() if callable(factory) and not isinstance(factory, torch.nn.Module) else factory
-    if not isinstance(model, torch.nn.Module):
-        raise UsageError(f"model factory {spec!r} returned {type(model).__name__}, not a torch.nn.Module")
-    return model
-
 
 SLICE_STEPS = ("build", "trace", "shapes", "split", "merge", "check")
 

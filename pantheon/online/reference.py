@@ -165,8 +165,8 @@ def import_reference(src: PathLike, dest: PathLike, *, app: Optional[str] = None
             except RepositoryError as exc:
                 raise RepositoryError(f"{src}: {exc} (the chunks do not chain)") from None
             store.write_file(tmp / task_dir.name / "config.pbtxt", (task_dir / "config.pbtxt").read_bytes())
-            summary[task_dir.name] = {"dims": profile.dims, "blocks": len(profile.blocks),
-                                      "exits": profile.exit_blocks}
+            summary[task_dir.name] = {"dims": list(profile.dims), "blocks": len(profile.blocks),
+                                      "exits": list(profile.exit_blocks)}
         plan = {"app": app_name, "tasks": [d.name for d in task_dirs],
                 "source": {"kind": "reference", "path": str(src.resolve()), "skipped": skipped}}
         (tmp / "plan.json").write_text(json.dumps(plan, indent=2) + "\n")

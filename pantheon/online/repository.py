@@ -12,10 +12,13 @@ Layout (CONTRIBUTING.md, kind ``repository``)::
     <repo>/<task>/model_files/branch_XX.pt kept exits (XX = the block the exit follows)
 
 :func:`read_repository` verifies the manifest and every config, and returns a
-:class:`Repository` of :class:`~pantheon.online.scheduler.TaskProfile` (what the
-simulator needs). The profiles charge every chunk the per-dispatch overhead measured
-when the chunks were profiled (``dispatch_overhead_us`` in the manifest's ``meta``; 0
-when absent): the scheduler and the simulator plan with ``overhead + profiled latency``.
+:class:`Repository` of :class:`TaskProfile` (what the simulator needs). A profile is
+frozen: what was measured of a task, never what one run makes of it. It records the
+per-dispatch overhead measured when the chunks were profiled (``dispatch_overhead_us`` in
+the manifest's ``meta``; 0 when absent): the scheduler plans with ``overhead + profiled
+latency`` per chunk, in its own per-run tables
+(:class:`~pantheon.online.scheduler.TaskState`), so a repository read once can serve any
+number of simulations and runtimes unchanged.
 :func:`load_modules` then loads the chunks onto a device and warms
 them up (what the runtime needs).
 
@@ -38,15 +41,120 @@ Example::
 from __future__ import annotations
 
 import json
+import math
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence, Union
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
-from pantheon.errors import ArtifactError, FormatError, ManifestError, RepositoryError
-from pantheon.online.scheduler import TaskProfile
+from pantheon.errors import ArtifactError, FormatError, ManifestError, RepositoryError, UsageError
 
 PathLike = Union[str, Path]
+
+
+@dataclass(frozen=True)
+class TaskProfile:
+    """What was measured of one task: block and exit latencies, exit accuracies, input dims.
+
+    Immutable (a frozen dataclass of tuples): the scheduler builds its per-run tables from
+    it (:class:`~pantheon.online.scheduler.TaskState`) and never writes back, so one profile
+    may serve many runs at once.
+
+    Args:
+        name: task name.
+        blocks: profiled latency (us) of blocks ``0..B-1`` (at least through the highest exit).
+        exits: ``(block_id, latency_us, accuracy)`` per kept exit; sorted here by block id.
+            Exit ``j`` follows block ``exit_blocks[j]``; the last one is the original head.
+        index: the task's index (workload ``id``).
+        dims: input dims (batch first).
+        dispatch_us: fixed cost of dispatching one chunk (block or exit branch) measured with
+            the profile; the cost model charges ``dispatch_us + latency`` per chunk.
+
+    Raises:
+        RepositoryError: no exit, an exit listed twice or following an unprofiled block, a
+            negative latency, or an original exit of accuracy <= 0.
+        UsageError: a negative or non-finite ``dispatch_us``.
+    """
+
+    name: str
+    blocks: Sequence[int]  # stored as a tuple, as are exits and dims
+    exits: Sequence[Tuple[int, int, float]]
+    index: int = 0
+    dims: Sequence[int] = ()
+    dispatch_us: float = 0.0
+
+    def __post_init__(self) -> None:
+        name = self.name
+        blocks = tuple(int(x) for x in self.blocks)
+        if not self.exits:
+            raise RepositoryError(f"task {name!r} has no exits")
+        exits = tuple(sorted((int(b), int(lat), float(acc)) for b, lat, acc in self.exits))
+        ids = [e[0] for e in exits]
+        if len(set(ids)) != len(ids):
+            raise RepositoryError(f"task {name!r} lists exit {ids} more than once")
+        if ids[0] < 0 or ids[-1] >= len(blocks):
+            raise RepositoryError(
+                f"task {name!r}: exit {ids[-1] if ids[0] >= 0 else ids[0]} follows a block that is not "
+                f"profiled (blocks 0..{len(blocks) - 1})"
+            )
+        if any(x < 0 for x in blocks) or any(e[1] < 0 for e in exits):
+            raise RepositoryError(f"task {name!r} has a negative latency")
+        if exits[-1][2] <= 0:
+            raise RepositoryError(f"task {name!r}: the original exit's accuracy must be positive")
+        check_dispatch_us(self.dispatch_us)
+        object.__setattr__(self, "blocks", blocks)
+        object.__setattr__(self, "exits", exits)
+        object.__setattr__(self, "index", int(self.index))
+        object.__setattr__(self, "dims", tuple(int(d) for d in (self.dims or ())))
+        object.__setattr__(self, "dispatch_us", float(self.dispatch_us))
+
+    @property
+    def exit_blocks(self) -> Tuple[int, ...]:
+        """The block each kept exit follows, ascending."""
+        return tuple(e[0] for e in self.exits)
+
+    @property
+    def exit_lat(self) -> Tuple[int, ...]:
+        """Profiled latency (us) of each kept exit's branch."""
+        return tuple(e[1] for e in self.exits)
+
+    @property
+    def exit_acc(self) -> Tuple[float, ...]:
+        """Accuracy of each kept exit."""
+        return tuple(e[2] for e in self.exits)
+
+    @property
+    def top(self) -> int:
+        """Index of the original exit (the highest kept one)."""
+        return len(self.exits) - 1
+
+    def costs(self, dispatch_us: Optional[float] = None) -> Tuple[Tuple[int, ...], Tuple[int, ...]]:
+        """``(blocks, exits)``: what each chunk costs the scheduler, ``dispatch + profiled`` (us, rounded).
+
+        ``dispatch_us`` defaults to the profile's own overhead.
+        """
+        o = self.dispatch_us if dispatch_us is None else check_dispatch_us(dispatch_us)
+        return (tuple(int(round(o + x)) for x in self.blocks),
+                tuple(int(round(o + e[1])) for e in self.exits))
+
+    @property
+    def full(self) -> Tuple[int, ...]:
+        """Cost (us) of a job through each exit from scratch: its blocks and branch, each
+        charged the dispatch overhead."""
+        blocks, exits = self.costs()
+        return tuple(sum(blocks[: b + 1]) + lat for b, lat in zip(self.exit_blocks, exits))
+
+    @property
+    def full_latency(self) -> int:
+        """Cost (us) of the whole original model (all blocks through the original exit)."""
+        return self.full[-1]
+
+
+def check_dispatch_us(value: float) -> float:
+    """``value`` as a float if it is a finite number >= 0 (a per-chunk overhead), else a UsageError."""
+    if not math.isfinite(value) or value < 0:
+        raise UsageError(f"the dispatch overhead must be a finite number >= 0 us, got {value}")
+    return float(value)
 
 
 def chunk_file(model_dir: Path, kind: str, idx: int) -> Optional[Path]:
@@ -72,13 +180,9 @@ class Repository:
 
     def with_dispatch_overhead(self, dispatch_us: float) -> Repository:
         """A copy whose task profiles charge ``dispatch_us`` per chunk (this one is unchanged)."""
-        import copy
-
-        tasks = copy.deepcopy(self.tasks)
-        for t in tasks.values():
-            t.rescale(t.scale, dispatch_us)
-        return Repository(self.path, tasks, self.app, dict(self.plan), float(dispatch_us), self.profile_device,
-                          self.profiles_only)
+        d = check_dispatch_us(dispatch_us)
+        tasks = {n: replace(t, dispatch_us=d) for n, t in self.tasks.items()}
+        return Repository(self.path, tasks, self.app, dict(self.plan), d, self.profile_device, self.profiles_only)
 
     @property
     def names(self) -> List[str]:
@@ -98,18 +202,25 @@ class Repository:
     def model_dir(self, task: str) -> Path:
         return self.path / task / "model_files"
 
-    def describe(self) -> Dict[str, Any]:
-        """The ``tasks`` table written into the ``start`` event of a log."""
+    def describe(self, dispatch_us: Optional[float] = None) -> Dict[str, Any]:
+        """The ``tasks`` table written into the ``start`` event of a log.
+
+        Latencies are what the scheduler charges per chunk: the profile's plus
+        ``dispatch_us`` (default: each profile's own overhead).
+        """
         out: Dict[str, Any] = {}
         for name in self.names:
             t = self.tasks[name]
+            if dispatch_us is not None:
+                t = replace(t, dispatch_us=dispatch_us)
+            blocks, exit_lat = t.costs()
             out[name] = {
                 "index": t.index,
-                "dims": t.dims,
-                "exits": t.exit_blocks,
-                "acc": t.exit_acc,
-                "blocks": t.blocks[: t.exit_blocks[-1] + 1],
-                "exit_lat": t.exit_lat,
+                "dims": list(t.dims),
+                "exits": list(t.exit_blocks),
+                "acc": list(t.exit_acc),
+                "blocks": list(blocks[: t.exit_blocks[-1] + 1]),
+                "exit_lat": list(exit_lat),
                 "original": t.exit_blocks[-1],
                 "full_us": t.full_latency,
                 "dispatch_us": t.dispatch_us,
@@ -251,8 +362,6 @@ def read_repository(path: PathLike, *, verify: bool = True, profiles_only_ok: bo
 
 
 def _dispatch_overhead(value: Any, repo: Path) -> float:
-    import math
-
     if value is None:
         return 0.0
     try:
@@ -403,7 +512,7 @@ def warm_up(lt: LoadedTask, warmup: int, torch: Any) -> None:
                     x = blk(x)
                 except RuntimeError as exc:
                     msg = torch_error_line(exc)
-                    fed = f"the input dims {t.dims}" if b == 0 else f"block_{b - 1:02d}'s output"
+                    fed = f"the input dims {list(t.dims)}" if b == 0 else f"block_{b - 1:02d}'s output"
                     raise RepositoryError(
                         f"{lt.name}: block_{b:02d} fails on {fed} (input shape mismatch?): {msg}"
                     ) from exc

@@ -48,17 +48,17 @@ from __future__ import annotations
 
 import collections
 import contextlib
-import copy
 import itertools
 import json
 import math
 import os
+import shutil
 import signal
 import sys
 import threading
 import time
 from concurrent.futures import Future
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Deque, Dict, List, Optional, Sequence, Tuple, Union
 
@@ -87,9 +87,8 @@ from pantheon.online.scheduler import (
     Scheduler,
     check_choice,
     check_policy,
-    configure_static,
 )
-from pantheon.online.workload import JobSpec, apply_timing, validate
+from pantheon.online.workload import JobSpec, task_timing, validate
 from pantheon.platform import jetson
 from pantheon.platform import telemetry as tm
 
@@ -333,7 +332,7 @@ def measure_dispatch(ex: Any, torch: Any, device: str, *, cuda_graphs: bool = Tr
     top of its own work. The profiler server calls this too, so a profile carries the
     overhead of the board it was measured on.
     """
-    from pantheon.online.scheduler import TaskProfile
+    from pantheon.online.repository import TaskProfile
 
     cuda = isinstance(ex, CudaExecutor)
     null = null_chunk(torch)
@@ -448,9 +447,9 @@ class Runtime:
     ) -> None:
         check_runtime_options(max_inflight, dispatch_overhead_us)
         repo = repo if isinstance(repo, Repository) else read_repository(repo)
-        # Its own copies of the task profiles: calibration, workload timing and static priorities
-        # change them, and must not leak into the caller's repository (or another runtime's).
-        self.repo = replace(repo, tasks=copy.deepcopy(repo.tasks))
+        # The profiles are frozen: calibration, workload timing and static priorities live in
+        # the scheduler's per-run task states (self.sched.states), never in the repository.
+        self.repo = repo
         self.policy = check_policy(policy)
         if telemetry not in TELEMETRY:
             raise UsageError(f"unknown telemetry backend {telemetry!r}: choose one of {', '.join(TELEMETRY)}")
@@ -542,7 +541,7 @@ class Runtime:
         measured = self._measure_dispatch()
         if self.dispatch_us is None:
             self.dispatch_us = measured
-        for tp in self.repo.tasks.values():  # every run starts from the profile, plus its own overhead
+        for tp in self.sched.tasks:  # every run starts from the profile, plus its own overhead
             tp.rescale(1.0, self.dispatch_us)
         self.start_fields.setdefault("dispatch_overhead_us", round(self.dispatch_us, 1))
         self.start_fields.setdefault("dispatch_overhead_measured_us", round(measured, 1))
@@ -657,7 +656,7 @@ class Runtime:
             "drop_rule": self.sched.drop_rule,
             "downgrade": self.sched.downgrade,
             "repository": str(self.repo.path),
-            "tasks": self.repo.describe(),
+            "tasks": self.repo.describe(self.dispatch_us),
             "best_effort": [{"task": t, "rate": r} for t, r in self.best_effort],
             "telemetry": self.telemetry,
         }
@@ -703,8 +702,8 @@ class Runtime:
             raise RuntimeFault("the runtime is not running (use `with Runtime(...)` or call start())")
         t = self.repo.task(task)
         shape = list(getattr(tensor, "shape", []))
-        if shape != t.dims:
-            raise UsageError(f"input shape mismatch: task {task} takes {t.dims}, got {shape}")
+        if shape != list(t.dims):
+            raise UsageError(f"input shape mismatch: task {task} takes {list(t.dims)}, got {shape}")
         if relative_deadline_us <= 0:
             raise UsageError(f"deadline must be positive (us from release), got {relative_deadline_us}")
         if str(getattr(tensor, "device", "cpu")) != str(self._inputs[task].device):
@@ -720,7 +719,7 @@ class Runtime:
     def _admit(self, jid: int, task: str, release: int, deadline: int, tensor: Any, fut: Optional[Future],
                stream: int = -1) -> None:
         log = self.log
-        job = Job(jid, self.repo.tasks[task], release, deadline)
+        job = Job(jid, self.sched.states[task], release, deadline)
         self._streams[jid] = stream
         self.memory.store(jid, tensor)
         if fut is not None:
@@ -981,8 +980,7 @@ class Runtime:
         """
         check_runtime_options(self.max_inflight, self.dispatch_us, time_scale)
         with self._cv:  # the periods and deadlines the static policies rank tasks by
-            apply_timing(self.repo, jobs)
-            configure_static(self.sched.tasks, self.policy)
+            self.sched.set_timing(task_timing(jobs))
         self.start()
         origin = self.clock.now() + lead_us
         replay_done = threading.Event()
@@ -1086,7 +1084,7 @@ class Runtime:
             s["memory_kept_peak_bytes"] = self.memory.kept_peak_bytes
         s["dispatch_overhead_us"] = None if self.dispatch_us is None else round(self.dispatch_us, 1)
         s["starved"] = dict(sorted(self._starved_jobs.items()))
-        s["scales"] = {n: round(t.scale, 4) for n, t in sorted(self.repo.tasks.items())}
+        s["scales"] = {n: round(t.scale, 4) for n, t in sorted(self.sched.states.items())}
         if isinstance(self.executor, CudaExecutor):
             ex = self.executor
             s["cuda"] = {"rt_launches": ex.rt_launches,
@@ -1155,20 +1153,35 @@ def run(repo: PathLike, workload: PathLike, log: PathLike, *, policy: str = "pan
     repository = read_repository(repo)
     ws = read_workloads(workload)
     jobs = validate(ws, repository, where=str(workload))
-    rt = Runtime(repository, device=device, policy=policy, drop_late=drop_late, log=log, best_effort=be,
-                 telemetry=telemetry, max_inflight=max_inflight, threads=threads, calibrate=calibrate,
-                 cuda_graphs=cuda_graphs, dispatch_overhead_us=dispatch_overhead_us, drop_rule=drop_rule,
-                 downgrade=downgrade,
-                 start_fields={"workload": str(workload), "time_scale": time_scale, "jobs": len(jobs)})
-    stop = threading.Event()
-    old: Dict[int, Any] = {}
-    if handle_signals and threading.current_thread() is threading.main_thread():
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            old[sig] = signal.signal(sig, lambda *_: stop.set())
+    log_path = events_path(log)
+    new_log = log_path.parent if log_path.name == "events.jsonl" else log_path
+    created = not new_log.exists()  # removed again if the disk refuses the log
     try:
-        return rt.run_workload(jobs, time_scale=time_scale, progress=progress, interrupt=stop)
-    finally:
-        for sig, h in old.items():
-            signal.signal(sig, h)
-        if not rt._stopped:
-            rt.stop(drain=False)
+        rt = Runtime(repository, device=device, policy=policy, drop_late=drop_late, log=log, best_effort=be,
+                     telemetry=telemetry, max_inflight=max_inflight, threads=threads, calibrate=calibrate,
+                     cuda_graphs=cuda_graphs, dispatch_overhead_us=dispatch_overhead_us, drop_rule=drop_rule,
+                     downgrade=downgrade,
+                     start_fields={"workload": str(workload), "time_scale": time_scale, "jobs": len(jobs)})
+        stop = threading.Event()
+        old: Dict[int, Any] = {}
+        if handle_signals and threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                old[sig] = signal.signal(sig, lambda *_: stop.set())
+        try:
+            return rt.run_workload(jobs, time_scale=time_scale, progress=progress, interrupt=stop)
+        finally:
+            for sig, h in old.items():
+                signal.signal(sig, h)
+            if not rt._stopped:
+                rt.stop(drain=False)
+    except (OSError, RuntimeFault) as exc:
+        cause = exc if isinstance(exc, OSError) else exc.__cause__
+        if not isinstance(cause, OSError):
+            raise
+        from pantheon.formats import store
+
+        if created and new_log.is_dir():  # a log the disk refused is no log: nothing of it stays
+            shutil.rmtree(new_log, ignore_errors=True)
+        elif created:
+            new_log.unlink(missing_ok=True)
+        raise store.write_failed(log, cause) from exc

@@ -90,7 +90,7 @@ the tests compare it against.
 Example::
 
     t = TaskProfile("a", blocks=[3000, 3000, 4000], exits=[(1, 500, 0.90), (2, 800, 0.95)])
-    s = Scheduler([t], "pantheon")
+    s = Scheduler([t], "pantheon")          # builds its own TaskState of "a" (s.states["a"])
     s.arrive(Job(0, t, release=0, deadline=8000), now=0)
     s.next_action(0)      # (BLOCK, job 0, 0, 3000, None)
 """
@@ -99,9 +99,10 @@ from __future__ import annotations
 
 import math
 from operator import attrgetter
-from typing import Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Union, cast
 
-from pantheon.errors import RepositoryError, UsageError
+from pantheon.errors import UsageError
+from pantheon.online.repository import TaskProfile, check_dispatch_us
 
 POLICIES = ("pantheon", "pantheon-wo-ee", "pantheon-wo-ee-pr", "edf", "fifo", "rms", "dms", "rtmdl")
 PANTHEON_FAMILY = ("pantheon", "pantheon-wo-ee", "pantheon-wo-ee-pr")
@@ -134,68 +135,53 @@ def check_policy(policy: str) -> str:
     return policy
 
 
-class TaskProfile:
-    """Latency/accuracy tables of one task, precomputed for the scheduler.
+class TaskState:
+    """One task's tables for one run, built by the :class:`Scheduler` from a frozen profile.
+
+    A profile (:class:`~pantheon.online.repository.TaskProfile`) is what was measured; a
+    state is what this run makes of it: the cost of every chunk (``dispatch_us + scale x
+    profiled latency``), the tables the hot path reads (prefix sums, full latency and
+    downgrade step per exit, smallest eligible exit per next block) and what the static
+    policies need from the workload (period, relative deadline, priority, static exit).
+    Only :meth:`rescale` (the runtime's online calibration) and :func:`configure_static`
+    change it; the profile is never written.
 
     Args:
-        name: task name.
-        blocks: latency (us) of blocks ``0..B-1`` (at least through the highest exit).
-        exits: ``(block_id, latency_us, accuracy)`` per kept exit; sorted here by block id.
-        index: the task's index (workload ``id``).
-        dims: input dims (batch first), informational.
-        dispatch_us: fixed cost of dispatching one chunk (block or exit branch), charged on
-            top of every chunk's profiled latency (see :meth:`rescale`).
+        profile: the task's profile.
+        scale: latency factor (1.0: the profile).
+        dispatch_us: per-chunk dispatch overhead (default: the profile's).
+        period_us, rel_deadline_us: the task's period and relative deadline in the
+            workload (None: unknown; see :func:`pantheon.online.workload.task_timing`).
     """
 
     __slots__ = (
-        "name", "index", "dims", "blocks", "exit_blocks", "exit_lat", "exit_acc", "prefix", "full",
+        "profile", "name", "index", "dims", "blocks", "exit_blocks", "exit_lat", "exit_acc", "prefix", "full",
         "top", "loss", "delta", "lo_for_nb", "rel_acc", "period_us", "rel_deadline_us", "static_exit",
         "priority", "base_blocks", "base_exit_lat", "scale", "dispatch_us", "loss_abs", "down", "rank",
         "exit_after",
     )
 
-    def __init__(
-        self,
-        name: str,
-        blocks: Sequence[int],
-        exits: Sequence[Tuple[int, int, float]],
-        index: int = 0,
-        dims: Optional[Sequence[int]] = None,
-        dispatch_us: float = 0.0,
-    ) -> None:
-        if not exits:
-            raise RepositoryError(f"task {name!r} has no exits")
-        exits = sorted((int(b), int(lat), float(acc)) for b, lat, acc in exits)
-        ids = [e[0] for e in exits]
-        if len(set(ids)) != len(ids):
-            raise RepositoryError(f"task {name!r} lists exit {ids} more than once")
-        if ids[0] < 0 or ids[-1] >= len(blocks):
-            raise RepositoryError(
-                f"task {name!r}: exit {ids[-1] if ids[0] >= 0 else ids[0]} follows a block that is not "
-                f"profiled (blocks 0..{len(blocks) - 1})"
-            )
-        if any(int(x) < 0 for x in blocks) or any(e[1] < 0 for e in exits):
-            raise RepositoryError(f"task {name!r} has a negative latency")
-        if exits[-1][2] <= 0:
-            raise RepositoryError(f"task {name!r}: the original exit's accuracy must be positive")
-        self.name = name
-        self.index = int(index)
-        self.dims = list(dims) if dims is not None else []
-        self.base_blocks = [int(x) for x in blocks]
-        self.exit_blocks = ids
-        self.base_exit_lat = [e[1] for e in exits]
-        self.exit_acc = [e[2] for e in exits]
-        self.top = len(exits) - 1
+    def __init__(self, profile: TaskProfile, scale: float = 1.0, dispatch_us: Optional[float] = None,
+                 period_us: Optional[float] = None, rel_deadline_us: Optional[float] = None) -> None:
+        self.profile = profile
+        self.name = profile.name
+        self.index = profile.index
+        self.dims = list(profile.dims)
+        self.base_blocks = list(profile.blocks)
+        self.exit_blocks = list(profile.exit_blocks)
+        self.base_exit_lat = list(profile.exit_lat)
+        self.exit_acc = list(profile.exit_acc)
+        self.top = len(self.exit_blocks) - 1
         # exit_after[b]: the exit that follows block b (-1: none), for the fallback exits
         self.exit_after = [-1] * len(self.base_blocks)
-        for m, b in enumerate(ids):
+        for m, b in enumerate(self.exit_blocks):
             self.exit_after[b] = m
         a_top = self.exit_acc[-1]
         self.rel_acc = [a / a_top for a in self.exit_acc]
-        self.dispatch_us = 0.0
-        self.rescale(1.0, dispatch_us)
-        self.period_us: Optional[float] = None
-        self.rel_deadline_us: Optional[float] = None
+        self.dispatch_us = profile.dispatch_us
+        self.rescale(scale, dispatch_us)
+        self.period_us = period_us
+        self.rel_deadline_us = rel_deadline_us
         self.static_exit = self.top
         self.priority = 0
 
@@ -209,9 +195,7 @@ class TaskProfile:
         it under the lock that guards scheduling decisions.
         """
         if dispatch_us is not None:
-            if not math.isfinite(dispatch_us) or dispatch_us < 0:
-                raise UsageError(f"the dispatch overhead must be a finite number >= 0 us, got {dispatch_us}")
-            self.dispatch_us = float(dispatch_us)
+            self.dispatch_us = check_dispatch_us(dispatch_us)
         if not math.isfinite(factor) or factor <= 0:
             raise UsageError(f"a latency scale must be finite and positive, got {factor}")
         self.scale = float(factor)
@@ -268,20 +252,26 @@ class TaskProfile:
         return self.full[self.top]
 
     def __repr__(self) -> str:
-        return f"TaskProfile({self.name!r}, blocks={len(self.blocks)}, exits={self.exit_blocks})"
+        return f"TaskState({self.name!r}, blocks={len(self.blocks)}, exits={self.exit_blocks}, scale={self.scale})"
 
 
 class Job:
-    """One inference request. ``exit`` is an index into its task's exit list."""
+    """One inference request. ``exit`` is an index into its task's exit list.
+
+    ``task`` is the task's :class:`TaskState` in the scheduler that runs the job; a job
+    made with the task's profile (or another scheduler's state) is bound to this
+    scheduler's state by :meth:`Scheduler.arrive`.
+    """
 
     __slots__ = (
         "id", "task", "release", "deadline", "next_block", "exit", "started", "state", "seq", "payload",
         "fb", "fb_save", "fb_loss",
     )
 
-    def __init__(self, id: int, task: TaskProfile, release: int, deadline: int, payload: object = None) -> None:
+    def __init__(self, id: int, task: Union[TaskState, TaskProfile], release: int, deadline: int,
+                 payload: object = None) -> None:
         self.id = id
-        self.task = task
+        self.task = cast(TaskState, task)  # a profile is bound to the run's TaskState by Scheduler.arrive
         self.release = int(release)
         self.deadline = int(deadline)
         self.next_block = 0  # first undispatched block
@@ -312,7 +302,7 @@ def _fifo_key(job: Job) -> int:
     return job.seq
 
 
-def rtmdl_exits(tasks: Sequence[TaskProfile]) -> Dict[str, int]:
+def rtmdl_exits(tasks: Sequence[TaskState]) -> Dict[str, int]:
     """RT-mDL-style static exit per task: the largest exits whose utilisation fits (<= 1).
 
     Utilisation is ``sum(full[e_i] / period_i)`` over tasks with a known period. Starting
@@ -350,21 +340,30 @@ class Scheduler:
     """The run queue and one policy. Not thread-safe: the runtime calls it under its own lock.
 
     Args:
-        tasks: every task jobs may belong to (their ``period_us``/``rel_deadline_us`` feed
-            the static policies; see :func:`configure_static`).
+        tasks: the profile of every task jobs may belong to. The scheduler builds its own
+            :class:`TaskState` per task from it (:attr:`states`); the profiles are not changed.
         policy: one of :data:`POLICIES`.
         drop_late: drop jobs that can no longer meet their deadline when they would start.
+        drop_rule, downgrade: the pantheon refresh's rules (:data:`DROP_RULES`, :data:`DOWNGRADES`).
+        fallback: let the ``pantheon`` policy finish a job through an exit it already passed.
+        timing: per task ``(period_us, relative_deadline_us)`` in the workload, which the
+            static policies rank tasks by (see :meth:`set_timing`).
+        dispatch_us: per-chunk dispatch overhead to plan with (default: each profile's).
 
     Attributes:
+        states: this run's :class:`TaskState` per task name (:attr:`tasks`: the same, in order).
         queue: the jobs in their decided order (head first).
         dropped: jobs dropped by the last :meth:`arrive`/:meth:`next_action` call.
         downgrades: exit downgrades made by the last refresh.
     """
 
     def __init__(self, tasks: Sequence[TaskProfile], policy: str = "pantheon", drop_late: bool = True,
-                 drop_rule: str = DROP_RULES[0], downgrade: str = DOWNGRADES[0], fallback: bool = False) -> None:
+                 drop_rule: str = DROP_RULES[0], downgrade: str = DOWNGRADES[0], fallback: bool = False,
+                 timing: Optional[Mapping[str, Tuple[Optional[float], float]]] = None,
+                 dispatch_us: Optional[float] = None) -> None:
         self.policy = check_policy(policy)
-        self.tasks = list(tasks)
+        self.tasks = [TaskState(p, dispatch_us=dispatch_us) for p in tasks]
+        self.states: Dict[str, TaskState] = {t.name: t for t in self.tasks}
         self.drop_late = bool(drop_late)
         self.drop_rule = check_choice(drop_rule, DROP_RULES, "drop rule")
         self.downgrade = check_choice(downgrade, DOWNGRADES, "downgrade ranking")
@@ -381,16 +380,41 @@ class Scheduler:
         self.ee = policy in PANTHEON_FAMILY
         self.fix_started = policy in ("pantheon-wo-ee", "pantheon-wo-ee-pr")
         self.preemptive = policy not in NON_PREEMPTIVE
-        configure_static(self.tasks, policy)
+        self.set_timing(timing or {})
+
+    def set_timing(self, timing: Mapping[str, Tuple[Optional[float], float]]) -> None:
+        """Give the tasks their ``(period_us, relative_deadline_us)`` and rank them again.
+
+        Tasks absent from ``timing`` keep theirs (None at first: they rank last under the
+        static policies, see :func:`configure_static`).
+        """
+        for name, (period, rel) in timing.items():
+            t = self.states.get(name)
+            if t is not None:
+                t.period_us = period
+                t.rel_deadline_us = rel
+        configure_static(self.tasks, self.policy)
+
+    def bind(self, job: Job) -> Job:
+        """Point ``job`` at this scheduler's state of its task; return it."""
+        t = self.states.get(job.task.name)
+        if t is None:
+            raise UsageError(f"task {job.task.name!r} is not scheduled here (tasks: {', '.join(self.states)})")
+        job.task = t
+        return job
 
     # -- arrivals -------------------------------------------------------------------------
 
     def arrive(self, job: Job, now: int) -> int:
         """Queue ``job`` (released at ``now``) and refresh the order and exits.
 
+        The job is first bound to this scheduler's state of its task (:meth:`bind`).
         Returns the queue length the decision worked on; dropped jobs are in :attr:`dropped`.
         """
-        job.exit = job.task.static_exit if self.policy == "rtmdl" else job.task.top
+        t = self.states.get(job.task.name)
+        if t is None or t is not job.task:
+            t = self.bind(job).task
+        job.exit = t.static_exit if self.policy == "rtmdl" else t.top
         self.queue.append(job)
         n = len(self.queue)
         self.refresh(now)
@@ -688,7 +712,7 @@ class Scheduler:
             self.locked = None
 
 
-def configure_static(tasks: Sequence[TaskProfile], policy: str) -> None:
+def configure_static(tasks: Sequence[TaskState], policy: str) -> None:
     """Set each task's static priority (rms/dms/rtmdl) and static exit (rtmdl).
 
     Needs ``period_us``/``rel_deadline_us`` on the tasks (see

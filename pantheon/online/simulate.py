@@ -56,7 +56,7 @@ from pantheon.online.scheduler import (
     check_choice,
     check_policy,
 )
-from pantheon.online.workload import JobSpec, apply_timing, validate
+from pantheon.online.workload import JobSpec, task_timing, validate
 
 INF = math.inf
 
@@ -108,9 +108,8 @@ def simulate(
             raise UsageError(f"--dispatch-us must be a finite number >= 0, got {dispatch_us}")
         repo = repo.with_dispatch_overhead(dispatch_us)
     specs = list(jobs) if jobs is not None else validate(workload, repo)
-    apply_timing(repo, specs)
     sched = Scheduler(list(repo.tasks.values()), policy, drop_late=drop_late, drop_rule=drop_rule,
-                      downgrade=downgrade, fallback=fallback)
+                      downgrade=downgrade, fallback=fallback, timing=task_timing(specs))
     log = log or NullLog()
     meta = {"mode": "sim", "policy": policy, "device": "simulated", "app": repo.app, "drop_late": drop_late,
             "drop_rule": drop_rule, "downgrade": downgrade}
@@ -160,7 +159,7 @@ def _run(sched: Scheduler, repo: Repository, specs: Sequence[JobSpec], log: Even
     exp = math.exp
     perf = time.perf_counter_ns
     logging = log.writes  # skip the calls entirely when nothing is written
-    tasks = repo.tasks
+    tasks = sched.states
     n = len(specs)
     rel = [s.release for s in specs]
     size = max(s.index for s in specs) + 1 if specs else 0

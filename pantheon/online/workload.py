@@ -291,9 +291,9 @@ def validate(ws: Workloads, repo: Repository, where: str = "workload", app: Opti
             raise WorkloadError(f"{where}: job {i} ({name}) has its deadline {dl} us "
                                 f"at or before its release {rel} us")
         shape = w.shape
-        if len(shape) and list(shape) != t.dims:
+        if len(shape) and list(shape) != list(t.dims):
             raise WorkloadError(f"{where}: job {i} ({name}) has input shape {list(shape)}, "
-                                f"but the repository's model takes {t.dims} (input shape mismatch)")
+                                f"but the repository's model takes {list(t.dims)} (input shape mismatch)")
         out.append(JobSpec(i, name, rel, dl, int(w.id)))
     if app is not None:
         check_stream_ids(ws, app, where)
@@ -318,14 +318,6 @@ def task_timing(jobs: Sequence[JobSpec]) -> Dict[str, Tuple[Optional[float], flo
         period = (rel[-1] - rel[0]) / (len(rel) - 1) if len(rel) > 1 and rel[-1] > rel[0] else None
         out[task] = (period, float(statistics.median(j.deadline - j.release for j in js)))
     return out
-
-
-def apply_timing(repo: Repository, jobs: Sequence[JobSpec]) -> None:
-    """Give the repository's task profiles the periods/deadlines the static policies need."""
-    for task, (period, dl) in task_timing(jobs).items():
-        t = repo.tasks[task]
-        t.period_us = period
-        t.rel_deadline_us = dl
 
 
 def stream_rows(ws: Workloads) -> List[Dict[str, Any]]:

@@ -11,16 +11,22 @@ Adaptations for small inputs (documented per task in ``pantheon zoo``):
 single-channel tasks get a 1-channel stem; VGG16 (with batch norm) below 224 px
 pools to 1x1 and uses a 512-512-classes classifier; GoogLeNet has no auxiliary
 heads and no input transform.
+
+This is the one place models are built by name: :func:`build` for a zoo task,
+:func:`build_arch` for ``pantheon slice --arch``; both go through
+:func:`torchvision_model` and :func:`ssdlite_detector`.
 """
 
 from __future__ import annotations
 
-from typing import Any, Dict, List, Tuple
+import difflib
+import importlib
+from typing import Any, Dict, List, Optional, Tuple
 
 import torch
 from torch import Tensor, nn
 
-from pantheon.errors import ModelError
+from pantheon.errors import ModelError, UsageError
 
 
 class SSDRaw(nn.Module):
@@ -49,64 +55,103 @@ def _one_channel_stem(conv: nn.Conv2d) -> nn.Conv2d:
     )
 
 
-def _resnet(arch: str, num_classes: int, in_ch: int) -> nn.Module:
+# torchvision builders whose defaults get in the way of slicing and training: an auxiliary-logits
+# head (a second output in training mode) and an input transform (ops before the stem).
+_NO_AUX = ("googlenet", "inception_v3")
+
+# Zoo backbones: arch -> (torchvision builder, the stem conv a 1-channel task replaces).
+_BACKBONES: Dict[str, Tuple[str, str]] = {
+    "resnet18": ("resnet18", "conv1"),
+    "resnet34": ("resnet34", "conv1"),
+    "resnet50": ("resnet50", "conv1"),
+    "mobilenet_v2": ("mobilenet_v2", "features.0.0"),
+    "vgg16": ("vgg16_bn", "features.0"),
+    "googlenet": ("googlenet", "conv1.conv"),
+    "alexnet": ("alexnet", "features.0"),
+}
+SSDLITE = "ssdlite320_mobilenet_v3_large"  # the zoo's detection arch: backbone + head, raw outputs
+
+
+def classification_archs() -> List[str]:
+    """torchvision classification model names (``torchvision.models.list_models``)."""
+    import torchvision
+
+    return sorted(torchvision.models.list_models(module=torchvision.models))
+
+
+def torchvision_model(name: str, num_classes: Optional[int] = None, init_weights: bool = False) -> nn.Module:
+    """A torchvision classification model by builder name, randomly initialised (``weights=None``).
+
+    googlenet and inception_v3 come without auxiliary heads and input transform;
+    ``init_weights`` picks torchvision's own initialisation for them (a slow truncated
+    normal) over PyTorch's default. ``num_classes`` None keeps the builder's (1000).
+    """
     from torchvision import models
 
-    model = getattr(models, arch)(weights=None, num_classes=num_classes)
-    if in_ch == 1:
-        model.conv1 = _one_channel_stem(model.conv1)
-    return model
+    kwargs: Dict[str, Any] = {"weights": None}
+    if num_classes is not None:
+        kwargs["num_classes"] = num_classes
+    if name in _NO_AUX:
+        kwargs.update(aux_logits=False, transform_input=False, init_weights=init_weights)
+    return models.get_model(name, **kwargs)
 
 
-def _mobilenet_v2(num_classes: int, in_ch: int) -> nn.Module:
-    from torchvision import models
-
-    model = models.mobilenet_v2(weights=None, num_classes=num_classes)
-    if in_ch == 1:
-        model.features[0][0] = _one_channel_stem(model.features[0][0])
-    return model
-
-
-def _vgg16(num_classes: int, in_ch: int, size: int) -> nn.Module:
-    from torchvision import models
-
-    model = models.vgg16_bn(weights=None, num_classes=num_classes)
-    if in_ch == 1:
-        model.features[0] = _one_channel_stem(model.features[0])
-    if size < 224:  # 25088x4096 classifier for a 1x1 map would be 90% of the weights for nothing
-        model.avgpool = nn.AdaptiveAvgPool2d((1, 1))
-        model.classifier = nn.Sequential(
-            nn.Linear(512, 512), nn.ReLU(inplace=True), nn.Dropout(0.5), nn.Linear(512, num_classes)
-        )
-    return model
-
-
-def _googlenet(num_classes: int, in_ch: int) -> nn.Module:
-    from torchvision import models
-
-    model = models.googlenet(
-        weights=None, num_classes=num_classes, aux_logits=False, transform_input=False, init_weights=True
-    )
-    if in_ch == 1:
-        model.conv1.conv = _one_channel_stem(model.conv1.conv)
-    return model
-
-
-def _alexnet(num_classes: int) -> nn.Module:
-    from torchvision import models
-
-    return models.alexnet(weights=None, num_classes=num_classes)
-
-
-def _ssdlite(num_classes: int) -> nn.Module:
+def ssdlite_detector(num_classes: int = 91) -> nn.Module:
+    """torchvision's SSDLite320-MobileNetV3-Large, randomly initialised (no downloads)."""
     from torchvision.models.detection import ssdlite320_mobilenet_v3_large
 
-    ssd = ssdlite320_mobilenet_v3_large(weights=None, weights_backbone=None, num_classes=num_classes)
-    return SSDRaw(ssd.backbone, ssd.head)
+    return ssdlite320_mobilenet_v3_large(weights=None, weights_backbone=None, num_classes=num_classes)
+
+
+def build_arch(arch: str) -> nn.Module:
+    """A model by name, randomly initialised: what ``pantheon slice --arch`` accepts.
+
+    Args:
+        arch: a torchvision classification builder name (``resnet18``, built by
+            :func:`torchvision_model` with PyTorch's default initialisation), ``ssdlite``
+            (the backbone of SSDLite320-MobileNetV3-Large, returning a dict of feature
+            maps), or ``package.module:factory`` (a callable returning a module).
+
+    Raises:
+        UsageError: unknown name (listing close matches), or a factory that cannot be imported.
+    """
+    if ":" in arch:
+        return _from_factory(arch)
+    if arch == "ssdlite":
+        return ssdlite_detector().backbone
+    names = classification_archs()
+    if arch not in names:
+        close = difflib.get_close_matches(arch, names + ["ssdlite"], n=5) or [
+            "resnet18",
+            "vgg16",
+            "googlenet",
+        ]
+        raise UsageError(
+            f"unknown arch {arch!r}: try {', '.join(close)} (any torchvision classification model,"
+            " 'ssdlite', or package.module:factory)"
+        )
+    return torchvision_model(arch)
+
+
+def _from_factory(spec: str) -> nn.Module:
+    mod_name, _, attr = spec.partition(":")
+    try:
+        factory = getattr(importlib.import_module(mod_name), attr)
+    except (ImportError, AttributeError) as exc:
+        raise UsageError(f"cannot load model factory {spec!r}: {exc}") from exc
+    model = factory() if callable(factory) and not isinstance(factory, nn.Module) else factory
+    if not isinstance(model, nn.Module):
+        raise UsageError(f"model factory {spec!r} returned {type(model).__name__}, not a torch.nn.Module")
+    return model
 
 
 def build(task: Any) -> nn.Module:
     """The task's model, freshly initialised (seed the global RNG first for reproducibility).
+
+    A backbone of the zoo (:data:`_BACKBONES`) is the torchvision model with the task's
+    classes and torchvision's initialisation; a 1-channel task gets a 1-channel stem;
+    VGG16 below 224 px pools to 1x1 before a 512-512-classes classifier. ``SSDLITE`` is
+    :class:`SSDRaw` over torchvision's detector.
 
     Example::
 
@@ -117,19 +162,23 @@ def build(task: Any) -> nn.Module:
     """
     in_ch, size = task.input_shape[0], task.input_shape[1]
     arch, k = task.arch, task.num_classes
-    if arch in ("resnet18", "resnet34", "resnet50"):
-        return _resnet(arch, k, in_ch)
-    if arch == "mobilenet_v2":
-        return _mobilenet_v2(k, in_ch)
-    if arch == "vgg16":
-        return _vgg16(k, in_ch, size)
-    if arch == "googlenet":
-        return _googlenet(k, in_ch)
-    if arch == "alexnet":
-        return _alexnet(k)
-    if arch == "ssdlite320_mobilenet_v3_large":
-        return _ssdlite(k)
-    raise ModelError(f"task {task.name}: no builder for architecture {arch!r}")
+    if arch == SSDLITE:
+        ssd = ssdlite_detector(k)
+        return SSDRaw(ssd.backbone, ssd.head)
+    if arch not in _BACKBONES:
+        raise ModelError(f"task {task.name}: no builder for architecture {arch!r}")
+    name, stem = _BACKBONES[arch]
+    model = torchvision_model(name, k, init_weights=True)
+    if in_ch == 1:
+        parent, _, leaf = stem.rpartition(".")
+        holder = model.get_submodule(parent)
+        setattr(holder, leaf, _one_channel_stem(getattr(holder, leaf)))
+    if name == "vgg16_bn" and size < 224:  # 25088x4096 classifier for a 1x1 map would be 90% of the weights for nothing
+        model.avgpool = nn.AdaptiveAvgPool2d((1, 1))
+        model.classifier = nn.Sequential(
+            nn.Linear(512, 512), nn.ReLU(inplace=True), nn.Dropout(0.5), nn.Linear(512, k)
+        )
+    return model
 
 
 def param_count(model: nn.Module) -> int:
