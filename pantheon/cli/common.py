@@ -22,7 +22,7 @@ import errno
 import os
 import sys
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple, Type
 
 import click
 import typer
@@ -80,7 +80,7 @@ def _silence_stdout() -> None:
         pass
 
 
-def _click_exits() -> Tuple[type, ...]:
+def _click_exits() -> Tuple[Type[BaseException], ...]:
     """click's own exceptions (usage errors, exits, aborts): of click, and of the copy of click
     that newer typer releases carry inside (``typer._click``)."""
     mods: List[Any] = [click.exceptions]
@@ -104,7 +104,7 @@ def errors_to_exit_codes() -> Iterator[None]:
     from pantheon.errors import clear_interrupt, interrupt_pending, recorded_interrupts
 
     debug = bool(os.environ.get("PANTHEON_DEBUG"))
-    passthrough = (*_CLICK_EXITS, typer.Exit, typer.Abort, SystemExit)
+    passthrough: Tuple[Type[BaseException], ...] = (*_CLICK_EXITS, typer.Exit, typer.Abort, SystemExit)
     try:
         with recorded_interrupts():  # a Ctrl-C that library code swallows is not lost (errors.py)
             try:
@@ -154,7 +154,7 @@ def errors_to_exit_codes() -> Iterator[None]:
 class ErrorHandlingGroup(TyperGroup):
     """The root group: the one place where errors of any command become exit codes."""
 
-    def invoke(self, ctx: click.Context) -> Any:
+    def invoke(self, ctx: Any) -> Any:
         with errors_to_exit_codes():
             return super().invoke(ctx)
 
