@@ -347,3 +347,29 @@ def test_a_job_is_saved_through_an_exit_it_already_passed():
     assert ("exit", 420, 0, 0, True) in after.events and ("exit", 410, 1, 0, True) in after.events
     # the no-log fast path (blocks back to back) saves it the same way
     assert simulate(repo, ws, "pantheon", fallback=True)["met"] == 2
+
+
+def test_fallback_exits_on_the_command_line(tmp_path):
+    """`--fallback-exits` reaches the scheduler: the case above, from a repository folder and a .bin."""
+    import json as _json
+
+    from _repo import TaskSpec, build_repository, write_workload
+    from typer.testing import CliRunner
+
+    from pantheon.cli import app
+
+    repo = build_repository(tmp_path / "repo", {
+        "T": TaskSpec(widths=[8, 8, 8, 8], exits={0: 0.6, 3: 0.9}, latencies=[100] * 4, exit_latencies={0: 10, 3: 10}),
+        "U": TaskSpec(widths=[8], exits={0: 0.9}, latencies=[200], exit_latencies={0: 10}),
+    })
+    wl = write_workload(tmp_path / "w.bin", [("T", 0, 500), ("U", 150, 420)],
+                        dims={"T": [1, 3, 16, 16], "U": [1, 3, 16, 16]})
+    runner = CliRunner()
+    out = {}
+    for flag in ("--no-fallback-exits", "--fallback-exits"):
+        res = runner.invoke(app, ["simulate", "--repo", str(repo), "--workload", str(wl), "--dispatch-us", "0",
+                                  "--json", flag])
+        assert res.exit_code == 0, res.output
+        out[flag] = _json.loads(res.stdout)
+    assert out["--no-fallback-exits"]["met"] == 1 and "fallback_exits" not in out["--no-fallback-exits"]
+    assert out["--fallback-exits"]["met"] == 2 and out["--fallback-exits"]["fallback_exits"] == 1

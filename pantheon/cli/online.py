@@ -106,6 +106,7 @@ def runtime_cmd(
     ),
     drop_rule: str = typer.Option("shed", "--drop-rule", **scheduler_choice("drop-rule"), help="pantheon policies, a hopeless job: shed (drop the job that frees the most time), skip (drop it), keep (the reference's)."),
     downgrade: str = typer.Option("absolute", "--downgrade", **scheduler_choice("downgrade"), help="pantheon policies: lower first the exit losing the least absolute or relative accuracy."),
+    fallback: bool = typer.Option(False, "--fallback-exits/--no-fallback-exits", help="pantheon policy: a job may still finish through a kept exit it already passed (its branch only; keeps one extra tensor per job)."),
     as_json: bool = typer.Option(False, "--json", help="Print the run summary as JSON."),
 ) -> None:
     """Replay a workload live on the device with the preemptive scheduler; write the event log.
@@ -119,7 +120,7 @@ def runtime_cmd(
     summary = run(repo, workload, log, policy=policy, device=device, best_effort=best_effort or [],
                   telemetry=telemetry, drop_late=drop_late, time_scale=time_scale, max_inflight=max_inflight,
                   progress=not as_json, threads=threads, calibrate=calibrate, cuda_graphs=cuda_graphs,
-                  dispatch_overhead_us=dispatch_us, drop_rule=drop_rule, downgrade=downgrade)
+                  dispatch_overhead_us=dispatch_us, drop_rule=drop_rule, downgrade=downgrade, fallback=fallback)
     if as_json:
         print(json.dumps(summary, indent=2, default=str))
     else:
@@ -148,6 +149,7 @@ def simulate_cmd(
     ),
     drop_rule: str = typer.Option("shed", "--drop-rule", **scheduler_choice("drop-rule"), help="pantheon policies, a hopeless job: shed (drop the job that frees the most time), skip (drop it), keep (the reference's)."),
     downgrade: str = typer.Option("absolute", "--downgrade", **scheduler_choice("downgrade"), help="pantheon policies: lower first the exit losing the least absolute or relative accuracy."),
+    fallback: bool = typer.Option(False, "--fallback-exits/--no-fallback-exits", help="pantheon policy: a job may still finish through a kept exit it already passed (its branch only; keeps one extra tensor per job)."),
 ) -> None:
     """Replay a workload in the discrete-event simulator with the runtime's scheduler.
 
@@ -159,7 +161,7 @@ def simulate_cmd(
 
     summary = simulate_files(repo, workload, policy, get_store(ctx), jitter=jitter, seed=seed, drop_late=drop_late,
                              log=log, logged=out is not None, dispatch_us=dispatch_us, pipelined=pipelined,
-                             drop_rule=drop_rule, downgrade=downgrade)
+                             drop_rule=drop_rule, downgrade=downgrade, fallback=fallback)
     if as_json:
         print(json.dumps(summary, indent=2, default=str))
     else:

@@ -1136,7 +1136,7 @@ def run(repo: PathLike, workload: PathLike, log: PathLike, *, policy: str = "pan
         progress: bool = True, handle_signals: bool = True, max_inflight: int = 2,
         threads: Optional[int] = None, calibrate: bool = True, cuda_graphs: bool = True,
         dispatch_overhead_us: Optional[float] = None, drop_rule: str = DROP_RULES[0],
-        downgrade: str = DOWNGRADES[0]) -> Dict[str, Any]:
+        downgrade: str = DOWNGRADES[0], fallback: bool = False) -> Dict[str, Any]:
     """``pantheon runtime``: validate everything, replay ``workload`` live, write the log.
 
     Every input is checked before a job runs (policy, repository manifest and chunks,
@@ -1160,7 +1160,7 @@ def run(repo: PathLike, workload: PathLike, log: PathLike, *, policy: str = "pan
         rt = Runtime(repository, device=device, policy=policy, drop_late=drop_late, log=log, best_effort=be,
                      telemetry=telemetry, max_inflight=max_inflight, threads=threads, calibrate=calibrate,
                      cuda_graphs=cuda_graphs, dispatch_overhead_us=dispatch_overhead_us, drop_rule=drop_rule,
-                     downgrade=downgrade,
+                     downgrade=downgrade, fallback=fallback,
                      start_fields={"workload": str(workload), "time_scale": time_scale, "jobs": len(jobs)})
         stop = threading.Event()
         old: Dict[int, Any] = {}

@@ -318,7 +318,8 @@ def _run_logged(run: Callable[[EventLog], Dict[str, Any]], log: Path, path: Path
 def simulate_files(repo_dir: PathLike, workload: PathLike, policy: str, store: Store, *, jitter: float = 0.0,
                    seed: int = 0, drop_late: bool = True, log: Optional[PathLike] = None, logged: bool = False,
                    dispatch_us: Optional[float] = None, pipelined: bool = False,
-                   drop_rule: str = DROP_RULES[0], downgrade: str = DOWNGRADES[0]) -> Dict[str, Any]:
+                   drop_rule: str = DROP_RULES[0], downgrade: str = DOWNGRADES[0],
+                   fallback: bool = False) -> Dict[str, Any]:
     """Validate a repository folder and a workload file, simulate, and write the event log.
 
     The log goes to ``log`` (a .jsonl file or a run folder), else, when ``logged``, to
@@ -349,7 +350,7 @@ def simulate_files(repo_dir: PathLike, workload: PathLike, policy: str, store: S
         try:
             summary = simulate(repo, ws, policy, jitter=jitter, seed=seed, drop_late=drop_late, log=elog, jobs=jobs,
                                dispatch_us=dispatch_us, pipelined=pipelined, start_fields=fields,
-                               drop_rule=drop_rule, downgrade=downgrade)
+                               drop_rule=drop_rule, downgrade=downgrade, fallback=fallback)
         finally:
             if elog is not None:
                 elog.close()
