@@ -36,7 +36,7 @@ import yaml
 
 from pantheon import console
 from pantheon.deploy.ssh import Board, Recorder, parse_board
-from pantheon.errors import FormatError, PantheonError, UsageError
+from pantheon.errors import FormatError, PantheonError, UsageError, clear_interrupt
 from pantheon.formats.store import Store
 
 STOP = threading.Event()  # set on Ctrl-C during a fleet command; long board actions check it
@@ -258,6 +258,7 @@ def run_on_boards(
             # Ctrl-C reaches only this thread: tell every board to stop (run: stop the container and
             # collect what it wrote), wait for them, then report the interruption.
             STOP.set()
+            clear_interrupt()  # handled: the boards' collections may still seal what they fetch
             for f in futures:
                 f.cancel()
             cf.wait(futures)

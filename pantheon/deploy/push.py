@@ -450,6 +450,10 @@ def human_bytes(n: float) -> str:
     return f"{n:.1f} GB"
 
 
+class NoPython(DeployError):
+    """The image runs no ``python3``: not a runtime image, so there is no torch to check."""
+
+
 def image_torch(engine: Any, image: str) -> Optional[str]:
     """The torch version installed in ``image`` on the board (a short container reads its
     package metadata; torch is not imported); None when the image has no torch."""
@@ -460,8 +464,10 @@ def image_torch(engine: Any, image: str) -> Optional[str]:
         out = engine.client.containers.run(image, entrypoint=["python3", "-c", code], remove=True,
                                            network_disabled=True, stdout=True, stderr=False)
     except Exception as exc:  # docker.errors.ContainerError / ImageNotFound / APIError
-        raise DeployError(f"cannot read the torch version of image {image} on the board: "
-                          f"{str(exc).splitlines()[0][:200]}") from exc
+        first = str(exc).splitlines()[0][:200] if str(exc) else exc.__class__.__name__
+        if "executable file not found" in first or "no such file or directory" in first.lower():
+            raise NoPython(f"image {image} has no python3") from exc
+        raise DeployError(f"cannot read the torch version of image {image} on the board: {first}") from exc
     text = out.decode(errors="replace").strip() if isinstance(out, bytes) else str(out).strip()
     return text.splitlines()[-1] if text else None
 
@@ -485,7 +491,12 @@ def check_torch(ctx: Ctx, engine: Any, bundle: Bundle, image: str) -> Dict[str, 
         ctx.log(f"torch compatibility not checked: {why}")
         result.update(checked=False, why=why)
         return result
-    board = image_torch(engine, image)
+    try:
+        board = image_torch(engine, image)
+    except NoPython as exc:  # e.g. a stand-in image: warn, and leave it to `run` to fail
+        ctx.log(f"torch compatibility not checked: {exc}")
+        result.update(checked=False, why=str(exc))
+        return result
     problem = torchscript.refusal(needs, board)
     if problem:
         raise DeployError(f"app {bundle.app} cannot run on {engine.session.board.name}: {problem}")

@@ -35,7 +35,7 @@ from pantheon.deploy.fleet import STOP, Ctx
 from pantheon.deploy.remote import BoardFacts, read_facts
 from pantheon.deploy.setup import board_state
 from pantheon.deploy.ssh import Session, check_name, last_line, q
-from pantheon.errors import BoardError, DeployError, DockerError
+from pantheon.errors import BoardError, DeployError, DockerError, clear_interrupt
 from pantheon.formats.store import new_run_id
 from pantheon.platform import jetson as pb
 
@@ -130,7 +130,8 @@ def _wait(ctx: Ctx, container: Any) -> Tuple[Optional[int], bool]:
         try:
             res = container.wait(timeout=1)
             return int(res.get("StatusCode", -1)), interrupted
-        except KeyboardInterrupt:
+        except KeyboardInterrupt:  # handled here: stop the container, then collect what it wrote
+            clear_interrupt()
             interrupted = True
             STOP.set()
         except Exception as exc:  # a read timeout (the container still runs), or a lost engine
