@@ -465,7 +465,7 @@ def image_torch(engine: Any, image: str) -> Optional[str]:
                                            network_disabled=True, stdout=True, stderr=False)
     except Exception as exc:  # docker.errors.ContainerError / ImageNotFound / APIError
         first = str(exc).splitlines()[0][:200] if str(exc) else exc.__class__.__name__
-        if "executable file not found" in first or "no such file or directory" in first.lower():
+        if "executable file not found" in str(exc) or '"python3": no such file' in str(exc).lower():
             raise NoPython(f"image {image} has no python3") from exc
         raise DeployError(f"cannot read the torch version of image {image} on the board: {first}") from exc
     text = out.decode(errors="replace").strip() if isinstance(out, bytes) else str(out).strip()
