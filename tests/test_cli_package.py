@@ -129,3 +129,16 @@ def test_workload_show_json_is_the_library_result(tiny, tmp_path):
     assert res.exit_code == 0, res.output
     info = json.loads(res.stdout)
     assert info["jobs"] == 10 and info["per_task"] == {"a": 10} and info["file"] == str(wl)
+
+
+def test_the_cli_runs_without_click_installed():
+    """The runtime image locks no click (typer >= 0.20 carries its own copy): the CLI must not need it."""
+    import subprocess
+    import sys
+
+    code = ("import sys; sys.modules['click'] = None\n"
+            "import typer\n"
+            "if not hasattr(typer, '_click'):\n    print('pantheon 0 (typer uses click itself)'); raise SystemExit(0)\n"
+            "from pantheon.cli import main\nsys.argv = ['pantheon', '--version']\nmain()\n")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0 and res.stdout.startswith("pantheon "), res.stderr[-2000:]

@@ -19,12 +19,12 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import importlib
 import os
 import sys
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple, Type
 
-import click
 import typer
 from typer.core import TyperGroup
 
@@ -82,14 +82,14 @@ def _silence_stdout() -> None:
 
 def _click_exits() -> Tuple[Type[BaseException], ...]:
     """click's own exceptions (usage errors, exits, aborts): of click, and of the copy of click
-    that newer typer releases carry inside (``typer._click``)."""
-    mods: List[Any] = [click.exceptions]
-    try:
-        import typer._click.exceptions as vendored
-    except ImportError:  # typer < 0.20 uses click itself
-        pass
-    else:
-        mods.append(vendored)
+    that newer typer releases carry inside (``typer._click``). Either may be absent: typer < 0.20
+    uses click itself, newer ones do not depend on it (the runtime image locks no click)."""
+    mods: List[Any] = []
+    for name in ("click.exceptions", "typer._click.exceptions"):
+        try:
+            mods.append(importlib.import_module(name))
+        except ImportError:
+            pass
     names = ("ClickException", "Exit", "Abort")  # the vendored copy raises typer.Exit/typer.Abort
     return tuple(getattr(m, n) for m in mods for n in names if hasattr(m, n))
 
