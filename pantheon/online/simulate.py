@@ -40,7 +40,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence
 
-from pantheon.errors import ArtifactError, UsageError
+from pantheon.errors import UsageError
 from pantheon.formats import Workloads
 from pantheon.formats.events import EventLog, NullLog
 from pantheon.formats.store import PathLike, Store
@@ -364,10 +364,8 @@ def simulate_files(repo_dir: PathLike, workload: PathLike, policy: str, store: S
         log_path = events_path(log)
         try:
             summary = _run_logged(run, Path(log), log_path, run_id)
-        except OSError as exc:
-            where = exc.filename or log_path
-            raise ArtifactError(f"cannot write the event log {where}: {exc.strerror or exc}; nothing was "
-                                f"written (free space or pick another --log)") from exc
+        except OSError as exc:  # the user's --log path, with the errno's own hint (read-only, full, ...)
+            raise store_mod.write_failed(log, exc) from exc
     if logged:
         summary["log_path"] = str(log_path)
     return summary
