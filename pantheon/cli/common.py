@@ -98,15 +98,20 @@ _CLICK_EXITS = _click_exits()
 
 
 @contextlib.contextmanager
-def errors_to_exit_codes() -> Iterator[None]:
-    """Turn every error raised inside into one line on stderr and a non-zero exit code."""
+def errors_to_exit_codes(record_interrupts: bool = True) -> Iterator[None]:
+    """Turn every error raised inside into one line on stderr and a non-zero exit code.
+
+    ``record_interrupts``: also record SIGINT, so that a Ctrl-C library code swallows is not
+    lost (see :mod:`pantheon.errors`). ``pantheon-deploy`` handles Ctrl-C itself (stop the
+    board's container, then collect what it wrote), so it does not record.
+    """
     from pantheon import console
     from pantheon.errors import clear_interrupt, interrupt_pending, recorded_interrupts
 
     debug = bool(os.environ.get("PANTHEON_DEBUG"))
     passthrough: Tuple[Type[BaseException], ...] = (*_CLICK_EXITS, typer.Exit, typer.Abort, SystemExit)
     try:
-        with recorded_interrupts():  # a Ctrl-C that library code swallows is not lost (errors.py)
+        with recorded_interrupts() if record_interrupts else contextlib.nullcontext():
             try:
                 yield
             except passthrough:
@@ -154,9 +159,17 @@ def errors_to_exit_codes() -> Iterator[None]:
 class ErrorHandlingGroup(TyperGroup):
     """The root group: the one place where errors of any command become exit codes."""
 
+    record_interrupts = True
+
     def invoke(self, ctx: Any) -> Any:
-        with errors_to_exit_codes():
+        with errors_to_exit_codes(self.record_interrupts):
             return super().invoke(ctx)
+
+
+class DeployErrorHandlingGroup(ErrorHandlingGroup):
+    """``pantheon-deploy``'s root group: its commands handle Ctrl-C themselves (stop, collect)."""
+
+    record_interrupts = False
 
 
 class RegistryChoice:

@@ -25,7 +25,7 @@ import typer
 from pantheon import __version__
 from pantheon.cli.common import (
     TYPER_SETTINGS,
-    ErrorHandlingGroup,
+    DeployErrorHandlingGroup,
     get_store,
     policies_help,
     policy_choice,
@@ -39,7 +39,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 app = typer.Typer(
     name="pantheon-deploy",
     help="Build, push and run Pantheon containers on Jetson boards over SSH.",
-    cls=ErrorHandlingGroup,
+    cls=DeployErrorHandlingGroup,
     pretty_exceptions_enable=False,
     **TYPER_SETTINGS,
 )
