@@ -160,15 +160,21 @@ def test_push_run_collect_report(pushed, monkeypatch):
 
 
 def test_failed_run_is_collected_with_its_reason(pushed):
+    # A policy pantheon does not know is refused before anything starts on the board.
     r = _run(pushed, "--policy", "no-such-policy")
+    assert r.exit_code == 2 and "unknown policy 'no-such-policy'" in r.output
+    logs = Store().logs_dir("tinyapp")
+    assert not logs.exists() or not list(logs.iterdir())
+    # A runtime that fails in the container (CUDA asked for on a board without a GPU) is collected.
+    r = _run(pushed, "--device", "cuda")
     assert r.exit_code == 1
-    assert "the container exited with" in r.output and "no-such-policy" in r.output
-    runs = sorted(Store().logs_dir("tinyapp").iterdir())
+    assert "the container exited with" in r.output
+    runs = sorted(logs.iterdir())
     assert len(runs) == 1
     verify(runs[0])
     container = json.loads((runs[0] / "container.json").read_text())
     assert container["exit_code"] not in (0, None)
-    assert "no-such-policy" in (runs[0] / "container.log").read_text()
+    assert "no CUDA device" in (runs[0] / "container.log").read_text()
 
 
 def test_ctrl_c_stops_the_container_and_collects(pushed, tmp_path):
