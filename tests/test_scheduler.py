@@ -10,6 +10,7 @@ from pantheon.errors import UsageError
 from pantheon.online.repository import TaskProfile
 from pantheon.online.scheduler import (
     BLOCK,
+    DEFAULT_MARGIN,
     DOWNGRADES,
     DROP_RULES,
     DROPPED,
@@ -59,7 +60,7 @@ def test_three_task_example_deadlines_20_30_10_ms():
     A ends at 16 ms, B at 27 ms. Two downgrades; C keeps its original exit.
     """
     a, b, c = three_tasks()
-    s = Scheduler([a, b, c], "pantheon", downgrade="relative")
+    s = Scheduler([a, b, c], "pantheon", downgrade="relative", margin=0)
     ja, jb, jc = Job(0, a, 0, 20_000), Job(1, b, 0, 30_000), Job(2, c, 0, 10_000)
     s.arrive(ja, 0)
     s.arrive(jb, 0)
@@ -88,7 +89,7 @@ def test_three_task_example_deadlines_20_30_10_ms():
 
 def test_reset_to_largest_exit_on_every_decision():
     a, b, c = three_tasks()
-    s = Scheduler([a, b, c], "pantheon", downgrade="relative")
+    s = Scheduler([a, b, c], "pantheon", downgrade="relative", margin=0)
     ja, jb, jc = Job(0, a, 0, 20_000), Job(1, b, 0, 30_000), Job(2, c, 0, 10_000)
     for j in (ja, jb, jc):
         s.arrive(j, 0)
@@ -183,7 +184,7 @@ def test_pantheon_preempts_at_chunk_boundary_and_reports_it():
 def test_wo_ee_freezes_the_exit_of_started_jobs():
     a, b, c = three_tasks()
     for policy, a_exit in (("pantheon", 0), ("pantheon-wo-ee", 1)):
-        s = Scheduler([a, b, c], policy)
+        s = Scheduler([a, b, c], policy, margin=0)
         ja = Job(0, a, 0, 15_000)
         s.arrive(ja, 0)
         s.next_action(0)  # A started at its original exit
@@ -345,11 +346,11 @@ def queues(draw):
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(queues(), st.sampled_from(["pantheon", "pantheon-wo-ee"]), st.booleans(), st.sampled_from(DROP_RULES),
-       st.sampled_from(DOWNGRADES))
-def test_optimised_refresh_matches_plain_transcription(q, policy, drop_late, rule, downgrade):
+       st.sampled_from(DOWNGRADES), st.sampled_from([0.0, DEFAULT_MARGIN, 0.3]))
+def test_optimised_refresh_matches_plain_transcription(q, policy, drop_late, rule, downgrade, margin):
     tasks, jobs, now = q
     frozen = {j.id: j.exit for j in jobs}
-    s = Scheduler(tasks, policy, drop_late=drop_late, drop_rule=rule, downgrade=downgrade)
+    s = Scheduler(tasks, policy, drop_late=drop_late, drop_rule=rule, downgrade=downgrade, margin=margin)
     s.queue = [s.bind(j) for j in jobs[:-1]]
     s.arrive(jobs[-1], now)
     fast = ([(j.id, j.exit) for j in s.queue], [j.id for j in s.dropped], s.downgrades)
@@ -357,7 +358,7 @@ def test_optimised_refresh_matches_plain_transcription(q, policy, drop_late, rul
         j.state = QUEUED
         j.exit = frozen[j.id]
     order, dropped, down = reference_refresh(jobs, now, fix_started=policy == "pantheon-wo-ee", drop_late=drop_late,
-                                             drop_rule=rule, downgrade=downgrade)
+                                             drop_rule=rule, downgrade=downgrade, margin=margin)
     assert fast == ([(j.id, j.exit) for j in order], [j.id for j in dropped], down)
     # every kept job meets its deadline in the decided schedule, at an eligible exit
     r = now
@@ -506,3 +507,59 @@ def test_each_scheduler_binds_jobs_to_its_own_task_state():
     assert j.task is s1.states["A"] and s1.tasks == [s1.states["A"], s1.states["B"]]
     with pytest.raises(UsageError, match="task 'C' is not scheduled here"):
         s1.arrive(Job(1, c, 0, 20_000), 0)
+
+
+# -- the safety margin ----------------------------------------------------------------------------
+
+
+def run_device(margin, jobs, factors):
+    """Serve ``jobs`` ``[(task, deadline)]`` (released at 0); chunk ``i`` takes ``factors[i]`` x
+    its profiled latency (a float: every chunk). Returns the ids of the jobs that finished in
+    time, and of those dropped."""
+    a, b, c = three_tasks()
+    s = Scheduler([a, b, c], "pantheon", margin=margin)
+    made = [Job(i, {"A": a, "B": b, "C": c}[name], 0, deadline) for i, (name, deadline) in enumerate(jobs)]
+    for j in made:
+        s.arrive(j, 0)
+    t, met, dropped, n = 0, set(), {j.id for j in s.dropped}, 0
+    while True:
+        act = s.next_action(t)
+        dropped |= {j.id for j in s.dropped}
+        if act is None:
+            return met, dropped
+        kind, job, _, lat, _ = act
+        t += round(lat * (factors if isinstance(factors, float) else factors[n]))
+        n += 1
+        s.idle(t)
+        if kind == EXIT and t <= job.deadline:
+            met.add(job.id)
+
+
+def test_margin_leaves_slack_that_saves_the_last_job_when_chunks_run_slow():
+    """A (deadline 20 ms) and B (24.2 ms) at 0. To the deadline: A keeps 13 ms, B goes to its
+    11 ms exit (24 ms: 0.2 ms to spare); chunks 3% slow end B at 24.7 ms, so B is dropped.
+    With the 4% margin B must end by 24.2 - 0.04 x 24 ms, so A goes down to 9 ms too, and both
+    meet their deadlines on the slow device (9.3 + 11.3 ms)."""
+    jobs = [("A", 20_000), ("B", 24_200)]
+    assert run_device(0.0, jobs, 1.03) == ({0}, {1})
+    assert run_device(DEFAULT_MARGIN, jobs, 1.03) == ({0, 1}, set())
+    # on time, the margin costs accuracy only, never a job
+    assert run_device(DEFAULT_MARGIN, jobs, 1.0) == ({0, 1}, set())
+
+
+def test_margin_lets_a_lone_slightly_late_job_run():
+    """B alone, deadline 11.1 ms, at its 11 ms exit. Its first block runs 6% slow (5.3 ms):
+    it is then 0.2 ms late on the profile, within 4% of the 6 ms left. Alone, it runs on, and
+    the next chunks, a little fast, bring it in at 11.07 ms; planning to the deadline drops
+    it. With another job queued behind it, the margin does not apply: dropped."""
+    factors = [1.06, 0.96, 0.97]
+    assert run_device(0.0, [("B", 11_100)], factors) == (set(), {0})
+    assert run_device(DEFAULT_MARGIN, [("B", 11_100)], factors) == ({0}, set())
+    met, dropped = run_device(DEFAULT_MARGIN, [("B", 11_100), ("C", 40_000)], factors + [1.0] * 3)
+    assert 0 in dropped and 1 in met
+
+
+@pytest.mark.parametrize("bad", [-0.1, float("nan"), float("inf"), 0.9])
+def test_margin_must_be_a_small_fraction(bad):
+    with pytest.raises(UsageError, match="--margin"):
+        Scheduler(list(three_tasks()), "pantheon", margin=bad)

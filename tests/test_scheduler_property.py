@@ -4,8 +4,9 @@ The transcription below shares no code with ``pantheon/online/scheduler.py``: it
 profiles (block latencies, ``(block, branch latency, accuracy)`` exits), recomputes every
 latency by summing blocks, rescans the whole queue after every downgrade, and replays a
 workload with the simulator's timing (a decision at each release, planned from the end of
-the chunk in flight; a chunk runs for its profiled latency). It follows the scheduler's
-module docstring:
+the chunk in flight; a chunk runs for its profiled latency, times the simulator's noise
+factor of that job's chunk when there is latency noise, so that jobs turn late between
+decisions and the dispatch rules are exercised). It follows the scheduler's module docstring:
 
 * EDF order (a non-preemptive policy's started job first), every job reset to its original
   exit (``pantheon-wo-ee*``: a started job keeps its exit); at the first job k that misses,
@@ -17,8 +18,13 @@ module docstring:
   rescans without it, ``skip`` sets aside k, ``keep`` lowers 1..k to their smallest exits
   and leaves k's time in the scan; set-aside jobs are dropped, or (no drop-late) run last
   in EDF order at their smallest exits;
+* margin ``g``: "misses" above means ends after ``deadline - g x (its end - now)``; a job that
+  misses only so (it meets the deadline itself) once 1..k are all at their smallest exits
+  is kept there and not checked again;
 * at dispatch the head job, if it would end after its deadline, takes its largest smaller
-  eligible exit that still meets it, or is dropped (a frozen started job is dropped);
+  eligible exit that still meets it, or, alone in the queue and not frozen, its smallest
+  exit when it is late there by at most ``g x`` that exit's remaining latency, or is
+  dropped (a frozen started job is dropped);
 * fallback (``pantheon`` only, when enabled): a job that dispatched the block after a kept
   exit may still leave through the latest such exit, paying its branch only; in the scan it
   is one step below the smallest exit ahead when its branch is cheaper, and at dispatch
@@ -36,11 +42,13 @@ from hypothesis import strategies as st
 from pantheon.formats import Workloads
 from pantheon.formats.events import NullLog
 from pantheon.online.repository import Repository, TaskProfile
-from pantheon.online.simulate import simulate
+from pantheon.online.simulate import EXIT_CHUNK, chunk_latency, noise_table, simulate
 
 RULES = ("shed", "skip", "keep")
 RANKINGS = ("absolute", "relative")
 POLICIES = ("pantheon", "pantheon-wo-ee", "pantheon-wo-ee-pr")
+MARGINS = (0.0, 0.04, 0.25)
+JITTERS = (0.0, 0.1, 0.4)  # chunk latency noise (the simulator's factors, shared by both sides)
 
 
 # -- the transcription --------------------------------------------------------------------------
@@ -88,8 +96,9 @@ class PlainJob:
 
 
 class Plain:
-    def __init__(self, policy, rule, ranking, drop_late, fallback=False):
+    def __init__(self, policy, rule, ranking, drop_late, fallback=False, margin=0.0):
         self.policy, self.rule, self.ranking, self.drop_late = policy, rule, ranking, drop_late
+        self.margin = margin
         self.fallback = fallback and policy == "pantheon"
         self.queue = []
         self.busy = 0
@@ -130,12 +139,12 @@ class Plain:
             for j in kept:
                 if not self.frozen(j):
                     j.exit = j.task.top
-            hopeless, aside, downs, restart = [], [], 0, False
+            hopeless, aside, risky, downs, restart = [], [], [], 0, False
             while True:
                 t, k = now, None
                 for i, j in enumerate(kept):
                     t += j.cost(j.exit)
-                    if t > j.deadline and j not in hopeless:
+                    if t > j.deadline - self.margin * (t - now) and j not in hopeless and j not in risky:
                         k = i
                         break
                 if k is None:
@@ -163,7 +172,10 @@ class Plain:
                 for j in kept[:k + 1]:
                     if j.exit != self.floor(j) and (pick is None or self.loss(j) < self.loss(pick)):
                         pick = j
-                assert pick is not None  # all of 1..k at their floors would have made k hopeless
+                if pick is None:  # all of 1..k at their floors: k meets its deadline, not the margin
+                    assert t <= jk.deadline
+                    risky.append(jk)
+                    continue
                 pick.exit = self.lower(pick)
                 downs += 1
             if not restart:
@@ -197,6 +209,9 @@ class Plain:
                     if (fits is None and self.fallback and j.fb is not None and j.fb != j.exit
                             and start + task.exits[j.fb][1] <= j.deadline):
                         fits = j.fb
+                    c = task.cost(j.nb, task.smallest(j.nb))
+                    if fits is None and len(self.queue) == 1 and start + c <= j.deadline + self.margin * c:
+                        fits = task.smallest(j.nb)
                 if fits is None:
                     self.queue.pop(0)
                     dropped.append(j)
@@ -223,11 +238,12 @@ class Plain:
         return None, dropped
 
 
-def plain_run(tasks, jobs, policy, rule, ranking, drop_late, fallback=False):
+def plain_run(tasks, jobs, policy, rule, ranking, drop_late, fallback=False, margin=0.0, jitter=0.0):
     """Replay ``jobs`` ``[(task, release, deadline)]``; returns (decisions, outcomes) by job id."""
     plain = {n: PlainTask(n, b, e) for n, (b, e) in tasks.items()}
     specs = sorted(((rel, i, n, dl) for i, (n, rel, dl) in enumerate(jobs)))
-    p = Plain(policy, rule, ranking, drop_late, fallback)
+    p = Plain(policy, rule, ranking, drop_late, fallback, margin)
+    factors = noise_table(jitter, 0) if jitter else []
     decisions, outcome = [], {}
 
     def admit(k, now):
@@ -252,6 +268,9 @@ def plain_run(tasks, jobs, policy, rule, ranking, drop_late, fallback=False):
             t = specs[i][0]
             continue
         kind, job, lat = act
+        if jitter:
+            chunk = job.nb - 1 if kind == "block" else EXIT_CHUNK + job.task.exits[job.exit][0]
+            lat = chunk_latency(factors, job.id, chunk, lat)
         end = t + lat
         while i < n and specs[i][0] < end:
             admit(i, specs[i][0])
@@ -283,24 +302,24 @@ class Recorder(NullLog):
         self.outcome[job] = ("met" if met else "late", t, exit_block)
 
 
-def fast_run(tasks, jobs, policy, rule, ranking, drop_late, log=None, fallback=False):
+def fast_run(tasks, jobs, policy, rule, ranking, drop_late, log=None, fallback=False, margin=0.0, jitter=0.0):
     profiles = {n: TaskProfile(n, b, e, index=i) for i, (n, (b, e)) in enumerate(tasks.items())}
     ws = Workloads()
     for name, rel, dl in jobs:
         w = ws.workload.add()
         w.model_name, w.release, w.deadline = name, rel, dl
     return simulate(Repository(Path("."), profiles, app="prop"), ws, policy, drop_late=drop_late, drop_rule=rule,
-                    downgrade=ranking, log=log, fallback=fallback)
+                    downgrade=ranking, log=log, fallback=fallback, margin=margin, jitter=jitter, seed=0)
 
 
-def check_same(tasks, jobs, policy, rule, ranking, drop_late, fallback=False):
+def check_same(tasks, jobs, policy, rule, ranking, drop_late, fallback=False, margin=0.0, jitter=0.0):
     rec = Recorder()
-    fast_run(tasks, jobs, policy, rule, ranking, drop_late, log=rec, fallback=fallback)
-    decisions, outcome = plain_run(tasks, jobs, policy, rule, ranking, drop_late, fallback)
+    fast_run(tasks, jobs, policy, rule, ranking, drop_late, log=rec, fallback=fallback, margin=margin, jitter=jitter)
+    decisions, outcome = plain_run(tasks, jobs, policy, rule, ranking, drop_late, fallback, margin, jitter)
     assert rec.decisions == decisions
     assert rec.outcome == outcome
     # the simulator's fast path (no log: blocks run back to back) ends every job the same way
-    s = fast_run(tasks, jobs, policy, rule, ranking, drop_late, fallback=fallback)
+    s = fast_run(tasks, jobs, policy, rule, ranking, drop_late, fallback=fallback, margin=margin, jitter=jitter)
     assert s["met"] == sum(o[0] == "met" for o in outcome.values())
     assert s["dropped"] == sum(o[0] == "dropped" for o in outcome.values())
     return outcome
@@ -358,10 +377,11 @@ def cases(draw):
 
 @settings(max_examples=500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(cases(), st.sampled_from(POLICIES), st.sampled_from(RULES), st.sampled_from(RANKINGS), st.booleans(),
-       st.booleans())
-def test_simulated_runs_match_the_plain_transcription(case, policy, rule, ranking, drop_late, fallback):
+       st.booleans(), st.sampled_from(MARGINS), st.sampled_from(JITTERS))
+def test_simulated_runs_match_the_plain_transcription(case, policy, rule, ranking, drop_late, fallback, margin,
+                                                      jitter):
     tasks, jobs = case
-    check_same(tasks, jobs, policy, rule, ranking, drop_late, fallback)
+    check_same(tasks, jobs, policy, rule, ranking, drop_late, fallback, margin, jitter)
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -95,6 +95,7 @@ def bench(
     drop_rule: str = "shed",
     downgrade: str = "absolute",
     store: Optional[Store] = None,
+    margin: Optional[float] = None,
 ) -> Dict[str, Any]:
     """Run the benchmark of ``app`` and write its results folder.
 
@@ -111,6 +112,7 @@ def bench(
         force: replace an existing ``out``.
         drop_rule, downgrade: the pantheon refresh's rules (:class:`~pantheon.online.scheduler.Scheduler`).
         store: the artifact store holding the app's repository (default: the one at ``$PANTHEON_DATA``).
+        margin: the pantheon refresh's safety margin (default: the scheduler's).
 
     Returns:
         The results dict (also ``results.json``) with ``path`` added.
@@ -139,10 +141,11 @@ def bench(
     repo_dir = st.repository_dir(spec.name)
     repo = read_repository(repo_dir)
     chosen = _policies(policies)
-    from pantheon.online.scheduler import DOWNGRADES, DROP_RULES, check_choice
+    from pantheon.online.scheduler import DEFAULT_MARGIN, DOWNGRADES, DROP_RULES, check_choice, check_margin
 
     check_choice(drop_rule, DROP_RULES, "--drop-rule")
     check_choice(downgrade, DOWNGRADES, "--downgrade")
+    margin = check_margin(DEFAULT_MARGIN if margin is None else margin)
     dev = resolve_device(device)
     if decisions < 0:
         raise UsageError(f"--decisions must be >= 0, got {decisions}")
@@ -151,7 +154,7 @@ def bench(
     dest = Path(out) if out else st.bench_dir(spec.name, run_id)
     settings = {"app": spec.name, "policies": chosen, "seed": seed, "duration_s": duration_s or spec.duration_s,
                 "device": dev, "telemetry": telemetry, "decisions": decisions, "dispatch_jobs": dispatch_jobs,
-                "drop_rule": drop_rule, "downgrade": downgrade}
+                "drop_rule": drop_rule, "downgrade": downgrade, "margin": margin}
     meta: Dict[str, Any] = {"run_id": run_id, **environment(), "settings": settings}
     results: Dict[str, Any] = {"app": spec.name, "run_id": run_id, "settings": settings, "policies": {}}
     steps = len(chosen) + (decisions > 0) + (dispatch_jobs > 0)
@@ -168,11 +171,12 @@ def bench(
             bar.update(task, description=f"live run: {policy}")
             log = tmp / "runs" / policy
             live = run(repo_dir, tmp / "workload.bin", log, policy=policy, device=dev, telemetry=telemetry,
-                       progress=False, drop_rule=drop_rule, downgrade=downgrade)
+                       progress=False, drop_rule=drop_rule, downgrade=downgrade, margin=margin)
             if live.get("interrupted"):  # Ctrl-C / SIGTERM stopped the run: stop here, seal nothing
                 raise KeyboardInterrupt
             summary = analyze(log, tmp / "workload.bin")["summary"]
-            sim = simulate(read_repository(repo_dir), ws, policy, drop_rule=drop_rule, downgrade=downgrade)
+            sim = simulate(read_repository(repo_dir), ws, policy, drop_rule=drop_rule, downgrade=downgrade,
+                           margin=margin)
             summary["simulated"] = {k: sim[k] for k in ("dmr", "relative_accuracy", "dispatch_overhead_us")}
             results["policies"][policy] = summary
             samples += [ev for ev in read_events(log) if ev.get("ev") == "telemetry"]

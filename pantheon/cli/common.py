@@ -245,6 +245,15 @@ def scheduler_choice(which: str) -> Dict[str, Any]:
     return RegistryChoice(choices, lambda v: check_choice(v, choices, f"--{which}")).option()
 
 
+def margin_option() -> Any:
+    """``--margin``: the pantheon refresh's safety margin (checked by the library: one line)."""
+    from pantheon.online.scheduler import DEFAULT_MARGIN
+
+    return typer.Option(DEFAULT_MARGIN, "--margin", help=(
+        "pantheon policies: plan each job to finish by its deadline less this fraction of the planned "
+        "time ahead (slack against latency noise; 0: plan to the deadline)."))
+
+
 def store_callback(ctx: typer.Context, data_root: Optional[Path]) -> None:
     """Make the one store of this invocation from ``--data-root`` (or ``$PANTHEON_DATA``)."""
     ctx.obj = Store(data_root)

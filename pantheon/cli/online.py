@@ -15,6 +15,7 @@ import typer
 from pantheon.cli.common import (
     TYPER_SETTINGS,
     get_store,
+    margin_option,
     policy_choice,
     scheduler_choice,
     telemetry_choice,
@@ -106,6 +107,7 @@ def runtime_cmd(
     ),
     drop_rule: str = typer.Option("shed", "--drop-rule", **scheduler_choice("drop-rule"), help="pantheon policies, a hopeless job: shed (drop the job that frees the most time), skip (drop it), keep (the reference's)."),
     downgrade: str = typer.Option("absolute", "--downgrade", **scheduler_choice("downgrade"), help="pantheon policies: lower first the exit losing the least absolute or relative accuracy."),
+    margin: float = margin_option(),
     fallback: bool = typer.Option(False, "--fallback-exits/--no-fallback-exits", help="pantheon policy: a job may still finish through a kept exit it already passed (its branch only; keeps one extra tensor per job)."),
     as_json: bool = typer.Option(False, "--json", help="Print the run summary as JSON."),
 ) -> None:
@@ -120,7 +122,8 @@ def runtime_cmd(
     summary = run(repo, workload, log, policy=policy, device=device, best_effort=best_effort or [],
                   telemetry=telemetry, drop_late=drop_late, time_scale=time_scale, max_inflight=max_inflight,
                   progress=not as_json, threads=threads, calibrate=calibrate, cuda_graphs=cuda_graphs,
-                  dispatch_overhead_us=dispatch_us, drop_rule=drop_rule, downgrade=downgrade, fallback=fallback)
+                  dispatch_overhead_us=dispatch_us, drop_rule=drop_rule, downgrade=downgrade, fallback=fallback,
+                  margin=margin)
     if as_json:
         print(json.dumps(summary, indent=2, default=str))
     else:
@@ -149,6 +152,7 @@ def simulate_cmd(
     ),
     drop_rule: str = typer.Option("shed", "--drop-rule", **scheduler_choice("drop-rule"), help="pantheon policies, a hopeless job: shed (drop the job that frees the most time), skip (drop it), keep (the reference's)."),
     downgrade: str = typer.Option("absolute", "--downgrade", **scheduler_choice("downgrade"), help="pantheon policies: lower first the exit losing the least absolute or relative accuracy."),
+    margin: float = margin_option(),
     fallback: bool = typer.Option(False, "--fallback-exits/--no-fallback-exits", help="pantheon policy: a job may still finish through a kept exit it already passed (its branch only; keeps one extra tensor per job)."),
 ) -> None:
     """Replay a workload in the discrete-event simulator with the runtime's scheduler.
@@ -161,7 +165,7 @@ def simulate_cmd(
 
     summary = simulate_files(repo, workload, policy, get_store(ctx), jitter=jitter, seed=seed, drop_late=drop_late,
                              log=log, logged=out is not None, dispatch_us=dispatch_us, pipelined=pipelined,
-                             drop_rule=drop_rule, downgrade=downgrade, fallback=fallback)
+                             drop_rule=drop_rule, downgrade=downgrade, fallback=fallback, margin=margin)
     if as_json:
         print(json.dumps(summary, indent=2, default=str))
     else:
@@ -275,6 +279,7 @@ def bench_cmd(
     force: bool = typer.Option(False, "--force", help="Replace an existing --out folder."),
     drop_rule: str = typer.Option("shed", "--drop-rule", **scheduler_choice("drop-rule"), help="pantheon policies, a hopeless job: shed (drop the job that frees the most time), skip (drop it), keep (the reference's)."),
     downgrade: str = typer.Option("absolute", "--downgrade", **scheduler_choice("downgrade"), help="pantheon policies: lower first the exit losing the least absolute or relative accuracy."),
+    margin: float = margin_option(),
     as_json: bool = typer.Option(False, "--json", help="Print the results as JSON."),
 ) -> None:
     """Policy comparison live on the device + scheduler microbenchmark, with fixed seeds, into one results folder.
@@ -284,7 +289,8 @@ def bench_cmd(
     from pantheon.bench.suite import bench
 
     res = bench(app_name, store=get_store(ctx), policies=policies, out=out, duration_s=duration, seed=seed, device=device,
-                telemetry=telemetry, decisions=decisions, force=force, drop_rule=drop_rule, downgrade=downgrade)
+                telemetry=telemetry, decisions=decisions, force=force, drop_rule=drop_rule, downgrade=downgrade,
+                margin=margin)
     if as_json:
         print(json.dumps(res, indent=2, default=str))
     else:

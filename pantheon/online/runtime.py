@@ -79,6 +79,7 @@ from pantheon.online.repository import (
 )
 from pantheon.online.scheduler import (
     BLOCK,
+    DEFAULT_MARGIN,
     DOWNGRADES,
     DROP_RULES,
     DROPPED,
@@ -86,6 +87,7 @@ from pantheon.online.scheduler import (
     Job,
     Scheduler,
     check_choice,
+    check_margin,
     check_policy,
 )
 from pantheon.online.workload import JobSpec, task_timing, validate
@@ -420,6 +422,7 @@ class Runtime:
         drop_rule, downgrade: the pantheon refresh's rules (:class:`~pantheon.online.scheduler.Scheduler`).
         fallback: let the pantheon policy finish a job through a kept exit it already passed (the
             memory manager keeps the tensor there; see :mod:`pantheon.online.memory`).
+        margin: the pantheon refresh's safety margin (:class:`~pantheon.online.scheduler.Scheduler`).
     """
 
     def __init__(
@@ -444,6 +447,7 @@ class Runtime:
         drop_rule: str = DROP_RULES[0],
         downgrade: str = DOWNGRADES[0],
         fallback: bool = False,
+        margin: float = DEFAULT_MARGIN,
     ) -> None:
         check_runtime_options(max_inflight, dispatch_overhead_us)
         repo = repo if isinstance(repo, Repository) else read_repository(repo)
@@ -482,7 +486,7 @@ class Runtime:
         self.models: Dict[str, LoadedTask] = {}
         self.memory = MemoryManager()
         self.sched = Scheduler(list(self.repo.tasks.values()), policy, drop_late=drop_late, drop_rule=drop_rule,
-                               downgrade=downgrade, fallback=fallback)
+                               downgrade=downgrade, fallback=fallback, margin=margin)
         self._lock = threading.Lock()
         self._cv = threading.Condition(self._lock)
         self._rt_idle = threading.Event()
@@ -653,7 +657,7 @@ class Runtime:
             "run_id": self.start_fields.pop("run_id", None) or store.new_run_id(),
             "version": __version__,
             "drop_late": self.drop_late,
-            "drop_rule": self.sched.drop_rule,
+            "drop_rule": self.sched.drop_rule, "margin": self.sched.margin,
             "downgrade": self.sched.downgrade,
             "repository": str(self.repo.path),
             "tasks": self.repo.describe(self.dispatch_us),
@@ -1073,7 +1077,7 @@ class Runtime:
         records = [r for _, r in sorted(self._records.items())]
         meta = {"mode": "live", "policy": self.policy, "device": self.device, "app": self.repo.app,
                 "run_id": self.run_id, "drop_late": self.drop_late, "drop_rule": self.sched.drop_rule,
-                "downgrade": self.sched.downgrade}
+                "downgrade": self.sched.downgrade, "margin": self.sched.margin}
         s = summarize(records, self._decisions, self._be_done, self._preemptions, meta)
         s["interrupted"] = self._interrupted
         s["memory_peak_bytes"] = self.memory.peak_bytes
@@ -1136,7 +1140,8 @@ def run(repo: PathLike, workload: PathLike, log: PathLike, *, policy: str = "pan
         progress: bool = True, handle_signals: bool = True, max_inflight: int = 2,
         threads: Optional[int] = None, calibrate: bool = True, cuda_graphs: bool = True,
         dispatch_overhead_us: Optional[float] = None, drop_rule: str = DROP_RULES[0],
-        downgrade: str = DOWNGRADES[0], fallback: bool = False) -> Dict[str, Any]:
+        downgrade: str = DOWNGRADES[0], fallback: bool = False,
+        margin: float = DEFAULT_MARGIN) -> Dict[str, Any]:
     """``pantheon runtime``: validate everything, replay ``workload`` live, write the log.
 
     Every input is checked before a job runs (policy, repository manifest and chunks,
@@ -1148,6 +1153,7 @@ def run(repo: PathLike, workload: PathLike, log: PathLike, *, policy: str = "pan
     check_policy(policy)
     check_choice(drop_rule, DROP_RULES, "--drop-rule")
     check_choice(downgrade, DOWNGRADES, "--downgrade")
+    check_margin(margin)
     check_runtime_options(max_inflight, dispatch_overhead_us, time_scale)
     be = parse_best_effort(best_effort)
     repository = read_repository(repo)
@@ -1160,7 +1166,7 @@ def run(repo: PathLike, workload: PathLike, log: PathLike, *, policy: str = "pan
         rt = Runtime(repository, device=device, policy=policy, drop_late=drop_late, log=log, best_effort=be,
                      telemetry=telemetry, max_inflight=max_inflight, threads=threads, calibrate=calibrate,
                      cuda_graphs=cuda_graphs, dispatch_overhead_us=dispatch_overhead_us, drop_rule=drop_rule,
-                     downgrade=downgrade, fallback=fallback,
+                     downgrade=downgrade, fallback=fallback, margin=margin,
                      start_fields={"workload": str(workload), "time_scale": time_scale, "jobs": len(jobs)})
         stop = threading.Event()
         old: Dict[int, Any] = {}

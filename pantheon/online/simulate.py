@@ -20,9 +20,12 @@ decisions keep the CPU busy: the pipelined one predicted 0-1% DMR where edf and 
 missed 25% live (``bench/results/gpu_live_vs_sim_h200*.json``), so it is not the default.
 
 Noise model (``jitter``): every chunk's latency is multiplied by a log-normal factor with
-mean 1 and shape ``jitter`` (about ``jitter`` relative standard deviation), drawn from a
-``random.Random(seed)``; the same seed gives the same run. The scheduler itself always
-sees the profiled latencies, as on the device. ``schedule`` events carry the measured
+mean 1 and shape ``jitter`` (about ``jitter`` relative standard deviation). The factor is a
+function of the seed, the job and the chunk (block ``b`` or the exit after block ``b``)
+only, not of the order chunks run in: every policy replayed with one seed meets the same
+latency for the same chunk of the same job (common random numbers), so their difference
+is the policies' and not the luck of the draw. The same seed gives the same run. The
+scheduler itself always sees the profiled latencies, as on the device. ``schedule`` events carry the measured
 wall time of each decision in Python on this machine.
 
 Example::
@@ -34,11 +37,12 @@ Example::
 
 from __future__ import annotations
 
+import functools
 import math
 import random
 import time
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Sequence
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from pantheon.errors import UsageError
 from pantheon.formats import Workloads
@@ -49,11 +53,13 @@ from pantheon.metrics import LATE, MET, JobRecord, summarize
 from pantheon.online.repository import Repository
 from pantheon.online.scheduler import (
     BLOCK,
+    DEFAULT_MARGIN,
     DOWNGRADES,
     DROP_RULES,
     Job,
     Scheduler,
     check_choice,
+    check_margin,
     check_policy,
 )
 from pantheon.online.workload import JobSpec, task_timing, validate
@@ -77,6 +83,7 @@ def simulate(
     drop_rule: str = DROP_RULES[0],
     downgrade: str = DOWNGRADES[0],
     fallback: bool = False,
+    margin: float = DEFAULT_MARGIN,
 ) -> Dict[str, Any]:
     """Simulate ``workload`` on ``repo`` under ``policy``; return the run summary.
 
@@ -94,6 +101,7 @@ def simulate(
         pipelined: model an ideal overlap of launch and execution (see above; default False).
         drop_rule, downgrade: the pantheon refresh's rules (:class:`~pantheon.online.scheduler.Scheduler`).
         fallback: let the pantheon policy finish a job through an exit it already passed.
+        margin: the pantheon refresh's safety margin (:class:`~pantheon.online.scheduler.Scheduler`).
 
     Returns:
         The summary (:func:`pantheon.metrics.summarize`), with ``dmr`` and
@@ -109,10 +117,10 @@ def simulate(
         repo = repo.with_dispatch_overhead(dispatch_us)
     specs = list(jobs) if jobs is not None else validate(workload, repo)
     sched = Scheduler(list(repo.tasks.values()), policy, drop_late=drop_late, drop_rule=drop_rule,
-                      downgrade=downgrade, fallback=fallback, timing=task_timing(specs))
+                      downgrade=downgrade, fallback=fallback, timing=task_timing(specs), margin=margin)
     log = log or NullLog()
     meta = {"mode": "sim", "policy": policy, "device": "simulated", "app": repo.app, "drop_late": drop_late,
-            "drop_rule": drop_rule, "downgrade": downgrade}
+            "drop_rule": drop_rule, "downgrade": downgrade, "margin": sched.margin}
     pipe = bool(pipelined)
     log.start(0, **meta, repository=str(repo.path), jitter=jitter, seed=seed, tasks=repo.describe(),
               dispatch_overhead_us=repo.dispatch_us, pipelined=pipe, **(start_fields or {}))
@@ -134,6 +142,28 @@ def simulate(
     return summary
 
 
+# Noise table: one factor per (job, chunk) hashed into a table of _NOISE_SIZE draws.
+_NOISE_SIZE = 1 << 18
+_NOISE_MASK = _NOISE_SIZE - 1
+_MIX_JOB = 2654435761  # Knuth's multiplicative hash constant (odd, so jobs spread over the table)
+_MIX_CHUNK = 40503
+EXIT_CHUNK = 1 << 12  # chunk key of the exit after block b: EXIT_CHUNK + b (blocks are their index)
+
+
+@functools.lru_cache(maxsize=8)
+def noise_table(jitter: float, seed: int) -> Tuple[float, ...]:
+    """The log-normal factors (mean 1, shape ``jitter``) the simulator draws chunk noise from."""
+    rng = random.Random(seed)
+    mu = -0.5 * jitter * jitter
+    return tuple(math.exp(mu + jitter * rng.gauss(0.0, 1.0)) for _ in range(_NOISE_SIZE))
+
+
+def chunk_latency(factors: Sequence[float], job: int, chunk: int, lat: int) -> int:
+    """The simulated latency of ``job``'s ``chunk`` (block index, or ``EXIT_CHUNK`` + the block
+    an exit follows) whose profiled latency is ``lat``, with the factors of :func:`noise_table`."""
+    return int(lat * factors[(job * _MIX_JOB + chunk * _MIX_CHUNK) & _NOISE_MASK])
+
+
 MAX_JITTER = 2.0  # a log-normal shape of 2 already gives a factor above 7x one chunk in 20
 
 
@@ -152,11 +182,8 @@ def check_jitter(jitter: float) -> None:
 
 def _run(sched: Scheduler, repo: Repository, specs: Sequence[JobSpec], log: EventLog, jitter: float,
          seed: int, pipelined: bool = False):
-    rng = random.Random(seed)
-    gauss = rng.gauss
     sigma = float(jitter)
-    mu = -0.5 * sigma * sigma
-    exp = math.exp
+    factors = noise_table(sigma, seed) if sigma else ()
     perf = time.perf_counter_ns
     logging = log.writes  # skip the calls entirely when nothing is written
     tasks = sched.states
@@ -174,13 +201,13 @@ def _run(sched: Scheduler, repo: Repository, specs: Sequence[JobSpec], log: Even
     next_action = sched.next_action
     run_ahead = sched.run_ahead
 
-    def noise(lat: int) -> int:
-        return int(lat * exp(mu + sigma * gauss(0.0, 1.0)))
+    def noise(jid: int, chunk: int, lat: int) -> int:
+        return chunk_latency(factors, jid, chunk, lat)
 
-    def chained(o: float) -> Callable[[int], int]:
+    def chained(o: float) -> Callable[[int, int, int], int]:
         """Duration of a chunk launched while the previous one still runs (pipelined executor)."""
-        def cost(lat: int) -> int:
-            d = noise(lat) if sigma else lat
+        def cost(jid: int, chunk: int, lat: int) -> int:
+            d = noise(jid, chunk, lat) if sigma else lat
             return int(max(o, d - o))
         return cost
 
@@ -236,10 +263,11 @@ def _run(sched: Scheduler, repo: Repository, specs: Sequence[JobSpec], log: Even
             preempted[pre.id] += 1
             if logging:
                 log.preempt(t, pre.id, job.id)
+        chunk = idx if kind == BLOCK else EXIT_CHUNK + job.task.exit_blocks[idx]
         if pipelined and t == prev_end:
-            lat = costs[job.task.name](lat)
+            lat = costs[job.task.name](job.id, chunk, lat)
         elif sigma:
-            lat = noise(lat)
+            lat = noise(job.id, chunk, lat)
         end = t + lat
         if kind == BLOCK and not logging and (i >= n or rel[i] > end):
             # nothing arrives before this block ends: the job keeps the device for its next blocks
@@ -319,7 +347,7 @@ def simulate_files(repo_dir: PathLike, workload: PathLike, policy: str, store: S
                    seed: int = 0, drop_late: bool = True, log: Optional[PathLike] = None, logged: bool = False,
                    dispatch_us: Optional[float] = None, pipelined: bool = False,
                    drop_rule: str = DROP_RULES[0], downgrade: str = DOWNGRADES[0],
-                   fallback: bool = False) -> Dict[str, Any]:
+                   fallback: bool = False, margin: float = DEFAULT_MARGIN) -> Dict[str, Any]:
     """Validate a repository folder and a workload file, simulate, and write the event log.
 
     The log goes to ``log`` (a .jsonl file or a run folder), else, when ``logged``, to
@@ -336,6 +364,7 @@ def simulate_files(repo_dir: PathLike, workload: PathLike, policy: str, store: S
     check_jitter(jitter)
     check_choice(drop_rule, DROP_RULES, "--drop-rule")
     check_choice(downgrade, DOWNGRADES, "--downgrade")
+    check_margin(margin)
     repo = read_repository(repo_dir, profiles_only_ok=True)  # the simulator needs the profiles alone
     if repo.profiles_only:
         console.info(f"{repo_dir}: profiles-only repository (config.pbtxt files, no chunks, no manifest)")
@@ -350,7 +379,7 @@ def simulate_files(repo_dir: PathLike, workload: PathLike, policy: str, store: S
         try:
             summary = simulate(repo, ws, policy, jitter=jitter, seed=seed, drop_late=drop_late, log=elog, jobs=jobs,
                                dispatch_us=dispatch_us, pipelined=pipelined, start_fields=fields,
-                               drop_rule=drop_rule, downgrade=downgrade, fallback=fallback)
+                               drop_rule=drop_rule, downgrade=downgrade, fallback=fallback, margin=margin)
         finally:
             if elog is not None:
                 elog.close()
