@@ -40,6 +40,13 @@ def _one_line(res):
     return lines
 
 
+def _error_line(res):
+    """The one ``error: ...`` line, the last of the output (training commands report progress first)."""
+    lines = [ln for ln in _one_line(res) if ln.startswith("error")]
+    assert len(lines) == 1 and res.output.rstrip().endswith(lines[0]), res.output
+    return lines[0]
+
+
 # -- items 5 and 9: workload bounds, checked before generation; no output on error ----------------
 
 
@@ -766,7 +773,7 @@ def _reference_repository(root, tasks=1, blocks=2, size=16):
 
 def _mini_app(folder, duration_s=2):
     """A one-task digits app (``pantheon pipeline`` runs it in about 10 s on 2 cores)."""
-    path = folder / "mini.yaml"
+    path = folder / "pipeline-mini.yaml"
     path.write_text(f"name: mini\nmax_memory: 100\ntasks:\n  digits_resnet18: {{max_delta_accuracy: 0.5}}\n"
                     f"workload: {{duration_s: {duration_s}, streams: [{{task: digits_resnet18, period_ms: 50, "
                     f"deadline_ms: 40}}]}}\n")
@@ -884,6 +891,23 @@ def test_writing_commands_on_read_only_and_full_disks_are_one_line(hostile_disks
     else:
         assert "No space left on device" in line and ("free" in line or "pick" in line), line
     assert sorted(p.relative_to(mount).as_posix() for p in mount.rglob("*")) == before
+
+
+@pytest.mark.timeout(120)  # without the check, the 1000 epochs below run for hours
+def test_pretrain_on_a_full_disk_is_refused_before_the_training(hostile_disks):
+    """The destination is tried first (a small file written and removed), so a full disk is one line at once, as
+    it is for ``demo`` and ``pipeline``, whose first stage this is."""
+    full = hostile_disks["full"]
+    before = _tree(full)
+    t0 = time.monotonic()
+    res = runner.invoke(app, ["--data-root", str(full / "data"), "pretrain", "--task", "digits_resnet18", "--epochs",
+                              "1000"])
+    assert res.exit_code == 1, res.output
+    assert time.monotonic() - t0 < 60
+    line = _error_line(res)
+    assert "No space left on device" in line, line
+    assert f"cannot write {full / 'data' / 'pretrained' / 'digits_resnet18'}:" in line, line
+    assert _tree(full) == before  # the probe and the folders made for it are gone
 
 
 # -- item 2: a Ctrl-C Python cannot raise (inside a weakref callback) is neither noise nor lost ------
@@ -1158,12 +1182,6 @@ def _options(*command):
     for name in command:
         cmd = cmd.commands[name]
     return {o for p in cmd.params for o in p.opts if o.startswith("--")}
-
-
-def _error_line(res):
-    lines = [ln for ln in _one_line(res) if ln.startswith("error")]
-    assert len(lines) == 1 and res.output.rstrip().endswith(lines[0]), res.output
-    return lines[0]
 
 
 def _check_size_hints(command, argv, seconds_per_job):
