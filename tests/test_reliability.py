@@ -1209,6 +1209,14 @@ def _check_size_hints(command, argv, seconds_per_job):
     assert res.exit_code == 2 and "--max-jobs must be a positive integer" in _error_line(res), res.output
 
 
+def test_workload_size_hints_name_workload_options(tmp_path):
+    spec = tmp_path / "tiny.yaml"
+    spec.write_text("name: tiny\ntasks: {a: {}}\nworkload: {duration_s: 1, streams: "
+                    "[{task: a, period_ms: 20, deadline_ms: 40}]}\n")
+    _check_size_hints("workload", ["workload", "--spec", str(spec), "--out", str(tmp_path / "w.bin")], 0.02)
+    assert os.listdir(tmp_path) == ["tiny.yaml"]
+
+
 def test_bench_workload_size_hints_name_bench_options(tmp_path, monkeypatch):
     from _repo import TaskSpec, build_repository
 
