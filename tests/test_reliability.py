@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import glob
 import json
 import os
 import time
@@ -37,6 +38,13 @@ def _one_line(res):
     lines = [ln for ln in res.output.splitlines() if ln.strip()]
     assert "Traceback" not in res.output and "unexpected" not in res.output, res.output
     return lines
+
+
+def _error_line(res):
+    """The one ``error: ...`` line, the last of the output (training commands report progress first)."""
+    lines = [ln for ln in _one_line(res) if ln.startswith("error")]
+    assert len(lines) == 1 and res.output.rstrip().endswith(lines[0]), res.output
+    return lines[0]
 
 
 # -- items 5 and 9: workload bounds, checked before generation; no output on error ----------------
@@ -725,6 +733,53 @@ def _umount(path):
         pass
 
 
+def _reference_repository(root, tasks=1, blocks=2, size=16):
+    """A reference-artifact repository (what ``pantheon repository import`` reads): per task ``config.pbtxt``
+    and traced conv blocks and exits saved as ``model_files/*.pth``, no manifest. Every task holds the same
+    chunks (copied), so many tasks cost little to build."""
+    import shutil
+    import warnings
+
+    import torch
+    from torch import nn
+
+    from pantheon.formats import ModelConfig, model_config_to_text
+
+    torch.manual_seed(0)
+    first = root / "t000" / "model_files"
+    first.mkdir(parents=True)
+    x = torch.randn(1, 3, size, size)
+    c_in, profile = 3, []
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for b in range(blocks):
+            block = nn.Sequential(nn.Conv2d(c_in, 8, 3, padding=1), nn.ReLU()).eval()
+            torch.jit.save(torch.jit.trace(block, x), str(first / f"block_{b:02d}.pth"))
+            x, c_in = block(x), 8
+            head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 10)).eval()
+            torch.jit.save(torch.jit.trace(head, x), str(first / f"branch_{b:02d}.pth"))
+            profile.append(b)
+    for t in range(tasks):
+        name = f"t{t:03d}"
+        if t:
+            shutil.copytree(first, root / name / "model_files")
+        cfg = ModelConfig(name=name, dims=[1, 3, size, size])
+        for b in profile:
+            cfg.block_profile.add(id=b, latency=100 * (b + 1))
+            cfg.exit_profile.add(id=b, latency=10, accuracy=0.5 + 0.1 * b)
+        (root / name / "config.pbtxt").write_text(model_config_to_text(cfg))
+    return root
+
+
+def _mini_app(folder, duration_s=2):
+    """A one-task digits app (``pantheon pipeline`` runs it in about 10 s on 2 cores)."""
+    path = folder / "pipeline-mini.yaml"
+    path.write_text(f"name: mini\nmax_memory: 100\ntasks:\n  digits_resnet18: {{max_delta_accuracy: 0.5}}\n"
+                    f"workload: {{duration_s: {duration_s}, streams: [{{task: digits_resnet18, period_ms: 50, "
+                    f"deadline_ms: 40}}]}}\n")
+    return path
+
+
 @pytest.fixture(scope="module")
 def hostile_disks(tmp_path_factory):
     """Two real file systems: ``ro`` (read-only, holding an empty ``sub/``) and ``full`` (no byte left,
@@ -740,11 +795,13 @@ def hostile_disks(tmp_path_factory):
     _mount_tmpfs(ro, "size=1m")
     try:
         (ro / "sub").mkdir()
+        make_variants(ro / "variants", "digits_mobilenet_v2", n_blocks=2, hw=32)  # profile writes into its variants
         res = subprocess.run(["mount", "-o", "remount,ro", str(ro)], capture_output=True, text=True)
         if res.returncode != 0:
             pytest.skip(f"remounting read-only is not permitted here: {res.stderr.strip()}")
-        _mount_tmpfs(full, "size=64k,nr_inodes=64")
+        _mount_tmpfs(full, "size=256k,nr_inodes=64")
         (full / "sub").mkdir()
+        make_variants(full / "variants", "digits_mobilenet_v2", n_blocks=2, hw=32)
         fd = os.open(full / "ballast", os.O_WRONLY | os.O_CREAT)
         try:
             while True:
@@ -779,7 +836,8 @@ def hostile_disks(tmp_path_factory):
                                                    "[{task: a, period_ms: 50, deadline_ms: 40}]}\n")
         yield {"ro": ro, "full": full, "repo": repo, "wl": wl, "spec": spec, "run": run,
                "variants": inputs / "variants", "setting": setting, "weights": inputs / "backbone.pt",
-               "bench_data": inputs / "bench-data", "apps": inputs / "apps"}
+               "bench_data": inputs / "bench-data", "apps": inputs / "apps",
+               "reference": _reference_repository(inputs / "reference"), "mini": _mini_app(inputs)}
     finally:
         _umount(ro)
         _umount(full)
@@ -804,6 +862,13 @@ WRITING_COMMANDS = {
     "runtime log file": ["runtime", "{repo}", "{wl}", "{D}/sub/rt.jsonl", "--device", "cpu"],
     "bench --out": ["--data-root", "{bench_data}", "bench", "--app", "tiny", "--policies", "fifo", "--decisions", "0",
                     "--device", "cpu", "--telemetry", "off", "--out", "{D}/B"],
+    "profile into its variants": ["profile", "--weights", "{D}/variants", "--local", "--repeat", "2", "--max-samples",
+                                  "32"],
+    "repository import --out": ["repository", "import", "{reference}", "--out", "{D}/sub/repo"],
+    "repository import into the store": ["--data-root", "{D}/data", "repository", "import", "{reference}"],
+    "demo --quick": ["demo", "--quick", "--out", "{D}/demo", "--policy", "fifo", "--device", "cpu"],
+    "pipeline into the store": ["--data-root", "{D}/data", "pipeline", "--app", "{mini}", "--local", "--limit", "32",
+                                "--epochs", "1"],
 }
 
 
@@ -826,6 +891,23 @@ def test_writing_commands_on_read_only_and_full_disks_are_one_line(hostile_disks
     else:
         assert "No space left on device" in line and ("free" in line or "pick" in line), line
     assert sorted(p.relative_to(mount).as_posix() for p in mount.rglob("*")) == before
+
+
+@pytest.mark.timeout(120)  # without the check, the 1000 epochs below run for hours
+def test_pretrain_on_a_full_disk_is_refused_before_the_training(hostile_disks):
+    """The destination is tried first (a small file written and removed), so a full disk is one line at once, as
+    it is for ``demo`` and ``pipeline``, whose first stage this is."""
+    full = hostile_disks["full"]
+    before = _tree(full)
+    t0 = time.monotonic()
+    res = runner.invoke(app, ["--data-root", str(full / "data"), "pretrain", "--task", "digits_resnet18", "--epochs",
+                              "1000"])
+    assert res.exit_code == 1, res.output
+    assert time.monotonic() - t0 < 60
+    line = _error_line(res)
+    assert "No space left on device" in line, line
+    assert f"cannot write {full / 'data' / 'pretrained' / 'digits_resnet18'}:" in line, line
+    assert _tree(full) == before  # the probe and the folders made for it are gone
 
 
 # -- item 2: a Ctrl-C Python cannot raise (inside a weakref callback) is neither noise nor lost ------
@@ -927,28 +1009,44 @@ def test_out_never_replaces_a_users_file_or_folder(sim_inputs, tmp_path):
 # -- item 2 / Deliver 4: construct and export under a real SIGINT exit 130 and leave nothing --------------
 
 
-def _sigint_when(args, env, ready, timeout=120):
-    """Start ``pantheon ARGS``, wait until ``ready()`` (the work is under way), send SIGINT; return (rc, stderr)."""
+def _sigint_when(args, env, ready, timeout=120, python=()):
+    """Start ``pantheon ARGS``, wait until ``ready(stderr so far)`` (the work is under way), send SIGINT;
+    return (rc, stderr). ``python``: interpreter flags (``-X importtime`` lists each module on stderr as it
+    is imported: a stage's lazily imported module shows that the stage has started)."""
     import signal
     import subprocess
     import sys
+    import threading
 
-    proc = subprocess.Popen([sys.executable, "-m", "pantheon.cli", *args], stdout=subprocess.DEVNULL,
+    proc = subprocess.Popen([sys.executable, *python, "-m", "pantheon.cli", *args], stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE, env=env, text=True, preexec_fn=_terminal_sigint)
+    lines: list = []
+    reader = threading.Thread(target=lambda: lines.extend(iter(proc.stderr.readline, "")), daemon=True)
+    reader.start()
     try:
         deadline = time.monotonic() + timeout
-        while not ready():
-            assert proc.poll() is None, proc.communicate()
+        while not ready("".join(lines)):
+            assert proc.poll() is None, "".join(lines)[-3000:]
             assert time.monotonic() < deadline, "the command never got under way"
             time.sleep(0.05)
         time.sleep(0.5)
+        assert proc.poll() is None, "the command ended before it could be interrupted"
         proc.send_signal(signal.SIGINT)
-        _, stderr = proc.communicate(timeout=60)
+        proc.wait(timeout=60)
+        reader.join(timeout=10)
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+    stderr = "".join(ln for ln in lines if not ln.startswith("import time:"))
     return proc.returncode, stderr
+
+
+def _interrupted(rc, stderr):
+    """Exit code 130 and one line, ``error: interrupted``: no traceback, no second line of noise."""
+    assert rc == 130, stderr
+    assert "Traceback" not in stderr and "Exception ignored" not in stderr, stderr
+    assert stderr.strip().splitlines()[-1] == "error: interrupted", stderr
 
 
 def _tree(root):
@@ -972,7 +1070,7 @@ def test_construct_and_export_sigint_exit_130_and_leave_nothing(construct_run, t
     runs = tmp_path / "runs"
     rc, stderr = _sigint_when(["construct", "--task", "digits_resnet18", "--pretrain", str(weights), "--max_epochs",
                                "50", "--limit", "256", "--log", str(runs)], env,
-                              lambda: bool(glob.glob(str(runs / "digits_resnet18" / "*" / "manifest.json"))))
+                              lambda _: bool(glob.glob(str(runs / "digits_resnet18" / "*" / "manifest.json"))))
     assert rc == 130, stderr
     assert stderr.strip().splitlines()[-1] == "error: interrupted" and "Traceback" not in stderr, stderr
     # what is left is the last whole epoch's checkpoint, for --resume, marked unfinished; no temporary folder
@@ -983,10 +1081,175 @@ def test_construct_and_export_sigint_exit_130_and_leave_nothing(construct_run, t
     out = tmp_path / "out"
     out.mkdir()
     rc, stderr = _sigint_when(["export", "--task", "digits_googlenet", "--weights", str(construct_run), "--save",
-                               str(out / "variants")], env, lambda: bool(glob.glob(str(out / ".variants.tmp-*"))))
+                               str(out / "variants")], env, lambda _: bool(glob.glob(str(out / ".variants.tmp-*"))))
     assert rc == 130, stderr
     assert stderr.strip().splitlines()[-1] == "error: interrupted" and "Traceback" not in stderr, stderr
     assert _tree(out) == [] and _tree(data) == []
+
+
+# -- plan, profile, pipeline and repository import under a real SIGINT: exit 130, nothing sealed or half-written --
+
+
+def _env(tmp_path, **extra):
+    return dict(os.environ, PANTHEON_DATA=str(tmp_path / "data"), PANTHEON_PROGRESS="0", **extra)
+
+
+def test_plan_sigint_in_the_solver_exits_130_and_writes_no_repository(tmp_path):
+    from _profiling import make_variants
+
+    base = tmp_path / "variants"
+    blocks = 8
+    rows = "".join(f"1.0,0.2,0.5,0.1,{0.5 + 0.05 * j:.2f}\n" for j in range(blocks))
+    for task in ("ta", "tb", "tc"):  # 24 candidate exits: far too many for the solver to finish in a second
+        make_variants(base / task, task, n_blocks=blocks, channels=2, hw=8,
+                      profile_csv="block latency,branch latency,block mem,branch mem,accuracy\n" + rows)
+    setting = tmp_path / "app.yaml"
+    setting.write_text("name: three\ntasks: {ta: {max_delta_accuracy: 0.5}, tb: {max_delta_accuracy: 0.5}, "
+                       "tc: {max_delta_accuracy: 0.5}}\n")
+    variants = _tree(base)
+    out = tmp_path / "out"
+    rc, stderr = _sigint_when(["plan", "--setting", str(setting), "--base", str(base), "--save", str(out / "repo"),
+                               "--ga-gen", "1000000", "--pop", "50"], _env(tmp_path),
+                              lambda err: "pymoo.algorithms" in err, python=("-X", "importtime"))  # the GA runs
+    _interrupted(rc, stderr)
+    assert not out.exists() and not (tmp_path / "data").exists()  # no repository, no temporary folder
+    assert _tree(base) == variants
+
+
+def test_profile_sigint_exits_130_and_leaves_the_variants_as_they_were(tmp_path):
+    from _profiling import make_variants
+
+    from pantheon.formats import store
+
+    parent = tmp_path / "v"
+    vdir, _, _ = make_variants(parent / "variants", "digits_mobilenet_v2", n_blocks=2, hw=32)
+    manifest, tree = (vdir / "manifest.json").read_bytes(), _tree(parent)
+    rc, stderr = _sigint_when(["profile", "--weights", str(vdir), "--local", "--repeat", "1000000"], _env(tmp_path),
+                              lambda err: "pantheon.offline.profile" in err, python=("-X", "importtime"))
+    _interrupted(rc, stderr)
+    assert _tree(parent) == tree and (vdir / "manifest.json").read_bytes() == manifest  # no profile.csv, no temp
+    store.verify(vdir, kind="variants")
+    assert not (tmp_path / "data").exists()
+
+
+@pytest.fixture(scope="module")
+def pipeline_store(tmp_path_factory):
+    """A store where ``pantheon pipeline`` ran the one-task mini app to its end (pretrain ... workload)."""
+    d = tmp_path_factory.mktemp("pipeline")
+    app_file = _mini_app(d)
+    res = runner.invoke(app, ["--data-root", str(d / "data"), "pretrain", "--task", "digits_resnet18", "--epochs", "1",
+                              "--limit", "32"])  # the pipeline keeps a backbone it finds: one epoch is enough here
+    assert res.exit_code == 0, res.output
+    res = runner.invoke(app, ["--data-root", str(d / "data"), "pipeline", "--app", str(app_file), "--local", "--limit",
+                              "32", "--epochs", "1", "--repeat", "1"])
+    assert res.exit_code == 0, res.output
+    return d / "data", app_file
+
+
+def test_pipeline_sigint_in_a_stage_exits_130_and_keeps_the_sealed_stages(pipeline_store, tmp_path):
+    data, app_file = pipeline_store
+    tree = _tree(data)
+    manifests = {p: p.read_bytes() for p in data.rglob("manifest.json")}
+    # another --repeat changes the profile's inputs: pretrain, construct and export are up to date, profile reruns
+    rc, stderr = _sigint_when(["--data-root", str(data), "pipeline", "--app", str(app_file), "--local", "--limit", "32",
+                               "--epochs", "1", "--repeat", "1000000"], _env(tmp_path),
+                              lambda err: "profile digits_resnet18\n" in err)
+    _interrupted(rc, stderr)
+    assert "export digits_resnet18: skipped" in stderr, stderr
+    assert _tree(data) == tree  # no temporary folder, no new artifact
+    assert {p: p.read_bytes() for p in data.rglob("manifest.json")} == manifests  # every sealed stage unchanged
+    assert not (tmp_path / "data").exists()
+
+
+def test_repository_import_sigint_exits_130_and_writes_nothing(tmp_path):
+    src = _reference_repository(tmp_path / "ref", tasks=60)  # about 4 s of loading and running
+    out = tmp_path / "out"
+    out.mkdir()
+    rc, stderr = _sigint_when(["repository", "import", str(src), "--out", str(out / "repo")], _env(tmp_path),
+                              lambda _: bool(glob.glob(str(out / ".repo.tmp-*" / "t000" / "model_files" / "*.pt"))))
+    _interrupted(rc, stderr)
+    assert _tree(out) == [] and not (tmp_path / "data").exists()
+
+
+# -- an app's workload over the size bounds: the hint names options of the command that generates it ----------
+
+
+def _options(*command):
+    """Every option name of ``pantheon COMMAND...`` (from the real CLI tree)."""
+    import typer.main
+
+    cmd = typer.main.get_command(app)
+    for name in command:
+        cmd = cmd.commands[name]
+    return {o for p in cmd.params for o in p.opts if o.startswith("--")}
+
+
+def _check_size_hints(command, argv, seconds_per_job):
+    """``argv`` + ``--duration`` over one day: the span hint; ``--max-span`` raised: the job-count hint; both name
+    only options of ``command``, and the values given reach the check (the limit quoted is the one passed)."""
+    import re
+
+    accepted = _options(command)
+    huge = ["--duration", "100000"]
+    res = runner.invoke(app, [*argv, *huge])
+    assert res.exit_code == 1, res.output
+    line = _error_line(res)
+    assert "over the limit of 86400 s" in line and "--max-span" in line, line
+    named = set(re.findall(r"--[a-z][a-z-]*", line))
+    assert named and named <= accepted, (named - accepted, line)
+    res = runner.invoke(app, [*argv, *huge, "--max-span", "200000"])
+    assert res.exit_code == 1, res.output
+    line = _error_line(res)
+    assert f"about {int(100000 / seconds_per_job)} jobs" in line and "over the limit of 1000000" in line, line
+    named = set(re.findall(r"--[a-z][a-z-]*", line))
+    assert "--max-jobs" in named and named <= accepted, (named - accepted, line)
+    res = runner.invoke(app, [*argv, "--duration", "1", "--max-jobs", "7"])
+    assert res.exit_code == 1 and "over the limit of 7;" in _error_line(res), res.output
+    res = runner.invoke(app, [*argv, "--max-jobs", "0"])
+    assert res.exit_code == 2 and "--max-jobs must be a positive integer" in _error_line(res), res.output
+
+
+def test_workload_size_hints_name_workload_options(tmp_path):
+    spec = tmp_path / "tiny.yaml"
+    spec.write_text("name: tiny\ntasks: {a: {}}\nworkload: {duration_s: 1, streams: "
+                    "[{task: a, period_ms: 20, deadline_ms: 40}]}\n")
+    _check_size_hints("workload", ["workload", "--spec", str(spec), "--out", str(tmp_path / "w.bin")], 0.02)
+    assert os.listdir(tmp_path) == ["tiny.yaml"]
+
+
+def test_bench_workload_size_hints_name_bench_options(tmp_path, monkeypatch):
+    from _repo import TaskSpec, build_repository
+
+    root = tmp_path / "data"
+    build_repository(root / "apps" / "tiny" / "repository",
+                     {"a": TaskSpec(widths=[4], exits={0: 0.8}, latencies=[300], exit_latencies={0: 50})}, app="tiny")
+    apps = tmp_path / "apps"
+    apps.mkdir()
+    (apps / "tiny.yaml").write_text("name: tiny\ntasks: {a: {}}\nworkload: {duration_s: 1, streams: "
+                                    "[{task: a, period_ms: 20, deadline_ms: 40}]}\n")
+    monkeypatch.setenv("PANTHEON_APPS", str(apps))
+    tree = _tree(tmp_path)
+    _check_size_hints("bench", ["--data-root", str(root), "bench", "--app", "tiny", "--policies", "fifo", "--decisions",
+                                "0", "--device", "cpu", "--telemetry", "off", "--out", str(tmp_path / "B")], 0.02)
+    assert _tree(tmp_path) == tree  # nothing written
+
+
+def test_pipeline_workload_size_hints_name_pipeline_options(pipeline_store, tmp_path):
+    data, app_file = pipeline_store
+    manifests = {p: p.read_bytes() for p in data.rglob("manifest.json")}
+    tree = _tree(data)
+    # every stage but the workload is up to date (the workload's --duration is one of its inputs)
+    _check_size_hints("pipeline", ["--data-root", str(data), "pipeline", "--app", str(app_file), "--local", "--limit",
+                                   "32", "--epochs", "1", "--repeat", "1"], 0.05)
+    assert _tree(data) == tree and {p: p.read_bytes() for p in data.rglob("manifest.json")} == manifests
+    res = runner.invoke(app, ["--data-root", str(data), "pipeline", "--app", str(app_file), "--local", "--limit", "32",
+                              "--epochs", "1", "--repeat", "1", "--duration", "3", "--max-jobs", "60"])
+    assert res.exit_code == 0, res.output
+    from pantheon.formats import read_workloads, store
+
+    wl = data / "apps" / "mini" / "workload"
+    assert store.verify(wl, kind="workload").inputs["duration_s"] == 3
+    assert len(read_workloads(wl / "workload.bin").workload) == 60  # 3 s of a 50 ms stream, the limit exactly
 
 
 # -- Deliver 6: the bad-input table: (command, input) -> exit code, one line naming the fix, nothing written --

@@ -94,6 +94,8 @@ def bench(
     force: bool = False,
     drop_rule: str = "shed",
     downgrade: str = "absolute",
+    max_jobs: Optional[int] = None,
+    max_span_s: Optional[float] = None,
     store: Optional[Store] = None,
     margin: Optional[float] = None,
 ) -> Dict[str, Any]:
@@ -111,6 +113,8 @@ def bench(
         dispatch_jobs: jobs of the dispatch-overhead measurement (0 skips it).
         force: replace an existing ``out``.
         drop_rule, downgrade: the pantheon refresh's rules (:class:`~pantheon.online.scheduler.Scheduler`).
+        max_jobs, max_span_s: the workload's size bounds, checked before it is generated (default:
+            :data:`~pantheon.online.workload.MAX_JOBS`, :data:`~pantheon.online.workload.MAX_SPAN_S`).
         store: the artifact store holding the app's repository (default: the one at ``$PANTHEON_DATA``).
         margin: the pantheon refresh's safety margin (default: the scheduler's).
 
@@ -120,6 +124,7 @@ def bench(
     Raises:
         RepositoryError: the app's repository is missing or incomplete (the path is named).
         UsageError: unknown app or policy.
+        WorkloadError: the app's workload is over ``max_jobs``/``max_span_s`` (nothing written).
         KeyboardInterrupt: SIGINT/SIGTERM during a live run (the run stops cleanly, then the
             whole benchmark: nothing is written).
     """
@@ -133,7 +138,7 @@ def bench(
     from pantheon.online.repository import read_repository, resolve_device
     from pantheon.online.runtime import run
     from pantheon.online.simulate import simulate
-    from pantheon.online.workload import generate
+    from pantheon.online.workload import MAX_JOBS, MAX_SPAN_S, generate
     from pantheon.platform import telemetry as tel
 
     st = store or Store()
@@ -149,7 +154,9 @@ def bench(
     dev = resolve_device(device)
     if decisions < 0:
         raise UsageError(f"--decisions must be >= 0, got {decisions}")
-    ws = generate(spec, repo=repo, seed=seed, duration_s=duration_s)
+    ws = generate(spec, repo=repo, seed=seed, duration_s=duration_s,
+                  max_jobs=MAX_JOBS if max_jobs is None else max_jobs,
+                  max_span_s=MAX_SPAN_S if max_span_s is None else max_span_s)
     run_id = store_mod.new_run_id()
     dest = Path(out) if out else st.bench_dir(spec.name, run_id)
     settings = {"app": spec.name, "policies": chosen, "seed": seed, "duration_s": duration_s or spec.duration_s,

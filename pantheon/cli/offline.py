@@ -287,16 +287,22 @@ def pipeline_cmd(
     min_chunk_us: Optional[float] = typer.Option(
         None, "--min-chunk-us", help="Plan: merge blocks into chunks of at least this latency (default: the dispatch overhead)."
     ),
+    duration: Optional[float] = typer.Option(None, "--duration", help="Seconds of workload (default: the app's)."),
+    max_jobs: int = typer.Option(1_000_000, "--max-jobs", help="Refuse a workload of more jobs than this (checked first)."),
+    max_span: float = typer.Option(86_400.0, "--max-span", help="Refuse streams running longer than this (seconds)."),
 ) -> None:
     """construct -> export -> profile -> plan (-> workload) for every task of an app; up-to-date stages are skipped.
 
     Example: pantheon pipeline --app digits --board-profiler 192.168.55.1:8765
     """
     from pantheon.offline.pipeline import PipelineOptions, pipeline
+    from pantheon.online.workload import check_options
 
     if board_profiler and local:
         raise UsageError("pass either --board-profiler HOST:PORT or --local, not both")
+    check_options(None, duration, 1.0, max_jobs, max_span)  # now, not after the training
     pipeline(app_name, PipelineOptions(data_dir=data_dir, board=board_profiler, force=force, epochs=epochs, limit=limit,
-                                       token=token, repeat=repeat, min_chunk_us=min_chunk_us),
+                                       token=token, repeat=repeat, min_chunk_us=min_chunk_us, duration_s=duration,
+                                       max_jobs=max_jobs, max_span_s=max_span),
              store=get_store(ctx))
 

@@ -280,6 +280,8 @@ def bench_cmd(
     drop_rule: str = typer.Option("shed", "--drop-rule", **scheduler_choice("drop-rule"), help="pantheon policies, a hopeless job: shed (drop the job that frees the most time), skip (drop it), keep (the reference's)."),
     downgrade: str = typer.Option("absolute", "--downgrade", **scheduler_choice("downgrade"), help="pantheon policies: lower first the exit losing the least absolute or relative accuracy."),
     margin: float = margin_option(),
+    max_jobs: int = typer.Option(1_000_000, "--max-jobs", help="Refuse a workload of more jobs than this (checked first)."),
+    max_span: float = typer.Option(86_400.0, "--max-span", help="Refuse streams running longer than this (seconds)."),
     as_json: bool = typer.Option(False, "--json", help="Print the results as JSON."),
 ) -> None:
     """Policy comparison live on the device + scheduler microbenchmark, with fixed seeds, into one results folder.
@@ -290,7 +292,7 @@ def bench_cmd(
 
     res = bench(app_name, store=get_store(ctx), policies=policies, out=out, duration_s=duration, seed=seed, device=device,
                 telemetry=telemetry, decisions=decisions, force=force, drop_rule=drop_rule, downgrade=downgrade,
-                margin=margin)
+                margin=margin, max_jobs=max_jobs, max_span_s=max_span)
     if as_json:
         print(json.dumps(res, indent=2, default=str))
     else:

@@ -333,6 +333,29 @@ def write_failed(dest: PathLike, exc: OSError) -> ArtifactError:
     return ArtifactError(f"cannot write {dest}: {exc.strerror or exc} ({hint}); nothing was written")
 
 
+def check_writable(dest: PathLike) -> None:
+    """Fail now, not after the work that produces ``dest``: create its parent folders and a 4 KiB file
+    beside it, fsync, then remove both. A read-only or full disk is the :func:`write_failed` line
+    naming ``dest``; nothing is left behind. A disk that fills up later is still caught when writing."""
+    dest = Path(dest)
+    created: list = []
+    try:
+        created = _make_parents(dest.parent)
+        fd, probe = tempfile.mkstemp(prefix=f".{dest.name}.probe-", dir=dest.parent)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(b"\0" * 4096)
+                f.flush()
+                os.fsync(f.fileno())
+        finally:
+            with contextlib.suppress(OSError):
+                os.unlink(probe)
+    except OSError as exc:
+        raise write_failed(dest, exc) from exc
+    finally:
+        _remove_created(created)
+
+
 @contextlib.contextmanager
 def write_artifact(
     dest: PathLike,

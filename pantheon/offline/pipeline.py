@@ -76,6 +76,9 @@ class PipelineOptions:
     repeat: int = 0
     retries: int = 3
     min_chunk_us: Optional[float] = None  # plan: merge blocks below this latency (None: the dispatch overhead)
+    duration_s: Optional[float] = None  # workload length (None: the app's duration_s)
+    max_jobs: Optional[int] = None  # workload size bounds (None: the generator's defaults)
+    max_span_s: Optional[float] = None
 
 
 def _pretrain(task: str, o: PipelineOptions, s: st.Store) -> Tuple[Path, bool]:
@@ -152,7 +155,7 @@ def workload_available() -> bool:
 def _workload(app: App, repo: Path, o: PipelineOptions, s: st.Store) -> Tuple[Path, bool]:
     from pantheon.formats import write_workloads
     from pantheon.online.repository import read_repository
-    from pantheon.online.workload import generate
+    from pantheon.online.workload import MAX_JOBS, MAX_SPAN_S, generate
 
     dest = s.workload_dir(app.name)
     inputs = {
@@ -160,9 +163,13 @@ def _workload(app: App, repo: Path, o: PipelineOptions, s: st.Store) -> Tuple[Pa
         "repository": st.sha256_file(repo / st.MANIFEST),
         "seed": app.seed,
     }
+    if o.duration_s is not None:  # recorded only when set: workloads made before keep their inputs
+        inputs["duration_s"] = o.duration_s
     if not o.force and st.is_complete(dest, inputs):
         return dest / "workload.bin", True
-    ws = generate(app, repo=read_repository(repo))
+    ws = generate(app, repo=read_repository(repo), duration_s=o.duration_s,
+                  max_jobs=MAX_JOBS if o.max_jobs is None else o.max_jobs,
+                  max_span_s=MAX_SPAN_S if o.max_span_s is None else o.max_span_s)
     with st.write_artifact(dest, kind="workload", inputs=inputs, force=True, meta={"app": app.name, "jobs": len(ws.workload)}) as tmp:
         write_workloads(tmp / "workload.bin", ws)
         (tmp / "workload.json").write_text(json.dumps(app.raw, indent=2, default=str) + "\n")

@@ -104,6 +104,7 @@ def pretrain(
         acc = json.loads((dest / "metrics.json").read_text()).get("test")
         console.info(f"pretrain {t.name}: skipped: up to date (test {t.metric_name} {acc:.3f}, {dest})")
         return dest
+    st.check_writable(dest)  # a read-only or full disk is refused before the training, not after it
     splits, kw = load_splits(t, data_dir, limit, d.batch_size, num_workers)
 
     torch.manual_seed(seed)
