@@ -86,7 +86,7 @@ def test_pipeline_runs_every_stage_then_skips_what_is_up_to_date(shared_root, tm
     opts = PipelineOptions(epochs=1, limit=128, repeat=3)
     with server(tmp_path, "--warmup", "1") as s:
         opts.board = f"127.0.0.1:{s.port}"
-        first = pipeline(str(app), opts, show=False)
+        first = pipeline(str(app), opts).stages
         stages = [(r.task, r.stage) for r in first]
         assert stages == [(TASK, "pretrain"), (TASK, "construct"), (TASK, "export"), (TASK, "profile"),
                           ("mini", "plan"), ("mini", "workload")]
@@ -98,11 +98,11 @@ def test_pipeline_runs_every_stage_then_skips_what_is_up_to_date(shared_root, tm
         root = store.Store()
         manifests = {p: p.read_text() for p in root.root.rglob("manifest.json")}
 
-        second = pipeline(str(app), opts, show=False)
+        second = pipeline(str(app), opts).stages
         assert all(r.status == SKIPPED for r in second), [(r.stage, r.status) for r in second]
         assert {p: p.read_text() for p in root.root.rglob("manifest.json")} == manifests
 
-        third = pipeline(str(_app(tmp_path, "0.02")), opts, show=False)  # new limit: only plan + workload redo
+        third = pipeline(str(_app(tmp_path, "0.02")), opts).stages  # new limit: only plan + workload redo
         assert [r.stage for r in third if r.status != SKIPPED] == ["plan", "workload"]
     repo = root.repository_dir("mini")
     store.verify(repo, kind="repository")
