@@ -67,6 +67,27 @@ def test_cli_construct_writes_a_verified_run_and_skips_a_rerun(backbone, tmp_pat
     assert (run_dir / "checkpoint.pt").stat().st_mtime_ns == before
 
 
+def test_construct_prints_nothing_and_returns_what_the_cli_prints(backbone, tmp_path, capsys):
+    from pantheon.cli.offline import print_construct
+
+    res = construct(_cfg(backbone, tmp_path, max_epochs=2))
+    assert capsys.readouterr().out == ""  # the library reports progress on stderr, never results
+    assert not res.skipped and res.task == TASK and res.metric_name == "top-1"
+    assert res.history == json.loads((res.run_dir / "history.json").read_text())
+    assert res.test == json.loads((res.run_dir / "metrics.json").read_text())["test"]
+    assert [h["epoch"] for h in res.history] == [1, 2] and len(res.test) == len(res.history[-1]["val"]) == 9
+    print_construct(res)
+    table = capsys.readouterr().out
+    assert "val e1" in table and "val e2" in table and "8 (original head)" in table
+    assert all(f"{t:.3f}" in table for t in res.test)
+    again = construct(_cfg(backbone, tmp_path, max_epochs=2))  # up to date: read back, not retrained
+    assert capsys.readouterr().out == ""
+    assert again.skipped and again.run_dir == res.run_dir
+    assert again.history == res.history and again.test == res.test
+    print_construct(again)  # as `pantheon construct` on an up-to-date run: no table
+    assert capsys.readouterr().out == ""
+
+
 def test_same_seed_same_weights_other_seed_other_weights(backbone, tmp_path):
     a = construct(_cfg(backbone, tmp_path / "a", max_epochs=2)).run_dir
     b = construct(_cfg(backbone, tmp_path / "b", max_epochs=2)).run_dir

@@ -15,6 +15,7 @@ from pantheon.formats import read_model_config, store
 from pantheon.offline.plan import (
     ExitProfile,
     _Layout,
+    objective_line,
     objective_value,
     optimise,
     plan,
@@ -236,6 +237,28 @@ def test_plan_writes_a_verified_repository(tmp_path):
 
     r = read_repository(repo)
     assert r.names == ["ta", "tb"]
+
+
+def test_plan_prints_nothing_and_returns_what_the_cli_prints(tmp_path, capsys, monkeypatch):
+    from pantheon.cli.offline import print_plan
+
+    monkeypatch.setenv("COLUMNS", "200")  # the table unfolded
+    base, s = _setup(tmp_path)
+    res = plan(str(s), base=base, save=tmp_path / "repo")
+    assert capsys.readouterr().out == ""  # the library returns the plan; `pantheon plan` prints it
+    assert not res.skipped and "skipped" not in json.loads((tmp_path / "repo" / "plan.json").read_text())
+    print_plan(res)
+    shown = capsys.readouterr()
+    assert f"exit plan for {res.app} ({res.solver}, objective reference)" in shown.out
+    assert f"{objective_line(res)}; memory {res.memory_mb:.2f} MB of 100 MB" in shown.out
+    assert "│ ta   │ 1 2 " in shown.out and " 0.880 0.900 " in shown.out  # ta's kept exits and their accuracies
+    assert f"wrote {tmp_path / 'repo'}" in shown.err
+    again = plan(str(s), base=base, save=tmp_path / "repo")  # up to date: read back
+    assert capsys.readouterr().out == ""
+    assert again.skipped and again.exits == res.exits and again.repository == tmp_path / "repo"
+    print_plan(again)
+    shown = capsys.readouterr()
+    assert objective_line(res) in shown.out and "wrote" not in shown.err
 
 
 def test_plan_truncates_blocks_after_the_last_kept_exit(tmp_path):

@@ -29,10 +29,20 @@ def _csv_rows(path):
     return list(csv.DictReader(io.StringIO(path.read_text())))
 
 
-def test_profile_through_the_server_writes_profile_csv_and_updates_the_manifest(srv, tmp_path):
+def test_profile_through_the_server_writes_profile_csv_and_updates_the_manifest(srv, tmp_path, capsys, monkeypatch):
     vdir, blocks, branches = make_variants(tmp_path / "tiny")
     before = store.read_manifest(vdir)
     res = prof.profile(weights=vdir, host="127.0.0.1", port=srv.port, accuracies=ACC)
+    assert capsys.readouterr().out == ""  # the library returns the profile; `pantheon profile` prints it
+    from pantheon.cli.offline import print_profile
+
+    monkeypatch.setenv("COLUMNS", "200")
+    print_profile(res)
+    shown = capsys.readouterr()
+    assert f"tiny on {res.device} (127.0.0.1:{srv.port})" in shown.out
+    to_exit = res.rows[0].block_ms + res.rows[1].block_ms + res.rows[1].branch_ms
+    assert f"│ 1    │ {res.rows[1].block_ms:.3f} " in shown.out and f" {to_exit:.3f} " in shown.out
+    assert f"wrote {vdir / 'profile.csv'}" in shown.err
 
     text = (vdir / "profile.csv").read_text()
     assert text.splitlines()[0] == "block latency,branch latency,block mem,branch mem,accuracy"
