@@ -64,7 +64,7 @@ def bench_task(task: str, store: Store, epochs: Optional[int], usable: float) ->
     c0, t0 = _cpu(), time.perf_counter()
     pre = pretrain(task, store=store)
     c1, t1 = _cpu(), time.perf_counter()
-    run = construct(ConstructConfig(task=task, max_epochs=epochs, force=True), store=store)
+    run = construct(ConstructConfig(task=task, max_epochs=epochs, force=True), store=store).run_dir
     c2, t2 = _cpu(), time.perf_counter()
     history = json.loads((run / "history.json").read_text())
     metrics = json.loads((run / "metrics.json").read_text())

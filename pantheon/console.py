@@ -2,7 +2,8 @@
 
 Library code reports progress through :func:`progress` (a rich progress bar
 that degrades to nothing when stderr is not a terminal and
-``PANTHEON_PROGRESS=0``) and prints tables through :func:`print_table`.
+``PANTHEON_PROGRESS=0``) and status lines through :func:`info`; it returns results,
+which the CLI prints as tables through :func:`print_table`.
 """
 
 from __future__ import annotations

@@ -11,8 +11,13 @@ whose inputs are unchanged and says so, ``force`` redoes them):
 5. generate the workload and run the live runtime (``device``: the GPU when one is present
    with ``auto``, else the CPU) with ``pantheon`` and every baseline policy (same workload,
    same repository), and simulate the same workload under each policy;
-6. print one table (policy, live DMR next to the simulated one, relative accuracy,
-   preempted jobs, p99 response) and write the report folder (PNG plots, markdown, JSON).
+6. compare the policies (policy, live DMR next to the simulated one, relative accuracy,
+   preempted jobs, p99 response: :attr:`DemoResult.rows`) and write the report folder (PNG
+   plots, markdown, JSON).
+
+The demo prints no results itself: it returns a :class:`DemoResult` and hands every pipeline
+stage to ``on_stage`` as it finishes and the pipeline's result to ``on_pipeline`` (the CLI
+prints them there).
 
 The profiler server times the chunks on the device the runtime then uses (on ``cpu`` its
 process is started with no visible GPU), so plan, simulator and live run share one cost model.
@@ -31,12 +36,13 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Dict, Iterator, List, Optional, Sequence, Union
+from typing import TYPE_CHECKING, Any, Callable, Dict, Iterator, List, Optional, Sequence, Union
 
 from pantheon import __version__, console
 from pantheon.formats import store as st
 
 if TYPE_CHECKING:
+    from pantheon.offline.pipeline import PipelineResult, StageResult
     from pantheon.online.profiler_server import ServerProcess
 
 APP = "digits"
@@ -58,15 +64,21 @@ class DemoSettings:
         return cls(pretrain_epochs=None, construct_epochs=None, duration_s=8.0)
 
 
-@dataclass
+@dataclass(frozen=True)
 class DemoResult:
+    """What :func:`demo` returns: the store root and the artifacts of the run, ``logs`` (one live
+    event log per policy), ``rows`` (one comparison row per policy,
+    :func:`pantheon.analysis.report.compare_row` with the simulated DMR), the report folder, the
+    device the chunks ran on, the pipeline's stages and the wall time."""
+
     root: Path
     repository: Path
     workload: Path
     logs: Dict[str, Path]
     rows: List[Dict[str, Any]]
     report: Path
-    stages: List[Any] = field(default_factory=list)
+    device: str
+    stages: List[StageResult] = field(default_factory=list)
     seconds: float = 0.0
 
 
@@ -216,7 +228,8 @@ def _mkdir(p: Path) -> Path:
 
 def demo(out: Union[None, Path, st.Store] = None, *, quick: bool = False, force: bool = False,
          policies: Optional[Sequence[str]] = None, settings: Optional[DemoSettings] = None,
-         device: str = "auto") -> DemoResult:
+         device: str = "auto", on_stage: Optional[Callable[[StageResult], None]] = None,
+         on_pipeline: Optional[Callable[[PipelineResult], None]] = None) -> DemoResult:
     """Run the whole digits demo; see the module docstring.
 
     Args:
@@ -229,6 +242,8 @@ def demo(out: Union[None, Path, st.Store] = None, *, quick: bool = False, force:
             the smallest sizes).
         device: where the chunks are profiled and run live: ``auto`` (the GPU when present),
             ``cuda`` or ``cpu``.
+        on_stage: called with every pipeline stage as it finishes (:func:`pantheon.offline.pipeline.pipeline`).
+        on_pipeline: called with the pipeline's result once it is done, before the live runs.
     """
     from pantheon.formats.app import load_app
     from pantheon.offline.pipeline import PipelineOptions, pipeline
@@ -251,9 +266,11 @@ def demo(out: Union[None, Path, st.Store] = None, *, quick: bool = False, force:
     console.info("[bold]2-4. slice, train exits, export, profile through the profiler server, plan[/bold]")
     with tempfile.TemporaryDirectory(prefix="pantheon-demo-") as tmp, profiler_server(Path(tmp), device) as server:
         console.info(f"profiler server (pid {server.proc.pid}) listening on 127.0.0.1:{server.port}")
-        stages = pipeline(app.name, PipelineOptions(board=f"127.0.0.1:{server.port}", force=force,
-                                                    epochs=settings.construct_epochs, limit=settings.limit),
-                          store=store)
+        piped = pipeline(app.name, PipelineOptions(board=f"127.0.0.1:{server.port}", force=force,
+                                                   epochs=settings.construct_epochs, limit=settings.limit),
+                         store=store, on_stage=on_stage)
+    if on_pipeline is not None:
+        on_pipeline(piped)
     repo_dir = store.repository_dir(app.name)
 
     console.info(f"[bold]5. live runtime on {device}, every policy, the same workload (and simulated)[/bold]")
@@ -261,7 +278,7 @@ def demo(out: Union[None, Path, st.Store] = None, *, quick: bool = False, force:
     logs = _run_policies(repo_dir, workload, chosen, force, store, device)
 
     console.info("[bold]6. report[/bold]")
-    from pantheon.analysis.report import analyze, columns, compare_row, compare_rows, with_simulated
+    from pantheon.analysis.report import analyze, compare_row, with_simulated
     from pantheon.formats import read_workloads
     from pantheon.online.repository import read_repository
     from pantheon.online.simulate import simulate
@@ -271,9 +288,4 @@ def demo(out: Union[None, Path, st.Store] = None, *, quick: bool = False, force:
     rows = [with_simulated(compare_row(analyses[p]["summary"], logs[p]), simulate(read_repository(repo_dir), ws, p))
             for p in chosen]
     report = _report(rows, logs, analyses, pretrain_rows, store, device)
-    console.print_table(f"digits demo: {rows[0]['jobs']} jobs, live on {device} (and simulated)", columns(rows),
-                        compare_rows(rows))
-    secs = time.monotonic() - t0
-    console.out.print(f"report: {report / 'report.md'} (plots: {report}/*.png)")
-    console.info(f"demo finished in {secs:.0f} s")
-    return DemoResult(store.root, repo_dir, workload, logs, rows, report, stages, secs)
+    return DemoResult(store.root, repo_dir, workload, logs, rows, report, device, piped.stages, time.monotonic() - t0)

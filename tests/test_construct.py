@@ -67,10 +67,31 @@ def test_cli_construct_writes_a_verified_run_and_skips_a_rerun(backbone, tmp_pat
     assert (run_dir / "checkpoint.pt").stat().st_mtime_ns == before
 
 
+def test_construct_prints_nothing_and_returns_what_the_cli_prints(backbone, tmp_path, capsys):
+    from pantheon.cli.offline import print_construct
+
+    res = construct(_cfg(backbone, tmp_path, max_epochs=2))
+    assert capsys.readouterr().out == ""  # the library reports progress on stderr, never results
+    assert not res.skipped and res.task == TASK and res.metric_name == "top-1"
+    assert res.history == json.loads((res.run_dir / "history.json").read_text())
+    assert res.test == json.loads((res.run_dir / "metrics.json").read_text())["test"]
+    assert [h["epoch"] for h in res.history] == [1, 2] and len(res.test) == len(res.history[-1]["val"]) == 9
+    print_construct(res)
+    table = capsys.readouterr().out
+    assert "val e1" in table and "val e2" in table and "8 (original head)" in table
+    assert all(f"{t:.3f}" in table for t in res.test)
+    again = construct(_cfg(backbone, tmp_path, max_epochs=2))  # up to date: read back, not retrained
+    assert capsys.readouterr().out == ""
+    assert again.skipped and again.run_dir == res.run_dir
+    assert again.history == res.history and again.test == res.test
+    print_construct(again)  # as `pantheon construct` on an up-to-date run: no table
+    assert capsys.readouterr().out == ""
+
+
 def test_same_seed_same_weights_other_seed_other_weights(backbone, tmp_path):
-    a = construct(_cfg(backbone, tmp_path / "a", max_epochs=2))
-    b = construct(_cfg(backbone, tmp_path / "b", max_epochs=2))
-    c = construct(_cfg(backbone, tmp_path / "c", max_epochs=2, seed=1))
+    a = construct(_cfg(backbone, tmp_path / "a", max_epochs=2)).run_dir
+    b = construct(_cfg(backbone, tmp_path / "b", max_epochs=2)).run_dir
+    c = construct(_cfg(backbone, tmp_path / "c", max_epochs=2, seed=1)).run_dir
     sa, sb, sc = _exit_state(a), _exit_state(b), _exit_state(c)
     assert sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
     assert any(not torch.equal(sa[k], sc[k]) for k in sa if sa[k].is_floating_point())
@@ -83,10 +104,10 @@ def test_same_seed_same_weights_other_seed_other_weights(backbone, tmp_path):
 
 
 def test_feature_cache_trains_the_same_exits_as_running_the_backbone(backbone, tmp_path, monkeypatch):
-    cached = construct(_cfg(backbone, tmp_path / "cached", max_epochs=2))
+    cached = construct(_cfg(backbone, tmp_path / "cached", max_epochs=2)).run_dir
     assert all(h["feature_cache"] for h in json.loads((cached / "history.json").read_text()))
     monkeypatch.setattr(con, "FEATURE_CACHE_BYTES", 0)  # too small: run the frozen blocks every step
-    direct = construct(_cfg(backbone, tmp_path / "direct", max_epochs=2))
+    direct = construct(_cfg(backbone, tmp_path / "direct", max_epochs=2)).run_dir
     assert not any(h["feature_cache"] for h in json.loads((direct / "history.json").read_text()))
     a, b = _exit_state(cached), _exit_state(direct)
     # same batches in the same order; only float rounding of the block outputs differs
@@ -94,7 +115,7 @@ def test_feature_cache_trains_the_same_exits_as_running_the_backbone(backbone, t
 
 
 def test_interrupted_run_resumes_to_the_same_weights(backbone, tmp_path, monkeypatch):
-    straight = construct(_cfg(backbone, tmp_path / "straight", max_epochs=2))
+    straight = construct(_cfg(backbone, tmp_path / "straight", max_epochs=2)).run_dir
     calls = {"n": 0}
 
     def interrupting(real):
@@ -116,7 +137,7 @@ def test_interrupted_run_resumes_to_the_same_weights(backbone, tmp_path, monkeyp
     half = st.verify(run_dir, kind="run")
     assert half.meta["epoch"] == 1 and not half.meta["complete"]
     # --resume with the run directory continues from epoch 2 and ends where the straight run ended
-    resumed = construct(ConstructConfig(task=TASK, resume=str(run_dir)))
+    resumed = construct(ConstructConfig(task=TASK, resume=str(run_dir))).run_dir
     assert resumed == run_dir
     s1, s2 = _exit_state(straight), _exit_state(resumed)
     assert all(torch.equal(s1[k], s2[k]) for k in s1)

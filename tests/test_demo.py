@@ -4,6 +4,8 @@ the event logs it was made from."""
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 from pathlib import Path
 
@@ -23,9 +25,27 @@ def demo_run(tmp_path_factory):
     from pantheon.demo import DemoSettings, demo
 
     root = tmp_path_factory.mktemp("demo-store")
-    first = demo(root, settings=DemoSettings(**TINY), policies=POLICIES)
-    second = demo(root, settings=DemoSettings(**TINY), policies=POLICIES)
+    printed = io.StringIO()
+    stages: list = []
+    with contextlib.redirect_stdout(printed):  # the library prints no results: the CLI does
+        first = demo(root, settings=DemoSettings(**TINY), policies=POLICIES, on_stage=stages.append)
+        second = demo(root, settings=DemoSettings(**TINY), policies=POLICIES)
+    assert printed.getvalue() == ""
+    assert stages == first.stages  # handed over one by one as the pipeline ran
     return root, first, second
+
+
+def test_the_cli_prints_the_policies_next_to_each_other(demo_run, capsys, monkeypatch):
+    from pantheon.cli import print_demo
+
+    _, first, _ = demo_run
+    monkeypatch.setenv("COLUMNS", "300")
+    print_demo(first)
+    out = capsys.readouterr().out
+    assert out.startswith(f"digits demo: {first.rows[0]['jobs']} jobs, live on {first.device} (and simulated)\n")
+    rows = {ln.strip("│").split("│")[0].strip() for ln in out.splitlines() if ln.startswith("│")}
+    assert rows == set(POLICIES)
+    assert out.endswith(f"report: {first.report / 'report.md'} (plots: {first.report}/*.png)\n")
 
 
 def _from_log(log: Path) -> dict:

@@ -30,12 +30,12 @@ def run_dir(tmp_path_factory) -> Path:
     torch.manual_seed(0)
     torch.save(get_task(TASK).build_model().state_dict(), weights)
     return construct(ConstructConfig(task=TASK, pretrain=str(weights), log=str(root / "runs"), max_epochs=1,
-                                     limit=160, batch_size=40))
+                                     limit=160, batch_size=40)).run_dir
 
 
 @pytest.fixture(scope="module")
 def variants(run_dir, tmp_path_factory) -> Path:
-    return ex.export(TASK, weights=str(run_dir), save=str(tmp_path_factory.mktemp("v") / "variants"))
+    return ex.export(TASK, weights=str(run_dir), save=str(tmp_path_factory.mktemp("v") / "variants")).path
 
 
 def test_variants_directory_follows_the_contract(variants, run_dir):
@@ -96,7 +96,7 @@ def test_exported_exits_score_the_run_metrics_on_held_out_digits(variants, run_d
 
 def test_existing_directory_is_refused_unless_force_and_same_inputs_skip(variants, run_dir, tmp_path):
     again = ex.export(TASK, weights=str(run_dir), save=str(variants))  # same run: up to date
-    assert again == variants
+    assert again.path == variants and again.skipped
     other = tmp_path / "occupied"
     other.mkdir()
     (other / "keep.txt").write_text("mine")
@@ -177,10 +177,10 @@ def test_detection_task_exports_raw_heads_and_anchors(tmp_path):
     torch.manual_seed(0)
     torch.save(task.build_model().state_dict(), weights)
     run = construct(ConstructConfig(task=task.name, data_dir=str(tmp_path / "data"), pretrain=str(weights),
-                                    log=str(tmp_path / "runs"), max_epochs=1, batch_size=3))
+                                    log=str(tmp_path / "runs"), max_epochs=1, batch_size=3)).run_dir
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["metric"] == "mAP@0.5" and all(0.0 <= m <= 1.0 for m in metrics["test"])
-    out = ex.export(task.name, weights=str(run), save=str(tmp_path / "variants"))
+    out = ex.export(task.name, weights=str(run), save=str(tmp_path / "variants")).path
     info = json.loads((out / "variants.json").read_text())
     B = info["num_blocks"]
     assert info["kind"] == "detection" and len(info["anchors"]) == B

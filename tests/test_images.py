@@ -232,7 +232,7 @@ def test_profiler_service_in_a_container_profiles_from_the_host(board, tmp_path)
     container, port = board
     variants, _, _ = make_variants(tmp_path / "variants", task="tiny", n_blocks=3)
     res = profile(weights=variants, host="127.0.0.1", port=port, warmup=2, repeat=10, token=BOARD_TOKEN,
-                  accuracies=[0.5, 0.6, 0.7], show=False)
+                  accuracies=[0.5, 0.6, 0.7])
     assert res.source == f"127.0.0.1:{port}"
     assert len(res.rows) == 3 and all(r.block_ms > 0 and r.branch_ms > 0 for r in res.rows)
     assert {t["repeat"] for t in res.timings.values()} == {10}  # the request's counts reached the server

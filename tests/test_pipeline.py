@@ -80,16 +80,42 @@ def test_cli_flow_export_server_profile_plan(shared_root, tmp_path, monkeypatch)
     assert TASK in loaded
 
 
-def test_pipeline_runs_every_stage_then_skips_what_is_up_to_date(shared_root, tmp_path, monkeypatch):
+def test_pipeline_runs_every_stage_then_skips_what_is_up_to_date(shared_root, tmp_path, monkeypatch, capsys):
+    from pantheon.cli.offline import print_pipeline
+    from pantheon.offline.construct import ConstructResult
+    from pantheon.offline.export import ExportResult
+    from pantheon.offline.plan import PlanResult
+    from pantheon.offline.profile import ProfileResult
+
     monkeypatch.setenv("PANTHEON_DATA", str(shared_root))
+    monkeypatch.setenv("COLUMNS", "300")
     app = _app(tmp_path, "0.5")
     opts = PipelineOptions(epochs=1, limit=128, repeat=3)
+    seen = []
     with server(tmp_path, "--warmup", "1") as s:
         opts.board = f"127.0.0.1:{s.port}"
-        first = pipeline(str(app), opts, show=False)
+        res = pipeline(str(app), opts, on_stage=seen.append)
+        assert capsys.readouterr().out == ""  # results are returned (and handed to on_stage), not printed
+        first = res.stages
+        assert res.app == "mini" and seen == first  # on_stage saw every stage, in order, as it finished
         stages = [(r.task, r.stage) for r in first]
         assert stages == [(TASK, "pretrain"), (TASK, "construct"), (TASK, "export"), (TASK, "profile"),
                           ("mini", "plan"), ("mini", "workload")]
+        # each stage carries its own result, the one its command prints
+        kinds = [type(r.result) for r in first]
+        assert kinds == [type(None), ConstructResult, ExportResult, ProfileResult, PlanResult, type(None)]
+        construct_res = first[1].result
+        assert construct_res.skipped and construct_res.run_dir == first[1].path
+        assert construct_res.test == json.loads((construct_res.run_dir / "metrics.json").read_text())["test"]
+        written = read_profile_csv(first[3].path / "profile.csv")
+        assert [r.block_ms for r in first[3].result.rows] == pytest.approx([r.block_ms for r in written], rel=1e-8)
+        assert first[4].result.repository == first[4].path
+        print_pipeline(res)
+        table = capsys.readouterr().out
+        assert table.startswith("pipeline mini\n")
+        rows = [ln for ln in table.splitlines() if ln.startswith("│")]
+        assert [[c.strip() for c in ln.strip("│").split("│")] for ln in rows] == [
+            [r.task, r.stage, r.status, f"{r.seconds:.1f}", str(r.path)] for r in first]
         status = {r.stage: r.status for r in first}
         # the fixture trained the backbone and the exits with these options; profiling through this server is new
         assert status["pretrain"] == status["construct"] == SKIPPED
@@ -98,11 +124,11 @@ def test_pipeline_runs_every_stage_then_skips_what_is_up_to_date(shared_root, tm
         root = store.Store()
         manifests = {p: p.read_text() for p in root.root.rglob("manifest.json")}
 
-        second = pipeline(str(app), opts, show=False)
+        second = pipeline(str(app), opts).stages
         assert all(r.status == SKIPPED for r in second), [(r.stage, r.status) for r in second]
         assert {p: p.read_text() for p in root.root.rglob("manifest.json")} == manifests
 
-        third = pipeline(str(_app(tmp_path, "0.02")), opts, show=False)  # new limit: only plan + workload redo
+        third = pipeline(str(_app(tmp_path, "0.02")), opts).stages  # new limit: only plan + workload redo
         assert [r.stage for r in third if r.status != SKIPPED] == ["plan", "workload"]
     repo = root.repository_dir("mini")
     store.verify(repo, kind="repository")

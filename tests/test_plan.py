@@ -15,6 +15,7 @@ from pantheon.formats import read_model_config, store
 from pantheon.offline.plan import (
     ExitProfile,
     _Layout,
+    objective_line,
     objective_value,
     optimise,
     plan,
@@ -210,7 +211,7 @@ def _setup(tmp_path, csv_a=CSV3, csv_b=CSV2, settings=None):
 
 def test_plan_writes_a_verified_repository(tmp_path):
     base, s = _setup(tmp_path)
-    res = plan(str(s), base=base, save=tmp_path / "repo", show=False)
+    res = plan(str(s), base=base, save=tmp_path / "repo")
     # ta: exit 0 loses 0.10 > 0.05 -> out; 1, 2 kept. tb: both within 0.02 -> both kept (budget is ample)
     assert res.exits == {"ta": [1, 2], "tb": [0, 1]}
     repo = tmp_path / "repo"
@@ -238,11 +239,33 @@ def test_plan_writes_a_verified_repository(tmp_path):
     assert r.names == ["ta", "tb"]
 
 
+def test_plan_prints_nothing_and_returns_what_the_cli_prints(tmp_path, capsys, monkeypatch):
+    from pantheon.cli.offline import print_plan
+
+    monkeypatch.setenv("COLUMNS", "200")  # the table unfolded
+    base, s = _setup(tmp_path)
+    res = plan(str(s), base=base, save=tmp_path / "repo")
+    assert capsys.readouterr().out == ""  # the library returns the plan; `pantheon plan` prints it
+    assert not res.skipped and "skipped" not in json.loads((tmp_path / "repo" / "plan.json").read_text())
+    print_plan(res)
+    shown = capsys.readouterr()
+    assert f"exit plan for {res.app} ({res.solver}, objective reference)" in shown.out
+    assert f"{objective_line(res)}; memory {res.memory_mb:.2f} MB of 100 MB" in shown.out
+    assert "│ ta   │ 1 2 " in shown.out and " 0.880 0.900 " in shown.out  # ta's kept exits and their accuracies
+    assert f"wrote {tmp_path / 'repo'}" in shown.err
+    again = plan(str(s), base=base, save=tmp_path / "repo")  # up to date: read back
+    assert capsys.readouterr().out == ""
+    assert again.skipped and again.exits == res.exits and again.repository == tmp_path / "repo"
+    print_plan(again)
+    shown = capsys.readouterr()
+    assert objective_line(res) in shown.out and "wrote" not in shown.err
+
+
 def test_plan_truncates_blocks_after_the_last_kept_exit(tmp_path):
     # ta's exit 1 is more accurate than the original exit 2 -> exit 2 is dominated, block 2 not deployed
     csv = CSV3.replace("0.88", "0.91")
     base, s = _setup(tmp_path, csv_a=csv)
-    res = plan(str(s), base=base, save=tmp_path / "repo", show=False)
+    res = plan(str(s), base=base, save=tmp_path / "repo")
     assert res.exits["ta"] == [1]
     files = store.read_manifest(tmp_path / "repo").files
     assert "ta/model_files/block_02.pt" not in files and "ta/model_files/branch_02.pt" not in files
@@ -295,7 +318,7 @@ def test_cli_infeasible_memory_is_one_line(tmp_path):
 def test_bad_settings(tmp_path, settings, err, match):
     base, s = _setup(tmp_path, settings=settings)
     with pytest.raises(err, match=match):
-        plan(str(s), base=base, save=tmp_path / "repo", show=False)
+        plan(str(s), base=base, save=tmp_path / "repo")
     assert not (tmp_path / "repo").exists()
     r = CliRunner().invoke(cli, ["plan", "--setting", str(s), "--base", str(base), "--save", str(tmp_path / "r2")])
     assert r.exit_code == 1 and "Traceback" not in r.output and len(r.output.strip().splitlines()) == 1
@@ -313,7 +336,7 @@ def test_bad_settings(tmp_path, settings, err, match):
 def test_bad_profile_csv_in_variants(tmp_path, csv_text, match):
     base, s = _setup(tmp_path, csv_a=csv_text)
     with pytest.raises(FormatError, match=match):
-        plan(str(s), base=base, save=tmp_path / "repo", show=False)
+        plan(str(s), base=base, save=tmp_path / "repo")
     assert not (tmp_path / "repo").exists()
 
 
@@ -321,7 +344,7 @@ def test_missing_profile_csv_says_run_profile(tmp_path):
     base, s = _setup(tmp_path)
     make_variants(base / "ta", "ta", n_blocks=3)  # no profile.csv
     with pytest.raises(PlanError, match="pantheon profile --task ta"):
-        plan(str(s), base=base, save=tmp_path / "repo", show=False)
+        plan(str(s), base=base, save=tmp_path / "repo")
 
 
 def _profile_overhead(variants_dir, overhead_us):
@@ -340,7 +363,7 @@ def test_blocks_below_the_dispatch_overhead_are_merged_into_one_chunk(tmp_path):
     base, s = _setup(tmp_path)
     for t in ("ta", "tb"):
         _profile_overhead(base / t, 2500.0 if t == "ta" else 40.0)
-    res = plan(str(s), base=base, save=tmp_path / "repo", show=False)
+    res = plan(str(s), base=base, save=tmp_path / "repo")
     assert res.dispatch_overhead_us == 2500.0 and res.min_chunk_us == 2500.0
     assert res.chunks == {"ta": [[0, 1], [2]], "tb": [[0], [1]]}  # tb: every block is followed by a kept exit
     repo = tmp_path / "repo"
@@ -364,7 +387,7 @@ def test_blocks_below_the_dispatch_overhead_are_merged_into_one_chunk(tmp_path):
 def test_min_chunk_us_zero_keeps_every_block_and_bad_values_are_one_line(tmp_path):
     base, s = _setup(tmp_path)
     _profile_overhead(base / "ta", 2500.0)
-    res = plan(str(s), base=base, save=tmp_path / "repo", show=False, min_chunk_us=0)
+    res = plan(str(s), base=base, save=tmp_path / "repo", min_chunk_us=0)
     assert res.chunks["ta"] == [[0], [1], [2]] and res.dispatch_overhead_us == 2500.0
     for bad in ("-1", "nan"):
         r = CliRunner().invoke(cli, ["plan", "--setting", str(s), "--base", str(base), "--save", str(tmp_path / "r2"),

@@ -29,10 +29,20 @@ def _csv_rows(path):
     return list(csv.DictReader(io.StringIO(path.read_text())))
 
 
-def test_profile_through_the_server_writes_profile_csv_and_updates_the_manifest(srv, tmp_path):
+def test_profile_through_the_server_writes_profile_csv_and_updates_the_manifest(srv, tmp_path, capsys, monkeypatch):
     vdir, blocks, branches = make_variants(tmp_path / "tiny")
     before = store.read_manifest(vdir)
-    res = prof.profile(weights=vdir, host="127.0.0.1", port=srv.port, accuracies=ACC, show=False)
+    res = prof.profile(weights=vdir, host="127.0.0.1", port=srv.port, accuracies=ACC)
+    assert capsys.readouterr().out == ""  # the library returns the profile; `pantheon profile` prints it
+    from pantheon.cli.offline import print_profile
+
+    monkeypatch.setenv("COLUMNS", "200")
+    print_profile(res)
+    shown = capsys.readouterr()
+    assert f"tiny on {res.device} (127.0.0.1:{srv.port})" in shown.out
+    to_exit = res.rows[0].block_ms + res.rows[1].block_ms + res.rows[1].branch_ms
+    assert f"│ 1    │ {res.rows[1].block_ms:.3f} " in shown.out and f" {to_exit:.3f} " in shown.out
+    assert f"wrote {vdir / 'profile.csv'}" in shown.err
 
     text = (vdir / "profile.csv").read_text()
     assert text.splitlines()[0] == "block latency,branch latency,block mem,branch mem,accuracy"
@@ -74,7 +84,7 @@ def test_local_profile_uses_the_same_timing_code(tmp_path, monkeypatch):
         return real(*a, **kw)
 
     monkeypatch.setattr(prof.timing, "time_module", spy)
-    res = prof.profile(weights=vdir, local=True, repeat=4, warmup=1, accuracies=[0.7, 0.9], show=False)
+    res = prof.profile(weights=vdir, local=True, repeat=4, warmup=1, accuracies=[0.7, 0.9])
     assert calls == [4, 4, 4, 4] and res.source == "local"
     assert len(prof.read_profile_csv(vdir / "profile.csv", 2)) == 2
 
@@ -117,7 +127,7 @@ def test_server_killed_mid_profile_retries_then_fails_without_a_partial_csv(tmp_
         th.start()
         t0 = time.monotonic()
         with pytest.raises(ConnectionLostError, match="after 2 retries"):
-            prof.profile(weights=vdir, port=s.port, retries=2, accuracies=[0.1, 0.2, 0.3, 0.4], show=False)
+            prof.profile(weights=vdir, port=s.port, retries=2, accuracies=[0.1, 0.2, 0.3, 0.4])
         th.join()
     assert time.monotonic() - t0 < 60  # bounded
     assert not (vdir / "profile.csv").exists()
@@ -129,7 +139,7 @@ def test_wrong_token_is_an_auth_error_and_writes_nothing(tmp_path):
     vdir, _, _ = make_variants(tmp_path / "tiny", n_blocks=2)
     with server(tmp_path, "--token", "right") as s:
         with pytest.raises(AuthError, match="token"):
-            prof.profile(weights=vdir, port=s.port, token="wrong", accuracies=[0.5, 0.6], show=False)
+            prof.profile(weights=vdir, port=s.port, token="wrong", accuracies=[0.5, 0.6])
     assert not (vdir / "profile.csv").exists()
 
 
@@ -141,7 +151,7 @@ def test_nobody_listening_is_connection_lost(tmp_path):
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     with pytest.raises(ConnectionLostError, match="profiler-server"):
-        prof.profile(weights=vdir, port=port, retries=1, accuracies=[0.5, 0.6], show=False)
+        prof.profile(weights=vdir, port=port, retries=1, accuracies=[0.5, 0.6])
 
 
 @pytest.mark.parametrize(

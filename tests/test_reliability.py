@@ -456,7 +456,7 @@ def construct_run(tmp_path_factory):
     torch.manual_seed(0)
     torch.save(get_task("digits_googlenet").build_model().state_dict(), weights)
     return construct(ConstructConfig(task="digits_googlenet", pretrain=str(weights), log=str(root / "runs"),
-                                     max_epochs=1, limit=64, batch_size=32))
+                                     max_epochs=1, limit=64, batch_size=32)).run_dir
 
 
 @pytest.mark.filterwarnings("ignore::FutureWarning")

@@ -20,7 +20,7 @@ stderr and exit code 1 (2 for usage errors); nothing prints a traceback unless
 from __future__ import annotations
 
 from pathlib import Path
-from typing import List, Optional
+from typing import TYPE_CHECKING, List, Optional
 
 import typer
 
@@ -35,6 +35,9 @@ from pantheon.cli.common import (
     policy_choice,
     store_callback,
 )
+
+if TYPE_CHECKING:
+    from pantheon.demo import DemoResult
 
 __all__ = ["app", "main", "os_error_line", "parse_shape"]
 
@@ -95,7 +98,19 @@ def demo_cmd(
     from pantheon.formats.store import Store
 
     store = Store(out) if out is not None else get_store(ctx)
-    demo(store, quick=quick, force=force, policies=policies, device=device)
+    print_demo(demo(store, quick=quick, force=force, policies=policies, device=device,
+                    on_stage=offline.print_stage, on_pipeline=offline.print_pipeline))
+
+
+def print_demo(res: DemoResult) -> None:
+    """The policies side by side (live DMR next to the simulated one) and where the report went."""
+    from pantheon import console
+    from pantheon.analysis.report import columns, compare_rows
+
+    console.print_table(f"digits demo: {res.rows[0]['jobs']} jobs, live on {res.device} (and simulated)",
+                        columns(res.rows), compare_rows(res.rows))
+    console.out.print(f"report: {res.report / 'report.md'} (plots: {res.report}/*.png)")
+    console.info(f"demo finished in {res.seconds:.0f} s")
 
 
 

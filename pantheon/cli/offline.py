@@ -10,12 +10,19 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 import typer
 
 from pantheon.cli.common import TYPER_SETTINGS, get_store, parse_shape
 from pantheon.errors import UsageError
+
+if TYPE_CHECKING:  # the stage modules need torch: imported where a command runs
+    from pantheon.offline.construct import ConstructResult
+    from pantheon.offline.export import ExportResult
+    from pantheon.offline.pipeline import PipelineResult, StageResult
+    from pantheon.offline.plan import PlanResult
+    from pantheon.offline.profile import ProfileResult
 
 app = typer.Typer(**TYPER_SETTINGS)
 
@@ -113,9 +120,27 @@ def construct_cmd(
         weight_decay=weight_decay, max_epochs=max_epochs, num_workers=num_workers, gpu_id=gpu_id,
         pretrain=pretrain, resume=resume, seed=seed, merge=merge, run_id=run_id, force=force, limit=limit,
     )
-    run_dir = construct(cfg, get_store(ctx))
-    if int(os.environ.get("RANK", "0")) == 0:
-        typer.echo(run_dir)
+    res = construct(cfg, get_store(ctx))
+    if int(os.environ.get("RANK", "0")) == 0:  # under torchrun, rank 0 speaks for all
+        print_construct(res)
+        typer.echo(res.run_dir)
+
+
+def print_construct(res: ConstructResult) -> None:
+    """Per-exit table of a trained run: the validation metric of the last epochs and the held-out
+    test metric; nothing for a run that was up to date."""
+    from pantheon import console
+
+    if res.skipped:
+        return
+    last = res.history[-5:]
+    cols = ["exit"] + [f"val e{h['epoch']}" for h in last] + [f"test {res.metric_name}"]
+    rows = []
+    for j, t in enumerate(res.test):
+        label = f"{j}" + (" (original head)" if j == len(res.test) - 1 else "")
+        rows.append([label] + [f"{h['val'][j]:.3f}" for h in last] + [f"{t:.3f}"])
+    console.print_table(f"{res.task}: exits (held-out test split in the last column)", cols, rows)
+    console.info(f"construct {res.task}: wrote {res.run_dir}")
 
 @app.command("export")
 def export_cmd(
@@ -133,7 +158,26 @@ def export_cmd(
     """
     from pantheon.offline.export import export
 
-    typer.echo(export(task, weights, save, force, store=get_store(ctx)))
+    res = export(task, weights, save, force, store=get_store(ctx))
+    print_export(res)
+    typer.echo(res.path)
+
+
+def print_export(res: ExportResult) -> None:
+    """Per-exit table of what was exported and the round-trip line; nothing when it was up to date."""
+    from pantheon import console
+
+    if res.skipped:
+        return
+    B = len(res.modes)
+    rows = [[j, "x".join(map(str, res.block_out_shapes[j])), res.modes[j],
+             "" if res.accuracy is None else f"{res.accuracy[j]:.3f}"] for j in range(B)]
+    console.print_table(f"{res.task}: exported exits (exit {B - 1} = original head)",
+                        ["exit", "block output", "block/branch", f"test {res.metric_name}"], rows)
+    console.info(
+        f"export {res.task}: {B} blocks + {B} exits -> {res.path} (round trip max abs diff {res.max_abs_diff:.2g}"
+        + (f"; traced: {', '.join(res.traced)}" if res.traced else "; all scripted") + ")"
+    )
 
 @app.command("slice")
 def slice_cmd(
@@ -238,9 +282,33 @@ def profile_cmd(
     """
     from pantheon.offline.profile import profile
 
-    profile(task, weights, data_dir=data_dir, host=host, port=port, local=local, token=token, buffer=buffer,
-            batch_size=batch_size, num_workers=num_workers, retries=retries, warmup=warmup, repeat=repeat,
-            max_samples=max_samples, store=get_store(ctx))
+    print_profile(profile(task, weights, data_dir=data_dir, host=host, port=port, local=local, token=token,
+                          buffer=buffer, batch_size=batch_size, num_workers=num_workers, retries=retries,
+                          warmup=warmup, repeat=repeat, max_samples=max_samples, store=get_store(ctx)))
+
+
+def print_profile(res: ProfileResult) -> None:
+    """Per-exit latency (block, branch, cumulative to the exit), memory and accuracy; the dispatch
+    overhead and where profile.csv went on stderr."""
+    from pantheon import console
+    from pantheon.offline.profile import PROFILE_CSV
+
+    rows = []
+    to_block = 0.0
+    for j, r in enumerate(res.rows):
+        to_block += r.block_ms
+        rows.append([j, f"{r.block_ms:.3f}", f"{r.branch_ms:.3f}", f"{to_block + r.branch_ms:.3f}",
+                     f"{r.block_mb:.3f}", f"{r.branch_mb:.3f}", f"{r.accuracy:.4f}"])
+    console.print_table(
+        f"{res.task} on {res.device} ({res.source})",
+        ["exit", "block ms", "branch ms", "to exit ms", "block MB", "branch MB", "accuracy"],
+        rows,
+    )
+    if res.dispatch_overhead_us is not None:
+        execs = sorted({str(t.get("executor", "eager")) for t in res.timings.values()})
+        console.info(f"runtime dispatch overhead {res.dispatch_overhead_us:.1f} us per chunk; chunks timed as "
+                     f"{', '.join(execs)}")
+    console.info(f"wrote {res.path / PROFILE_CSV}")
 
 @app.command("plan")
 def plan_cmd(
@@ -269,8 +337,39 @@ def plan_cmd(
     """
     from pantheon.offline.plan import plan
 
-    plan(setting, base=base, save=save, generations=ga_gen, pop_size=pop, seed=seed, exhaustive=exhaustive, force=force,
-         min_chunk_us=min_chunk_us, objective=objective, store=get_store(ctx))
+    print_plan(plan(setting, base=base, save=save, generations=ga_gen, pop_size=pop, seed=seed, exhaustive=exhaustive,
+                    force=force, min_chunk_us=min_chunk_us, objective=objective, store=get_store(ctx)))
+
+
+def print_plan(res: PlanResult) -> None:
+    """The kept exits of every task with their accuracy, time and memory, the chunk merging, the
+    objective and the memory budget (and, when it was written now, where the repository went)."""
+    import math
+
+    from pantheon import console
+    from pantheon.offline.plan import objective_line
+
+    rows = []
+    for name, exits in res.exits.items():
+        pt = res.per_task[name]
+        mean_ms = float(pt.get("mean_time_ms", pt.get("objective_ms", math.nan)))
+        groups = res.chunks.get(name) or [[j] for j in range(max(exits) + 1)]
+        chunks = f"{max(exits) + 1} -> {len(groups)}"
+        rows.append([name, " ".join(map(str, exits)), " ".join(map(str, res.candidates[name])),
+                     " ".join(f"{pt['exit_accuracy'][str(j)]:.3f}" for j in exits), f"{pt['original_accuracy']:.3f}",
+                     f"{pt.get('reference_accuracy', pt['original_accuracy']):.3f}", f"{mean_ms:.3f}",
+                     f"{1.0 / mean_ms:.4f}" if mean_ms > 0 else "-", f"{pt['memory_mb']:.2f}", chunks])
+    console.print_table(f"exit plan for {res.app} ({res.solver}, objective {res.objective})",
+                        ["task", "kept exits", "candidates", "kept accuracy", "original", "drop from", "mean T ms",
+                         "1/mean T", "memory MB", "chunks"], rows)
+    if res.dispatch_overhead_us is not None or res.min_chunk_us:
+        over = "unknown" if res.dispatch_overhead_us is None else f"{res.dispatch_overhead_us:.1f} us"
+        console.out.print(f"dispatch overhead {over} per chunk; blocks merged into chunks of >= "
+                          f"{res.min_chunk_us:.0f} us (chunks: blocks before -> deployed)")
+    budget = "unlimited" if res.max_memory is None else f"{res.max_memory:g} MB"
+    console.out.print(f"{objective_line(res)}; memory {res.memory_mb:.2f} MB of {budget}")
+    if res.repository and not res.skipped:
+        console.info(f"wrote {res.repository}")
 
 @app.command("pipeline")
 def pipeline_cmd(
@@ -301,8 +400,34 @@ def pipeline_cmd(
     if board_profiler and local:
         raise UsageError("pass either --board-profiler HOST:PORT or --local, not both")
     check_options(None, duration, 1.0, max_jobs, max_span)  # now, not after the training
-    pipeline(app_name, PipelineOptions(data_dir=data_dir, board=board_profiler, force=force, epochs=epochs, limit=limit,
-                                       token=token, repeat=repeat, min_chunk_us=min_chunk_us, duration_s=duration,
-                                       max_jobs=max_jobs, max_span_s=max_span),
-             store=get_store(ctx))
+    res = pipeline(app_name, PipelineOptions(data_dir=data_dir, board=board_profiler, force=force, epochs=epochs,
+                                             limit=limit, token=token, repeat=repeat, min_chunk_us=min_chunk_us,
+                                             duration_s=duration, max_jobs=max_jobs, max_span_s=max_span),
+                   store=get_store(ctx), on_stage=print_stage)
+    print_pipeline(res)
+
+
+def print_stage(r: StageResult) -> None:
+    """What a stage's own command prints, as the stage finishes (pretrain and workload print nothing)."""
+    from pantheon.offline.construct import ConstructResult
+    from pantheon.offline.export import ExportResult
+    from pantheon.offline.plan import PlanResult
+    from pantheon.offline.profile import ProfileResult
+
+    if isinstance(r.result, ConstructResult):
+        print_construct(r.result)
+    elif isinstance(r.result, ExportResult):
+        print_export(r.result)
+    elif isinstance(r.result, ProfileResult):
+        print_profile(r.result)
+    elif isinstance(r.result, PlanResult):
+        print_plan(r.result)
+
+
+def print_pipeline(res: PipelineResult) -> None:
+    """One row per stage: task, stage, status, seconds, artifact."""
+    from pantheon import console
+
+    console.print_table(f"pipeline {res.app}", ["task", "stage", "status", "seconds", "artifact"],
+                        [[r.task, r.stage, r.status, f"{r.seconds:.1f}", r.path] for r in res.stages])
 

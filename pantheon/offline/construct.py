@@ -30,7 +30,8 @@ interrupted run with the same inputs is resumed.
 Example::
 
     >>> from pantheon.offline.construct import ConstructConfig, construct
-    >>> run_dir = construct(ConstructConfig(task="digits_resnet18", max_epochs=2))
+    >>> res = construct(ConstructConfig(task="digits_resnet18", max_epochs=2))
+    >>> res.run_dir, res.test            # the run directory, the held-out metric of every exit
 """
 
 from __future__ import annotations
@@ -41,9 +42,10 @@ import json
 import os
 import re
 import time
+from collections.abc import Sized
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Dict, Iterable, Iterator, List, Optional, Tuple
 
 import torch
 from torch.utils.data import DataLoader
@@ -51,6 +53,9 @@ from torch.utils.data import DataLoader
 from pantheon import console
 from pantheon.errors import ManifestError, PantheonError, UsageError, WeightsError
 from pantheon.formats import store as st
+
+if TYPE_CHECKING:
+    from torch.utils.data.distributed import DistributedSampler
 
 CHECKPOINT = "checkpoint.pt"
 RUN_KIND = "run"
@@ -126,6 +131,42 @@ class ConstructConfig:
     def from_dict(cls, data: Dict[str, Any]) -> ConstructConfig:
         names = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in names})
+
+    def hparams(self) -> Hparams:
+        """The training hyper-parameters of a :meth:`resolved` config (UsageError while one is unset)."""
+        lr, batch, wd, epochs = self.learning_rate, self.batch_size, self.weight_decay, self.max_epochs
+        if lr is None or batch is None or wd is None or epochs is None:
+            raise UsageError(f"{self.task}: the hyper-parameters are not resolved (learning rate {lr}, batch {batch}, "
+                             f"weight decay {wd}, epochs {epochs})")
+        return Hparams(float(lr), int(batch), float(wd), int(epochs))
+
+
+@dataclass(frozen=True)
+class Hparams:
+    """The hyper-parameters training runs with (a resolved :class:`ConstructConfig`'s)."""
+
+    learning_rate: float
+    batch_size: int
+    weight_decay: float
+    max_epochs: int
+
+
+@dataclass(frozen=True)
+class ConstructResult:
+    """What :func:`construct` returns: the run directory and how the exits scored.
+
+    ``history`` holds one entry per epoch (``epoch``, ``loss``, ``val`` = the validation
+    metric of every exit, ``lr``, ...; as in ``history.json``), ``test`` the held-out test
+    metric of every exit (the last one is the original head). ``skipped``: an identical
+    finished run was found and kept, nothing was trained.
+    """
+
+    run_dir: Path
+    task: str
+    metric_name: str
+    history: List[Dict[str, Any]]
+    test: List[float]
+    skipped: bool = False
 
 
 # ---------------------------------------------------------------------------------------------
@@ -306,8 +347,8 @@ def _loaders(cfg: ConstructConfig, task: Any, d: Dist) -> Tuple[_TrainData, Data
     """Training data (DistributedSampler under torchrun), validation and test loaders."""
     from pantheon.zoo.datasets import load_splits
 
-    splits, kw = load_splits(task, cfg.data_dir, cfg.limit, cfg.batch_size, cfg.num_workers)
-    sampler = None
+    splits, kw = load_splits(task, cfg.data_dir, cfg.limit, cfg.hparams().batch_size, cfg.num_workers)
+    sampler: Optional[DistributedSampler[Any]] = None
     if d.enabled:
         from torch.utils.data.distributed import DistributedSampler
 
@@ -340,6 +381,22 @@ def _fmt(values: List[float]) -> str:
     return " ".join(f"{v:.3f}" for v in values)
 
 
+def _num_samples(dataset: object) -> int:
+    """The size of a map-style dataset (every split the zoo loads is one)."""
+    if not isinstance(dataset, Sized):
+        raise UsageError(f"{type(dataset).__name__} has no length: construct needs map-style datasets")
+    return len(dataset)
+
+
+def _total(losses: Iterable[torch.Tensor]) -> torch.Tensor:
+    """The sum of the exits' losses, added left to right (as ``sum()``, without its ``0`` start)."""
+    it = iter(losses)
+    total = next(it)
+    for loss in it:
+        total = total + loss
+    return total
+
+
 def _train_epoch(task: Any, model: Any, net: Any, loader: DataLoader, opt: Any, device: torch.device,
                  bar: Any, bar_task: Any) -> Tuple[float, int]:
     from pantheon.offline.exits import to_device
@@ -351,7 +408,7 @@ def _train_epoch(task: Any, model: Any, net: Any, loader: DataLoader, opt: Any, 
         images = images.to(device)
         targets = to_device(targets, device)
         outs = net(images)
-        loss = sum(task_loss_at(task, model, outs, targets, j) for j in range(n_trained))
+        loss = _total(task_loss_at(task, model, outs, targets, j) for j in range(n_trained))
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -403,7 +460,7 @@ def _train_epoch_cached(task: Any, mx: Any, cache: FeatureCache, batch_size: int
     for i in range(0, len(cache), batch_size):
         idx = perm[i : i + batch_size]
         y = cache.labels[idx]
-        loss = sum(task_loss(task, mx.exits[j](cache.feats[j][idx]), y) for j in range(mx.num_blocks - 1))
+        loss = _total(task_loss(task, mx.exits[j](cache.feats[j][idx]), y) for j in range(mx.num_blocks - 1))
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -432,16 +489,18 @@ def task_loss_at(task: Any, model: Any, outs: List[Any], targets: Any, j: int) -
     return task_loss(task, outs[j], targets, model.anchors[j])
 
 
-def construct(cfg: ConstructConfig, store: Optional[st.Store] = None) -> Path:
-    """Build, train and record a multi-exit model; returns the run directory.
+def construct(cfg: ConstructConfig, store: Optional[st.Store] = None) -> ConstructResult:
+    """Build, train and record a multi-exit model; returns the run and its exits' scores.
 
     Args:
         cfg: the options (see :class:`ConstructConfig`).
         store: the artifact store (default: ``$PANTHEON_DATA``).
 
     Returns:
-        ``<log or root/runs>/<task>/<run-id>`` holding ``checkpoint.pt``, ``config.json``,
-        ``history.json``, ``metrics.json`` and ``manifest.json``.
+        a :class:`ConstructResult`: its ``run_dir`` is ``<log or root/runs>/<task>/<run-id>``
+        holding ``checkpoint.pt``, ``config.json``, ``history.json``, ``metrics.json`` and
+        ``manifest.json``; ``history`` and ``test`` are the per-epoch validation and final
+        held-out test metrics of every exit.
 
     Raises:
         UnknownTaskError, DataError, WeightsError, TraceError, ChecksumError (a tampered
@@ -450,8 +509,9 @@ def construct(cfg: ConstructConfig, store: Optional[st.Store] = None) -> Path:
 
     Example::
 
-        >>> run = construct(ConstructConfig(task="digits_googlenet", max_epochs=1, limit=128))
-        >>> json.loads((run / "metrics.json").read_text())["test"]
+        >>> res = construct(ConstructConfig(task="digits_googlenet", max_epochs=1, limit=128))
+        >>> res.test == json.loads((res.run_dir / "metrics.json").read_text())["test"]
+        True
     """
     from pantheon.offline.exits import set_threads
     from pantheon.zoo import get_task
@@ -482,7 +542,9 @@ def construct(cfg: ConstructConfig, store: Optional[st.Store] = None) -> Path:
         ckpt = _existing(run_dir, inputs, cfg.force)
         if ckpt is not None and ckpt.get("complete"):
             console.info(f"construct {task.name}: skipped: up to date ({run_dir})")
-            return run_dir
+            metrics = json.loads((run_dir / "metrics.json").read_text())
+            return ConstructResult(run_dir, task.name, task.metric_name, list(ckpt["history"]),
+                                   [float(x) for x in metrics["test"]], skipped=True)
     return _run(cfg, task, pretrain, inputs, run_dir, ckpt)
 
 
@@ -502,7 +564,7 @@ def _existing(run_dir: Path, inputs: Dict[str, Any], force: bool) -> Optional[Di
 
 
 def _run(cfg: ConstructConfig, task: Any, pretrain: Optional[Path], inputs: Dict[str, Any], run_dir: Path,
-         ckpt: Optional[Dict[str, Any]]) -> Path:
+         ckpt: Optional[Dict[str, Any]]) -> ConstructResult:
     from pantheon.offline.exits import (
         block_out_shapes,
         build_multi_exit,
@@ -511,6 +573,7 @@ def _run(cfg: ConstructConfig, task: Any, pretrain: Optional[Path], inputs: Dict
         pick_device,
     )
 
+    hp = cfg.hparams()
     d = init_distributed()
     device = pick_device(cfg.gpu_id, d.local_rank)
     if device.type == "cuda":
@@ -526,16 +589,16 @@ def _run(cfg: ConstructConfig, task: Any, pretrain: Optional[Path], inputs: Dict
     mx = build_multi_exit(task, model, merge=cfg.merge, seed=cfg.seed)
     if mx.num_blocks < 2:
         raise UsageError(f"{task.name}: the sliced model has {mx.num_blocks} block(s), no exit to train")
-    opt = torch.optim.SGD(mx.exit_parameters(), lr=cfg.learning_rate, momentum=MOMENTUM,
-                          weight_decay=cfg.weight_decay)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.max_epochs)
+    opt = torch.optim.SGD(mx.exit_parameters(), lr=hp.learning_rate, momentum=MOMENTUM,
+                          weight_decay=hp.weight_decay)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=hp.max_epochs)
     history: List[Dict[str, Any]] = []
     start = 0
     if ckpt is not None:
         mx.load_state_dict(ckpt["model"])
         opt.load_state_dict(ckpt["optimizer"])
         sched.load_state_dict(ckpt["scheduler"])
-        sched.T_max = cfg.max_epochs
+        sched.T_max = hp.max_epochs
         history, start = list(ckpt["history"]), int(ckpt["epoch"]) + 1
     shapes = block_out_shapes(list(mx.blocks), task.input_shape)
     mx.to(device)
@@ -547,36 +610,36 @@ def _run(cfg: ConstructConfig, task: Any, pretrain: Optional[Path], inputs: Dict
     if d.is_main:
         console.info(
             f"construct {task.name}: {mx.num_blocks} blocks, {mx.num_blocks - 1} exits to train, "
-            f"lr {cfg.learning_rate:g}, batch {cfg.batch_size}, wd {cfg.weight_decay:g}, "
-            f"{cfg.max_epochs} epochs on {device}" + (f" x{d.world_size} ranks" if d.enabled else "")
+            f"lr {hp.learning_rate:g}, batch {hp.batch_size}, wd {hp.weight_decay:g}, "
+            f"{hp.max_epochs} epochs on {device}" + (f" x{d.world_size} ranks" if d.enabled else "")
         )
     n_train = len(train.dataset)
     cache = None
     if (not d.enabled and task.data_format == "digits"  # in memory, no augmentation
-            and FeatureCache.nbytes(shapes, n_train + len(val.dataset)) <= FEATURE_CACHE_BYTES):
+            and FeatureCache.nbytes(shapes, n_train + _num_samples(val.dataset)) <= FEATURE_CACHE_BYTES):
         cache = (FeatureCache(mx, train.dataset, device), FeatureCache(mx, val.dataset, device))
         if d.is_main:
             console.info("construct: the frozen blocks' outputs are computed once and cached (in-memory dataset)")
-    steps = len(train.loader(0, cfg.seed)) if cache is None else -(-n_train // cfg.batch_size)
+    steps = len(train.loader(0, cfg.seed)) if cache is None else -(-n_train // hp.batch_size)
     with clean_worker_errors(), console.progress() as bar:
-        job = bar.add_task(f"exits {task.name}", total=steps * (cfg.max_epochs - start))
-        for epoch in range(start, cfg.max_epochs):
+        job = bar.add_task(f"exits {task.name}", total=steps * (hp.max_epochs - start))
+        for epoch in range(start, hp.max_epochs):
             t0 = time.perf_counter()
             torch.manual_seed(cfg.seed * 1000 + epoch)  # dropout of epoch e depends on (seed, e) only
             if cache is None:
                 loss, seen = _train_epoch(task, mx, net, train.loader(epoch, cfg.seed), opt, device, bar, job)
             else:
-                loss, seen = _train_epoch_cached(task, mx, cache[0], cfg.batch_size, epoch, cfg.seed, opt, bar, job)
+                loss, seen = _train_epoch_cached(task, mx, cache[0], hp.batch_size, epoch, cfg.seed, opt, bar, job)
             t_train = time.perf_counter() - t0
             sched.step()
             _sync_buffers(mx, d)
             val_acc = evaluate_exits(task, mx, val, device) if cache is None else \
-                _evaluate_cached(task, mx, cache[1], cfg.batch_size)
+                _evaluate_cached(task, mx, cache[1], hp.batch_size)
             history.append({"epoch": epoch + 1, "loss": loss, "val": val_acc, "lr": opt.param_groups[0]["lr"],
                             "samples": seen, "train_seconds": round(t_train, 3), "feature_cache": cache is not None,
                             "seconds": round(time.perf_counter() - t0, 3)})
             if d.is_main:
-                console.info(f"epoch {epoch + 1}/{cfg.max_epochs}: loss {loss:.4f}; val {task.metric_name} "
+                console.info(f"epoch {epoch + 1}/{hp.max_epochs}: loss {loss:.4f}; val {task.metric_name} "
                              f"per exit: {_fmt(val_acc)}")
                 _write(run_dir, cfg, task, inputs, mx, opt, sched, epoch, history, shapes, complete=False)
             _barrier(d)
@@ -587,12 +650,10 @@ def _run(cfg: ConstructConfig, task: Any, pretrain: Optional[Path], inputs: Dict
         extra = {"test": test_acc, "val": history[-1]["val"] if history else [],
                  "metric": task.metric_name, "block_out_shapes": shapes,
                  "ddp": {"world_size": d.world_size, "exit_checksums": checksums}}
-        _write(run_dir, cfg, task, inputs, mx, opt, sched, cfg.max_epochs - 1, history, shapes, complete=True,
+        _write(run_dir, cfg, task, inputs, mx, opt, sched, hp.max_epochs - 1, history, shapes, complete=True,
                metrics=extra)
-        print_summary(task, history, test_acc)
-        console.info(f"construct {task.name}: wrote {run_dir}")
     _barrier(d)
-    return run_dir
+    return ConstructResult(run_dir, task.name, task.metric_name, history, [float(x) for x in test_acc])
 
 
 def _write(run_dir: Path, cfg: ConstructConfig, task: Any, inputs: Dict[str, Any], mx: Any, opt: Any, sched: Any,
@@ -619,17 +680,6 @@ def _write(run_dir: Path, cfg: ConstructConfig, task: Any, inputs: Dict[str, Any
         (tmp / "history.json").write_text(json.dumps(history, indent=2) + "\n")
         if metrics is not None:
             (tmp / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
-
-
-def print_summary(task: Any, history: List[Dict[str, Any]], test: List[float]) -> None:
-    """Per-exit table: validation metric of the last epochs and the held-out test metric."""
-    last = history[-5:]
-    cols = ["exit"] + [f"val e{h['epoch']}" for h in last] + [f"test {task.metric_name}"]
-    rows = []
-    for j, t in enumerate(test):
-        label = f"{j}" + (" (original head)" if j == len(test) - 1 else "")
-        rows.append([label] + [f"{h['val'][j]:.3f}" for h in last] + [f"{t:.3f}"])
-    console.print_table(f"{task.name}: exits (held-out test split in the last column)", cols, rows)
 
 
 def exit_accuracies(run_dir: Path) -> List[float]:

@@ -27,14 +27,15 @@ format version must be one every supported board torch reads
 Example::
 
     >>> from pantheon.offline.export import export
-    >>> out = export("digits_resnet18")          # newest finished run of the task
-    >>> json.loads((out / "variants.json").read_text())["num_blocks"]
+    >>> res = export("digits_resnet18")          # newest finished run of the task
+    >>> json.loads((res.path / "variants.json").read_text())["num_blocks"]
 """
 
 from __future__ import annotations
 
 import json
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
@@ -48,6 +49,36 @@ from pantheon.offline.profile import VARIANTS_JSON, file_name
 
 KIND = "variants"
 FORMAT = 1
+
+
+@dataclass(frozen=True)
+class ExportResult:
+    """What :func:`export` returns: the variants directory and, per exit ``j``, what was written.
+
+    ``block_out_shapes[j]`` is block ``j``'s output shape, ``modes[j]`` how block and branch
+    ``j`` were compiled (``script/trace``), ``accuracy[j]`` the run's held-out test metric
+    (None when the run recorded none). ``skipped``: the directory was already up to date.
+    """
+
+    path: Path
+    task: str
+    metric_name: str
+    block_out_shapes: List[List[int]]
+    modes: List[str]
+    accuracy: Optional[List[float]]
+    max_abs_diff: float  # largest round-trip difference over the exits
+    traced: List[str]  # files that fell back to torch.jit.trace
+    skipped: bool = False
+
+    @classmethod
+    def from_info(cls, path: Path, info: Dict[str, Any], skipped: bool = False) -> ExportResult:
+        """The result recorded in a ``variants.json`` (``info``) written by :func:`export`."""
+        B = int(info["num_blocks"])
+        modes = info["export_modes"]
+        names = [(file_name("block", j, B), file_name("branch", j, B)) for j in range(B)]
+        return cls(path, info["task"], info["metric"], info["block_out_shapes"],
+                   [f"{modes[b]}/{modes[e]}" for b, e in names], info["exit_accuracy"],
+                   max(info["round_trip_max_abs_diff"]), sorted(k for k, v in modes.items() if v == "trace"), skipped)
 
 
 def to_torchscript(module: torch.nn.Module, example: torch.Tensor) -> Tuple[Any, str]:
@@ -116,8 +147,8 @@ def export(
     save: Optional[str] = None,
     force: bool = False,
     store: Optional[st.Store] = None,
-) -> Path:
-    """Export a construct run of ``task`` to TorchScript; returns the variants directory.
+) -> ExportResult:
+    """Export a construct run of ``task`` to TorchScript; returns the variants directory and what it holds.
 
     Args:
         task: zoo task name.
@@ -143,7 +174,7 @@ def export(
     if dest.exists() and not force:
         if st.is_complete(dest, inputs):
             console.info(f"export {t.name}: skipped: up to date ({dest})")
-            return dest
+            return ExportResult.from_info(dest, json.loads((dest / VARIANTS_JSON).read_text()), skipped=True)
         raise ArtifactExistsError(f"{dest} already exists; pass --force to replace it")
     ckpt = load_checkpoint(run_dir)
     if ckpt.get("task") != t.name:
@@ -206,13 +237,4 @@ def export(
             "torch": {"writer": torch.__version__, "format_version": needs.format_version},
         }
         (tmp / VARIANTS_JSON).write_text(json.dumps(info, indent=2) + "\n")
-    rows = [[j, "x".join(map(str, shapes[j])), modes[b] + "/" + modes[e],
-             "" if accuracy is None else f"{accuracy[j]:.3f}"] for j, (b, e) in enumerate(names)]
-    console.print_table(f"{t.name}: exported exits (exit {B - 1} = original head)",
-                        ["exit", "block output", "block/branch", f"test {t.metric_name}"], rows)
-    traced = sorted(k for k, v in modes.items() if v == "trace")
-    console.info(
-        f"export {t.name}: {B} blocks + {B} exits -> {dest} (round trip max abs diff {max(diffs):.2g}"
-        + (f"; traced: {', '.join(traced)}" if traced else "; all scripted") + ")"
-    )
-    return dest
+    return ExportResult.from_info(dest, info)

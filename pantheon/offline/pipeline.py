@@ -12,10 +12,14 @@ reported "skipped (up to date)" and left untouched. ``force`` redoes construct,
 export, profile, plan and workload (backbones are kept: ``pantheon pretrain --force``
 retrains one).
 
+The library prints no results: :func:`pipeline` returns a :class:`PipelineResult` (one
+:class:`StageResult` per stage, each with the stage's own result), and calls ``on_stage``
+with every stage as it finishes (the CLI prints the stage's table there).
+
 Example::
 
-    results = pipeline("digits", board="192.168.55.1:8765")
-    [(r.task, r.stage, r.status) for r in results]
+    res = pipeline("digits", PipelineOptions(board="192.168.55.1:8765"))
+    [(r.task, r.stage, r.status) for r in res.stages]
 """
 
 from __future__ import annotations
@@ -25,29 +29,50 @@ import time
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Callable, List, Optional, Tuple
+from typing import TYPE_CHECKING, Callable, List, Optional, Tuple, Union
 
 from pantheon import console
 from pantheon.errors import ArtifactError, ArtifactExistsError, UsageError
 from pantheon.formats import store as st
 from pantheon.formats.app import App, load_app
 
+if TYPE_CHECKING:
+    from pantheon.offline.construct import ConstructResult
+    from pantheon.offline.export import ExportResult
+    from pantheon.offline.plan import PlanResult
+    from pantheon.offline.profile import ProfileResult
+
 DONE = "done"
 SKIPPED = "skipped (up to date)"
 
+#: What a stage function returns: its artifact, whether it was up to date, the stage's own result.
+Outcome = Tuple[Path, bool, Union["ConstructResult", "ExportResult", "ProfileResult", "PlanResult", None]]
 
-@dataclass
+
+@dataclass(frozen=True)
 class StageResult:
+    """One stage of one task (or of the app: plan, workload).
+
+    ``status`` is :data:`DONE` or :data:`SKIPPED`; ``path`` the artifact it wrote or found;
+    ``result`` the stage function's own result (:class:`~pantheon.offline.construct.ConstructResult`,
+    :class:`~pantheon.offline.export.ExportResult`, :class:`~pantheon.offline.profile.ProfileResult`,
+    :class:`~pantheon.offline.plan.PlanResult`), None for pretrain, workload and a skipped profile.
+    """
+
     task: str
     stage: str
     status: str
     seconds: float
     path: Optional[Path] = None
+    result: Union[ConstructResult, ExportResult, ProfileResult, PlanResult, None] = None
 
 
-def _manifest_text(directory: Path) -> Optional[str]:
-    p = directory / st.MANIFEST
-    return p.read_text() if p.is_file() else None
+@dataclass(frozen=True)
+class PipelineResult:
+    """What :func:`pipeline` returns: the app's name and its stages in the order they ran."""
+
+    app: str
+    stages: List[StageResult]
 
 
 def parse_board(board: str) -> Tuple[str, int]:
@@ -81,41 +106,38 @@ class PipelineOptions:
     max_span_s: Optional[float] = None
 
 
-def _pretrain(task: str, o: PipelineOptions, s: st.Store) -> Tuple[Path, bool]:
+def _pretrain(task: str, o: PipelineOptions, s: st.Store) -> Outcome:
     from pantheon.offline.pretrain import pretrain
 
     dest = s.pretrained_dir(task)
     try:
         st.verify(dest, kind="pretrained", required=["weights.pt"])
-        return dest, True  # present: never overwrite backbone weights from here
+        return dest, True, None  # present: never overwrite backbone weights from here
     except ArtifactError as exc:  # absent, or altered after it was written: (re)train it
         if dest.exists():
             console.warn(f"retraining the backbone of {task}: {exc}")
-    return pretrain(task, o.data_dir, limit=o.limit, force=True, store=s), False
+    return pretrain(task, o.data_dir, limit=o.limit, force=True, store=s), False, None
 
 
-def _construct(task: str, o: PipelineOptions, s: st.Store) -> Tuple[Path, bool]:
+def _construct(task: str, o: PipelineOptions, s: st.Store) -> Outcome:
     from pantheon.offline.construct import ConstructConfig, construct
 
-    runs = s.runs_dir(task)
-    before = {d: _manifest_text(d) for d in runs.iterdir()} if runs.is_dir() else {}
-    run = construct(ConstructConfig(task=task, data_dir=o.data_dir, max_epochs=o.epochs, force=o.force, limit=o.limit), s)
-    return run, before.get(run) is not None and before.get(run) == _manifest_text(run)
+    res = construct(ConstructConfig(task=task, data_dir=o.data_dir, max_epochs=o.epochs, force=o.force, limit=o.limit), s)
+    return res.run_dir, res.skipped, res
 
 
-def _export(task: str, run: Path, o: PipelineOptions, s: st.Store) -> Tuple[Path, bool]:
+def _export(task: str, run: Path, o: PipelineOptions, s: st.Store) -> Outcome:
     from pantheon.offline.export import export
 
     dest = s.variants_dir(task)
-    before = _manifest_text(dest)
     try:
-        out = export(task, str(run), str(dest), force=o.force, store=s)
+        res = export(task, str(run), str(dest), force=o.force, store=s)
     except ArtifactExistsError:  # variants of an older run: replace them
-        out = export(task, str(run), str(dest), force=True, store=s)
-    return out, before is not None and before == _manifest_text(out)
+        res = export(task, str(run), str(dest), force=True, store=s)
+    return res.path, res.skipped, res
 
 
-def _profile(task: str, variants: Path, o: PipelineOptions) -> Tuple[Path, bool]:
+def _profile(task: str, variants: Path, o: PipelineOptions) -> Outcome:
     from pantheon.offline.profile import PROFILE_CSV, load_variants, profile, profile_inputs
 
     v = load_variants(variants)
@@ -124,24 +146,23 @@ def _profile(task: str, variants: Path, o: PipelineOptions) -> Tuple[Path, bool]
     inputs = json.loads(json.dumps(profile_inputs(v, source, o.warmup, o.repeat, o.limit)))
     m = st.read_manifest(variants)
     if not o.force and PROFILE_CSV in m.files and m.meta.get("profile", {}).get("inputs") == inputs:
-        return variants, True
-    profile(task, variants, data_dir=Path(o.data_dir) if o.data_dir else None, host=host, port=port, local=not o.board,
-            token=o.token, retries=o.retries, warmup=o.warmup, repeat=o.repeat, max_samples=o.limit, variants=v)
-    return variants, False
+        return variants, True, None
+    res = profile(task, variants, data_dir=Path(o.data_dir) if o.data_dir else None, host=host, port=port,
+                  local=not o.board, token=o.token, retries=o.retries, warmup=o.warmup, repeat=o.repeat,
+                  max_samples=o.limit, variants=v)
+    return variants, False, res
 
 
-def _plan(app: App, o: PipelineOptions, s: st.Store) -> Tuple[Path, bool]:
+def _plan(app: App, o: PipelineOptions, s: st.Store) -> Outcome:
     from pantheon.offline.plan import plan
 
     dest = s.repository_dir(app.name)
-    before = _manifest_text(dest)
     setting = str(app.source)
     try:
         res = plan(setting, force=o.force, min_chunk_us=o.min_chunk_us, store=s)
     except ArtifactExistsError:  # a repository planned from older profiles or limits
         res = plan(setting, force=True, min_chunk_us=o.min_chunk_us, store=s)
-    assert res.repository is not None
-    return res.repository, before is not None and before == _manifest_text(res.repository)
+    return res.repository or dest, res.skipped, res
 
 
 def workload_available() -> bool:
@@ -152,7 +173,7 @@ def workload_available() -> bool:
     return True
 
 
-def _workload(app: App, repo: Path, o: PipelineOptions, s: st.Store) -> Tuple[Path, bool]:
+def _workload(app: App, repo: Path, o: PipelineOptions, s: st.Store) -> Outcome:
     from pantheon.formats import write_workloads
     from pantheon.online.repository import read_repository
     from pantheon.online.workload import MAX_JOBS, MAX_SPAN_S, generate
@@ -166,37 +187,42 @@ def _workload(app: App, repo: Path, o: PipelineOptions, s: st.Store) -> Tuple[Pa
     if o.duration_s is not None:  # recorded only when set: workloads made before keep their inputs
         inputs["duration_s"] = o.duration_s
     if not o.force and st.is_complete(dest, inputs):
-        return dest / "workload.bin", True
+        return dest / "workload.bin", True, None
     ws = generate(app, repo=read_repository(repo), duration_s=o.duration_s,
                   max_jobs=MAX_JOBS if o.max_jobs is None else o.max_jobs,
                   max_span_s=MAX_SPAN_S if o.max_span_s is None else o.max_span_s)
     with st.write_artifact(dest, kind="workload", inputs=inputs, force=True, meta={"app": app.name, "jobs": len(ws.workload)}) as tmp:
         write_workloads(tmp / "workload.bin", ws)
         (tmp / "workload.json").write_text(json.dumps(app.raw, indent=2, default=str) + "\n")
-    return dest / "workload.bin", False
+    return dest / "workload.bin", False, None
 
 
-def _run(results: List[StageResult], task: str, stage: str, fn: Callable[[], Tuple[Path, bool]]) -> Path:
+def _run(results: List[StageResult], task: str, stage: str, fn: Callable[[], Outcome],
+         on_stage: Optional[Callable[[StageResult], None]]) -> Path:
     console.info(f"[bold]{stage}[/bold] {task}")
     t0 = time.perf_counter()
-    path, skipped = fn()
-    r = StageResult(task, stage, SKIPPED if skipped else DONE, round(time.perf_counter() - t0, 2), path)
+    path, skipped, detail = fn()
+    r = StageResult(task, stage, SKIPPED if skipped else DONE, round(time.perf_counter() - t0, 2), path, detail)
     results.append(r)
+    if on_stage is not None:
+        on_stage(r)
     console.info(f"{stage} {task}: {r.status} ({r.seconds:.1f} s) -> {path}")
     return path
 
 
-def pipeline(app_name: str, options: Optional[PipelineOptions] = None, *, show: bool = True,
-             store: Optional[st.Store] = None) -> List[StageResult]:
+def pipeline(app_name: str, options: Optional[PipelineOptions] = None, *, store: Optional[st.Store] = None,
+             on_stage: Optional[Callable[[StageResult], None]] = None) -> PipelineResult:
     """Run construct -> export -> profile for every task of ``app_name``, then plan and workload.
 
     Args:
         app_name: an app name (``digits``) or app file; see :func:`pantheon.formats.app.load_app`.
         options: data dir, board profiler (``HOST:PORT``; None = time locally), force, epochs, limit.
-        show: print the table of stages at the end.
         store: the artifact store every stage reads and writes (default: the one at ``$PANTHEON_DATA``).
+        on_stage: called with every :class:`StageResult` as soon as its stage finishes (the CLI
+            prints the stage's result there); nothing is printed otherwise.
 
-    Returns: one :class:`StageResult` per stage and task, in the order they ran.
+    Returns: the :class:`PipelineResult`: one :class:`StageResult` per stage and task, in the
+    order they ran.
     """
     from pantheon.zoo import get_task
 
@@ -208,17 +234,15 @@ def pipeline(app_name: str, options: Optional[PipelineOptions] = None, *, show: 
     for task in app.tasks:  # an unknown task fails now, not after an hour of training
         get_task(task)
     results: List[StageResult] = []
+    run = partial(_run, results, on_stage=on_stage)
     for task in app.tasks:
-        _run(results, task, "pretrain", partial(_pretrain, task, o, s))
-        run = _run(results, task, "construct", partial(_construct, task, o, s))
-        variants = _run(results, task, "export", partial(_export, task, run, o, s))
-        _run(results, task, "profile", partial(_profile, task, variants, o))
-    repo = _run(results, app.name, "plan", partial(_plan, app, o, s))
+        run(task, "pretrain", partial(_pretrain, task, o, s))
+        run_dir = run(task, "construct", partial(_construct, task, o, s))
+        variants = run(task, "export", partial(_export, task, run_dir, o, s))
+        run(task, "profile", partial(_profile, task, variants, o))
+    repo = run(app.name, "plan", partial(_plan, app, o, s))
     if workload_available():
-        _run(results, app.name, "workload", partial(_workload, app, repo, o, s))
+        run(app.name, "workload", partial(_workload, app, repo, o, s))
     else:
         console.warn("pantheon.online.workload is not available: no workload file generated")
-    if show:
-        console.print_table(f"pipeline {app.name}", ["task", "stage", "status", "seconds", "artifact"],
-                            [[r.task, r.stage, r.status, f"{r.seconds:.1f}", r.path] for r in results])
-    return results
+    return PipelineResult(app.name, results)

@@ -139,17 +139,17 @@ class ExitProfile:
         return float(self.accuracy.max() if objective == REFERENCE else self.accuracy[-1])
 
     def acc_ok(self, objective: str = DEFAULT_OBJECTIVE) -> np.ndarray:
-        return self.reference_accuracy(objective) - self.accuracy <= self.max_delta_accuracy + EPS
+        return np.asarray(self.reference_accuracy(objective) - self.accuracy <= self.max_delta_accuracy + EPS)
 
     def pareto(self, objective: str = DEFAULT_OBJECTIVE) -> np.ndarray:
         """Exits on the latency/accuracy frontier: weak (reference) or strict (mean-time)."""
         lat, acc = self.exit_ms, self.accuracy
         no_slower = lat[None, :] <= lat[:, None]  # [i, k]: exit k is no slower than exit i
         if objective == REFERENCE:  # off only when an exit no slower is strictly more accurate
-            return ~(no_slower & (acc[None, :] > acc[:, None])).any(axis=1)
+            return np.asarray(~(no_slower & (acc[None, :] > acc[:, None])).any(axis=1))
         no_worse = no_slower & (acc[None, :] >= acc[:, None])
         better = (lat[None, :] < lat[:, None]) | (acc[None, :] > acc[:, None])
-        return ~(no_worse & better).any(axis=1)
+        return np.asarray(~(no_worse & better).any(axis=1))
 
     def candidates(self, objective: str = DEFAULT_OBJECTIVE) -> np.ndarray:
         return self.acc_ok(objective) & self.pareto(objective)
@@ -202,11 +202,11 @@ def load_task_profile(variants_dir: Path, task: str, max_delta_accuracy: float) 
     rows = read_profile_csv(variants_dir / PROFILE_CSV, v.num_blocks)
     return ExitProfile(
         name=task,
-        block_ms=[r.block_ms for r in rows],
-        branch_ms=[r.branch_ms for r in rows],
-        block_mb=[r.block_mb for r in rows],
-        branch_mb=[r.branch_mb for r in rows],
-        accuracy=[r.accuracy for r in rows],
+        block_ms=np.array([r.block_ms for r in rows], dtype=float),
+        branch_ms=np.array([r.branch_ms for r in rows], dtype=float),
+        block_mb=np.array([r.block_mb for r in rows], dtype=float),
+        branch_mb=np.array([r.branch_mb for r in rows], dtype=float),
+        accuracy=np.array([r.accuracy for r in rows], dtype=float),
         max_delta_accuracy=max_delta_accuracy,
         input_shape=v.input_shape,
         variants=variants_dir,
@@ -231,12 +231,6 @@ def load_profiles(app: App, base: Path) -> List[ExitProfile]:
 # The pymoo problem
 # ------------------------------------------------------------------------------------------------
 
-
-def _pymoo() -> Any:
-    from pymoo.core.problem import Problem
-    from pymoo.core.repair import Repair
-
-    return Problem, Repair
 
 
 class _Layout:
@@ -288,7 +282,7 @@ class _Layout:
 
 def make_problem(layout: _Layout) -> Any:
     """The pymoo Problem: binary keep/drop per exit, G <= 0 feasible."""
-    Problem, _ = _pymoo()
+    from pymoo.core.problem import Problem
 
     class ExitPlacement(Problem):
         def __init__(self) -> None:
@@ -312,7 +306,8 @@ def make_problem(layout: _Layout) -> Any:
 
 def make_repair(layout: _Layout, seed: int) -> Any:
     """Apply the per-exit filters, keep one top exit per task, drop optional exits until (mem) holds."""
-    _, Repair = _pymoo()
+    from pymoo.core.repair import Repair
+
     own_rng = np.random.default_rng(seed)
 
     class PlacementRepair(Repair):
@@ -541,6 +536,8 @@ class PlanResult:
     ``objective_value`` is that objective's value: ``sum_t 1/mean(T_t)`` in 1/ms
     (``reference``, higher is better) or ``sum_t mean(T_t)`` in ms (``mean-time``, lower is
     better). ``objective_ms`` is always ``sum_t mean(T_t)`` (ms), whichever objective chose it.
+    ``skipped`` (not part of ``plan.json``): :func:`plan` found the repository up to date and
+    read this plan back instead of solving.
     """
 
     app: str
@@ -558,6 +555,7 @@ class PlanResult:
     profile_device: Optional[str] = None  # where the profiles were measured ("cuda (...)", "cpu (...)")
     objective: str = MEAN_TIME  # plans written before the choice existed used mean-time
     objective_value: Optional[float] = None
+    skipped: bool = False
 
     @classmethod
     def from_json(cls, d: Dict[str, Any]) -> PlanResult:
@@ -568,6 +566,7 @@ class PlanResult:
 
     def to_json(self) -> Dict[str, Any]:
         d = asdict(self)
+        del d["skipped"]  # how this call went, not part of the plan
         d["tasks"] = list(self.exits)  # task order = task index in workloads
         d["repository"] = str(self.repository) if self.repository else None
         return d
@@ -745,7 +744,6 @@ def plan(
     seed: int = 0,
     exhaustive: bool = False,
     force: bool = False,
-    show: bool = True,
     min_chunk_us: Optional[float] = None,
     objective: str = DEFAULT_OBJECTIVE,
     store: Optional[store_mod.Store] = None,
@@ -768,7 +766,8 @@ def plan(
         store: the artifact store of the defaults above and of app copies (default: the one at
             ``$PANTHEON_DATA``).
 
-    Returns: the :class:`PlanResult` (``repository`` = where it was written).
+    Returns: the :class:`PlanResult` (``repository`` = where it was written; ``skipped``: it
+    was up to date and read back).
     """
     check_objective(objective)
     st = store or store_mod.Store()
@@ -796,9 +795,8 @@ def plan(
         if store_mod.is_complete(dest, inputs) and (dest / "plan.json").is_file():
             res = PlanResult.from_json(json.loads((dest / "plan.json").read_text()))
             res.repository = dest
+            res.skipped = True
             console.info(f"plan {app.name}: skipped (up to date): {dest}")
-            if show:
-                print_plan(res, wrote=False)
             return res
         raise ArtifactExistsError(f"{dest} already exists; pass --force to replace it")
     res = optimise(tasks, app.max_memory, generations=generations, pop_size=pop_size, seed=seed, exhaustive=exhaustive, app=app.name,
@@ -808,8 +806,6 @@ def plan(
     res.min_chunk_us = threshold
     res.chunks = {t.name: chunk_groups(t, res.exits[t.name], threshold) for t in tasks}
     res.repository = write_repository(res, tasks, dest, inputs=inputs, force=force)
-    if show:
-        print_plan(res)
     return res
 
 
@@ -819,27 +815,3 @@ def objective_line(res: PlanResult) -> str:
     if res.objective == REFERENCE and res.objective_value is not None:
         return f"objective {REFERENCE} (maximise): sum 1/mean(T) {res.objective_value:.4f} /ms ({total})"
     return f"objective {res.objective} (minimise): {total}"
-
-
-def print_plan(res: PlanResult, wrote: bool = True) -> None:
-    rows = []
-    for name, exits in res.exits.items():
-        pt = res.per_task[name]
-        mean_ms = float(pt.get("mean_time_ms", pt.get("objective_ms", math.nan)))
-        groups = res.chunks.get(name) or [[j] for j in range(max(exits) + 1)]
-        chunks = f"{max(exits) + 1} -> {len(groups)}"
-        rows.append([name, " ".join(map(str, exits)), " ".join(map(str, res.candidates[name])),
-                     " ".join(f"{pt['exit_accuracy'][str(j)]:.3f}" for j in exits), f"{pt['original_accuracy']:.3f}",
-                     f"{pt.get('reference_accuracy', pt['original_accuracy']):.3f}", f"{mean_ms:.3f}",
-                     f"{1.0 / mean_ms:.4f}" if mean_ms > 0 else "-", f"{pt['memory_mb']:.2f}", chunks])
-    console.print_table(f"exit plan for {res.app} ({res.solver}, objective {res.objective})",
-                        ["task", "kept exits", "candidates", "kept accuracy", "original", "drop from", "mean T ms",
-                         "1/mean T", "memory MB", "chunks"], rows)
-    if res.dispatch_overhead_us is not None or res.min_chunk_us:
-        over = "unknown" if res.dispatch_overhead_us is None else f"{res.dispatch_overhead_us:.1f} us"
-        console.out.print(f"dispatch overhead {over} per chunk; blocks merged into chunks of >= "
-                          f"{res.min_chunk_us:.0f} us (chunks: blocks before -> deployed)")
-    budget = "unlimited" if res.max_memory is None else f"{res.max_memory:g} MB"
-    console.out.print(f"{objective_line(res)}; memory {res.memory_mb:.2f} MB of {budget}")
-    if res.repository and wrote:
-        console.info(f"wrote {res.repository}")

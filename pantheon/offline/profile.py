@@ -456,8 +456,12 @@ class ProfileRow:
     accuracy: float
 
 
-@dataclass
+@dataclass(frozen=True)
 class ProfileResult:
+    """What :func:`profile` returns: one :class:`ProfileRow` per block (and the exit after it),
+    measured on ``device`` through ``source`` (``HOST:PORT`` or ``local``); ``timings`` holds
+    every item's latency statistics (as in ``profile.json``)."""
+
     path: Path
     task: str
     device: str
@@ -541,7 +545,6 @@ def profile(
     repeat: int = 0,
     max_samples: Optional[int] = None,
     accuracies: Optional[Sequence[float]] = None,
-    show: bool = True,
     variants: Optional[Variants] = None,
     store: Optional[Store] = None,
 ) -> ProfileResult:
@@ -605,8 +608,6 @@ def profile(
     result = ProfileResult(v.path, task, device, source, rows, {k: asdict(t) for k, t in timings.items()},
                            max(overheads) if overheads else None)
     _write(v, result, profile_inputs(v, source, warmup, repeat, max_samples))
-    if show:
-        print_profile(result)
     return result
 
 
@@ -648,22 +649,3 @@ def _write(v: Variants, res: ProfileResult, inputs: Dict[str, Any]) -> None:
         meta={"profile": {"device": res.device, "source": res.source, "inputs": inputs,
                           "dispatch_overhead_us": res.dispatch_overhead_us}},
     )
-
-
-def print_profile(res: ProfileResult) -> None:
-    rows = []
-    to_block = 0.0
-    for j, r in enumerate(res.rows):
-        to_block += r.block_ms
-        rows.append([j, f"{r.block_ms:.3f}", f"{r.branch_ms:.3f}", f"{to_block + r.branch_ms:.3f}",
-                     f"{r.block_mb:.3f}", f"{r.branch_mb:.3f}", f"{r.accuracy:.4f}"])
-    console.print_table(
-        f"{res.task} on {res.device} ({res.source})",
-        ["exit", "block ms", "branch ms", "to exit ms", "block MB", "branch MB", "accuracy"],
-        rows,
-    )
-    if res.dispatch_overhead_us is not None:
-        execs = sorted({str(t.get("executor", "eager")) for t in res.timings.values()})
-        console.info(f"runtime dispatch overhead {res.dispatch_overhead_us:.1f} us per chunk; chunks timed as "
-                     f"{', '.join(execs)}")
-    console.info(f"wrote {res.path / PROFILE_CSV}")
