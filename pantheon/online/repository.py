@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import warnings
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -49,7 +50,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 from pantheon.errors import ArtifactError, FormatError, ManifestError, RepositoryError, UsageError
 
-PathLike = Union[str, Path]
+PathLike = Union[str, "os.PathLike[str]"]
 
 
 @dataclass(frozen=True)

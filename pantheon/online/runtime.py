@@ -48,6 +48,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import functools
 import itertools
 import json
 import math
@@ -92,7 +93,7 @@ from pantheon.online.workload import JobSpec, task_timing, validate
 from pantheon.platform import jetson
 from pantheon.platform import telemetry as tm
 
-PathLike = Union[str, Path]
+PathLike = Union[str, "os.PathLike[str]"]
 
 CAL_EVERY = 32  # chunks of a task between two calibration updates
 CAL_ALPHA = 0.3  # weight of the newest fitted scale
@@ -557,7 +558,7 @@ class Runtime:
         self._ready = [threading.Event() for _ in range(1 + len(self.best_effort))]
         self._spawn(self._worker, "pantheon-rt-worker")
         for k, (task, rate) in enumerate(self.best_effort):
-            self._spawn(lambda t=task, r=rate, k=k: self._best_effort(t, r, k), f"pantheon-be-{task}")
+            self._spawn(functools.partial(self._best_effort, task, rate, k), f"pantheon-be-{task}")
         self._wait_ready()
         self._start_telemetry()
         return self
@@ -668,9 +669,9 @@ class Runtime:
             self.log.event("fallback", 0, task=task, chunk=chunk, reason=reason)
 
     def _start_telemetry(self) -> None:
-        if self._sampler is None:
-            return
         log, clock = self.log, self.clock
+        if self._sampler is None or log is None:
+            return
         self._tthread = tm.TelemetryThread(
             self._sampler, emit=lambda s: log.telemetry(clock.now(), s), interval_s=self.telemetry_interval_s
         )
@@ -1099,12 +1100,13 @@ class Runtime:
         A failed run keeps its events and its ``run.json`` (with ``failed``: what went wrong)
         to debug from, but stays unsealed, so no reader takes it for a complete run.
         """
-        if self.run_dir is None:
+        summary = self.summary
+        if self.run_dir is None or summary is None:
             return
         from pantheon.formats import store
 
-        (self.run_dir / "run.json").write_text(json.dumps(self.summary, indent=2, default=str) + "\n")
-        if self.summary.get("failed"):
+        (self.run_dir / "run.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
+        if summary.get("failed"):
             return
         manifest = store.build_manifest(self.run_dir, kind="log", meta={"run_id": self.run_id})
         store.atomic_write_text(self.run_dir / store.MANIFEST, manifest.to_json())
@@ -1163,7 +1165,7 @@ def run(repo: PathLike, workload: PathLike, log: PathLike, *, policy: str = "pan
                      downgrade=downgrade, fallback=fallback,
                      start_fields={"workload": str(workload), "time_scale": time_scale, "jobs": len(jobs)})
         stop = threading.Event()
-        old: Dict[int, Any] = {}
+        old: Dict[signal.Signals, Any] = {}
         if handle_signals and threading.current_thread() is threading.main_thread():
             for sig in (signal.SIGINT, signal.SIGTERM):
                 old[sig] = signal.signal(sig, lambda *_: stop.set())
