@@ -64,7 +64,7 @@ from pathlib import Path
 from typing import Any, Callable, Deque, Dict, List, Optional, Sequence, Tuple, Union
 
 from pantheon.errors import PantheonError, RuntimeFault, UsageError
-from pantheon.formats.events import Clock, EventLog, events_path
+from pantheon.formats.events import Clock, EventLog, NullLog, events_path
 from pantheon.metrics import DROPPED as DROPPED_JOB
 from pantheon.metrics import LATE, MET, JobRecord, summarize
 from pantheon.online.memory import MemoryManager
@@ -478,7 +478,7 @@ class Runtime:
         self._fallback_exits = 0
         self.start_fields = dict(start_fields or {})
         self._log_arg = log
-        self.log: Optional[EventLog] = None
+        self.log: EventLog = NullLog()  # until start() opens the run's log
         self.run_dir: Optional[Path] = None
         self.models: Dict[str, LoadedTask] = {}
         self.memory = MemoryManager()
@@ -643,8 +643,6 @@ class Runtime:
                 self.run_dir = path.parent
             self.log = EventLog(path)
         else:
-            from pantheon.formats.events import NullLog
-
             self.log = NullLog()
         fields = {
             "mode": "live",
@@ -669,9 +667,9 @@ class Runtime:
             self.log.event("fallback", 0, task=task, chunk=chunk, reason=reason)
 
     def _start_telemetry(self) -> None:
-        log, clock = self.log, self.clock
-        if self._sampler is None or log is None:
+        if self._sampler is None:
             return
+        log, clock = self.log, self.clock
         self._tthread = tm.TelemetryThread(
             self._sampler, emit=lambda s: log.telemetry(clock.now(), s), interval_s=self.telemetry_interval_s
         )
@@ -728,7 +726,7 @@ class Runtime:
         with self._all_done:
             self._outstanding += 1
         now = self.clock.now()
-        log.release(now, jid, task, release, deadline, stream=stream)  # type: ignore[union-attr]
+        log.release(now, jid, task, release, deadline, stream=stream)
         with self._cv:
             self._rt_idle.clear()
             t0 = time.perf_counter_ns()
@@ -736,7 +734,7 @@ class Runtime:
             dur = (time.perf_counter_ns() - t0) / 1000.0
             dropped = self.sched.dropped
             # logged under the lock: the decision's line precedes any dispatch it leads to
-            log.schedule(now, jid, n, dur, self.sched.downgrades, len(dropped))  # type: ignore[union-attr]
+            log.schedule(now, jid, n, dur, self.sched.downgrades, len(dropped))
             self._cv.notify()
         self._decisions.append((n, dur))
         if dropped:
@@ -747,7 +745,7 @@ class Runtime:
             if reason != "shutdown":
                 self._after_drop(job, now)
             self.memory.release(job.id)
-            self.log.drop(now, job.id, job.task.name, reason, job.started)  # type: ignore[union-attr]
+            self.log.drop(now, job.id, job.task.name, reason, job.started)
             self._finish(job, JobResult(self._record(job, outcome=DROPPED_JOB, finish=now), reason=reason))
 
     def _record(self, job: Job, **outcome: Any) -> JobRecord:
@@ -804,7 +802,7 @@ class Runtime:
                 if pre is not None:
                     self._preemptions += 1
                     self._preempted[pre.id] = self._preempted.get(pre.id, 0) + 1
-                    log.preempt(t, pre.id, job.id)  # type: ignore[union-attr]
+                    log.preempt(t, pre.id, job.id)
                 self._started_at.setdefault(job.id, t)
                 done = self._launch(act, x, t, log, mem, ex, chunks)
                 del x
@@ -853,7 +851,7 @@ class Runtime:
             self._last_end = t_end
             tp = job.task
             if kind == BLOCK:
-                log.done(t_end, job.id, idx)  # type: ignore[union-attr]
+                log.done(t_end, job.id, idx)
                 if self.calibrate:
                     self._observe(tp, tp.base_blocks[idx], t_end - start, t_end)
                 continue
@@ -864,7 +862,7 @@ class Runtime:
             resp = t_end - job.release
             met = t_end <= job.deadline
             acc, rel, eb = tp.exit_acc[idx], tp.rel_acc[idx], tp.exit_blocks[idx]
-            log.exit(t_end, job.id, tp.name, eb, acc, rel, resp, met)  # type: ignore[union-attr]
+            log.exit(t_end, job.id, tp.name, eb, acc, rel, resp, met)
             record = self._record(job, outcome=MET if met else LATE, exit=eb, accuracy=acc,
                                   relative_accuracy=rel if met else 0.0, finish=t_end)
             self._finish(job, JobResult(record, output=out))
@@ -899,7 +897,7 @@ class Runtime:
         c[0], c[1], c[2] = 0.0, 0.0, 0
         with self._cv:
             tp.rescale(scale)
-        self.log.calibrate(t, tp.name, scale, c[3])  # type: ignore[union-attr]
+        self.log.calibrate(t, tp.name, scale, c[3])
 
     def _after_drop(self, job: Job, now: int) -> None:
         """A job was dropped: decay its task's scale when nothing of it ran for a while, and
@@ -911,7 +909,7 @@ class Runtime:
             scale = 1.0 if scale < 1.02 else scale
             with self._cv:
                 tp.rescale(scale)
-            self.log.calibrate(now, tp.name, scale, (self._cal.get(tp.name) or [0, 0, 0, 0])[3],  # type: ignore[union-attr]
+            self.log.calibrate(now, tp.name, scale, (self._cal.get(tp.name) or [0, 0, 0, 0])[3],
                                "decay")
             k = 0
         self._unmeasured_drops[tp.name] = k
@@ -920,7 +918,7 @@ class Runtime:
             self._starved_jobs[tp.name] = self._starved_jobs.get(tp.name, 0) + 1
             if tp.name not in self._starved_now:
                 self._starved_now.add(tp.name)
-                self.log.event("starved", now, task=tp.name, deadline=rel, smallest_us=tp.full[0])  # type: ignore[union-attr]
+                self.log.event("starved", now, task=tp.name, deadline=rel, smallest_us=tp.full[0])
 
     # -- best effort ----------------------------------------------------------------------
 
@@ -966,7 +964,7 @@ class Runtime:
                         y = c(y)
                 t = clock.now()
                 self._be_done.append((task, t - rel))
-                self.log.best_effort(t, task, jid, t - rel)  # type: ignore[union-attr]
+                self.log.best_effort(t, task, jid, t - rel)
 
     # -- workload replay and shutdown -----------------------------------------------------
 
@@ -1059,7 +1057,7 @@ class Runtime:
         if self._errors:
             err = self._errors[0]
             self.summary["failed"] = f"{err.__class__.__name__}: {torch_error_line(err)}"
-        self.log.close(self.clock.now(), summary=self.summary)  # type: ignore[union-attr]
+        self.log.close(self.clock.now(), summary=self.summary)
         self._write_run_dir()
         self._stopped = True
         if self._errors:
