@@ -42,6 +42,7 @@ $(COMPAT_VENV)/.installed:
 lint: venv
 	$(BIN)/ruff check pantheon tests bench
 	$(BIN)/lint-imports
+	$(BIN)/mypy
 	$(BIN)/hadolint $(wildcard Dockerfile.*)
 
 pytest: venv

@@ -92,6 +92,18 @@ def percentile(values: Sequence[float], q: float) -> Optional[float]:
     return float(np.percentile(np.asarray(values, dtype=float), q))
 
 
+def percentile_nonempty(values: Sequence[float], q: float) -> float:
+    """:func:`percentile` of a sample that cannot be empty (timings of at least one run).
+
+    Raises:
+        ValueError: ``values`` is empty, which is a bug in the caller.
+    """
+    p = percentile(values, q)
+    if p is None:
+        raise ValueError("percentile of an empty sample")
+    return p
+
+
 def _r(x: Optional[float], nd: int = 4) -> Optional[float]:
     return None if x is None else round(float(x), nd)
 

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import ast
+import importlib
 import subprocess
 import sys
 
@@ -24,6 +26,38 @@ from pantheon.formats import (
 def test_committed_pb2_matches_proto(proto):
     module = gen.HERE / (proto[: -len(".proto")] + "_pb2.py")
     assert module.read_text() == gen.render(proto), f"run `make proto`: {module.name} is stale"
+
+
+def _stub_declarations(tree: ast.Module) -> dict:
+    """{class name: sorted names it annotates, but the ``*_FIELD_NUMBER`` constants} of a ``.pyi``."""
+    out = {}
+    for node in tree.body:
+        if isinstance(node, ast.ClassDef):
+            names = [n.target.id for n in node.body if isinstance(n, ast.AnnAssign) and isinstance(n.target, ast.Name)]
+            out[node.name] = sorted(n for n in names if not n.endswith("_FIELD_NUMBER"))
+    return out
+
+
+@pytest.mark.parametrize("proto", [p for p in gen.PROTOS if (gen.HERE / p).exists()])
+def test_committed_stub_declares_the_proto(proto):
+    """Type checkers see what the runtime builds: every message with its fields, every enum with its values."""
+    base = proto[: -len(".proto")] + "_pb2"
+    stub = gen.HERE / f"{base}.pyi"
+    assert stub.exists(), f"run `make proto`: {stub.name} is missing"
+    file = importlib.import_module(f"pantheon.formats.{base}").DESCRIPTOR
+    want = {name: sorted(f.name for f in m.fields) for name, m in file.message_types_by_name.items()}
+    want.update({name: sorted(v.name for v in e.values) for name, e in file.enum_types_by_name.items()})
+    assert _stub_declarations(ast.parse(stub.read_text())) == want, f"run `make proto`: {stub.name} is stale"
+
+
+def test_stub_check_sees_a_stale_stub():
+    """A stub that lost a field (an edited .proto without `make proto`) no longer matches."""
+    text = (gen.HERE / "workload_pb2.pyi").read_text()
+    assert "    deadline: int\n" in text
+    stale = _stub_declarations(ast.parse(text.replace("    deadline: int\n", "")))
+    fresh = _stub_declarations(ast.parse(text))
+    assert "deadline" in fresh["Workload"] and "deadline" not in stale["Workload"]
+    assert stale != fresh
 
 
 def _reference_workload_bytes() -> bytes:

@@ -12,7 +12,7 @@ from _repo import TaskSpec, build_repository, write_workload
 
 from pantheon.analysis.report import analyze
 from pantheon.formats import read_workloads
-from pantheon.metrics import DROPPED, LATE, LOST, MET, JobRecord, percentile, summarize
+from pantheon.metrics import DROPPED, LATE, LOST, MET, JobRecord, percentile, percentile_nonempty, summarize
 from pantheon.online.repository import read_repository
 from pantheon.online.runtime import Runtime
 from pantheon.online.simulate import simulate
@@ -45,6 +45,9 @@ def test_summarize_counts_every_outcome_against_the_definitions():
     assert s["per_stream"]["1"]["tasks"] == ["b"] and s["per_stream"]["2"]["lost"] == 1
     assert s["per_task"]["a"]["relative_deadline_us"] == 100.0
     assert percentile([], 50) is None and percentile([3.0], 99) == 3.0
+    assert percentile_nonempty([1.0, 3.0], 50) == 2.0
+    with pytest.raises(ValueError, match="empty"):
+        percentile_nonempty([], 50)
 
 
 @pytest.fixture(scope="module")

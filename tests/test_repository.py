@@ -129,6 +129,15 @@ def test_a_chunk_that_is_not_torchscript_is_refused(repo_dir, tmp_path):
         load_modules(repo, "cpu")  # ...but one is not a module
 
 
+def test_a_chunk_removed_after_reading_is_named(repo_dir, tmp_path):
+    copy = tmp_path / "copy"
+    shutil.copytree(repo_dir, copy)
+    repo = read_repository(copy)
+    (copy / "alpha" / "model_files" / "block_01.pt").unlink()
+    with pytest.raises(RepositoryError, match=r"model_files lacks block_01.pt"):
+        load_modules(repo, "cpu")
+
+
 def test_devices():
     assert resolve_device("cpu") == "cpu"
     assert resolve_device("auto") == ("cuda" if torch.cuda.is_available() else "cpu")

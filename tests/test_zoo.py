@@ -315,6 +315,40 @@ def test_voc_bad_inputs(tmp_path):
     (base / "Annotations" / "a.xml").write_text("<annotation><object>")
     with pytest.raises(DataError, match="not a Pascal VOC annotation"):
         zd.load_split(task, "train", str(tmp_path))
+    (base / "Annotations" / "a.xml").write_text(
+        "<annotation><size><width>100</width><height>100</height></size>"
+        "<object><name>face</name><bndbox><xmin>1</xmin><ymin>1</ymin><xmax>5</xmax></bndbox></object></annotation>"
+    )
+    with pytest.raises(DataError, match=r"not a Pascal VOC annotation \(ValueError: no <bndbox/ymax> in <object>\)"):
+        zd.load_split(task, "train", str(tmp_path))
+
+
+def test_dataset_len_and_subset():
+    from torch.utils.data import IterableDataset, TensorDataset
+
+    ds = TensorDataset(torch.zeros(5, 2))
+    assert zd.dataset_len(ds) == 5
+    assert zd.dataset_len(zd.subset(ds, 3)) == 3 and zd.subset(ds, 9) is ds and zd.subset(ds, None) is ds
+
+    class Stream(IterableDataset):
+        def __iter__(self):
+            return iter(range(3))
+
+    with pytest.raises(TypeError, match="Stream has no length"):
+        zd.dataset_len(Stream())
+
+
+def test_detection_exits_refuse_what_is_not_a_detection_exit():
+    from pantheon.errors import ModelError
+    from pantheon.offline.exits import exit_anchors, task_loss
+
+    task = get_task("face_detection")
+    with pytest.raises(ModelError, match="needs detection exits, not Identity"):
+        exit_anchors(task, torch.nn.Identity(), [torch.nn.Identity()])
+    with pytest.raises(ModelError, match="model is an SSDRaw, not Identity"):
+        exit_anchors(task, torch.nn.Identity(), [])
+    with pytest.raises(ModelError, match="needs the exit's anchors"):
+        task_loss(task, (torch.zeros(1, 4, 2), torch.zeros(1, 4, 4)), [], anchors=None)
 
 
 def test_check_sample_reports_wrong_image_size():

@@ -111,7 +111,8 @@ def analyze(log: PathLike, workload: Optional[PathLike] = None) -> Dict[str, Any
             end = ev
     if not start:
         raise FormatError(f"{path} has no start event: not a pantheon event log")
-    tasks = start.get("tasks") if isinstance(start.get("tasks"), dict) else {}
+    raw_tasks = start.get("tasks")
+    tasks: Dict[str, Any] = raw_tasks if isinstance(raw_tasks, dict) else {}
     logged_streams = any(j["stream"] is not None for j in jobs.values())
     ws = None
     if workload is not None:
@@ -136,7 +137,7 @@ def analyze(log: PathLike, workload: Optional[PathLike] = None) -> Dict[str, Any
                 stream = int(w.id) if logged_streams else by_task[w.model_name]
                 scale = _time_scale(start)  # on the run's clock, as the logged jobs are
                 records.append(JobRecord(i, w.model_name, stream, int(w.release * scale), int(w.deadline * scale)))
-    meta = {k: start.get(k) for k in ("policy", "mode", "device", "app", "run_id", "drop_late") if k in start}
+    meta: Dict[str, Any] = {k: start.get(k) for k in ("policy", "mode", "device", "app", "run_id", "drop_late") if k in start}
     summary = summarize(records, decisions, be, preemptions, meta, per_stream=True)
     summary["complete"] = end is not None
     if lost_unreleased:

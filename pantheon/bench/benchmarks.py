@@ -28,11 +28,12 @@ import statistics
 import tempfile
 import threading
 import time
+from concurrent.futures import Future
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from pantheon.bench.paper import PAPER_FULL_US, PAPER_ORIGINAL_ACC, modelled_accuracy
-from pantheon.metrics import percentile
+from pantheon.metrics import percentile_nonempty
 from pantheon.online.memory import module_bytes
 from pantheon.online.repository import Repository, TaskProfile
 from pantheon.online.scheduler import POLICIES, QUEUED, Job, Scheduler, TaskState, reference_refresh
@@ -59,7 +60,7 @@ def robot_like_tasks(profiles: Optional[Dict[str, Dict[str, Any]]] = None) -> Li
         exits_at = list(range(nb - max(2, nb // 3), nb))
         exit_lat = [0.05 * sum(blocks)] * len(exits_at)
         scale = PAPER_FULL_US[name] / (sum(blocks) + exit_lat[-1])
-        prof = {"block_us": [b * scale for b in blocks], "exit_us": [0.0] * nb, "exits": exits_at}
+        prof: Dict[str, Any] = {"block_us": [b * scale for b in blocks], "exit_us": [0.0] * nb, "exits": exits_at}
         for e, lat in zip(exits_at, exit_lat):
             prof["exit_us"][e] = lat * scale
         prof["acc"] = modelled_accuracy(prof["block_us"], prof["exit_us"], PAPER_ORIGINAL_ACC[name])
@@ -144,8 +145,8 @@ def scheduler_latency(tasks: Sequence[TaskProfile], queue_lengths: Sequence[int]
         times.sort()
         row = {
             "queue_length": n,
-            "p50_us": round(percentile(times, 50), 2),
-            "p99_us": round(percentile(times, 99), 2),
+            "p50_us": round(percentile_nonempty(times, 50), 2),
+            "p99_us": round(percentile_nonempty(times, 99), 2),
             "mean_us": round(statistics.fmean(times), 2),
             "downgrade_fraction": round(down / decisions, 3),
             "drop_fraction": round(drops / decisions, 3),
@@ -153,8 +154,8 @@ def scheduler_latency(tasks: Sequence[TaskProfile], queue_lengths: Sequence[int]
         }
         if ref_times:
             ref_times.sort()
-            row["reference_p50_us"] = round(percentile(ref_times, 50), 2)
-            row["reference_p99_us"] = round(percentile(ref_times, 99), 2)
+            row["reference_p50_us"] = round(percentile_nonempty(ref_times, 50), 2)
+            row["reference_p99_us"] = round(percentile_nonempty(ref_times, 99), 2)
         rows.append(row)
         if progress:
             progress()
@@ -554,7 +555,7 @@ def preemption_wait(block_depths: Sequence[int] = (1, 2, 4, 8), urgent_jobs: int
                 xu = torch.randn(1, 3, 8, 8, device=device)
                 chunk = max(rt.sched.states["long"].blocks)
                 pending = [rt.submit("long", xl, relative_deadline_us=600_000_000) for _ in range(2)]
-                futs = []
+                futs: List[Future[Any]] = []
                 for _ in range(urgent_jobs):
                     if futs:  # one urgent job at a time: its wait is the long task's chunk, not a queue of urgents
                         futs[-1].result(60)
@@ -567,27 +568,27 @@ def preemption_wait(block_depths: Sequence[int] = (1, 2, 4, 8), urgent_jobs: int
                     f.result(120)
             release: Dict[int, int] = {}
             task_of: Dict[int, str] = {}
-            started: Dict[int, int] = {}
+            started: Dict[Tuple[int, int], int] = {}
             long_chunks: List[int] = []
             waits: List[int] = []
             for ev in read_events(log):
                 if ev["ev"] == "release":
                     release[ev["job"]], task_of[ev["job"]] = ev["t"], ev["task"]
                 elif ev["ev"] == "dispatch" and "block" in ev:
-                    started[(ev["job"], ev["block"])] = ev["t"]  # type: ignore[index]
+                    started[(ev["job"], ev["block"])] = ev["t"]
                     if task_of[ev["job"]] == "urgent" and ev["block"] == 0:
                         waits.append(ev["t"] - release[ev["job"]])
                 elif ev["ev"] == "done" and task_of.get(ev["job"]) == "long":
-                    long_chunks.append(ev["t"] - started[(ev["job"], ev["block"])])  # type: ignore[index]
+                    long_chunks.append(ev["t"] - started[(ev["job"], ev["block"])])
         waits.sort()
         longest = max(long_chunks)
-        p99 = percentile(waits, 99)
+        p99 = percentile_nonempty(waits, 99)
         rows.append({
             "block_depth": depth,
             "chunk_profile_us": chunk,
             "chunk_median_us": round(statistics.median(long_chunks), 1),
             "chunk_max_us": longest,
-            "wait_p50_us": round(percentile(waits, 50), 1),
+            "wait_p50_us": round(percentile_nonempty(waits, 50), 1),
             "wait_p99_us": round(p99, 1),
             "wait_max_us": waits[-1],
             "target_us": longest + 200,

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import tempfile
 import time
-from typing import Any, BinaryIO, Dict, Optional, Tuple
+from typing import Any, BinaryIO, Dict, List, Optional, Tuple
 
 from pantheon import console
 from pantheon.deploy import images
@@ -76,7 +76,7 @@ def build_remote(ctx: Ctx, session: Session, engine: RemoteEngine, target: str, 
         return {"tag": spec.tag, "base": base, "l4t": l4t, "dry_run": True}
     t0 = time.monotonic()
     api = engine.long_client().api
-    tail = []
+    tail: List[str] = []
     with images.staged_wheelhouse(spec):
         try:
             for chunk in api.build(decode=True, **spec.sdk_kwargs()):

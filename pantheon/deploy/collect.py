@@ -62,8 +62,9 @@ def fetch_dir(session: Session, remote_dir: str, dest: Path) -> int:
                 elif member.isfile():
                     target.parent.mkdir(parents=True, exist_ok=True)
                     src = tar.extractfile(member)
+                    assert src is not None  # a regular file's member always has contents
                     with open(target, "wb") as out:
-                        shutil.copyfileobj(src, out)  # type: ignore[misc]
+                        shutil.copyfileobj(src, out)
                     total += member.size
     except tarfile.TarError as exc:
         raise DeployError(f"fetching {remote_dir} from board {session.board.name} failed: {exc}") from exc

@@ -34,7 +34,7 @@ import subprocess
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, Optional, Sequence
+from typing import Any, Dict, Iterator, List, Optional, Sequence, Union
 
 from pantheon.errors import DockerError, UsageError
 
@@ -170,11 +170,11 @@ def build_args(
     target: str,
     base_image: Optional[str] = None,
     tag: Optional[str] = None,
-    wheelhouse: Optional[os.PathLike] = None,
+    wheelhouse: Optional[Union[str, os.PathLike[str]]] = None,
     *,
     l4t: Optional[str] = None,
     commit: Optional[str] = None,
-    context: Optional[os.PathLike] = None,
+    context: Optional[Union[str, os.PathLike[str]]] = None,
     pip_index: Optional[str] = None,
     jetson_stats: Optional[str] = None,
     base_digest: Optional[str] = None,
@@ -341,6 +341,12 @@ def _canon(name: str) -> str:
     return re.sub(r"[-_.]+", "-", name).lower()
 
 
+def _req_name(req: str) -> str:
+    """The project name a requirement line starts with (the line itself when it has none)."""
+    m = _NAME.match(req)
+    return m.group(1) if m else req
+
+
 def _release(version: str) -> tuple:
     """``"2.0.0a0+ec3941ad.nv23.02"`` -> ``(2, 0, 0)``: the release part, pre/local labels ignored."""
     m = re.match(r"\s*(\d+(?:\.\d+)*)", version)
@@ -392,7 +398,7 @@ def requirements(
             if m.group(1) not in extras:
                 continue
             marker = re.sub(r"(\s*and\s*)?" + _EXTRA.pattern + r"(\s*and\s*)?", " ", marker).strip()
-        name = _NAME.match(spec).group(1) if _NAME.match(spec) else spec
+        name = _req_name(spec)
         have = installed(name) if _canon(name) in keep_c | prefer_c else None
         if have is not None:
             floor = _FLOOR.search(spec)
@@ -453,7 +459,7 @@ def lock_lines(python: str, reqs: Sequence[str], pip: Sequence[str] = (sys.execu
     Versions are resolved for the boards (aarch64); the same versions are then resolved for
     x86_64 and both wheels' hashes kept, so ``pip install --require-hashes`` accepts either.
     """
-    reqs = [r for r in reqs if _canon(_NAME.match(r).group(1) if _NAME.match(r) else r) not in LOCK_SKIP]
+    reqs = [r for r in reqs if _canon(_req_name(r)) not in LOCK_SKIP]
     board = _resolve(reqs, python, LOCK_PLATFORMS[0], pip)
     pinned = [f"{n}=={v}" for n, (v, _) in board.items() if n not in LOCK_SKIP]
     hashes = {n: {sha} for n, (_, sha) in board.items()}

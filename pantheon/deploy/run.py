@@ -203,11 +203,11 @@ def run_container(
             spec = container_spec(session, facts, image, pre_cmd, f"pantheon-pre-{app}-{run_id}-{i}", nvidia, labels, env)
             if engine.record(*cli_args(spec)):
                 c = _start(engine, spec)
-                code = int(c.wait().get("StatusCode", -1))
+                pre_code = int(c.wait().get("StatusCode", -1))
                 out = c.logs().decode(errors="replace")
                 c.remove(force=True)
-                if code != 0:
-                    raise DeployError(f"board {session.board.name}: {' '.join(pre_cmd[:2])} failed (exit {code}): "
+                if pre_code != 0:
+                    raise DeployError(f"board {session.board.name}: {' '.join(pre_cmd[:2])} failed (exit {pre_code}): "
                                       f"{last_line(out)}")
         spec = container_spec(session, facts, image, command, f"pantheon-{command[0]}-{app}-{run_id}", nvidia, labels, env)
         if not engine.record(*cli_args(spec)):

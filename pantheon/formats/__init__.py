@@ -8,21 +8,18 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Union
 
 from google.protobuf import message as _message
 from google.protobuf import text_format
 
 from pantheon.errors import FormatError
 from pantheon.formats import model_config_pb2, workload_pb2
-from pantheon.formats.store import atomic_write_bytes, atomic_write_text
+from pantheon.formats.store import PathLike, atomic_write_bytes, atomic_write_text
 
 ModelConfig = model_config_pb2.ModelConfig
 ModelBlockProfile = model_config_pb2.ModelBlockProfile
 Workloads = workload_pb2.Workloads
 Workload = workload_pb2.Workload
-
-PathLike = Union[str, Path]
 
 
 def model_config_to_text(cfg: ModelConfig) -> str:

@@ -132,7 +132,13 @@ def exit_anchors(task: Any, model: nn.Module, branches: Sequence[nn.Module]) -> 
     from pantheon.zoo import heads, models
 
     hw = (task.input_shape[1], task.input_shape[2])
-    own = [heads.exit_anchors((b.out_h, b.out_w), hw) for b in branches]
+    own = []
+    for b in branches:
+        if not isinstance(b, heads.DetectionExit):
+            raise ModelError(f"{task.name}: a detection task needs detection exits, not {type(b).__name__}")
+        own.append(heads.exit_anchors((b.out_h, b.out_w), hw))
+    if not isinstance(model, models.SSDRaw):
+        raise ModelError(f"{task.name}: a detection task's model is an SSDRaw, not {type(model).__name__}")
     return own + [models.ssd_anchors(model, task.input_shape)]
 
 
@@ -214,6 +220,8 @@ def task_loss(task: Any, output: Any, target: Any, anchors: Optional[Tensor] = N
     if task.is_detection:
         from pantheon.zoo.metrics import ssd_loss
 
+        if anchors is None:
+            raise ModelError(f"{task.name}: the loss of a detection exit needs the exit's anchors")
         return ssd_loss(output[0], output[1], anchors, target)
     return nn.functional.cross_entropy(output, target)
 

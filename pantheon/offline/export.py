@@ -33,6 +33,7 @@ Example::
 
 from __future__ import annotations
 
+import functools
 import json
 import warnings
 from dataclasses import dataclass
@@ -198,18 +199,18 @@ def export(
             with torch.no_grad():
                 for j, (bname, ename) in enumerate(names):
                     scripted, modes[bname] = to_torchscript(mx.blocks[j], x)
-                    st.save_torch(lambda f, m=scripted: torch.jit.save(m, f), tmp / bname)
+                    st.save_torch(functools.partial(torch.jit.save, scripted), tmp / bname)
                     x = mx.blocks[j](x)
                     shapes.append(list(x.shape[1:]))
                     bar.advance(job)
                     scripted, modes[ename] = to_torchscript(mx.exits[j], x)
-                    st.save_torch(lambda f, m=scripted: torch.jit.save(m, f), tmp / ename)
+                    st.save_torch(functools.partial(torch.jit.save, scripted), tmp / ename)
                     bar.advance(job)
         anchors = []
         if t.is_detection:
             for j, a in enumerate(mx.anchors):
                 anchors.append(file_name("anchors", j, B))
-                st.save_torch(lambda f, a=a: torch.save(a.clone(), f), tmp / anchors[-1])
+                st.save_torch(functools.partial(torch.save, a.clone()), tmp / anchors[-1])
         diffs = _check_round_trip(mx, tmp, names, list(t.input_shape))
         needs = torchscript.needs_of([tmp])
         if needs.format_version > torchscript.MAX_READABLE_FORMAT:

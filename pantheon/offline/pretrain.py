@@ -74,7 +74,7 @@ def pretrain(
     """
     from pantheon.offline.exits import pick_device, set_threads, task_loss, to_device
     from pantheon.zoo import get_task
-    from pantheon.zoo.datasets import fingerprint_inputs, load_splits
+    from pantheon.zoo.datasets import dataset_len, fingerprint_inputs, load_splits
 
     set_threads()
     t = get_task(task)
@@ -118,7 +118,7 @@ def pretrain(
     model.to(device)
     opt = torch.optim.SGD(model.parameters(), lr=d.learning_rate, momentum=0.9, nesterov=True,
                           weight_decay=d.weight_decay)
-    steps_per_epoch = -(-len(splits["train"]) // d.batch_size)
+    steps_per_epoch = -(-dataset_len(splits["train"]) // d.batch_size)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=n_epochs * steps_per_epoch)  # stepped per batch
     history: List[Dict[str, Any]] = []
     val_loader = DataLoader(splits["val"], shuffle=False, **kw)

@@ -415,8 +415,9 @@ def propagate_shapes(gm: torch.fx.GraphModule, example_input: torch.Tensor) -> N
 
 
 def _target_name(n: torch.fx.Node) -> str:
-    if n.op == "call_module":
-        return type(_fetch_attr(n.graph.owning_module, n.target)).__name__
+    owner = n.graph.owning_module
+    if n.op == "call_module" and owner is not None and isinstance(n.target, str):
+        return type(_fetch_attr(owner, n.target)).__name__
     return getattr(n.target, "__name__", str(n.target))
 
 
@@ -594,7 +595,7 @@ def _build_chunk(
     """
     graph = torch.fx.Graph()
     env: Dict[torch.fx.Node, torch.fx.Node] = {}
-    ph = graph.placeholder(entry.name if entry.op != "placeholder" else entry.target)
+    ph = graph.placeholder(entry.name if entry.op != "placeholder" else str(entry.target))
     ph.meta = dict(entry.meta)
     env[entry] = ph
     inside = set(body)

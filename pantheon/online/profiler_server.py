@@ -115,12 +115,12 @@ def is_loopback(host: str) -> bool:
 class RequestFailed(Exception):
     """A request the server answers with an error reply (then keeps serving)."""
 
-    def __init__(self, kind: int, msg: str) -> None:
+    def __init__(self, kind: ErrorKind, msg: str) -> None:
         super().__init__(msg)
         self.kind = kind
 
 
-def _error_reply(kind: int, msg: str) -> ProfileReply:
+def _error_reply(kind: ErrorKind, msg: str) -> ProfileReply:
     return ProfileReply(
         ok=False,
         error=" ".join(str(msg).split()),

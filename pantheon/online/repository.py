@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import warnings
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -49,7 +50,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 from pantheon.errors import ArtifactError, FormatError, ManifestError, RepositoryError, UsageError
 
-PathLike = Union[str, Path]
+PathLike = Union[str, "os.PathLike[str]"]
 
 
 @dataclass(frozen=True)
@@ -471,6 +472,14 @@ def torch_error_line(exc: BaseException, limit: int = 200) -> str:
     return " ".join(text.split())[:limit]
 
 
+def _load_chunk(model_dir: Path, kind: str, idx: int, device: str) -> Any:
+    """The chunk ``kind``/``idx`` of ``model_dir`` loaded onto ``device`` (see :func:`chunk_file`)."""
+    path = chunk_file(model_dir, kind, idx)
+    if path is None:  # read_repository checked it: the folder changed since
+        raise RepositoryError(f"{model_dir} lacks {kind}_{idx:02d}.pt")
+    return _load_one(path, device)
+
+
 def _load_one(path: Path, device: str) -> Any:
     try:
         return load_torchscript(path, device)
@@ -493,8 +502,8 @@ def load_modules(repo: Repository, device: str = "cpu", warmup: int = 3,
     for name in tasks or repo.names:
         t = repo.task(name)
         mdir = repo.model_dir(name)
-        blocks = [_load_one(chunk_file(mdir, "block", b), device) for b in range(t.exit_blocks[-1] + 1)]  # type: ignore[arg-type]
-        exits = [_load_one(chunk_file(mdir, "branch", e), device) for e in t.exit_blocks]  # type: ignore[arg-type]
+        blocks = [_load_chunk(mdir, "block", b, device) for b in range(t.exit_blocks[-1] + 1)]
+        exits = [_load_chunk(mdir, "branch", e, device) for e in t.exit_blocks]
         lt = LoadedTask(t, blocks, exits, device)
         warm_up(lt, warmup, torch)
         out[name] = lt

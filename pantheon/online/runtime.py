@@ -48,6 +48,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import functools
 import itertools
 import json
 import math
@@ -63,7 +64,7 @@ from pathlib import Path
 from typing import Any, Callable, Deque, Dict, List, Optional, Sequence, Tuple, Union
 
 from pantheon.errors import PantheonError, RuntimeFault, UsageError
-from pantheon.formats.events import Clock, EventLog, events_path
+from pantheon.formats.events import Clock, EventLog, NullLog, events_path
 from pantheon.metrics import DROPPED as DROPPED_JOB
 from pantheon.metrics import LATE, MET, JobRecord, summarize
 from pantheon.online.memory import MemoryManager
@@ -94,7 +95,7 @@ from pantheon.online.workload import JobSpec, task_timing, validate
 from pantheon.platform import jetson
 from pantheon.platform import telemetry as tm
 
-PathLike = Union[str, Path]
+PathLike = Union[str, "os.PathLike[str]"]
 
 CAL_EVERY = 32  # chunks of a task between two calibration updates
 CAL_ALPHA = 0.3  # weight of the newest fitted scale
@@ -481,7 +482,7 @@ class Runtime:
         self._fallback_exits = 0
         self.start_fields = dict(start_fields or {})
         self._log_arg = log
-        self.log: Optional[EventLog] = None
+        self.log: EventLog = NullLog()  # until start() opens the run's log
         self.run_dir: Optional[Path] = None
         self.models: Dict[str, LoadedTask] = {}
         self.memory = MemoryManager()
@@ -561,7 +562,7 @@ class Runtime:
         self._ready = [threading.Event() for _ in range(1 + len(self.best_effort))]
         self._spawn(self._worker, "pantheon-rt-worker")
         for k, (task, rate) in enumerate(self.best_effort):
-            self._spawn(lambda t=task, r=rate, k=k: self._best_effort(t, r, k), f"pantheon-be-{task}")
+            self._spawn(functools.partial(self._best_effort, task, rate, k), f"pantheon-be-{task}")
         self._wait_ready()
         self._start_telemetry()
         return self
@@ -646,8 +647,6 @@ class Runtime:
                 self.run_dir = path.parent
             self.log = EventLog(path)
         else:
-            from pantheon.formats.events import NullLog
-
             self.log = NullLog()
         fields = {
             "mode": "live",
@@ -731,7 +730,7 @@ class Runtime:
         with self._all_done:
             self._outstanding += 1
         now = self.clock.now()
-        log.release(now, jid, task, release, deadline, stream=stream)  # type: ignore[union-attr]
+        log.release(now, jid, task, release, deadline, stream=stream)
         with self._cv:
             self._rt_idle.clear()
             t0 = time.perf_counter_ns()
@@ -739,7 +738,7 @@ class Runtime:
             dur = (time.perf_counter_ns() - t0) / 1000.0
             dropped = self.sched.dropped
             # logged under the lock: the decision's line precedes any dispatch it leads to
-            log.schedule(now, jid, n, dur, self.sched.downgrades, len(dropped))  # type: ignore[union-attr]
+            log.schedule(now, jid, n, dur, self.sched.downgrades, len(dropped))
             self._cv.notify()
         self._decisions.append((n, dur))
         if dropped:
@@ -750,7 +749,7 @@ class Runtime:
             if reason != "shutdown":
                 self._after_drop(job, now)
             self.memory.release(job.id)
-            self.log.drop(now, job.id, job.task.name, reason, job.started)  # type: ignore[union-attr]
+            self.log.drop(now, job.id, job.task.name, reason, job.started)
             self._finish(job, JobResult(self._record(job, outcome=DROPPED_JOB, finish=now), reason=reason))
 
     def _record(self, job: Job, **outcome: Any) -> JobRecord:
@@ -807,7 +806,7 @@ class Runtime:
                 if pre is not None:
                     self._preemptions += 1
                     self._preempted[pre.id] = self._preempted.get(pre.id, 0) + 1
-                    log.preempt(t, pre.id, job.id)  # type: ignore[union-attr]
+                    log.preempt(t, pre.id, job.id)
                 self._started_at.setdefault(job.id, t)
                 done = self._launch(act, x, t, log, mem, ex, chunks)
                 del x
@@ -856,7 +855,7 @@ class Runtime:
             self._last_end = t_end
             tp = job.task
             if kind == BLOCK:
-                log.done(t_end, job.id, idx)  # type: ignore[union-attr]
+                log.done(t_end, job.id, idx)
                 if self.calibrate:
                     self._observe(tp, tp.base_blocks[idx], t_end - start, t_end)
                 continue
@@ -867,7 +866,7 @@ class Runtime:
             resp = t_end - job.release
             met = t_end <= job.deadline
             acc, rel, eb = tp.exit_acc[idx], tp.rel_acc[idx], tp.exit_blocks[idx]
-            log.exit(t_end, job.id, tp.name, eb, acc, rel, resp, met)  # type: ignore[union-attr]
+            log.exit(t_end, job.id, tp.name, eb, acc, rel, resp, met)
             record = self._record(job, outcome=MET if met else LATE, exit=eb, accuracy=acc,
                                   relative_accuracy=rel if met else 0.0, finish=t_end)
             self._finish(job, JobResult(record, output=out))
@@ -902,7 +901,7 @@ class Runtime:
         c[0], c[1], c[2] = 0.0, 0.0, 0
         with self._cv:
             tp.rescale(scale)
-        self.log.calibrate(t, tp.name, scale, c[3])  # type: ignore[union-attr]
+        self.log.calibrate(t, tp.name, scale, c[3])
 
     def _after_drop(self, job: Job, now: int) -> None:
         """A job was dropped: decay its task's scale when nothing of it ran for a while, and
@@ -914,7 +913,7 @@ class Runtime:
             scale = 1.0 if scale < 1.02 else scale
             with self._cv:
                 tp.rescale(scale)
-            self.log.calibrate(now, tp.name, scale, (self._cal.get(tp.name) or [0, 0, 0, 0])[3],  # type: ignore[union-attr]
+            self.log.calibrate(now, tp.name, scale, (self._cal.get(tp.name) or [0, 0, 0, 0])[3],
                                "decay")
             k = 0
         self._unmeasured_drops[tp.name] = k
@@ -923,7 +922,7 @@ class Runtime:
             self._starved_jobs[tp.name] = self._starved_jobs.get(tp.name, 0) + 1
             if tp.name not in self._starved_now:
                 self._starved_now.add(tp.name)
-                self.log.event("starved", now, task=tp.name, deadline=rel, smallest_us=tp.full[0])  # type: ignore[union-attr]
+                self.log.event("starved", now, task=tp.name, deadline=rel, smallest_us=tp.full[0])
 
     # -- best effort ----------------------------------------------------------------------
 
@@ -969,7 +968,7 @@ class Runtime:
                         y = c(y)
                 t = clock.now()
                 self._be_done.append((task, t - rel))
-                self.log.best_effort(t, task, jid, t - rel)  # type: ignore[union-attr]
+                self.log.best_effort(t, task, jid, t - rel)
 
     # -- workload replay and shutdown -----------------------------------------------------
 
@@ -1062,7 +1061,7 @@ class Runtime:
         if self._errors:
             err = self._errors[0]
             self.summary["failed"] = f"{err.__class__.__name__}: {torch_error_line(err)}"
-        self.log.close(self.clock.now(), summary=self.summary)  # type: ignore[union-attr]
+        self.log.close(self.clock.now(), summary=self.summary)
         self._write_run_dir()
         self._stopped = True
         if self._errors:
@@ -1103,12 +1102,13 @@ class Runtime:
         A failed run keeps its events and its ``run.json`` (with ``failed``: what went wrong)
         to debug from, but stays unsealed, so no reader takes it for a complete run.
         """
-        if self.run_dir is None:
+        summary = self.summary
+        if self.run_dir is None or summary is None:
             return
         from pantheon.formats import store
 
-        (self.run_dir / "run.json").write_text(json.dumps(self.summary, indent=2, default=str) + "\n")
-        if self.summary.get("failed"):
+        (self.run_dir / "run.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
+        if summary.get("failed"):
             return
         manifest = store.build_manifest(self.run_dir, kind="log", meta={"run_id": self.run_id})
         store.atomic_write_text(self.run_dir / store.MANIFEST, manifest.to_json())
@@ -1169,7 +1169,7 @@ def run(repo: PathLike, workload: PathLike, log: PathLike, *, policy: str = "pan
                      downgrade=downgrade, fallback=fallback, margin=margin,
                      start_fields={"workload": str(workload), "time_scale": time_scale, "jobs": len(jobs)})
         stop = threading.Event()
-        old: Dict[int, Any] = {}
+        old: Dict[signal.Signals, Any] = {}
         if handle_signals and threading.current_thread() is threading.main_thread():
             for sig in (signal.SIGINT, signal.SIGTERM):
                 old[sig] = signal.signal(sig, lambda *_: stop.set())

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, List, Optional, Sequence
 
-from pantheon.metrics import percentile
+from pantheon.metrics import percentile_nonempty
 
 #: Timed rounds run before ``budget_s`` may stop :func:`time_calls`.
 MIN_BUDGET_ROUNDS = 3
@@ -125,8 +125,8 @@ def stats_us(samples_ns: Sequence[float], warmup: int, device: str, executor: st
     values = sorted(s / 1000.0 for s in samples_ns)
     return Timing(
         mean_us=sum(values) / len(values),
-        p50_us=percentile(values, 50),
-        p99_us=percentile(values, 99),
+        p50_us=percentile_nonempty(values, 50),
+        p99_us=percentile_nonempty(values, 99),
         max_us=values[-1],
         min_us=values[0],
         repeat=len(values),
@@ -215,7 +215,8 @@ def _time_cuda(module: Any, shape: List[int], warmup: int, repeat: int, device: 
                 chunk, executor = graphs.capture(module, shape), "cuda-graph"
             except Exception as exc:  # timed eager, as the runtime would run it
                 reason = graphs.reason(exc)
-        stream = torch.cuda.Stream(device=device, priority=torch.cuda.Stream.priority_range()[1])
+        # priority_range is a staticmethod, but torch's stub declares it on the instance
+        stream = torch.cuda.Stream(device=device, priority=torch.cuda.Stream.priority_range()[1])  # type: ignore[call-arg]
         x = torch.randn(*shape, device=device)
         events = [torch.cuda.Event(enable_timing=True) for _ in range(repeat + 1)]
         with torch.inference_mode(), torch.cuda.stream(stream):

@@ -253,7 +253,7 @@ def check_stream_ids(ws: Workloads, app: Optional[App], where: str = "workload",
     for i, w in enumerate(ws.workload):
         sid = int(w.id)
         if sid < 0 or (n is not None and sid >= n):
-            valid = f"app {app.name} has {n} streams, ids 0..{n - 1}" if app is not None else "ids are >= 0"
+            valid = f"app {app.name} has {n} streams, ids 0..{len(app.streams) - 1}" if app is not None else "ids are >= 0"
             raise WorkloadError(f"{where}: job {i} ({w.model_name}) has stream id {sid}, out of range ({valid}); "
                                 f"generate the workload from this app with `pantheon workload --spec`")
         if app is not None and match_tasks and app.streams[sid].task != w.model_name:

@@ -597,7 +597,8 @@ def software_versions() -> Dict[str, Any]:
     packages: Dict[str, str] = {}
     if metadata is not None:
         for dist in metadata.distributions():
-            name = (dist.metadata.get("Name") if dist.metadata else None) or ""
+            names = dist.metadata.get_all("Name") if dist.metadata else None
+            name = names[0] if names else ""
             if name:
                 packages[name.lower()] = dist.version
     out["tensorrt"] = packages.get("tensorrt")

@@ -37,7 +37,7 @@ import functools
 import os
 import xml.etree.ElementTree as ET
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Sized, Tuple
 
 import torch
 from torch import Tensor
@@ -259,6 +259,14 @@ class FER2013Csv(Dataset):
         return self.transform(img), self.labels[i]
 
 
+def _xml_text(elem: ET.Element, path: str) -> str:
+    """Text of the element at ``path`` below ``elem``; a missing one is a ValueError naming it."""
+    text = elem.findtext(path)
+    if text is None:
+        raise ValueError(f"no <{path}> in <{elem.tag}>")
+    return text
+
+
 class VOCDetection(Dataset):
     """Pascal VOC XML annotations: images resized to the task's size, boxes scaled with them."""
 
@@ -274,7 +282,7 @@ class VOCDetection(Dataset):
         try:
             root = ET.parse(path).getroot()
             size = root.find("size")
-            wh = (int(size.findtext("width")), int(size.findtext("height"))) if size is not None else None
+            wh = (int(_xml_text(size, "width")), int(_xml_text(size, "height"))) if size is not None else None
             fname = root.findtext("filename") or f"{image_id}.jpg"
             boxes, labels = [], []
             for obj in root.iter("object"):
@@ -283,8 +291,7 @@ class VOCDetection(Dataset):
                     raise DataError(
                         f"{path}: unknown class {name!r}; task {self.task.name} has {', '.join(self.class_to_idx)}"
                     )
-                bb = obj.find("bndbox")
-                boxes.append([float(bb.findtext(k)) for k in ("xmin", "ymin", "xmax", "ymax")])
+                boxes.append([float(_xml_text(obj, f"bndbox/{k}")) for k in ("xmin", "ymin", "xmax", "ymax")])
                 labels.append(self.class_to_idx[name])
         except DataError:
             raise
@@ -352,7 +359,7 @@ def load_split(task: Any, split: str, data_dir: Optional[str] = None) -> Dataset
         ds = VOCDetection(base, _voc_ids(base, split), task)
     else:  # pragma: no cover - the registry only uses the formats above
         raise DataError(f"task {task.name}: unknown dataset format {fmt!r}")
-    if len(ds) == 0:
+    if dataset_len(ds) == 0:
         raise DataError(f"the {split} split of {task.name} under {root} is empty")
     return ds
 
@@ -403,8 +410,19 @@ def load_splits(task: Any, data_dir: Optional[str], limit: Optional[int], batch_
     return splits, {"batch_size": batch_size, "num_workers": workers, "collate_fn": collate(task)}
 
 
+def dataset_len(ds: Dataset) -> int:
+    """``len(ds)``. torch's ``Dataset`` type declares no ``__len__``, but every dataset here has one.
+
+    Raises:
+        TypeError: ``ds`` has no length (an iterable-style dataset).
+    """
+    if not isinstance(ds, Sized):
+        raise TypeError(f"{type(ds).__name__} has no length")
+    return len(ds)
+
+
 def subset(ds: Dataset, n: Optional[int]) -> Dataset:
     """The first ``n`` samples (all when ``n`` is None): quick runs and tests."""
-    if n is None or n >= len(ds):  # type: ignore[arg-type]
+    if n is None or n >= dataset_len(ds):
         return ds
     return Subset(ds, list(range(n)))

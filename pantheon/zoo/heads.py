@@ -54,7 +54,7 @@ class ClassifierExit(nn.Module):
     def __init__(self, feature_shape: Sequence[int], num_classes: int, channels: int = 128) -> None:
         super().__init__()
         if len(feature_shape) == 1:
-            self.features = nn.Flatten(1)
+            self.features: nn.Module = nn.Flatten(1)
             width = int(feature_shape[0])
         elif len(feature_shape) == 3:
             c, h = int(feature_shape[0]), int(feature_shape[1])

@@ -43,14 +43,20 @@ class SSDRaw(nn.Module):
         return out["cls_logits"], out["bbox_regression"]
 
 
+def _pair(size: Tuple[int, ...]) -> Tuple[int, int]:
+    """A 2-d convolution's (height, width) setting (torch stores it as a tuple of any length)."""
+    h, w = size
+    return h, w
+
+
 def _one_channel_stem(conv: nn.Conv2d) -> nn.Conv2d:
     """The same convolution reading one input channel (grayscale datasets)."""
     return nn.Conv2d(
         1,
         conv.out_channels,
-        kernel_size=conv.kernel_size,
-        stride=conv.stride,
-        padding=conv.padding,
+        kernel_size=_pair(conv.kernel_size),
+        stride=_pair(conv.stride),
+        padding=conv.padding if isinstance(conv.padding, str) else _pair(conv.padding),
         bias=conv.bias is not None,
     )
 
@@ -118,7 +124,7 @@ def build_arch(arch: str) -> nn.Module:
     if ":" in arch:
         return _from_factory(arch)
     if arch == "ssdlite":
-        return ssdlite_detector().backbone
+        return ssdlite_detector().get_submodule("backbone")
     names = classification_archs()
     if arch not in names:
         close = difflib.get_close_matches(arch, names + ["ssdlite"], n=5) or [
@@ -164,7 +170,7 @@ def build(task: Any) -> nn.Module:
     arch, k = task.arch, task.num_classes
     if arch == SSDLITE:
         ssd = ssdlite_detector(k)
-        return SSDRaw(ssd.backbone, ssd.head)
+        return SSDRaw(ssd.get_submodule("backbone"), ssd.get_submodule("head"))
     if arch not in _BACKBONES:
         raise ModelError(f"task {task.name}: no builder for architecture {arch!r}")
     name, stem = _BACKBONES[arch]

@@ -75,12 +75,13 @@ class JtopSampler(Sampler):
         check_jtop_socket()
         if module is None:
             try:
-                import jtop as module  # AGPL-3.0: imported only here, only when asked for
+                import jtop  # AGPL-3.0: imported only here, only when asked for
             except ImportError as exc:
                 raise TelemetryError(
                     "the jtop socket exists but jetson-stats is not installed in this environment "
                     "(pip install 'pantheon[jetson]', same version as the host's jtop service)"
                 ) from exc
+            module = jtop
         self.client_version = getattr(module, "__version__", None)
         self._jtop = module.jtop(interval=max(interval_s, 0.1))
         try:
