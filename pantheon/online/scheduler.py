@@ -335,19 +335,19 @@ def rtmdl_exits(tasks: Sequence[TaskState]) -> Dict[str, int]:
     is at its smallest exit. Returns ``{task: exit index}``.
     """
     chosen = {t.name: t.top for t in tasks}
-    timed = [t for t in tasks if t.period_us]
+    timed = [(t, float(t.period_us)) for t in tasks if t.period_us]
 
     def util() -> float:
-        return sum(t.full[chosen[t.name]] / float(t.period_us) for t in timed)  # type: ignore[arg-type]
+        return sum(t.full[chosen[t.name]] / period for t, period in timed)
 
     u = util()
     while u > 1.0:
         best = None
-        for t in timed:
+        for t, period in timed:
             m = chosen[t.name]
             if m == 0:
                 continue
-            saved = (t.full[m] - t.full[m - 1]) / float(t.period_us)  # type: ignore[arg-type]
+            saved = (t.full[m] - t.full[m - 1]) / period
             if saved <= 0:
                 continue
             cost = (t.rel_acc[m] - t.rel_acc[m - 1]) / saved
