@@ -121,3 +121,23 @@ def test_a_missing_repository_names_a_command_that_parses(tmp_path):
     r = runner.invoke(pantheon_app, ["simulate", "--repo", str(tmp_path / "nope"), "--workload", str(wl)])
     assert r.exit_code != 0 and "does not exist" in r.output
     assert _hints(r.output) == ["pantheon plan --setting APP"]
+
+
+def test_bench_passes_the_workload_bounds_its_hint_names(apps_dir, _isolated_store):
+    """``pantheon bench`` on the board refuses an oversized workload with a hint naming
+    ``--max-jobs``/``--max-span``; ``pantheon-deploy bench`` takes both, and the command it
+    has the container run parses against the real ``pantheon`` CLI with them. A bad value is
+    one line before anything reaches a board."""
+    from pantheon.deploy.run import bench_command
+
+    cmd = bench_command("tinyapp", "/data/bench/tinyapp/r1", policies=["pantheon", "edf"], duration=5,
+                        max_jobs=5_000_000, max_span_s=172_800)
+    assert cmd[cmd.index("--max-jobs") + 1] == "5000000" and cmd[cmd.index("--max-span") + 1] == "172800"
+    check_command("pantheon " + " ".join(cmd))
+    assert "--max-jobs" not in bench_command("tinyapp", "/data/x")
+    make_app(_isolated_store, apps_dir)
+    for bad, msg in ((["--max-jobs", "0"], "--max-jobs must be a positive integer"),
+                     (["--max-span", "nan"], "--max-span must be a finite number")):
+        r = runner.invoke(deploy_app, ["bench", "--app", "tinyapp", "--board", "127.0.0.1", *bad])
+        assert r.exit_code != 0 and msg in r.output, r.output
+        assert len(r.output.strip().splitlines()) == 1 and "cannot reach" not in r.output

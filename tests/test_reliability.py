@@ -910,6 +910,20 @@ def test_pretrain_on_a_full_disk_is_refused_before_the_training(hostile_disks):
     assert _tree(full) == before  # the probe and the folders made for it are gone
 
 
+@pytest.mark.timeout(120)  # without the check, 10^8 timed calls per chunk run for hours
+def test_profile_on_a_full_disk_is_refused_before_the_timing(hostile_disks):
+    """``profile`` (minutes when a board times the chunks) tries its destination first, as pretrain does."""
+    full = hostile_disks["full"]
+    before = _tree(full)
+    t0 = time.monotonic()
+    res = runner.invoke(app, ["profile", "--weights", str(full / "variants"), "--local", "--repeat", "100000000"])
+    assert res.exit_code == 1, res.output
+    assert time.monotonic() - t0 < 60
+    line = _error_line(res)
+    assert "No space left on device" in line and f"cannot write {full / 'variants' / 'profile.csv'}:" in line, line
+    assert _tree(full) == before
+
+
 # -- item 2: a Ctrl-C Python cannot raise (inside a weakref callback) is neither noise nor lost ------
 
 

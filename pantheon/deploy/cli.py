@@ -355,6 +355,8 @@ def bench_cmd(
                                        help="Policies to compare; repeatable (default all): " + policies_help() + "."),
     duration: Optional[float] = typer.Option(None, "--duration", help="Seconds of workload per policy (default: the app's)."),
     seed: int = typer.Option(0, "--seed", help="Seed of the workload and the scheduler microbenchmark."),
+    max_jobs: Optional[int] = typer.Option(None, "--max-jobs", help="Raise the workload's job limit (pantheon bench's)."),
+    max_span: Optional[float] = typer.Option(None, "--max-span", help="Raise the workload's span limit, seconds."),
     telemetry: str = typer.Option("auto", "--telemetry", **telemetry_choice(), help=_telemetry_help()),
     nvidia_runtime: bool = typer.Option(True, "--nvidia-runtime/--no-nvidia-runtime",
                                         help="Run with --runtime nvidia (off: a CPU trial)."),
@@ -374,9 +376,10 @@ def bench_cmd(
     from pantheon.deploy import run
 
     name = _app(app_name, common.store)
+    run.bench_command(name, "/data", duration=duration, seed=seed, max_jobs=max_jobs, max_span_s=max_span)  # checks
     _on_boards("bench", common, lambda ctx, s: run.bench_app(
         ctx, s, name, policies=policies, image=image, nvidia=nvidia_runtime, device=device,
-        telemetry=telemetry, duration=duration, seed=seed), as_json=as_json)
+        telemetry=telemetry, duration=duration, seed=seed, max_jobs=max_jobs, max_span_s=max_span), as_json=as_json)
 
 
 @app.command("status")

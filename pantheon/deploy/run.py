@@ -285,10 +285,34 @@ def report(ctx: Ctx, local: str, app: str, run_id: str) -> Dict[str, Any]:
     return summary
 
 
+def bench_command(app: str, out: str, *, policies: Sequence[str] = (), device: str = "auto",
+                  telemetry: str = "auto", duration: Optional[float] = None, seed: int = 0,
+                  max_jobs: Optional[int] = None, max_span_s: Optional[float] = None) -> List[str]:
+    """The ``pantheon bench`` command line the container runs (values checked first: one line)."""
+    from pantheon.online.workload import MAX_JOBS, MAX_SPAN_S, check_options
+
+    check_options(seed, duration, 1.0, MAX_JOBS if max_jobs is None else max_jobs,
+                  MAX_SPAN_S if max_span_s is None else max_span_s)
+    command = ["bench", "--app", app, "--out", out, "--device", device, "--telemetry", telemetry, "--seed", str(seed)]
+    if policies:
+        command += ["--policies", ",".join(policies)]
+    if duration is not None:
+        command += ["--duration", f"{duration:g}"]
+    if max_jobs is not None:
+        command += ["--max-jobs", str(int(max_jobs))]
+    if max_span_s is not None:
+        command += ["--max-span", f"{max_span_s:g}"]
+    return command
+
+
 def bench_app(ctx: Ctx, session: Session, app: str, *, policies: Sequence[str] = (), image: str = DEFAULT_IMAGE,
               nvidia: bool = True, device: str = "auto", telemetry: str = "auto", duration: Optional[float] = None,
-              seed: int = 0, run_id: Optional[str] = None) -> Tuple[str, Dict[str, Any]]:
+              seed: int = 0, run_id: Optional[str] = None, max_jobs: Optional[int] = None,
+              max_span_s: Optional[float] = None) -> Tuple[str, Dict[str, Any]]:
     """``pantheon bench --app APP`` in the image on the board; collect its results folder.
+
+    ``max_jobs``/``max_span_s`` raise the workload bounds of ``pantheon bench`` (checked here
+    first, so a bad value is refused before anything runs on the board).
 
     The container writes ``/data/bench/<app>/<run-id>/`` (results, manifest with the image digest,
     L4T, board model, power mode, clocks, telemetry summary); it comes back to
@@ -297,11 +321,8 @@ def bench_app(ctx: Ctx, session: Session, app: str, *, policies: Sequence[str] =
     check_name("app", app)
     run_id = check_name("run id", run_id or new_run_id())
     out = f"/data/bench/{app}/{run_id}"
-    command = ["bench", "--app", app, "--out", out, "--device", device, "--telemetry", telemetry, "--seed", str(seed)]
-    if policies:
-        command += ["--policies", ",".join(policies)]
-    if duration is not None:
-        command += ["--duration", f"{duration:g}"]
+    command = bench_command(app, out, policies=policies, device=device, telemetry=telemetry, duration=duration,
+                            seed=seed, max_jobs=max_jobs, max_span_s=max_span_s)
     info = run_container(ctx, session, app=app, image=image, command=command,
                          remote_dir=f"{session.board.remote_root}/bench/{app}/{run_id}",
                          local_dir_kind=(f"bench/{app}/{run_id}", "bench"), run_id=run_id, nvidia=nvidia)

@@ -47,7 +47,7 @@ from pantheon.errors import (
 )
 from pantheon.formats import profiler_wire as wire
 from pantheon.formats import store
-from pantheon.formats.store import Store
+from pantheon.formats.store import Store, check_writable
 from pantheon.online import timing
 from pantheon.online.memory import module_bytes
 from pantheon.online.repository import load_torchscript
@@ -579,6 +579,7 @@ def profile(
         raise UsageError(f"--retries must be >= 0, got {retries}")
 
     items = latency_items(v)
+    check_writable(v.path / PROFILE_CSV)  # a read-only or full disk is refused before the timing
     mem = _measure_memory(items)
     if local:
         source = "local"
