@@ -1185,6 +1185,24 @@ def test_repository_import_sigint_exits_130_and_writes_nothing(tmp_path):
     assert _tree(out) == [] and not (tmp_path / "data").exists()
 
 
+def test_pretrain_sigint_exits_130_and_seals_no_backbone(tmp_path):
+    data = tmp_path / "data"
+    rc, stderr = _sigint_when(["--data-root", str(data), "pretrain", "--task", "digits_resnet18", "--epochs", "1000",
+                               "--limit", "64"], _env(tmp_path), lambda err: "pantheon.zoo.datasets" in err,
+                              python=("-X", "importtime"))  # the data loads, then the epochs run
+    _interrupted(rc, stderr)
+    assert not list(data.rglob("manifest.json")) and not list(data.rglob("*.tmp-*"))
+    assert not list(data.rglob("*.pt"))
+
+
+def test_demo_sigint_exits_130_and_seals_nothing(tmp_path):
+    data = tmp_path / "data"
+    rc, stderr = _sigint_when(["--data-root", str(data), "demo", "--quick"], _env(tmp_path),
+                              lambda err: "pantheon.zoo.datasets" in err, python=("-X", "importtime"))
+    _interrupted(rc, stderr)
+    assert not list(data.rglob("manifest.json")) and not list(data.rglob("*.tmp-*"))
+
+
 # -- an app's workload over the size bounds: the hint names options of the command that generates it ----------
 
 
