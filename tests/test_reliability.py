@@ -1057,8 +1057,17 @@ def _sigint_when(args, env, ready, timeout=120, python=()):
 
 
 def _interrupted(rc, stderr):
-    """Exit code 130 and one line, ``error: interrupted``: no traceback, no second line of noise."""
-    assert rc == 130, stderr
+    """Exit status 130 and one line, ``error: interrupted``: no traceback, no second line of noise.
+
+    The status is 130 as a shell sees it: ``exit(130)``, or death by SIGINT (``rc == -2`` here). CPython 3.11
+    takes the second way by itself after a clean ``exit(130)`` when the Ctrl-C first surfaced inside code run
+    by ``exec(<string>)`` (dataclass and namedtuple creation during an import do that): its ``exec`` marks the
+    interrupt as unhandled even though the command handled it (seen under strace: ``kill(self, SIGINT)``
+    at exit, after ``error: interrupted`` was written).
+    """
+    import signal
+
+    assert rc in (130, -signal.SIGINT), stderr
     assert "Traceback" not in stderr and "Exception ignored" not in stderr, stderr
     assert stderr.strip().splitlines()[-1] == "error: interrupted", stderr
 
