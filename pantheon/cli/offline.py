@@ -395,11 +395,9 @@ def pipeline_cmd(
     Example: pantheon pipeline --app digits --board-profiler 192.168.55.1:8765
     """
     from pantheon.offline.pipeline import PipelineOptions, pipeline
-    from pantheon.online.workload import check_options
 
     if board_profiler and local:
         raise UsageError("pass either --board-profiler HOST:PORT or --local, not both")
-    check_options(None, duration, 1.0, max_jobs, max_span)  # now, not after the training
     res = pipeline(app_name, PipelineOptions(data_dir=data_dir, board=board_profiler, force=force, epochs=epochs,
                                              limit=limit, token=token, repeat=repeat, min_chunk_us=min_chunk_us,
                                              duration_s=duration, max_jobs=max_jobs, max_span_s=max_span),

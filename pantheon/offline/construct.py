@@ -42,7 +42,6 @@ import json
 import os
 import re
 import time
-from collections.abc import Sized
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Dict, Iterable, Iterator, List, Optional, Tuple
@@ -381,13 +380,6 @@ def _fmt(values: List[float]) -> str:
     return " ".join(f"{v:.3f}" for v in values)
 
 
-def _num_samples(dataset: object) -> int:
-    """The size of a map-style dataset (every split the zoo loads is one)."""
-    if not isinstance(dataset, Sized):
-        raise UsageError(f"{type(dataset).__name__} has no length: construct needs map-style datasets")
-    return len(dataset)
-
-
 def _total(losses: Iterable[torch.Tensor]) -> torch.Tensor:
     """The sum of the exits' losses, added left to right (as ``sum()``, without its ``0`` start)."""
     it = iter(losses)
@@ -613,10 +605,12 @@ def _run(cfg: ConstructConfig, task: Any, pretrain: Optional[Path], inputs: Dict
             f"lr {hp.learning_rate:g}, batch {hp.batch_size}, wd {hp.weight_decay:g}, "
             f"{hp.max_epochs} epochs on {device}" + (f" x{d.world_size} ranks" if d.enabled else "")
         )
-    n_train = len(train.dataset)
+    from pantheon.zoo.datasets import dataset_len
+
+    n_train = dataset_len(train.dataset)
     cache = None
     if (not d.enabled and task.data_format == "digits"  # in memory, no augmentation
-            and FeatureCache.nbytes(shapes, n_train + _num_samples(val.dataset)) <= FEATURE_CACHE_BYTES):
+            and FeatureCache.nbytes(shapes, n_train + dataset_len(val.dataset)) <= FEATURE_CACHE_BYTES):
         cache = (FeatureCache(mx, train.dataset, device), FeatureCache(mx, val.dataset, device))
         if d.is_main:
             console.info("construct: the frozen blocks' outputs are computed once and cached (in-memory dataset)")

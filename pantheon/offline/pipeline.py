@@ -224,9 +224,13 @@ def pipeline(app_name: str, options: Optional[PipelineOptions] = None, *, store:
     Returns: the :class:`PipelineResult`: one :class:`StageResult` per stage and task, in the
     order they ran.
     """
+    from pantheon.online.workload import MAX_JOBS, MAX_SPAN_S, check_options
     from pantheon.zoo import get_task
 
     o = options or PipelineOptions()
+    # the workload stage's options are checked now, not after the training
+    check_options(None, o.duration_s, 1.0, MAX_JOBS if o.max_jobs is None else o.max_jobs,
+                  MAX_SPAN_S if o.max_span_s is None else o.max_span_s)
     s = store or st.Store()
     app = load_app(app_name, s)
     if o.board:
