@@ -20,7 +20,9 @@ decisions and the dispatch rules are exercised). It follows the scheduler's modu
   in EDF order at their smallest exits;
 * margin ``g``: "misses" above means ends after ``deadline - g x (its end - now)``; a job that
   misses only so (it meets the deadline itself) once 1..k are all at their smallest exits
-  is kept there and not checked again;
+  is kept there and not checked again; so is, once per plan (the bet), a job late there by
+  at most ``g x (its end - now)``, which is then not hopeless; a plan with a bet that keeps
+  another job that way or sets any job aside is made again with no bet;
 * at dispatch the head job, if it would end after its deadline, takes its largest smaller
   eligible exit that still meets it, or, alone in the queue and not frozen, its smallest
   exit when it is late there by at most ``g x`` that exit's remaining latency, or is
@@ -134,12 +136,13 @@ class Plain:
             edf.remove(self.locked)
             edf.insert(0, self.locked)
         shed = []
+        bets = True
         while True:
             kept = [j for j in edf if j not in shed]
             for j in kept:
                 if not self.frozen(j):
                     j.exit = j.task.top
-            hopeless, aside, risky, downs, restart = [], [], [], 0, False
+            hopeless, aside, risky, downs, restart, bet = [], [], [], 0, False, None
             while True:
                 t, k = now, None
                 for i, j in enumerate(kept):
@@ -150,12 +153,15 @@ class Plain:
                 if k is None:
                     break
                 jk = kept[k]
-                if now + sum(j.cost(self.floor(j)) for j in kept[:k + 1]) > jk.deadline:
+                floor_end = now + sum(j.cost(self.floor(j)) for j in kept[:k + 1])
+                may_bet = bets and bet is None and floor_end <= jk.deadline + self.margin * (floor_end - now)
+                if floor_end > jk.deadline and not may_bet:
                     if self.rule == "shed":
                         mins = [j.cost(self.floor(j)) for j in kept[:k + 1]]
                         victim = kept[max(i for i in range(k + 1) if mins[i] == max(mins))]
                         if victim is not jk:
-                            shed.append(victim)
+                            if bet is None:
+                                shed.append(victim)
                             restart = True
                             break
                     if self.rule == "keep":
@@ -173,11 +179,16 @@ class Plain:
                     if j.exit != self.floor(j) and (pick is None or self.loss(j) < self.loss(pick)):
                         pick = j
                 if pick is None:  # all of 1..k at their floors: k meets its deadline, not the margin
-                    assert t <= jk.deadline
+                    assert t <= jk.deadline or may_bet
+                    if t > jk.deadline:
+                        bet = jk
                     risky.append(jk)
                     continue
                 pick.exit = self.lower(pick)
                 downs += 1
+            if bet is not None and (len(risky) > 1 or restart or aside or hopeless):
+                bets = False  # the bet rides on another risky job, or costs one: plan again without one
+                continue
             if not restart:
                 break
         order = [j for j in kept if j not in hopeless]

@@ -160,8 +160,9 @@ def noise_table(jitter: float, seed: int) -> Tuple[float, ...]:
 
 def chunk_latency(factors: Sequence[float], job: int, chunk: int, lat: int) -> int:
     """The simulated latency of ``job``'s ``chunk`` (block index, or ``EXIT_CHUNK`` + the block
-    an exit follows) whose profiled latency is ``lat``, with the factors of :func:`noise_table`."""
-    return int(lat * factors[(job * _MIX_JOB + chunk * _MIX_CHUNK) & _NOISE_MASK])
+    an exit follows) whose profiled latency is ``lat``, with the factors of :func:`noise_table`
+    (rounded to the nearest microsecond: truncating would make every chunk 0.5 us fast on average)."""
+    return int(lat * factors[(job * _MIX_JOB + chunk * _MIX_CHUNK) & _NOISE_MASK] + 0.5)
 
 
 MAX_JITTER = 2.0  # a log-normal shape of 2 already gives a factor above 7x one chunk in 20
