@@ -1185,7 +1185,9 @@ def test_pipeline_sigint_in_a_stage_exits_130_and_keeps_the_sealed_stages(pipeli
 
 
 def test_repository_import_sigint_exits_130_and_writes_nothing(tmp_path):
-    src = _reference_repository(tmp_path / "ref", tasks=60)  # about 4 s of loading and running
+    # 300 tasks: about 3 s of loading and checking after the first task's files appear (60 tasks left only
+    # ~0.5 s after the test's 0.5 s wait on an idle machine, and the SIGINT once met the finished command)
+    src = _reference_repository(tmp_path / "ref", tasks=300)
     out = tmp_path / "out"
     out.mkdir()
     rc, stderr = _sigint_when(["repository", "import", str(src), "--out", str(out / "repo")], _env(tmp_path),

@@ -251,7 +251,8 @@ def margin_option() -> Any:
 
     return typer.Option(DEFAULT_MARGIN, "--margin", help=(
         "pantheon policies: plan each job to finish by its deadline less this fraction of the planned "
-        "time ahead (slack against latency noise; 0: plan to the deadline)."))
+        "time ahead, and keep at most one job late by no more than it rather than drop it (slack, and a "
+        "bet, against latency noise; 0: plan to the deadline, no bet)."))
 
 
 def store_callback(ctx: typer.Context, data_root: Optional[Path]) -> None:
