@@ -29,7 +29,7 @@ import time
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, List, Optional, Tuple, Union
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Tuple, Union
 
 from pantheon import console
 from pantheon.errors import ArtifactError, ArtifactExistsError, UsageError
@@ -173,10 +173,18 @@ def workload_available() -> bool:
     return True
 
 
+def _size_bounds(o: PipelineOptions) -> Dict[str, Any]:
+    """The workload generator's ``max_jobs``/``max_span_s``: the options', or its defaults."""
+    from pantheon.online.workload import MAX_JOBS, MAX_SPAN_S
+
+    return {"max_jobs": MAX_JOBS if o.max_jobs is None else o.max_jobs,
+            "max_span_s": MAX_SPAN_S if o.max_span_s is None else o.max_span_s}
+
+
 def _workload(app: App, repo: Path, o: PipelineOptions, s: st.Store) -> Outcome:
     from pantheon.formats import write_workloads
     from pantheon.online.repository import read_repository
-    from pantheon.online.workload import MAX_JOBS, MAX_SPAN_S, generate
+    from pantheon.online.workload import generate
 
     dest = s.workload_dir(app.name)
     inputs = {
@@ -188,9 +196,7 @@ def _workload(app: App, repo: Path, o: PipelineOptions, s: st.Store) -> Outcome:
         inputs["duration_s"] = o.duration_s
     if not o.force and st.is_complete(dest, inputs):
         return dest / "workload.bin", True, None
-    ws = generate(app, repo=read_repository(repo), duration_s=o.duration_s,
-                  max_jobs=MAX_JOBS if o.max_jobs is None else o.max_jobs,
-                  max_span_s=MAX_SPAN_S if o.max_span_s is None else o.max_span_s)
+    ws = generate(app, repo=read_repository(repo), duration_s=o.duration_s, **_size_bounds(o))
     with st.write_artifact(dest, kind="workload", inputs=inputs, force=True, meta={"app": app.name, "jobs": len(ws.workload)}) as tmp:
         write_workloads(tmp / "workload.bin", ws)
         (tmp / "workload.json").write_text(json.dumps(app.raw, indent=2, default=str) + "\n")
@@ -224,13 +230,14 @@ def pipeline(app_name: str, options: Optional[PipelineOptions] = None, *, store:
     Returns: the :class:`PipelineResult`: one :class:`StageResult` per stage and task, in the
     order they ran.
     """
-    from pantheon.online.workload import MAX_JOBS, MAX_SPAN_S, check_options
     from pantheon.zoo import get_task
 
     o = options or PipelineOptions()
-    # the workload stage's options are checked now, not after the training
-    check_options(None, o.duration_s, 1.0, MAX_JOBS if o.max_jobs is None else o.max_jobs,
-                  MAX_SPAN_S if o.max_span_s is None else o.max_span_s)
+    if workload_available():  # the workload stage's options are checked now, not after the training
+        from pantheon.online.workload import check_options
+
+        bounds = _size_bounds(o)
+        check_options(None, o.duration_s, 1.0, bounds["max_jobs"], bounds["max_span_s"])
     s = store or st.Store()
     app = load_app(app_name, s)
     if o.board:
