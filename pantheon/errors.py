@@ -215,6 +215,28 @@ def recorded_interrupts() -> Iterator[None]:
             signal.signal(signal.SIGINT, old)
 
 
+@contextlib.contextmanager
+def signals_held() -> Iterator[None]:
+    """Hold SIGINT and SIGTERM until the block ends, then deliver them: for a few steps that must all
+    happen or none (replacing an artifact folder by renames). In the main thread only, where Python
+    runs its handlers; elsewhere the block runs as it is (a signal interrupts the main thread, not it).
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    held: list = []
+    old = {}
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        old[sig] = signal.signal(sig, lambda signum, _frame: held.append(signum))
+    try:
+        yield
+    finally:
+        for sig, handler in old.items():
+            signal.signal(sig, handler)
+        for sig in dict.fromkeys(held):
+            signal.raise_signal(sig)  # to the handler that was in place: raise, exit, or ignore
+
+
 def clear_interrupt() -> None:
     """Forget a recorded interrupt (it was handled: the command ended with exit 130)."""
     _interrupt_pending.clear()

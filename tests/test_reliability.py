@@ -1097,7 +1097,9 @@ def test_construct_and_export_sigint_exit_130_and_leave_nothing(construct_run, t
     assert rc == 130, stderr
     assert stderr.strip().splitlines()[-1] == "error: interrupted" and "Traceback" not in stderr, stderr
     # what is left is the last whole epoch's checkpoint, for --resume, marked unfinished; no temporary folder
-    (run,) = (runs / "digits_resnet18").iterdir()
+    left = sorted((runs / "digits_resnet18").iterdir())
+    assert len(left) == 1, left
+    run = left[0]
     manifest = store.verify(run, kind="run")
     assert manifest.meta["complete"] is False and manifest.meta["epoch"] < 50
     assert not [p for p in runs.rglob("*") if ".tmp-" in p.name]

@@ -81,6 +81,43 @@ def test_failed_write_leaves_nothing_and_keeps_previous(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["v"]
 
 
+@pytest.mark.parametrize("when", ["between the renames", "after the renames"])
+@pytest.mark.parametrize("sig", ["SIGINT", "SIGTERM"])
+def test_a_signal_during_the_swap_lands_after_it(tmp_path, monkeypatch, when, sig):
+    """Replacing an artifact is two renames (old aside, new in) and a removal of the old one. A Ctrl-C
+    between them used to leave no artifact at `dest` (only a hidden `.old-` folder), or the old copy beside
+    the new one. It is now held until the swap is done: `dest` is whole, nothing else is left, and the
+    KeyboardInterrupt still reaches the caller. The same for SIGTERM, given a handler (a stop request)."""
+    import os
+    import signal
+
+    def stop(*_):
+        raise SystemExit(143)
+
+    signum = getattr(signal, sig)
+    dest = _write(tmp_path / "v", {"a": b"old"})
+    renames = []
+
+    def rename(src, dst):
+        os_rename(src, dst)
+        renames.append(dst)
+        if (when == "between the renames" and len(renames) == 1) or (when == "after the renames" and len(renames) == 2):
+            signal.raise_signal(signum)  # Python's handler runs at the next bytecode
+
+    os_rename = os.rename
+    monkeypatch.setattr(store.os, "rename", rename)
+    old_term = signal.signal(signal.SIGTERM, stop)
+    try:
+        with pytest.raises(KeyboardInterrupt if signum == signal.SIGINT else SystemExit):
+            _write(dest, {"a": b"new"}, force=True)
+    finally:
+        signal.signal(signal.SIGTERM, old_term)
+    assert len(renames) == 2
+    assert (dest / "a").read_bytes() == b"new"
+    verify(dest)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["v"]
+
+
 def test_existing_destination_needs_force(tmp_path):
     dest = _write(tmp_path / "v", {"a": b"1"})
     with pytest.raises(ArtifactExistsError, match="--force"):

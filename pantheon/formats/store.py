@@ -49,7 +49,14 @@ from pathlib import Path
 from typing import Any, Callable, Dict, Iterable, Iterator, Mapping, Optional, Union
 
 from pantheon import __version__
-from pantheon.errors import ArtifactError, ArtifactExistsError, ChecksumError, ManifestError, check_interrupt
+from pantheon.errors import (
+    ArtifactError,
+    ArtifactExistsError,
+    ChecksumError,
+    ManifestError,
+    check_interrupt,
+    signals_held,
+)
 
 SCHEMA_VERSION = 1
 MANIFEST = "manifest.json"
@@ -378,11 +385,10 @@ def write_artifact(
     if dest.exists() and not force:
         raise ArtifactExistsError(f"{dest} already exists; pass --force to replace it")
     created: list = []
+    tmp: Optional[Path] = None
     try:
-        tmp = _tmp_dir_for(dest, created)
-    except OSError as exc:
-        raise write_failed(dest, exc) from exc
-    try:
+        with signals_held():  # a Ctrl-C arrives before the temporary folder exists or once `tmp` names it
+            tmp = _tmp_dir_for(dest, created)
         if seed_from is not None:
             src = Path(seed_from)
             for p in src.rglob("*"):
@@ -395,8 +401,14 @@ def write_artifact(
         manifest = build_manifest(tmp, kind=kind, command=command, inputs=inputs, meta=meta)
         atomic_write_text(tmp / MANIFEST, manifest.to_json())
         verify(tmp, kind=kind)
-        _swap_into_place(tmp, dest)
+        with signals_held():  # never stop between the renames: dest is the old artifact or the new one
+            _swap_into_place(tmp, dest)
     except BaseException as exc:
+        if tmp is None:  # the temporary folder could not be made
+            _remove_created(created)
+            if isinstance(exc, OSError):
+                raise write_failed(dest, exc) from exc
+            raise
         shutil.rmtree(tmp, ignore_errors=True)
         _remove_created(created)
         if isinstance(exc, OSError) and _is_write_error(exc, tmp):  # name dest, not the temporary folder
