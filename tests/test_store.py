@@ -106,12 +106,15 @@ def test_a_signal_during_the_swap_lands_after_it(tmp_path, monkeypatch, when, si
 
     os_rename = os.rename
     monkeypatch.setattr(store.os, "rename", rename)
-    old_term = signal.signal(signal.SIGTERM, stop)
+    # Python's own SIGINT handler: a shell started this run in the background (`cmd &`, CI) with SIGINT ignored
+    old = {signal.SIGINT: signal.signal(signal.SIGINT, signal.default_int_handler),
+           signal.SIGTERM: signal.signal(signal.SIGTERM, stop)}
     try:
         with pytest.raises(KeyboardInterrupt if signum == signal.SIGINT else SystemExit):
             _write(dest, {"a": b"new"}, force=True)
     finally:
-        signal.signal(signal.SIGTERM, old_term)
+        for s, handler in old.items():
+            signal.signal(s, handler)
     assert len(renames) == 2
     assert (dest / "a").read_bytes() == b"new"
     verify(dest)
