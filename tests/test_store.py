@@ -121,6 +121,33 @@ def test_a_signal_during_the_swap_lands_after_it(tmp_path, monkeypatch, when, si
     assert sorted(p.name for p in tmp_path.iterdir()) == ["v"]
 
 
+def test_a_ctrl_c_as_a_file_write_begins_leaves_no_temporary_file(tmp_path, monkeypatch):
+    """A single file is written to a hidden temporary file, then renamed over its destination. A Ctrl-C
+    right after the temporary file was made used to leave it behind; it now lands once the write can
+    clean up after it, and the destination keeps its old content."""
+    import signal
+    import tempfile
+
+    path = tmp_path / "sub" / "f.json"
+    store.atomic_write_bytes(path, b"old")
+    real_mkstemp = tempfile.mkstemp
+
+    def mkstemp(*args, **kw):
+        made = real_mkstemp(*args, **kw)
+        signal.raise_signal(signal.SIGINT)  # Python's handler raises at the next bytecode
+        return made
+
+    monkeypatch.setattr(store.tempfile, "mkstemp", mkstemp)
+    old = signal.signal(signal.SIGINT, signal.default_int_handler)  # CI runs this in the background: SIGINT ignored
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            store.atomic_write_bytes(path, b"new")
+    finally:
+        signal.signal(signal.SIGINT, old)
+    assert path.read_bytes() == b"old"
+    assert sorted(p.name for p in path.parent.iterdir()) == ["f.json"]
+
+
 def test_existing_destination_needs_force(tmp_path):
     dest = _write(tmp_path / "v", {"a": b"1"})
     with pytest.raises(ArtifactExistsError, match="--force"):

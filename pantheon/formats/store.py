@@ -448,23 +448,23 @@ def update_artifact(
 def atomic_write_bytes(path: PathLike, data: bytes) -> None:
     """Write ``data`` to a temporary file beside ``path``, fsync, then rename over it."""
     path = Path(path)
-    created = []
+    created: list = []
+    tmp: Optional[str] = None
     try:
-        created = _make_parents(path.parent)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.tmp-", dir=path.parent)
-    except OSError as exc:
-        _remove_created(created)
-        raise write_failed(path, exc) from exc
-    try:
-        with os.fdopen(fd, "wb") as f:
+        with signals_held():  # a Ctrl-C arrives before the temporary file exists or once `tmp` names it
+            created += _make_parents(path.parent)
+            fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.tmp-", dir=path.parent)
+            f = os.fdopen(fd, "wb")
+        with f:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
         check_interrupt()
         os.replace(tmp, path)
     except BaseException as exc:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
+        if tmp is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
         _remove_created(created)
         if isinstance(exc, OSError):  # a write error names no file, or the temporary one: name path
             raise write_failed(path, exc) from exc
