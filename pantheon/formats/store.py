@@ -404,16 +404,12 @@ def write_artifact(
         with signals_held():  # never stop between the renames: dest is the old artifact or the new one
             _swap_into_place(tmp, dest)
     except BaseException as exc:
-        if tmp is None:  # the temporary folder could not be made
-            _remove_created(created)
-            if isinstance(exc, OSError):
-                raise write_failed(dest, exc) from exc
-            raise
-        shutil.rmtree(tmp, ignore_errors=True)
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
         _remove_created(created)
-        if isinstance(exc, OSError) and _is_write_error(exc, tmp):  # name dest, not the temporary folder
+        if isinstance(exc, OSError) and (tmp is None or _is_write_error(exc, tmp)):  # name dest, not tmp
             raise write_failed(dest, exc) from exc
-        if isinstance(exc, ArtifactError) and str(tmp) in str(exc):
+        if tmp is not None and isinstance(exc, ArtifactError) and str(tmp) in str(exc):
             raise type(exc)(str(exc).replace(str(tmp), str(dest))) from exc
         raise
 
